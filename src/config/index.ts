@@ -1,0 +1,110 @@
+import { z } from 'zod';
+import { CallvaultError, ErrorCode } from '../errors/index.js';
+
+/** Recording options a stream, room or agent may carry. The same shape everywhere. */
+export const RecordingOptionsSchema = z
+  .object({
+    enabled: z.boolean(),
+    key: z.string().min(1).optional(),
+    stereo: z.boolean().optional(),
+  })
+  .strict();
+export type RecordingOptions = z.infer<typeof RecordingOptionsSchema>;
+
+const boolFromEnv = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const commaList = <T extends z.ZodType<unknown, string>>(item: T) =>
+  z
+    .string()
+    .transform((s) => s.split(',').map((p) => p.trim()).filter((p) => p.length > 0))
+    .pipe(z.array(item));
+
+const orgId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'organisation ids are lowercase letters, digits, _ and -');
+
+const twilioAccount = z
+  .string()
+  .transform((s) => s.split(':'))
+  .pipe(z.tuple([orgId, z.string().regex(/^AC[0-9a-fA-F]{32}$/, 'expected an AC… account SID'), z.string().min(1)]))
+  .transform(([org, accountSid, authToken]) => ({ org, accountSid, authToken }));
+
+const apiKey = z
+  .string()
+  .transform((s) => {
+    const i = s.indexOf(':');
+    return i < 0 ? [s, ''] : [s.slice(0, i), s.slice(i + 1)];
+  })
+  .pipe(z.tuple([orgId, z.string().min(16, 'API keys are at least 16 characters')]))
+  .transform(([org, key]) => ({ org, key }));
+
+const base64Key32 = z
+  .string()
+  .transform((s) => Buffer.from(s, 'base64'))
+  .refine((b) => b.length === 32, 'expected base64 of exactly 32 bytes');
+
+const jsonOf = <T extends z.ZodType>(schema: T) =>
+  z
+    .string()
+    .transform((s, ctx) => {
+      try {
+        return JSON.parse(s) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'not valid JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
+
+export const EnvSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  HOST: z.string().default('0.0.0.0'),
+  PUBLIC_URL: z.url().optional(),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z.string().url().optional(),
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_BUCKET: z.string().min(3).default('callvault-recordings'),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_FORCE_PATH_STYLE: boolFromEnv.optional(),
+  S3_PART_SIZE_MIB: z.coerce.number().int().min(5).max(512).default(5),
+  S3_MAX_INFLIGHT_PARTS: z.coerce.number().int().min(1).max(1024).default(16),
+  MASTER_KEY: base64Key32.optional(),
+  MASTER_KEY_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
+  /** Earlier master keys, `id:base64,...`, kept so recordings wrapped before a rotation stay readable. */
+  PREVIOUS_MASTER_KEYS: z.string().optional(),
+  TWILIO_ACCOUNTS: commaList(twilioAccount).optional(),
+  TWILIO_SIGNATURE_VALIDATION: boolFromEnv.default(true),
+  API_KEYS: commaList(apiKey).optional(),
+  RECORDING_SAMPLE_RATE: z.coerce
+    .number()
+    .pipe(z.union([z.literal(8000), z.literal(16000), z.literal(24000), z.literal(48000)]))
+    .default(16000),
+  RECORDING_DEFAULT: jsonOf(RecordingOptionsSchema).default({ enabled: true, stereo: true }),
+  MAX_AHEAD_OF_CLOCK_SECONDS: z.coerce.number().positive().max(3600).default(10),
+  WORKER_THREADS: z.coerce.number().int().min(1).max(64).optional(),
+  SHUTDOWN_DEADLINE_SECONDS: z.coerce.number().positive().default(30),
+  PRESIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(1).max(300).default(300),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type Env = z.infer<typeof EnvSchema>;
+
+/**
+ * Parses the environment. A bad value stops start-up with an error naming the variable;
+ * the value itself is never echoed, since several variables carry secrets.
+ */
+export function loadEnv(env: NodeJS.ProcessEnv = process.env): Env {
+  const picked: Record<string, string> = {};
+  for (const key of Object.keys(EnvSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') picked[key] = value;
+  }
+  const result = EnvSchema.safeParse(picked);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new CallvaultError(ErrorCode.ConfigInvalid, `invalid configuration: ${problems.join('; ')}`, {
+      details: { variables: result.error.issues.map((i) => i.path.join('.')) },
+    });
+  }
+  return result.data;
+}

@@ -1,0 +1,87 @@
+/**
+ * Every error callvault raises carries a stable `code` (match on it, never on the message),
+ * the underlying `cause`, and whether retrying the same operation may succeed.
+ */
+export const ErrorCode = {
+  ConfigInvalid: 'CONFIG_INVALID',
+  // ingest
+  FrameMalformed: 'FRAME_MALFORMED',
+  FrameUnknownEvent: 'FRAME_UNKNOWN_EVENT',
+  FrameOutOfOrder: 'FRAME_OUT_OF_ORDER',
+  FramePayloadInvalid: 'FRAME_PAYLOAD_INVALID',
+  FrameTooLarge: 'FRAME_TOO_LARGE',
+  StreamAheadOfClock: 'STREAM_AHEAD_OF_CLOCK',
+  StreamAccountMismatch: 'STREAM_ACCOUNT_MISMATCH',
+  SignatureInvalid: 'SIGNATURE_INVALID',
+  RecordingOptionsInvalid: 'RECORDING_OPTIONS_INVALID',
+  ClientKeyWeak: 'CLIENT_KEY_WEAK',
+  Overloaded: 'OVERLOADED',
+  // crypto
+  ContainerInvalid: 'CONTAINER_INVALID',
+  ContainerTruncated: 'CONTAINER_TRUNCATED',
+  ContainerTampered: 'CONTAINER_TAMPERED',
+  KeyUnwrapFailed: 'KEY_UNWRAP_FAILED',
+  KeyUnknown: 'KEY_UNKNOWN',
+  // storage
+  StorageUnavailable: 'STORAGE_UNAVAILABLE',
+  UploadFailed: 'UPLOAD_FAILED',
+  SpoolFailed: 'SPOOL_FAILED',
+  // database
+  DatabaseUnavailable: 'DATABASE_UNAVAILABLE',
+  // pipeline
+  PipelineFailed: 'PIPELINE_FAILED',
+  // lifecycle
+  Destroyed: 'DESTROYED',
+  Closed: 'CLOSED',
+  ShuttingDown: 'SHUTTING_DOWN',
+  // api
+  Unauthorized: 'UNAUTHORIZED',
+  NotFound: 'NOT_FOUND',
+  Conflict: 'CONFLICT',
+  BadRequest: 'BAD_REQUEST',
+  RangeNotSatisfiable: 'RANGE_NOT_SATISFIABLE',
+  Internal: 'INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface CallvaultErrorOptions {
+  cause?: unknown;
+  retryable?: boolean;
+  /** Structured, non-secret context for logs and API error bodies. */
+  details?: Record<string, unknown>;
+}
+
+export class CallvaultError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: CallvaultErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CallvaultError';
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.details = options.details;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; retryable: boolean; details?: Record<string, unknown> } {
+    return {
+      code: this.code,
+      message: this.message,
+      retryable: this.retryable,
+      ...(this.details ? { details: this.details } : {}),
+    };
+  }
+}
+
+export function isCallvaultError(err: unknown, code?: ErrorCode): err is CallvaultError {
+  return err instanceof CallvaultError && (code === undefined || err.code === code);
+}
+
+/** Wraps anything thrown into a CallvaultError, keeping the original as `cause`. */
+export function toCallvaultError(err: unknown, fallback: ErrorCode = ErrorCode.Internal): CallvaultError {
+  if (err instanceof CallvaultError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new CallvaultError(fallback, message, { cause: err });
+}
