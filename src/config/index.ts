@@ -84,6 +84,11 @@ export const EnvSchema = z.object({
   WORKER_THREADS: z.coerce.number().int().min(1).max(64).optional(),
   SHUTDOWN_DEADLINE_SECONDS: z.coerce.number().positive().default(30),
   PRESIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(1).max(300).default(300),
+  LIVEKIT_URL: z.string().url().optional(),
+  LIVEKIT_API_KEY: z.string().min(1).optional(),
+  LIVEKIT_API_SECRET: z.string().min(1).optional(),
+  /** The organisation that owns the LiveKit project (its rooms' recordings belong to it). */
+  LIVEKIT_ORG: orgId.optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -1,0 +1,189 @@
+#!/usr/bin/env node
+/**
+ * Installs the Go-built peers tests and load runs need (MinIO, LiveKit, k6), pinned by version,
+ * into a cache shared across checkouts: `node scripts/peers.mjs ensure <minio|livekit|k6|all>`.
+ * Each peer lives in `<cache>/bin/<dir>-<version>/<binary>`; the version is part of the path, so
+ * a new pin never reuses an old build and an existing build is never rebuilt.
+ */
+import { spawn } from 'node:child_process';
+import { constants as fsConstants } from 'node:fs';
+import { access, mkdir, mkdtemp, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const PEERS = Object.freeze({
+  minio: { dir: 'minio', module: 'github.com/minio/minio', version: 'v0.0.0-20260212201848-7aac2a2c5b7c', binary: 'minio' },
+  livekit: {
+    dir: 'livekit-server',
+    module: 'github.com/livekit/livekit-server/cmd/server',
+    version: 'v1.13.5',
+    binary: 'server',
+  },
+  k6: { dir: 'k6', module: 'go.k6.io/k6', version: 'v1.8.1', binary: 'k6' },
+});
+
+// A build of MinIO or LiveKit on two cores takes many minutes; a lock younger than this is a live build.
+const STALE_LOCK_MS = 60 * 60 * 1000;
+const LOCK_POLL_MS = 2000;
+
+export function peersCacheDir(env = process.env) {
+  return env.CALLVAULT_PEERS_CACHE || join(env.HOME || homedir(), '.cache', 'callvault');
+}
+
+export function peerInstallDir(name, env = process.env) {
+  const peer = peerSpec(name);
+  return join(peersCacheDir(env), 'bin', `${peer.dir}-${peer.version}`);
+}
+
+export function peerBinaryPath(name, env = process.env) {
+  return join(peerInstallDir(name, env), peerSpec(name).binary);
+}
+
+function peerSpec(name) {
+  const peer = Object.hasOwn(PEERS, name) ? PEERS[name] : undefined;
+  if (!peer) throw new Error(`unknown peer "${name}"; expected one of ${Object.keys(PEERS).join(', ')}`);
+  return peer;
+}
+
+async function isExecutable(path) {
+  try {
+    await access(path, fsConstants.X_OK);
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Exclusive-create lock file holding the owner's pid. A lock whose owner is gone (or which is
+ * older than any plausible build) is taken over, so a crashed build does not block forever.
+ */
+async function acquireLock(lockPath, log) {
+  let announced = false;
+  for (;;) {
+    try {
+      const handle = await open(lockPath, 'wx');
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      return async () => {
+        await rm(lockPath, { force: true });
+      };
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+    }
+    if (await lockIsStale(lockPath)) {
+      await rm(lockPath, { force: true });
+      continue;
+    }
+    if (!announced) {
+      log(`waiting for another build holding ${lockPath}`);
+      announced = true;
+    }
+    await sleep(LOCK_POLL_MS);
+  }
+}
+
+async function lockIsStale(lockPath) {
+  try {
+    const [content, info] = await Promise.all([readFile(lockPath, 'utf8'), stat(lockPath)]);
+    if (Date.now() - info.mtimeMs > STALE_LOCK_MS) return true;
+    const pid = Number.parseInt(content.trim(), 10);
+    if (!Number.isInteger(pid) || pid <= 0) return Date.now() - info.mtimeMs > 10_000;
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (err) {
+      return err.code === 'ESRCH';
+    }
+  } catch (err) {
+    // The holder released it between our attempts.
+    if (err.code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+function goInstall(peer, gobin, log) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('go', ['install', `${peer.module}@${peer.version}`], {
+      env: { ...process.env, GOBIN: gobin, CGO_ENABLED: process.env.CGO_ENABLED ?? '0' },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    log(`building ${peer.module}@${peer.version} (this can take several minutes)`);
+    child.on('error', (err) => reject(new Error(`cannot run go: ${err.message}`, { cause: err })));
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`go install ${peer.module}@${peer.version} failed (code ${code}, signal ${signal})`));
+    });
+  });
+}
+
+/** Returns the path of the peer's binary, building it first when it is not cached. */
+export async function ensurePeer(name, { env = process.env, log = (msg) => process.stderr.write(`[peers] ${msg}\n`) } = {}) {
+  const peer = peerSpec(name);
+  const installDir = peerInstallDir(name, env);
+  const binary = join(installDir, peer.binary);
+  if (await isExecutable(binary)) return binary;
+
+  const binRoot = join(peersCacheDir(env), 'bin');
+  await mkdir(binRoot, { recursive: true });
+  const release = await acquireLock(join(binRoot, `${peer.dir}-${peer.version}.lock`), log);
+  try {
+    // Someone else may have finished the build while we waited for the lock.
+    if (await isExecutable(binary)) return binary;
+    // Building next to the final directory keeps the rename on one file system, hence atomic:
+    // readers see either no binary or a complete one, never a half-written file.
+    const staging = await mkdtemp(join(binRoot, `.${peer.dir}-${peer.version}.build-`));
+    try {
+      await goInstall(peer, staging, log);
+      if (!(await isExecutable(join(staging, peer.binary)))) {
+        throw new Error(`go install ${peer.module}@${peer.version} did not produce ${peer.binary}`);
+      }
+      // The file, not the directory, is renamed: an existing install dir (e.g. one a manual build
+      // is writing into) is left alone rather than replaced.
+      await mkdir(installDir, { recursive: true });
+      await rename(join(staging, peer.binary), binary);
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+  } finally {
+    await release();
+  }
+  return binary;
+}
+
+export async function ensurePeers(names, options) {
+  const paths = {};
+  // One at a time: two Go builds at once on a small machine only slow each other down.
+  for (const name of names) paths[name] = await ensurePeer(name, options);
+  return paths;
+}
+
+async function main(argv) {
+  const [command, target] = argv;
+  if (command !== 'ensure' || !target) {
+    process.stderr.write('usage: node scripts/peers.mjs ensure <minio|livekit|k6|all>\n');
+    return 2;
+  }
+  const names = target === 'all' ? Object.keys(PEERS) : [target];
+  for (const name of names) peerSpec(name);
+  const paths = await ensurePeers(names);
+  for (const name of names) process.stdout.write(`${paths[name]}\n`);
+  return 0;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      process.stderr.write(`[peers] ${err.message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,162 @@
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
+import type { Logger } from '../log/index.js';
+import type { GatewayMetrics } from '../metrics/index.js';
+
+export type Method = 'get' | 'post' | 'put' | 'del' | 'head' | 'patch';
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK',
+  201: 'Created',
+  204: 'No Content',
+  206: 'Partial Content',
+  302: 'Found',
+  304: 'Not Modified',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  416: 'Range Not Satisfiable',
+  422: 'Unprocessable Entity',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
+  [ErrorCode.Unauthorized]: 401,
+  [ErrorCode.NotFound]: 404,
+  [ErrorCode.Conflict]: 409,
+  [ErrorCode.BadRequest]: 400,
+  [ErrorCode.RecordingOptionsInvalid]: 400,
+  [ErrorCode.ClientKeyWeak]: 400,
+  [ErrorCode.RangeNotSatisfiable]: 416,
+  [ErrorCode.ShuttingDown]: 503,
+  [ErrorCode.DatabaseUnavailable]: 503,
+  [ErrorCode.StorageUnavailable]: 503,
+};
+
+export function statusLine(status: number): string {
+  return `${status} ${STATUS_TEXT[status] ?? 'Unknown'}`;
+}
+
+/**
+ * Request data copied out of uWS's stack-allocated request before any await (uWS invalidates it when the
+ * handler returns), plus the response with abort tracking.
+ */
+export interface RequestContext {
+  method: string;
+  url: string;
+  query: URLSearchParams;
+  params: string[];
+  headers: Map<string, string>;
+  res: HttpResponse;
+  aborted: boolean;
+  /** Aborted when the client goes away, so streaming work (S3 reads) stops with it. */
+  signal: AbortSignal;
+  readBody(limitBytes?: number): Promise<Buffer>;
+}
+
+export type Handler = (ctx: RequestContext) => Promise<HttpResult | void> | HttpResult | void;
+
+/** A complete, small response. Streaming handlers write to ctx.res themselves and return nothing. */
+export interface HttpResult {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+}
+
+export function json(status: number, value: unknown, headers: Record<string, string> = {}): HttpResult {
+  return { status, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(value) };
+}
+
+export function errorResult(err: CallvaultError): HttpResult {
+  const status = STATUS_BY_CODE[err.code] ?? 500;
+  const message = status === 500 ? 'internal error' : err.message;
+  return json(status, { error: { code: err.code, message, ...(status !== 500 && err.details ? { details: err.details } : {}) } });
+}
+
+export function writeResult(ctx: RequestContext, result: HttpResult): void {
+  if (ctx.aborted) return;
+  ctx.res.cork(() => {
+    ctx.res.writeStatus(statusLine(result.status));
+    for (const [name, value] of Object.entries(result.headers ?? {})) ctx.res.writeHeader(name, value);
+    if (ctx.method === 'head') ctx.res.endWithoutBody(result.body === undefined ? 0 : Buffer.byteLength(result.body));
+    else ctx.res.end(result.body ?? '');
+  });
+}
+
+export interface Router {
+  route(method: Method, pattern: string, routeName: string, handler: Handler): void;
+}
+
+export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics: GatewayMetrics }): Router {
+  return {
+    route(method, pattern, routeName, handler) {
+      app[method](pattern, (res: HttpResponse, req: HttpRequest) => {
+        const started = performance.now();
+        const abort = new AbortController();
+        const paramCount = (pattern.match(/:/g) ?? []).length;
+        const headers = new Map<string, string>();
+        req.forEach((k, v) => headers.set(k, v));
+        const ctx: RequestContext = {
+          method: req.getCaseSensitiveMethod().toLowerCase(),
+          url: req.getUrl(),
+          query: new URLSearchParams(req.getQuery() ?? ''),
+          params: Array.from({ length: paramCount }, (_, i) => decodeURIComponent(req.getParameter(i) ?? '')),
+          headers,
+          res,
+          aborted: false,
+          signal: abort.signal,
+          readBody: (limitBytes = 1024 * 1024) =>
+            new Promise<Buffer>((resolve, reject) => {
+              const chunks: Buffer[] = [];
+              let size = 0;
+              res.onData((chunk, isLast) => {
+                size += chunk.byteLength;
+                if (size > limitBytes) {
+                  reject(new CallvaultError(ErrorCode.BadRequest, 'request body too large'));
+                  return;
+                }
+                chunks.push(Buffer.from(chunk.slice(0)));
+                if (isLast) resolve(Buffer.concat(chunks));
+              });
+            }),
+        };
+        res.onAborted(() => {
+          ctx.aborted = true;
+          abort.abort();
+        });
+        const finish = (status: number): void => {
+          deps.metrics.httpDuration.observe(
+            { method: ctx.method.toUpperCase(), route: routeName, status: String(status) },
+            (performance.now() - started) / 1000,
+          );
+        };
+        Promise.resolve()
+          .then(() => handler(ctx))
+          .then(
+            (result) => {
+              if (result) {
+                writeResult(ctx, result);
+                finish(result.status);
+              } else {
+                finish(200);
+              }
+            },
+            (err: unknown) => {
+              const error = isCallvaultError(err) ? err : new CallvaultError(ErrorCode.Internal, 'unhandled error', { cause: err });
+              if (!isCallvaultError(err) || (STATUS_BY_CODE[error.code] ?? 500) === 500) {
+                deps.logger.error({ route: routeName, code: error.code, err }, 'request failed');
+              }
+              const result = errorResult(error);
+              writeResult(ctx, result);
+              finish(result.status);
+            },
+          );
+      });
+    },
+  };
+}

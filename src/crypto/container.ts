@@ -1,0 +1,366 @@
+/**
+ * The encrypted recording container (format version 1). docs/recording-format.md is the specification;
+ * keep the two in step (test/crypto/format-doc.test.ts checks the worked example).
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { CallvaultError, ErrorCode } from '../errors/index.js';
+
+export type KeyMode = 'server' | 'client';
+export type SampleFormat = 'pcm_s16le';
+
+export interface ContainerHeader {
+  version: 1;
+  sampleFormat: SampleFormat;
+  sampleRate: number;
+  channels: 1 | 2;
+  keyMode: KeyMode;
+  /** Server mode: id of the master key that wraps the data key. Client mode: optional label, often empty. */
+  keyId: string;
+  salt: Uint8Array;
+  noncePrefix: Uint8Array;
+  /** Plaintext bytes in every segment but the last. */
+  segmentSize: number;
+}
+
+/** `\x89CVREC\r\n`: the high byte and CR LF catch 7-bit and newline-translating transports, as in PNG. */
+export const CONTAINER_MAGIC: Uint8Array = Uint8Array.of(0x89, 0x43, 0x56, 0x52, 0x45, 0x43, 0x0d, 0x0a);
+export const CONTAINER_VERSION = 1;
+export const DATA_KEY_LENGTH = 32;
+export const SALT_LENGTH = 32;
+export const NONCE_PREFIX_LENGTH = 7;
+export const NONCE_LENGTH = 12;
+export const TAG_LENGTH = 16;
+export const DEFAULT_SEGMENT_SIZE = 16384;
+export const MAX_SEGMENT_SIZE = 1 << 24;
+export const MAX_KEY_ID_BYTES = 255;
+/** Bytes before the key id; the key id length is the last of them. */
+export const FIXED_HEADER_LENGTH = 60;
+/** A reader that fetches this many bytes (or the whole object, if smaller) always holds the full header. */
+export const MAX_HEADER_LENGTH = FIXED_HEADER_LENGTH + MAX_KEY_ID_BYTES;
+export const MIN_SAMPLE_RATE = 1;
+export const MAX_SAMPLE_RATE = 384000;
+/** The segment counter is a 32-bit field; one more segment would reuse a nonce. */
+export const MAX_SEGMENTS = 2 ** 32;
+
+const SAMPLE_FORMAT_PCM_S16LE = 1;
+const KEY_MODE_SERVER = 1;
+const KEY_MODE_CLIENT = 2;
+const FLAG_NOT_FINAL = 0;
+const FLAG_FINAL = 1;
+
+const OFFSET = {
+  magic: 0,
+  version: 8,
+  sampleFormat: 9,
+  channels: 10,
+  sampleRate: 11,
+  keyMode: 15,
+  segmentSize: 16,
+  noncePrefix: 20,
+  salt: 27,
+  keyIdLength: 59,
+  keyId: 60,
+} as const;
+
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+function invalid(message: string, details?: Record<string, unknown>): CallvaultError {
+  return new CallvaultError(ErrorCode.ContainerInvalid, message, details ? { details } : {});
+}
+
+function encodeKeyId(keyId: string): Uint8Array {
+  const bytes = utf8.encode(keyId);
+  // Lone surrogates would be replaced on encoding, and the id read back would not match the one written.
+  if (strictUtf8.decode(bytes) !== keyId) throw invalid('key id is not valid Unicode text');
+  if (bytes.length > MAX_KEY_ID_BYTES) throw invalid(`key id is longer than ${MAX_KEY_ID_BYTES} bytes in UTF-8`);
+  return bytes;
+}
+
+function validateHeaderFields(h: ContainerHeader): void {
+  if (!Number.isInteger(h.sampleRate) || h.sampleRate < MIN_SAMPLE_RATE || h.sampleRate > MAX_SAMPLE_RATE) {
+    throw invalid(`sample rate must be an integer in ${MIN_SAMPLE_RATE}..${MAX_SAMPLE_RATE}`, { sampleRate: h.sampleRate });
+  }
+  if (h.channels !== 1 && h.channels !== 2) throw invalid('channels must be 1 or 2', { channels: h.channels });
+  if (!Number.isInteger(h.segmentSize) || h.segmentSize < 1 || h.segmentSize > MAX_SEGMENT_SIZE) {
+    throw invalid(`segment size must be an integer in 1..${MAX_SEGMENT_SIZE}`, { segmentSize: h.segmentSize });
+  }
+  if (h.keyMode !== 'server' && h.keyMode !== 'client') throw invalid('key mode must be server or client');
+  // A server-mode recording without a master key id could never be unwrapped after a rotation.
+  if (h.keyMode === 'server' && h.keyId.length === 0) throw invalid('server key mode requires a key id');
+  if (h.salt.length !== SALT_LENGTH) throw invalid(`salt must be ${SALT_LENGTH} bytes`);
+  if (h.noncePrefix.length !== NONCE_PREFIX_LENGTH) throw invalid(`nonce prefix must be ${NONCE_PREFIX_LENGTH} bytes`);
+}
+
+export function serializeHeader(h: ContainerHeader): Uint8Array {
+  validateHeaderFields(h);
+  const keyId = encodeKeyId(h.keyId);
+  const out = new Uint8Array(FIXED_HEADER_LENGTH + keyId.length);
+  const view = new DataView(out.buffer);
+  out.set(CONTAINER_MAGIC, OFFSET.magic);
+  out[OFFSET.version] = CONTAINER_VERSION;
+  out[OFFSET.sampleFormat] = SAMPLE_FORMAT_PCM_S16LE;
+  out[OFFSET.channels] = h.channels;
+  view.setUint32(OFFSET.sampleRate, h.sampleRate, false);
+  out[OFFSET.keyMode] = h.keyMode === 'server' ? KEY_MODE_SERVER : KEY_MODE_CLIENT;
+  view.setUint32(OFFSET.segmentSize, h.segmentSize, false);
+  out.set(h.noncePrefix, OFFSET.noncePrefix);
+  out.set(h.salt, OFFSET.salt);
+  out[OFFSET.keyIdLength] = keyId.length;
+  out.set(keyId, OFFSET.keyId);
+  return out;
+}
+
+/**
+ * How long the header is, judging from a prefix of the object, or `undefined` when the prefix is too short
+ * to tell. Throws CONTAINER_INVALID as soon as the prefix cannot begin a container, so a stream of
+ * something else is rejected without waiting for more bytes.
+ */
+export function headerLengthFromPrefix(prefix: Uint8Array): number | undefined {
+  const magicBytes = Math.min(prefix.length, CONTAINER_MAGIC.length);
+  for (let i = 0; i < magicBytes; i++) {
+    if (prefix[i] !== CONTAINER_MAGIC[i]) throw invalid('not a callvault recording (bad magic)');
+  }
+  if (prefix.length > OFFSET.version && prefix[OFFSET.version] !== CONTAINER_VERSION) {
+    throw invalid('unsupported container version', { version: prefix[OFFSET.version] });
+  }
+  if (prefix.length <= OFFSET.keyIdLength) return undefined;
+  return FIXED_HEADER_LENGTH + (prefix[OFFSET.keyIdLength] ?? 0);
+}
+
+/** Parses the header at the start of `bytes`; only the header's own bytes are needed. */
+export function parseHeader(bytes: Uint8Array): { header: ContainerHeader; headerLength: number } {
+  const headerLength = headerLengthFromPrefix(bytes);
+  if (headerLength === undefined || bytes.length < headerLength) {
+    throw invalid('header is incomplete', { available: bytes.length, ...(headerLength ? { headerLength } : {}) });
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, headerLength);
+  if (bytes[OFFSET.sampleFormat] !== SAMPLE_FORMAT_PCM_S16LE) {
+    throw invalid('unsupported sample format', { sampleFormat: bytes[OFFSET.sampleFormat] });
+  }
+  const keyModeByte = bytes[OFFSET.keyMode];
+  if (keyModeByte !== KEY_MODE_SERVER && keyModeByte !== KEY_MODE_CLIENT) {
+    throw invalid('unknown key mode', { keyMode: keyModeByte });
+  }
+  let keyId: string;
+  try {
+    keyId = strictUtf8.decode(bytes.subarray(OFFSET.keyId, headerLength));
+  } catch (cause) {
+    throw new CallvaultError(ErrorCode.ContainerInvalid, 'key id is not valid UTF-8', { cause });
+  }
+  const header: ContainerHeader = {
+    version: CONTAINER_VERSION,
+    sampleFormat: 'pcm_s16le',
+    sampleRate: view.getUint32(OFFSET.sampleRate, false),
+    channels: bytes[OFFSET.channels] as 1 | 2,
+    keyMode: keyModeByte === KEY_MODE_SERVER ? 'server' : 'client',
+    keyId,
+    salt: bytes.slice(OFFSET.salt, OFFSET.salt + SALT_LENGTH),
+    noncePrefix: bytes.slice(OFFSET.noncePrefix, OFFSET.noncePrefix + NONCE_PREFIX_LENGTH),
+    segmentSize: view.getUint32(OFFSET.segmentSize, false),
+  };
+  validateHeaderFields(header);
+  return { header, headerLength };
+}
+
+export function segmentNonce(noncePrefix: Uint8Array, segmentIndex: number, final: boolean): Uint8Array {
+  if (!Number.isInteger(segmentIndex) || segmentIndex < 0 || segmentIndex >= MAX_SEGMENTS) {
+    throw invalid('segment index is outside the 32-bit counter', { segmentIndex });
+  }
+  const nonce = new Uint8Array(NONCE_LENGTH);
+  nonce.set(noncePrefix, 0);
+  new DataView(nonce.buffer).setUint32(NONCE_PREFIX_LENGTH, segmentIndex, false);
+  nonce[NONCE_LENGTH - 1] = final ? FLAG_FINAL : FLAG_NOT_FINAL;
+  return nonce;
+}
+
+export function assertDataKey(dataKey: Uint8Array): void {
+  if (!(dataKey instanceof Uint8Array) || dataKey.length !== DATA_KEY_LENGTH) {
+    throw new CallvaultError(ErrorCode.BadRequest, `data key must be ${DATA_KEY_LENGTH} bytes`);
+  }
+}
+
+/** Returns ciphertext || tag. */
+export function sealSegment(
+  dataKey: Uint8Array,
+  headerBytes: Uint8Array,
+  noncePrefix: Uint8Array,
+  segmentIndex: number,
+  final: boolean,
+  plaintext: Uint8Array,
+): Uint8Array {
+  const cipher = createCipheriv('aes-256-gcm', dataKey, segmentNonce(noncePrefix, segmentIndex, final), {
+    authTagLength: TAG_LENGTH,
+  });
+  cipher.setAAD(headerBytes);
+  const out = new Uint8Array(plaintext.length + TAG_LENGTH);
+  const body = cipher.update(plaintext);
+  const rest = cipher.final();
+  out.set(body, 0);
+  out.set(rest, body.length);
+  out.set(cipher.getAuthTag(), plaintext.length);
+  return out;
+}
+
+/** Returns the plaintext, or `undefined` when the segment does not authenticate at this index and flag. */
+export function openSegment(
+  dataKey: Uint8Array,
+  headerBytes: Uint8Array,
+  noncePrefix: Uint8Array,
+  segmentIndex: number,
+  final: boolean,
+  sealed: Uint8Array,
+): Uint8Array | undefined {
+  if (sealed.length < TAG_LENGTH) return undefined;
+  const decipher = createDecipheriv('aes-256-gcm', dataKey, segmentNonce(noncePrefix, segmentIndex, final), {
+    authTagLength: TAG_LENGTH,
+  });
+  decipher.setAAD(headerBytes);
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
+  const body = decipher.update(sealed.subarray(0, sealed.length - TAG_LENGTH));
+  try {
+    const rest = decipher.final();
+    if (rest.length === 0) return new Uint8Array(body.buffer, body.byteOffset, body.length);
+    const out = new Uint8Array(body.length + rest.length);
+    out.set(body, 0);
+    out.set(rest, body.length);
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Everything needed to continue a recording. Plain data only: it crosses into and out of worker threads
+ * by structured clone on every batch, so no class instances, functions or cipher objects.
+ */
+export interface EncryptorState {
+  formatVersion: 1;
+  dataKey: Uint8Array;
+  header: Uint8Array;
+  noncePrefix: Uint8Array;
+  segmentSize: number;
+  /** Index of the next segment to seal. */
+  nextSegment: number;
+  /** Plaintext waiting for its segment to fill; always shorter than segmentSize. */
+  pending: Uint8Array;
+  finished: boolean;
+}
+
+export interface CreateEncryptorParams {
+  dataKey: Uint8Array;
+  keyMode: KeyMode;
+  keyId: string;
+  salt: Uint8Array;
+  sampleRate: number;
+  channels: 1 | 2;
+  segmentSize?: number;
+}
+
+/**
+ * Like createEncryptor but with a caller-chosen nonce prefix. Only for reproducible test vectors:
+ * a repeated prefix under the same data key would repeat nonces.
+ */
+export function createEncryptorWithNoncePrefix(
+  p: CreateEncryptorParams,
+  noncePrefix: Uint8Array,
+): { header: Uint8Array; state: EncryptorState } {
+  assertDataKey(p.dataKey);
+  const segmentSize = p.segmentSize ?? DEFAULT_SEGMENT_SIZE;
+  const header = serializeHeader({
+    version: CONTAINER_VERSION,
+    sampleFormat: 'pcm_s16le',
+    sampleRate: p.sampleRate,
+    channels: p.channels,
+    keyMode: p.keyMode,
+    keyId: p.keyId,
+    salt: p.salt,
+    noncePrefix,
+    segmentSize,
+  });
+  const state: EncryptorState = {
+    formatVersion: CONTAINER_VERSION,
+    dataKey: Uint8Array.from(p.dataKey),
+    header,
+    noncePrefix: Uint8Array.from(noncePrefix),
+    segmentSize,
+    nextSegment: 0,
+    pending: new Uint8Array(0),
+    finished: false,
+  };
+  return { header: Uint8Array.from(header), state };
+}
+
+export function createEncryptor(p: CreateEncryptorParams): { header: Uint8Array; state: EncryptorState } {
+  return createEncryptorWithNoncePrefix(p, randomBytes(NONCE_PREFIX_LENGTH));
+}
+
+/**
+ * Seals every segment this chunk completes (and, when `final`, the last segment, which may be empty).
+ * Pure: the given state is not modified. Full segments are sealed as soon as they fill, so the output
+ * depends only on the concatenated plaintext, never on how it was split into chunks.
+ */
+export function encryptChunk(
+  state: EncryptorState,
+  plaintext: Uint8Array,
+  final: boolean,
+): { state: EncryptorState; output: Uint8Array } {
+  if (state.finished) {
+    throw new CallvaultError(ErrorCode.Closed, 'recording encryptor already sealed its final segment');
+  }
+  const { segmentSize } = state;
+  const available = state.pending.length + plaintext.length;
+  const fullSegments = Math.floor(available / segmentSize);
+  const sealedSegments = fullSegments + (final ? 1 : 0);
+  if (state.nextSegment + sealedSegments > MAX_SEGMENTS) {
+    throw invalid('recording exceeds the maximum number of segments', { maxSegments: MAX_SEGMENTS });
+  }
+
+  const output = new Uint8Array(fullSegments * (segmentSize + TAG_LENGTH) + (final ? available - fullSegments * segmentSize + TAG_LENGTH : 0));
+  let written = 0;
+  let consumed = 0; // bytes of (pending ++ plaintext) already sealed
+  let nextSegment = state.nextSegment;
+  const segment = new Uint8Array(segmentSize);
+  const take = (into: Uint8Array, length: number): Uint8Array => {
+    // Fill from pending first, then plaintext, without concatenating the whole chunk.
+    let filled = 0;
+    while (filled < length) {
+      const position = consumed + filled;
+      if (position < state.pending.length) {
+        const n = Math.min(length - filled, state.pending.length - position);
+        into.set(state.pending.subarray(position, position + n), filled);
+        filled += n;
+      } else {
+        const from = position - state.pending.length;
+        const n = length - filled;
+        into.set(plaintext.subarray(from, from + n), filled);
+        filled += n;
+      }
+    }
+    consumed += length;
+    return into.subarray(0, length);
+  };
+
+  for (let i = 0; i < fullSegments; i++) {
+    const sealed = sealSegment(state.dataKey, state.header, state.noncePrefix, nextSegment, false, take(segment, segmentSize));
+    output.set(sealed, written);
+    written += sealed.length;
+    nextSegment++;
+  }
+  const remainder = take(new Uint8Array(available - consumed), available - consumed);
+  if (final) {
+    const sealed = sealSegment(state.dataKey, state.header, state.noncePrefix, nextSegment, true, remainder);
+    output.set(sealed, written);
+    written += sealed.length;
+    nextSegment++;
+  }
+  return {
+    state: {
+      ...state,
+      nextSegment,
+      pending: final ? new Uint8Array(0) : remainder,
+      finished: final,
+    },
+    output,
+  };
+}

@@ -1,0 +1,11 @@
+export { createDatabase } from './database.js';
+export type { Database, DatabaseOptions, MigrationResult } from './database.js';
+export type { OrganisationsRepository } from './organisations.js';
+export type { ApiKeysRepository } from './api-keys.js';
+export type { CallsRepository } from './calls.js';
+export type { RecordingsRepository } from './recordings.js';
+export { MAX_PAGE_SIZE } from './recordings.js';
+export type { Migration } from './migrations/index.js';
+export type * from './types.js';
+export { startEmbeddedPostgres } from './embedded.js';
+export type { EmbeddedPostgresOptions, EmbeddedPostgresHandle } from './embedded.js';

@@ -1,0 +1,6 @@
+import { init } from './0001_init.js';
+import type { Migration } from './migration.js';
+
+export type { Migration };
+
+export const migrations: readonly Migration[] = [init];

@@ -1,0 +1,323 @@
+import { randomBytes } from 'node:crypto';
+import { CallvaultError, ErrorCode } from '../errors/index.js';
+import { isUuid, toNullableNumber, type Executor } from './executor.js';
+import type {
+  CompleteRecordingInput,
+  CreateRecordingInput,
+  FailRecordingInput,
+  JsonObject,
+  KeyMode,
+  ListRecordingsQuery,
+  Recording,
+  RecordingPage,
+  RecordingSource,
+  RecordingStatus,
+} from './types.js';
+
+interface RecordingRow {
+  id: string;
+  recording_sid: string;
+  org_id: string;
+  call_id: string | null;
+  status: RecordingStatus;
+  source: RecordingSource;
+  channels: number;
+  sample_rate: number;
+  format: string;
+  media_type: string;
+  duration_ms: string | null;
+  size_bytes: string | null;
+  bucket: string;
+  object_key: string;
+  key_mode: KeyMode;
+  key_id: string | null;
+  wrapped_key: Buffer | null;
+  error_code: string | null;
+  started_at: Date;
+  ended_at: Date | null;
+  metadata: JsonObject;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const COLUMNS = `id, recording_sid, org_id, call_id, status, source, channels, sample_rate, format, media_type,
+  duration_ms, size_bytes, bucket, object_key, key_mode, key_id, wrapped_key, error_code, started_at, ended_at,
+  metadata, created_at, updated_at`;
+
+function toRecording(row: RecordingRow): Recording {
+  return {
+    id: row.id,
+    recordingSid: row.recording_sid,
+    orgId: row.org_id,
+    callId: row.call_id,
+    status: row.status,
+    source: row.source,
+    channels: row.channels,
+    sampleRate: row.sample_rate,
+    format: row.format,
+    mediaType: row.media_type,
+    durationMs: toNullableNumber(row.duration_ms),
+    sizeBytes: toNullableNumber(row.size_bytes),
+    bucket: row.bucket,
+    objectKey: row.object_key,
+    keyMode: row.key_mode,
+    keyId: row.key_id,
+    wrappedKey: row.wrapped_key,
+    errorCode: row.error_code,
+    startedAt: row.started_at,
+    endedAt: row.ended_at,
+    metadata: row.metadata,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+const RECORDING_SID = /^CR[0-9a-f]{32}$/;
+const METADATA_LIST_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+const STATUSES: readonly RecordingStatus[] = ['in_progress', 'completed', 'failed'];
+const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'elevenlabs'];
+export const MAX_PAGE_SIZE = 1000;
+
+function newRecordingSid(): string {
+  return `CR${randomBytes(16).toString('hex')}`;
+}
+
+/** The SQL condition selecting a recording by uuid or by recording SID, or null when `idOrSid` is neither. */
+function identify(idOrSid: string, param: string): string | null {
+  if (isUuid(idOrSid)) return `id = ${param}`;
+  if (RECORDING_SID.test(idOrSid)) return `recording_sid = ${param}`;
+  return null;
+}
+
+function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function badRequest(message: string, details?: Record<string, unknown>): CallvaultError {
+  return new CallvaultError(ErrorCode.BadRequest, message, details ? { details } : {});
+}
+
+function isValidDate(value: unknown): value is Date {
+  return value instanceof Date && !Number.isNaN(value.getTime());
+}
+
+export interface RecordingsRepository {
+  /** Inserts an in-progress recording with a fresh id and recording SID. */
+  create(input: CreateRecordingInput): Promise<Recording>;
+  /** in_progress → completed. Throws NOT_FOUND for unknown ids, CONFLICT if the recording already finished. */
+  complete(id: string, result: CompleteRecordingInput): Promise<Recording>;
+  /** in_progress → failed. Throws NOT_FOUND for unknown ids, CONFLICT if the recording already finished. */
+  fail(id: string, result: FailRecordingInput): Promise<Recording>;
+  /** Shallow-merges `patch` into metadata (jsonb `||`); returns the merged metadata. */
+  mergeMetadata(id: string, patch: JsonObject): Promise<JsonObject>;
+  /**
+   * Appends `event` to the metadata array `listName` (created if missing) in one UPDATE, so concurrent
+   * appends never lose each other's events.
+   */
+  appendMetadataEvent(id: string, listName: string, event: unknown): Promise<void>;
+  /** By uuid or recording SID; another organisation's recording is not found. */
+  get(orgId: string, idOrSid: string): Promise<Recording | null>;
+  /** The most recently started completed recording of the call with this CallSid / room SID. */
+  latestCompletedForCall(orgId: string, externalId: string): Promise<Recording | null>;
+  /** Newest first (startedAt desc, then id desc), with the total across all pages. */
+  list(orgId: string, query: ListRecordingsQuery): Promise<RecordingPage>;
+  /** Deletes by uuid or recording SID and returns the deleted row, so the caller can remove its object. */
+  delete(orgId: string, idOrSid: string): Promise<Recording | null>;
+}
+
+export function createRecordingsRepository(db: Executor): RecordingsRepository {
+  /** Distinguishes "no such recording" from "not in progress" after a guarded transition matched nothing. */
+  async function transitionFailure(id: string, target: RecordingStatus): Promise<CallvaultError> {
+    const { rows } = isUuid(id)
+      ? await db.query<{ status: RecordingStatus }>('recordings.status', 'SELECT status FROM recordings WHERE id = $1', [id])
+      : { rows: [] };
+    const current = rows[0]?.status;
+    if (current === undefined) {
+      return new CallvaultError(ErrorCode.NotFound, 'recording not found', { details: { recordingId: id } });
+    }
+    return new CallvaultError(ErrorCode.Conflict, `recording is ${current}, cannot become ${target}`, {
+      details: { recordingId: id, status: current },
+    });
+  }
+
+  return {
+    async create(input) {
+      if (!isJsonObject(input.metadata ?? {})) throw badRequest('recording metadata must be a JSON object');
+      const { rows } = await db.query<RecordingRow>(
+        'recordings.create',
+        `INSERT INTO recordings (recording_sid, org_id, call_id, status, source, channels, sample_rate, format,
+           media_type, bucket, object_key, key_mode, key_id, wrapped_key, started_at, metadata)
+         VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)
+         RETURNING ${COLUMNS}`,
+        [
+          newRecordingSid(),
+          input.orgId,
+          input.callId,
+          input.source,
+          input.channels,
+          input.sampleRate,
+          input.format,
+          input.mediaType,
+          input.bucket,
+          input.objectKey,
+          input.keyMode,
+          input.keyId ?? null,
+          input.wrappedKey ? Buffer.from(input.wrappedKey.buffer, input.wrappedKey.byteOffset, input.wrappedKey.byteLength) : null,
+          input.startedAt,
+          JSON.stringify(input.metadata ?? {}),
+        ],
+      );
+      return toRecording(rows[0]!);
+    },
+
+    async complete(id, { durationMs, sizeBytes, endedAt }) {
+      if (!Number.isSafeInteger(durationMs) || durationMs < 0 || !Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
+        throw badRequest('durationMs and sizeBytes are non-negative integers', { durationMs, sizeBytes });
+      }
+      const { rows } = isUuid(id)
+        ? await db.query<RecordingRow>(
+            'recordings.complete',
+            `UPDATE recordings
+             SET status = 'completed', duration_ms = $2, size_bytes = $3, ended_at = $4, updated_at = now()
+             WHERE id = $1 AND status = 'in_progress'
+             RETURNING ${COLUMNS}`,
+            [id, durationMs, sizeBytes, endedAt],
+          )
+        : { rows: [] };
+      if (!rows[0]) throw await transitionFailure(id, 'completed');
+      return toRecording(rows[0]);
+    },
+
+    async fail(id, { errorCode, endedAt }) {
+      const { rows } = isUuid(id)
+        ? await db.query<RecordingRow>(
+            'recordings.fail',
+            `UPDATE recordings
+             SET status = 'failed', error_code = $2, ended_at = $3, updated_at = now()
+             WHERE id = $1 AND status = 'in_progress'
+             RETURNING ${COLUMNS}`,
+            [id, errorCode, endedAt],
+          )
+        : { rows: [] };
+      if (!rows[0]) throw await transitionFailure(id, 'failed');
+      return toRecording(rows[0]);
+    },
+
+    async mergeMetadata(id, patch) {
+      if (!isJsonObject(patch)) throw badRequest('a metadata patch must be a JSON object');
+      const { rows } = isUuid(id)
+        ? await db.query<{ metadata: JsonObject }>(
+            'recordings.mergeMetadata',
+            `UPDATE recordings SET metadata = metadata || $2::jsonb, updated_at = now()
+             WHERE id = $1 RETURNING metadata`,
+            [id, JSON.stringify(patch)],
+          )
+        : { rows: [] };
+      if (!rows[0]) throw new CallvaultError(ErrorCode.NotFound, 'recording not found', { details: { recordingId: id } });
+      return rows[0].metadata;
+    },
+
+    async appendMetadataEvent(id, listName, event) {
+      if (!METADATA_LIST_NAME.test(listName)) throw badRequest('invalid metadata list name', { listName });
+      const json = JSON.stringify(event);
+      if (json === undefined) throw badRequest('a metadata event must be JSON-serialisable', { listName });
+      // The whole read-append-write happens inside one UPDATE: PostgreSQL re-evaluates it on the latest row
+      // version after a concurrent writer commits, so no append is lost. A non-array value under the name is
+      // replaced rather than turned into an object/array mix.
+      const { rowCount } = isUuid(id)
+        ? await db.query(
+            'recordings.appendMetadataEvent',
+            `UPDATE recordings SET
+               metadata = jsonb_set(
+                 metadata,
+                 ARRAY[$2::text],
+                 CASE WHEN jsonb_typeof(metadata -> $2::text) = 'array' THEN metadata -> $2::text ELSE '[]'::jsonb END
+                   || jsonb_build_array($3::jsonb)
+               ),
+               updated_at = now()
+             WHERE id = $1`,
+            [id, listName, json],
+          )
+        : { rowCount: 0 };
+      if (!rowCount) throw new CallvaultError(ErrorCode.NotFound, 'recording not found', { details: { recordingId: id } });
+    },
+
+    async get(orgId, idOrSid) {
+      const condition = identify(idOrSid, '$2');
+      if (!condition) return null;
+      const { rows } = await db.query<RecordingRow>(
+        'recordings.get',
+        `SELECT ${COLUMNS} FROM recordings WHERE org_id = $1 AND ${condition}`,
+        [orgId, idOrSid],
+      );
+      return rows[0] ? toRecording(rows[0]) : null;
+    },
+
+    async latestCompletedForCall(orgId, externalId) {
+      const { rows } = await db.query<RecordingRow>(
+        'recordings.latestCompletedForCall',
+        `SELECT ${COLUMNS} FROM recordings
+         WHERE org_id = $1 AND status = 'completed'
+           AND call_id IN (SELECT id FROM calls WHERE org_id = $1 AND external_id = $2)
+         ORDER BY started_at DESC, id DESC LIMIT 1`,
+        [orgId, externalId],
+      );
+      return rows[0] ? toRecording(rows[0]) : null;
+    },
+
+    async list(orgId, query) {
+      const { page, limit } = query;
+      if (!Number.isSafeInteger(page) || page < 0) throw badRequest('page is an integer from 0', { page });
+      if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
+        throw badRequest(`limit is an integer from 1 to ${MAX_PAGE_SIZE}`, { limit });
+      }
+      if (query.status !== undefined && !STATUSES.includes(query.status)) {
+        throw badRequest('unknown recording status', { status: query.status });
+      }
+      if (query.source !== undefined && !SOURCES.includes(query.source)) {
+        throw badRequest('unknown recording source', { source: query.source });
+      }
+      for (const bound of ['fromDate', 'toDate'] as const) {
+        if (query[bound] !== undefined && !isValidDate(query[bound])) throw badRequest(`${bound} is not a valid date`);
+      }
+
+      const params: unknown[] = [orgId];
+      const conditions = ['org_id = $1'];
+      const bind = (value: unknown): string => {
+        params.push(value);
+        return `$${params.length}`;
+      };
+      if (query.callSid !== undefined) {
+        conditions.push(`call_id IN (SELECT id FROM calls WHERE org_id = $1 AND external_id = ${bind(query.callSid)})`);
+      }
+      if (query.status !== undefined) conditions.push(`status = ${bind(query.status)}`);
+      if (query.source !== undefined) conditions.push(`source = ${bind(query.source)}`);
+      if (query.fromDate !== undefined) conditions.push(`started_at >= ${bind(query.fromDate)}`);
+      if (query.toDate !== undefined) conditions.push(`started_at < ${bind(query.toDate)}`);
+      const where = conditions.join(' AND ');
+      const filterParams = [...params];
+      const pageClause = `LIMIT ${bind(limit)} OFFSET ${bind(page * limit)}`;
+
+      const [counted, listed] = await Promise.all([
+        db.query<{ total: string }>('recordings.list', `SELECT count(*) AS total FROM recordings WHERE ${where}`, filterParams),
+        db.query<RecordingRow>(
+          'recordings.list',
+          `SELECT ${COLUMNS} FROM recordings WHERE ${where} ORDER BY started_at DESC, id DESC ${pageClause}`,
+          params,
+        ),
+      ]);
+      return { total: Number(counted.rows[0]!.total), rows: listed.rows.map(toRecording) };
+    },
+
+    async delete(orgId, idOrSid) {
+      const condition = identify(idOrSid, '$2');
+      if (!condition) return null;
+      const { rows } = await db.query<RecordingRow>(
+        'recordings.delete',
+        `DELETE FROM recordings WHERE org_id = $1 AND ${condition} RETURNING ${COLUMNS}`,
+        [orgId, idOrSid],
+      );
+      return rows[0] ? toRecording(rows[0]) : null;
+    },
+  };
+}

@@ -1,0 +1,135 @@
+export type JsonObject = Record<string, unknown>;
+
+export interface Organisation {
+  id: string;
+  name: string;
+  createdAt: Date;
+}
+
+/** What may be shown about a key: never its hash, never the secret. */
+export interface ApiKeyInfo {
+  id: string;
+  orgId: string;
+  prefix: string;
+  label: string | null;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+export interface CreatedApiKey {
+  id: string;
+  /** The full token. Shown once: only its hash is stored. */
+  key: string;
+  prefix: string;
+}
+
+export interface VerifiedApiKey {
+  orgId: string;
+  keyId: string;
+}
+
+export type CallSource = 'twilio' | 'livekit';
+export type CallStatus = 'active' | 'ended';
+
+export interface Call {
+  id: string;
+  orgId: string;
+  source: CallSource;
+  /** Twilio CallSid or LiveKit room SID. */
+  externalId: string;
+  status: CallStatus;
+  startedAt: Date;
+  endedAt: Date | null;
+  metadata: JsonObject;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface UpsertActiveCallInput {
+  orgId: string;
+  source: CallSource;
+  externalId: string;
+  startedAt: Date;
+  metadata?: JsonObject;
+}
+
+export type RecordingStatus = 'in_progress' | 'completed' | 'failed';
+export type RecordingSource = 'gateway' | 'livekit' | 'twilio' | 'elevenlabs';
+export type KeyMode = 'server' | 'client';
+
+export interface Recording {
+  id: string;
+  /** Twilio-style public id: 'CR' + 32 lowercase hex. */
+  recordingSid: string;
+  orgId: string;
+  callId: string | null;
+  status: RecordingStatus;
+  source: RecordingSource;
+  channels: number;
+  sampleRate: number;
+  format: string;
+  mediaType: string;
+  durationMs: number | null;
+  sizeBytes: number | null;
+  bucket: string;
+  objectKey: string;
+  keyMode: KeyMode;
+  keyId: string | null;
+  wrappedKey: Buffer | null;
+  errorCode: string | null;
+  startedAt: Date;
+  endedAt: Date | null;
+  metadata: JsonObject;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface CreateRecordingInput {
+  orgId: string;
+  callId: string | null;
+  source: RecordingSource;
+  channels: number;
+  sampleRate: number;
+  format: string;
+  mediaType: string;
+  bucket: string;
+  objectKey: string;
+  keyMode: KeyMode;
+  /** Required (with wrappedKey) in server key mode. */
+  keyId?: string | null;
+  wrappedKey?: Uint8Array | null;
+  startedAt: Date;
+  metadata?: JsonObject;
+}
+
+export interface CompleteRecordingInput {
+  durationMs: number;
+  sizeBytes: number;
+  endedAt: Date;
+}
+
+export interface FailRecordingInput {
+  errorCode: string;
+  endedAt: Date;
+}
+
+export interface ListRecordingsQuery {
+  /** The call's external id (Twilio CallSid or LiveKit room SID). */
+  callSid?: string;
+  status?: RecordingStatus;
+  source?: RecordingSource;
+  /** Inclusive lower bound on startedAt. */
+  fromDate?: Date;
+  /** Exclusive upper bound on startedAt. */
+  toDate?: Date;
+  /** Zero-based, like Twilio's `Page`. */
+  page: number;
+  /** Rows per page, 1..1000. */
+  limit: number;
+}
+
+export interface RecordingPage {
+  /** Rows matching the filters across all pages. */
+  total: number;
+  rows: Recording[];
+}

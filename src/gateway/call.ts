@@ -1,0 +1,125 @@
+import { EventEmitter } from 'node:events';
+import { CallvaultError, ErrorCode } from '../errors/index.js';
+import type { RecordingOptions } from '../config/index.js';
+import type { InputFrame } from '../pipeline/index.js';
+import { Recording, type RecordingSummary } from './recording.js';
+import { Track, type TrackInfo } from './track.js';
+import type { RecordingServices } from './services.js';
+
+export type CallSource = 'twilio' | 'livekit';
+
+export interface CallInit {
+  dbId: string;
+  orgId: string;
+  source: CallSource;
+  externalId: string;
+  metadata: Record<string, unknown>;
+}
+
+interface CallEvents {
+  closed: [];
+}
+
+/**
+ * A live call: its tracks and its recording. Closing a call closes its tracks and finalises its
+ * recording; destroying it aborts the recording. Both are idempotent.
+ */
+export class Call extends EventEmitter<CallEvents> {
+  readonly dbId: string;
+  readonly orgId: string;
+  readonly source: CallSource;
+  readonly externalId: string;
+  readonly #services: RecordingServices;
+  readonly #tracks = new Map<string, Track>();
+  readonly #abort = new AbortController();
+  #recording: Recording | null = null;
+  #closePromise: Promise<RecordingSummary | null> | null = null;
+  #destroyed = false;
+
+  constructor(services: RecordingServices, init: CallInit) {
+    super();
+    this.#services = services;
+    this.dbId = init.dbId;
+    this.orgId = init.orgId;
+    this.source = init.source;
+    this.externalId = init.externalId;
+  }
+
+  get recording(): Recording | null {
+    return this.#recording;
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  get closed(): boolean {
+    return this.#closePromise !== null || this.#destroyed;
+  }
+
+  track(id: string): Track | undefined {
+    return this.#tracks.get(id);
+  }
+
+  addTrack(info: TrackInfo): Track {
+    const existing = this.#tracks.get(info.id);
+    if (existing) return existing;
+    const track = new Track(info);
+    this.#tracks.set(info.id, track);
+    return track;
+  }
+
+  async startRecording(options: RecordingOptions & { enabled: true }, metadata: Record<string, unknown>): Promise<Recording> {
+    if (this.closed) throw new CallvaultError(ErrorCode.Closed, 'call is closed');
+    if (this.#recording) throw new CallvaultError(ErrorCode.Conflict, 'call is already recording');
+    const recording = await Recording.start(this.#services, {
+      orgId: this.orgId,
+      callId: this.dbId,
+      callExternalId: this.externalId,
+      source: this.source === 'twilio' ? 'gateway' : 'livekit',
+      options,
+      metadata,
+    });
+    if (this.closed) {
+      // The call ended while the recording was being set up; finish it empty rather than leak it.
+      await recording.close();
+      return recording;
+    }
+    this.#recording = recording;
+    return recording;
+  }
+
+  /** Routes one frame of a known track to the recording. */
+  pushFrame(frame: InputFrame, arrivedAt: number): void {
+    const track = this.#tracks.get(frame.trackId);
+    if (!track || !track.accept(frame.data.byteLength) || this.closed) return;
+    this.#recording?.push(frame, arrivedAt);
+  }
+
+  flushIfDue(now: number): void {
+    this.#recording?.flushIfDue(now);
+  }
+
+  close(): Promise<RecordingSummary | null> {
+    if (this.#closePromise) return this.#closePromise;
+    this.#closePromise = (async () => {
+      for (const track of this.#tracks.values()) track.close();
+      const summary = this.#recording ? await this.#recording.close() : null;
+      await this.#services.db.calls
+        .end(this.dbId, new Date(this.#services.now()))
+        .catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not mark call ended'));
+      this.emit('closed');
+      return summary;
+    })();
+    return this.#closePromise;
+  }
+
+  destroy(err?: CallvaultError): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const track of this.#tracks.values()) track.close();
+    this.#abort.abort(err);
+    this.#recording?.destroy(err);
+    if (!this.#closePromise) this.emit('closed');
+  }
+}

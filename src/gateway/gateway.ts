@@ -1,0 +1,233 @@
+import { HeadBucketCommand } from '@aws-sdk/client-s3';
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import { CallvaultError, ErrorCode } from '../errors/index.js';
+import { GatewayMetrics } from '../metrics/index.js';
+import { PipelinePool } from '../pipeline/pool.js';
+import { createDatabase, type Database } from '../db/index.js';
+import { createS3Client, ensureBucket, PartLimiter, Spool } from '../storage/index.js';
+import { loadNativeUws } from '../server/uws.js';
+import { registerTwilioIngest } from '../ingest/twilio/route.js';
+import { registerLivekitIngest } from '../ingest/livekit/index.js';
+import { registerApi } from '../api/index.js';
+import { Call, type CallInit } from './call.js';
+import type { GatewayOptions } from './options.js';
+import type { RecordingServices } from './services.js';
+
+const FLUSH_TICK_MS = 50;
+
+export type GatewayState = 'starting' | 'running' | 'draining' | 'closed';
+
+/**
+ * The root lifecycle object: owns the HTTP/WebSocket server, the worker pool, the database and the
+ * storage clients, and every live Call. `close()` drains gracefully; `destroy(err)` aborts.
+ */
+export class Gateway {
+  readonly options: GatewayOptions;
+  readonly metrics: GatewayMetrics;
+  readonly services: RecordingServices;
+  readonly db: Database;
+  readonly app: TemplatedApp;
+  readonly #calls = new Set<Call>();
+  readonly #closers = new Set<(code: number) => void>();
+  readonly #abort = new AbortController();
+  #listenSocket: us_listen_socket | null = null;
+  #port = 0;
+  #state: GatewayState = 'starting';
+  #ticker: NodeJS.Timeout | null = null;
+  #closePromise: Promise<void> | null = null;
+
+  private constructor(options: GatewayOptions, services: RecordingServices, app: TemplatedApp) {
+    this.options = options;
+    this.services = services;
+    this.metrics = services.metrics;
+    this.db = services.db;
+    this.app = app;
+  }
+
+  static async start(options: GatewayOptions): Promise<Gateway> {
+    const uws = loadNativeUws();
+    const logger = options.logger;
+    const now = options.now ?? Date.now;
+    const db = createDatabase({ url: options.databaseUrl, logger });
+    const pool = new PipelinePool(options.workerThreads === undefined ? {} : { threads: options.workerThreads });
+    try {
+      await db.migrate();
+      for (const { org } of [...options.twilio.accounts, ...options.apiKeys]) await db.organisations.ensure(org);
+      for (const { org, key } of options.apiKeys) await db.apiKeys.ensureBootstrap(org, key);
+      const s3 = createS3Client({
+        endpoint: options.s3.endpoint,
+        region: options.s3.region,
+        forcePathStyle: options.s3.forcePathStyle,
+        credentials: options.s3.credentials,
+      });
+      await ensureBucket(s3, options.s3.bucket);
+      const metrics = new GatewayMetrics();
+      const services: RecordingServices = {
+        pool,
+        spool: new Spool(`${options.dataDir}/spool`),
+        s3,
+        bucket: options.s3.bucket,
+        partSize: options.s3.partSizeBytes,
+        partLimiter: new PartLimiter(options.s3.maxInflightParts),
+        db,
+        keyring: options.keyring,
+        metrics,
+        logger,
+        outputSampleRate: options.recording.sampleRate,
+        now,
+      };
+      const app = uws.App();
+      const gateway = new Gateway(options, services, app);
+      registerTwilioIngest(app, gateway);
+      if (options.livekit) registerLivekitIngest(app, gateway);
+      registerApi(app, gateway);
+      await gateway.#listen(uws);
+      gateway.#ticker = setInterval(() => gateway.#tick(), FLUSH_TICK_MS);
+      gateway.#ticker.unref();
+      gateway.#state = 'running';
+      logger.info({ port: gateway.port, sampleRate: options.recording.sampleRate, threads: pool.threads }, 'gateway listening');
+      return gateway;
+    } catch (err) {
+      await pool.close().catch(() => undefined);
+      await db.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  #listen(uws: typeof import('uWebSockets.js')): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(this.options.host, this.options.port, (token) => {
+        if (!token) {
+          reject(new CallvaultError(ErrorCode.ConfigInvalid, `could not listen on ${this.options.host}:${this.options.port}`));
+          return;
+        }
+        this.#listenSocket = token;
+        this.#port = uws.us_socket_local_port(token);
+        resolve();
+      });
+    });
+  }
+
+  #tick(): void {
+    const now = this.services.now();
+    for (const call of this.#calls) call.flushIfDue(now);
+    this.metrics.workerUtilization.set(this.services.pool.utilization);
+    this.metrics.workerQueueDepth.set(this.services.pool.pending + this.services.pool.waiting);
+    this.metrics.partsInFlight.set(this.services.partLimiter.inFlight);
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get publicUrl(): string {
+    return this.options.publicUrl ?? `http://localhost:${this.#port}`;
+  }
+
+  get state(): GatewayState {
+    return this.#state;
+  }
+
+  /** False once shutdown has begun, so load balancers stop sending streams before they are refused. */
+  get acceptingStreams(): boolean {
+    return this.#state === 'running';
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** Readiness: the bucket answers within a short deadline. */
+  async storageReachable(): Promise<boolean> {
+    try {
+      await this.services.s3.send(new HeadBucketCommand({ Bucket: this.services.bucket }), {
+        abortSignal: AbortSignal.timeout(2000),
+      });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  get activeCalls(): number {
+    return this.#calls.size;
+  }
+
+  /** Upserts the call row and registers a live Call; it unregisters itself when it closes. */
+  async openCall(init: Omit<CallInit, 'dbId'> & { startedAt: Date }): Promise<Call> {
+    if (!this.acceptingStreams) throw new CallvaultError(ErrorCode.ShuttingDown, 'gateway is shutting down', { retryable: true });
+    const row = await this.db.calls.upsertActive({
+      orgId: init.orgId,
+      source: init.source,
+      externalId: init.externalId,
+      startedAt: init.startedAt,
+      metadata: init.metadata,
+    });
+    const call = new Call(this.services, { ...init, dbId: row.id });
+    this.#calls.add(call);
+    call.once('closed', () => this.#calls.delete(call));
+    return call;
+  }
+
+  /** Lets ingest routes register a way to close their sockets when the gateway goes away. */
+  trackSocket(close: (code: number) => void): () => void {
+    this.#closers.add(close);
+    return () => this.#closers.delete(close);
+  }
+
+  /**
+   * Graceful shutdown: stop accepting streams (readiness goes false first), finish and finalise every
+   * recording within the deadline, destroy what is left, then release the server, workers and database.
+   */
+  close(): Promise<void> {
+    if (this.#closePromise) return this.#closePromise;
+    this.#closePromise = (async () => {
+      const logger = this.options.logger;
+      this.#state = 'draining';
+      logger.info({ activeCalls: this.#calls.size }, 'gateway draining');
+      const finishing = Promise.allSettled([...this.#calls].map((call) => call.close()));
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'deadline'>((resolve) => {
+        timer = setTimeout(() => resolve('deadline'), this.options.shutdownDeadlineMs);
+      });
+      const outcome = await Promise.race([finishing.then(() => 'done' as const), deadline]);
+      clearTimeout(timer);
+      if (outcome === 'deadline') {
+        const err = new CallvaultError(ErrorCode.ShuttingDown, 'shutdown deadline passed before the call finished');
+        for (const call of this.#calls) call.destroy(err);
+        logger.error({ remaining: this.#calls.size }, 'shutdown deadline passed');
+      }
+      for (const close of [...this.#closers]) close(1001);
+      this.#release();
+      await this.services.pool.close();
+      this.services.s3.destroy();
+      await this.db.close();
+      this.#state = 'closed';
+      logger.info({}, 'gateway closed');
+    })();
+    return this.#closePromise;
+  }
+
+  /** Aborts at once: every recording is destroyed (uploads aborted, spools kept), sockets dropped. */
+  destroy(err: CallvaultError = new CallvaultError(ErrorCode.Destroyed, 'gateway destroyed')): void {
+    if (this.#state === 'closed' || this.#abort.signal.aborted) return;
+    this.#abort.abort(err);
+    this.#state = 'draining';
+    for (const call of this.#calls) call.destroy(err);
+    for (const close of [...this.#closers]) close(1001);
+    this.#release();
+    void this.services.pool.close();
+    this.services.s3.destroy();
+    void this.db.close();
+    this.#state = 'closed';
+  }
+
+  #release(): void {
+    if (this.#ticker) clearInterval(this.#ticker);
+    this.#ticker = null;
+    if (this.#listenSocket) {
+      loadNativeUws().us_listen_socket_close(this.#listenSocket);
+      this.#listenSocket = null;
+    }
+  }
+}

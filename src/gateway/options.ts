@@ -1,0 +1,51 @@
+import type { RecordingOptions } from '../config/index.js';
+import type { Logger } from '../log/index.js';
+import type { MasterKeyring } from './services.js';
+
+export interface TwilioAccount {
+  org: string;
+  accountSid: string;
+  authToken: string;
+}
+
+/** Everything a gateway needs, already resolved (embedded services started, keys loaded). */
+export interface GatewayOptions {
+  host: string;
+  /** 0 picks a free port; read `gateway.port` after start. */
+  port: number;
+  /**
+   * The base URL Twilio and LiveKit reach; stream signatures are checked against it.
+   * Unset: http://localhost:<listening port>, for development.
+   */
+  publicUrl?: string;
+  dataDir: string;
+  databaseUrl: string;
+  s3: {
+    endpoint?: string;
+    region: string;
+    forcePathStyle?: boolean;
+    credentials?: { accessKeyId: string; secretAccessKey: string };
+    bucket: string;
+    partSizeBytes: number;
+    maxInflightParts: number;
+  };
+  keyring: MasterKeyring;
+  twilio: {
+    accounts: TwilioAccount[];
+    validateSignatures: boolean;
+    maxAheadOfClockMs: number;
+  };
+  apiKeys: { org: string; key: string }[];
+  /** The LiveKit project whose rooms the gateway records; absent when LiveKit is not configured. */
+  livekit?: { url: string; apiKey: string; apiSecret: string; org: string };
+  recording: {
+    sampleRate: 8000 | 16000 | 24000 | 48000;
+    defaults: RecordingOptions;
+  };
+  workerThreads?: number;
+  shutdownDeadlineMs: number;
+  presignedUrlTtlSeconds: number;
+  logger: Logger;
+  /** Wall clock in ms; tests inject their own. */
+  now?: () => number;
+}

@@ -1,0 +1,355 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
+import type { RecordingOptions } from '../config/index.js';
+import {
+  assertClientKeyStrong,
+  createEncryptor,
+  deriveClientDataKey,
+  generateDataKey,
+  generateSalt,
+  wrapDataKey,
+  type EncryptorState,
+  type KeyMode,
+} from '../crypto/index.js';
+import { createCallDspState, type CallDspState, type InputFrame } from '../pipeline/index.js';
+import { startSpoolUpload, type SpoolFile, type SpoolUpload } from '../storage/index.js';
+import type { RecordingServices } from './services.js';
+
+/** About this much audio per call goes to a worker in one hop; per-frame hops would drown in overhead. */
+const BATCH_MEDIA_MS = 100;
+/** A batch also leaves once its oldest frame has waited this long, so quiet calls still move. */
+const BATCH_MAX_WAIT_MS = 200;
+/** Frames a recording may hold while its workers are behind; past it the stream is told to back off. */
+const MAX_PENDING_MEDIA_MS = 30_000;
+
+export type RecordingSource = 'gateway' | 'livekit';
+export type RecordingState = 'recording' | 'closing' | 'closed' | 'destroyed';
+
+export interface RecordingParams {
+  orgId: string;
+  callId: string;
+  callExternalId: string;
+  source: RecordingSource;
+  options: RecordingOptions & { enabled: true };
+  metadata: Record<string, unknown>;
+}
+
+export interface RecordingSummary {
+  id: string;
+  recordingSid: string;
+  status: 'completed' | 'failed';
+  durationMs: number;
+  sizeBytes: number;
+  objectKey: string;
+}
+
+interface RecordingEvents {
+  closed: [RecordingSummary];
+}
+
+function frameMediaMs(frame: InputFrame): number {
+  const bytesPerSample = frame.encoding === 'mulaw' ? 1 : 2;
+  return (frame.data.byteLength / bytesPerSample / frame.sampleRate) * 1000;
+}
+
+/**
+ * Copies the batch's payloads into one buffer. Payloads are often views into Node's shared 8 KiB pool,
+ * and structured clone copies a view's whole backing buffer: one compact buffer crosses to the worker once.
+ */
+function packFrames(frames: InputFrame[]): InputFrame[] {
+  let total = 0;
+  for (const frame of frames) total += frame.data.byteLength;
+  const packed = new Uint8Array(total);
+  let offset = 0;
+  return frames.map((frame) => {
+    packed.set(frame.data, offset);
+    const data = packed.subarray(offset, offset + frame.data.byteLength);
+    offset += frame.data.byteLength;
+    return { ...frame, data };
+  });
+}
+
+/**
+ * One encrypted recording of a call: frames in, batches through the worker pool, ciphertext appended to
+ * the spool (the durable record of truth), multipart-uploaded from the spool while the call runs.
+ * `close()` finishes and finalises; `destroy(err)` aborts the upload and marks it failed, keeping the spool.
+ */
+export class Recording extends EventEmitter<RecordingEvents> {
+  readonly id: string;
+  readonly recordingSid: string;
+  readonly objectKey: string;
+  readonly keyMode: KeyMode;
+  readonly channels: 1 | 2;
+  readonly #services: RecordingServices;
+  readonly #abort = new AbortController();
+  readonly #spoolFile: SpoolFile;
+  readonly #upload: SpoolUpload;
+  #dsp: CallDspState;
+  #encryptor: EncryptorState;
+  #pending: InputFrame[] = [];
+  #pendingArrivals: number[] = [];
+  #pendingMediaMs = 0;
+  #inFlight: Promise<void> | null = null;
+  #state: RecordingState = 'recording';
+  #durationSamples = 0;
+  #closePromise: Promise<RecordingSummary> | null = null;
+  #failure: CallvaultError | null = null;
+
+  private constructor(
+    services: RecordingServices,
+    init: {
+      id: string;
+      recordingSid: string;
+      objectKey: string;
+      keyMode: KeyMode;
+      channels: 1 | 2;
+      spoolFile: SpoolFile;
+      upload: SpoolUpload;
+      dsp: CallDspState;
+      encryptor: EncryptorState;
+    },
+  ) {
+    super();
+    this.#services = services;
+    this.id = init.id;
+    this.recordingSid = init.recordingSid;
+    this.objectKey = init.objectKey;
+    this.keyMode = init.keyMode;
+    this.channels = init.channels;
+    this.#spoolFile = init.spoolFile;
+    this.#upload = init.upload;
+    this.#dsp = init.dsp;
+    this.#encryptor = init.encryptor;
+  }
+
+  /**
+   * Validates the options (a weak client key is refused here, before any audio is accepted), creates the
+   * metadata row, the spool file with the container header, and the live upload.
+   */
+  static async start(services: RecordingServices, params: RecordingParams): Promise<Recording> {
+    const keyMode: KeyMode = params.options.key === undefined ? 'server' : 'client';
+    if (params.options.key !== undefined) assertClientKeyStrong(params.options.key);
+    const channels: 1 | 2 = params.options.stereo === false ? 1 : 2;
+    const salt = generateSalt();
+    const dataKey = keyMode === 'server' ? generateDataKey() : deriveClientDataKey(params.options.key as string, salt);
+    const keyId = keyMode === 'server' ? services.keyring.currentId : '';
+    const wrappedKey = keyMode === 'server' ? wrapDataKey(services.keyring.current, keyId, dataKey) : undefined;
+    const startedAt = new Date(services.now());
+    const { header, state: encryptor } = createEncryptor({
+      dataKey,
+      keyMode,
+      keyId,
+      salt,
+      sampleRate: services.outputSampleRate,
+      channels,
+    });
+
+    const day = startedAt.toISOString().slice(0, 10).replaceAll('-', '/');
+    // Object names carry no secret and no guessable sequence: organisation, day, call, random id.
+    const objectKey = `${params.orgId}/${day}/${params.callExternalId}/${randomUUID()}.cvr`;
+    const row = await services.db.recordings.create({
+      orgId: params.orgId,
+      callId: params.callId,
+      source: params.source,
+      channels,
+      sampleRate: services.outputSampleRate,
+      format: 'cvr1',
+      mediaType: 'application/vnd.callvault.recording',
+      bucket: services.bucket,
+      objectKey,
+      keyMode,
+      keyId: keyMode === 'server' ? keyId : undefined,
+      wrappedKey,
+      startedAt,
+      metadata: params.metadata,
+    });
+
+    const spoolFile = await services.spool.create(row.id, {
+      recordingId: row.id,
+      recordingSid: row.recordingSid,
+      orgId: params.orgId,
+      bucket: services.bucket,
+      objectKey,
+      createdAt: startedAt.toISOString(),
+    });
+    try {
+      await spoolFile.append(header);
+    } catch (err) {
+      await spoolFile.remove().catch(() => undefined);
+      throw err;
+    }
+    const metrics = services.metrics;
+    const upload = startSpoolUpload({
+      client: services.s3,
+      bucket: services.bucket,
+      key: objectKey,
+      spoolFile,
+      partSize: services.partSize,
+      limiter: services.partLimiter,
+      contentType: 'application/vnd.callvault.recording',
+      metadata: { 'recording-sid': row.recordingSid, 'key-mode': keyMode },
+      onPartUploaded: (info) => {
+        metrics.partUploadDuration.observe(info.seconds);
+        metrics.uploadedBytes.inc(info.bytes);
+      },
+    });
+    const recording = new Recording(services, {
+      id: row.id,
+      recordingSid: row.recordingSid,
+      objectKey,
+      keyMode,
+      channels,
+      spoolFile,
+      upload,
+      dsp: createCallDspState({ outputRate: services.outputSampleRate, stereo: channels === 2 }),
+      encryptor,
+    });
+    // An upload that fails mid-call has already aborted its multipart upload; the spool keeps the audio.
+    upload.done.catch((err: unknown) => recording.destroy(toCallvaultError(err, ErrorCode.UploadFailed)));
+    metrics.activeRecordings.inc();
+    return recording;
+  }
+
+  get state(): RecordingState {
+    return this.#state;
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** Queues frames for the pipeline. Throws OVERLOADED when the workers are too far behind to keep up. */
+  push(frame: InputFrame, arrivedAt: number): void {
+    if (this.#state !== 'recording') return;
+    this.#pending.push(frame);
+    this.#pendingArrivals.push(arrivedAt);
+    this.#pendingMediaMs += frameMediaMs(frame);
+    if (this.#pendingMediaMs > MAX_PENDING_MEDIA_MS) {
+      throw new CallvaultError(ErrorCode.Overloaded, 'recording pipeline is too far behind', { retryable: true });
+    }
+    if (this.#pendingMediaMs >= BATCH_MEDIA_MS) this.#pump();
+  }
+
+  /** Called periodically by the gateway so that a slow trickle of frames still leaves in bounded time. */
+  flushIfDue(now: number): void {
+    const oldest = this.#pendingArrivals[0];
+    if (this.#state === 'recording' && oldest !== undefined && now - oldest >= BATCH_MAX_WAIT_MS) this.#pump();
+  }
+
+  #pump(final = false): Promise<void> {
+    if (this.#inFlight) return this.#inFlight;
+    if (this.#pending.length === 0 && !final) return Promise.resolve();
+    const frames = packFrames(this.#pending);
+    const arrivals = this.#pendingArrivals;
+    this.#pending = [];
+    this.#pendingArrivals = [];
+    this.#pendingMediaMs = 0;
+    const services = this.#services;
+    const run = async (): Promise<void> => {
+      const result = await services.pool.run({ dsp: this.#dsp, encryptor: this.#encryptor, frames, final });
+      if (this.#state === 'destroyed') return;
+      this.#dsp = result.dsp;
+      this.#encryptor = result.encryptor;
+      this.#durationSamples = result.stats.durationSamples;
+      if (result.stats.duplicateSamplesDropped > 0) {
+        services.metrics.framesDropped.inc({ source: 'pipeline', reason: 'duplicate' }, result.stats.duplicateSamplesDropped);
+      }
+      if (result.stats.lateSamplesDropped > 0) {
+        services.metrics.framesDropped.inc({ source: 'pipeline', reason: 'late' }, result.stats.lateSamplesDropped);
+      }
+      if (result.output.byteLength > 0) await this.#spoolFile.append(result.output);
+      const now = services.now();
+      for (const arrivedAt of arrivals) services.metrics.pipelineLatency.observe((now - arrivedAt) / 1000);
+    };
+    const inFlight = run()
+      .catch((err: unknown) => {
+        this.destroy(toCallvaultError(err, ErrorCode.PipelineFailed));
+      })
+      .finally(() => {
+        this.#inFlight = null;
+        if (this.#state === 'recording' && this.#pendingMediaMs >= BATCH_MEDIA_MS) void this.#pump();
+      });
+    this.#inFlight = inFlight;
+    return inFlight;
+  }
+
+  /** Finishes: flushes every pending frame, seals the container, completes the upload and the metadata. */
+  close(): Promise<RecordingSummary> {
+    if (this.#closePromise) return this.#closePromise;
+    this.#closePromise = this.#finish();
+    return this.#closePromise;
+  }
+
+  async #finish(): Promise<RecordingSummary> {
+    const services = this.#services;
+    const stoppedAt = services.now();
+    if (this.#state === 'recording') this.#state = 'closing';
+    while (this.#inFlight) await this.#inFlight;
+    if (this.#state === 'closing') await this.#pump(true);
+    if (this.#state === 'closing') {
+      try {
+        await this.#spoolFile.seal();
+        const { size } = await this.#upload.done;
+        const durationMs = Math.round((this.#durationSamples / services.outputSampleRate) * 1000);
+        await services.db.recordings.complete(this.id, { durationMs, sizeBytes: size, endedAt: new Date(services.now()) });
+        await this.#spoolFile.remove();
+        this.#state = 'closed';
+        services.metrics.activeRecordings.dec();
+        services.metrics.recordingsFinished.inc({ status: 'completed' });
+        services.metrics.finalizationLatency.observe((services.now() - stoppedAt) / 1000);
+        services.logger.info({ recordingSid: this.recordingSid, durationMs, sizeBytes: size }, 'recording completed');
+        const summary: RecordingSummary = {
+          id: this.id,
+          recordingSid: this.recordingSid,
+          status: 'completed',
+          durationMs,
+          sizeBytes: size,
+          objectKey: this.objectKey,
+        };
+        this.emit('closed', summary);
+        return summary;
+      } catch (err) {
+        this.destroy(toCallvaultError(err, ErrorCode.UploadFailed));
+      }
+    }
+    const summary: RecordingSummary = {
+      id: this.id,
+      recordingSid: this.recordingSid,
+      status: 'failed',
+      durationMs: Math.round((this.#durationSamples / services.outputSampleRate) * 1000),
+      sizeBytes: this.#spoolFile.size,
+      objectKey: this.objectKey,
+    };
+    this.emit('closed', summary);
+    return summary;
+  }
+
+  /**
+   * Aborts: the multipart upload is aborted (no dangling parts), the row is marked failed with the error's
+   * code, and the spool file stays on disk as the record of truth for a later retry.
+   */
+  destroy(err: CallvaultError = new CallvaultError(ErrorCode.Destroyed, 'recording destroyed')): void {
+    if (this.#state === 'destroyed' || this.#state === 'closed') return;
+    const services = this.#services;
+    this.#state = 'destroyed';
+    this.#failure = err;
+    this.#pending = [];
+    this.#pendingArrivals = [];
+    this.#abort.abort(err);
+    this.#upload.abort(err);
+    services.metrics.activeRecordings.dec();
+    services.metrics.recordingsFinished.inc({ status: 'failed' });
+    if (err.code === ErrorCode.UploadFailed) services.metrics.partUploadFailures.inc();
+    services.logger.error({ recordingSid: this.recordingSid, code: err.code, err }, 'recording failed');
+    services.db.recordings
+      .fail(this.id, { errorCode: err.code, endedAt: new Date(services.now()) })
+      .catch((dbErr: unknown) =>
+        services.logger.error({ recordingSid: this.recordingSid, err: dbErr }, 'could not mark recording failed'),
+      );
+  }
+
+  get failure(): CallvaultError | null {
+    return this.#failure;
+  }
+}

@@ -1,0 +1,30 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Logger } from '../log/index.js';
+import type { GatewayMetrics } from '../metrics/index.js';
+import type { PipelinePool } from '../pipeline/pool.js';
+import type { Database } from '../db/index.js';
+import type { PartLimiter, Spool } from '../storage/index.js';
+
+/** The master keys that wrap per-recording data keys. Earlier keys stay so rotation never strands a recording. */
+export interface MasterKeyring {
+  currentId: string;
+  current: Uint8Array;
+  all: ReadonlyMap<string, Uint8Array>;
+}
+
+/** Everything a recording needs from the gateway, passed down explicitly rather than reached for globally. */
+export interface RecordingServices {
+  pool: PipelinePool;
+  spool: Spool;
+  s3: S3Client;
+  bucket: string;
+  partSize: number;
+  partLimiter: PartLimiter;
+  db: Database;
+  keyring: MasterKeyring;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  outputSampleRate: 8000 | 16000 | 24000 | 48000;
+  /** Wall clock in ms; injected so tests control time. */
+  now: () => number;
+}

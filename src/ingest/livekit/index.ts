@@ -1,0 +1,22 @@
+export { registerLivekitIngest, EGRESS_CLOSE_CODES, LIVEKIT_ROOM_RECORDING_PATH, LIVEKIT_WEBHOOK_PATH } from './route.js';
+export {
+  signEgressUrl,
+  verifyEgressQuery,
+  LIVEKIT_EGRESS_PATH,
+  EGRESS_URL_KEY_INFO,
+  DEFAULT_EGRESS_SAMPLE_RATE,
+  type EgressTarget,
+  type VerifiedEgressTarget,
+} from './egress-url.js';
+export { LivekitRoomRecorder, type LivekitIngestConfig, type StartedRoomRecording } from './room-recorder.js';
+export { LivekitRoomSession, RoomTrackInput, type RoomSessionInit } from './room-session.js';
+export { RoomParticipant, mintRecorderToken, GATEWAY_IDENTITY_PREFIX, PARTICIPANT_SAMPLE_RATE, type LivekitConnection } from './room-participant.js';
+export { TrackTimeline, DEFAULT_GAP_THRESHOLD_MS, type TrackTimelineOptions } from './timeline.js';
+export {
+  agentIdentitiesOf,
+  parseMetadata,
+  participantRecordingOptions,
+  resolveRecordingOptions,
+  roomRecordingOptions,
+  type RecordingOptionsLayers,
+} from './room-options.js';

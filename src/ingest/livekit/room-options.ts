@@ -1,0 +1,78 @@
+import { RecordingOptionsSchema, type RecordingOptions } from '../../config/index.js';
+import { CallvaultError, ErrorCode } from '../../errors/index.js';
+
+const PartialRecordingOptionsSchema = RecordingOptionsSchema.partial();
+type PartialRecordingOptions = Partial<RecordingOptions>;
+
+/** A room's or participant's metadata as a JSON object; anything else (empty, plain text) is no metadata. */
+export function parseMetadata(raw: string | undefined | null): Record<string, unknown> | null {
+  if (!raw) return null;
+  try {
+    const value: unknown = JSON.parse(raw);
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+function validated(value: unknown, where: string): PartialRecordingOptions | undefined {
+  if (value === undefined) return undefined;
+  const parsed = PartialRecordingOptionsSchema.safeParse(value);
+  if (!parsed.success) {
+    throw new CallvaultError(ErrorCode.RecordingOptionsInvalid, `${where} recording options are invalid`, {
+      details: { issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) },
+    });
+  }
+  return parsed.data;
+}
+
+/** `recording` of a participant's metadata (the listener/instance level). */
+export function participantRecordingOptions(metadata: string | undefined | null): PartialRecordingOptions | undefined {
+  return validated(parseMetadata(metadata)?.['recording'], 'participant metadata');
+}
+
+/**
+ * The agent-level options a room's metadata carries: `options.recording` as agent platforms write it, or a
+ * top-level `recording`, which wins when both are present.
+ */
+export function roomRecordingOptions(metadata: string | undefined | null): PartialRecordingOptions | undefined {
+  const meta = parseMetadata(metadata);
+  if (!meta) return undefined;
+  const options = meta['options'];
+  const agentLevel =
+    options !== null && typeof options === 'object' ? validated((options as Record<string, unknown>)['recording'], 'room metadata options') : undefined;
+  const roomLevel = validated(meta['recording'], 'room metadata');
+  if (!agentLevel && !roomLevel) return undefined;
+  return { ...agentLevel, ...roomLevel };
+}
+
+/** Identities the room's metadata names as the agent (`agentIdentity` or `agentIdentities`). */
+export function agentIdentitiesOf(roomMetadata: string | undefined | null): Set<string> {
+  const meta = parseMetadata(roomMetadata);
+  const identities = new Set<string>();
+  if (!meta) return identities;
+  const single = meta['agentIdentity'];
+  if (typeof single === 'string' && single) identities.add(single);
+  const list = meta['agentIdentities'];
+  if (Array.isArray(list)) for (const id of list) if (typeof id === 'string' && id) identities.add(id);
+  return identities;
+}
+
+export interface RecordingOptionsLayers {
+  defaults: RecordingOptions;
+  room?: PartialRecordingOptions | undefined;
+  participant?: PartialRecordingOptions | undefined;
+  /** An explicit API request wins over everything it sets. */
+  request?: PartialRecordingOptions | undefined;
+}
+
+/**
+ * Field by field: request > participant metadata `recording` > room metadata (`options.recording`) > server
+ * default. `requested` tells whether any metadata or request asked for a recording at all, since the server
+ * default alone never starts one from a webhook.
+ */
+export function resolveRecordingOptions(layers: RecordingOptionsLayers): { options: RecordingOptions; requested: boolean } {
+  const merged = { ...layers.defaults, ...layers.room, ...layers.participant, ...layers.request };
+  const options = RecordingOptionsSchema.parse(merged);
+  return { options, requested: Boolean(layers.room || layers.participant || layers.request) };
+}

@@ -1,0 +1,121 @@
+import { randomBytes } from 'node:crypto';
+import type { RemoteParticipant, RemoteTrack, RemoteTrackPublication, Room, TrackPublication, Participant } from '@livekit/rtc-node';
+import { AccessToken } from 'livekit-server-sdk';
+import type { Logger } from '../../log/index.js';
+import type { LivekitRoomSession, RoomTrackInput } from './room-session.js';
+
+/** rtc-node's AudioStream rate and layout; the pipeline resamples to the recording's rate. */
+export const PARTICIPANT_SAMPLE_RATE = 48_000;
+export const GATEWAY_IDENTITY_PREFIX = 'callvault-recorder-';
+const TOKEN_TTL = '6h';
+
+export interface LivekitConnection {
+  url: string;
+  apiKey: string;
+  apiSecret: string;
+}
+
+export interface RoomParticipantInit {
+  connection: LivekitConnection;
+  session: LivekitRoomSession;
+  /** Identities recorded as the agent, in addition to participants LiveKit marks as agents. */
+  agentIdentities: ReadonlySet<string>;
+  logger: Logger;
+  now: () => number;
+  /** The last participant left or the room went away: the recording should finish. */
+  onRoomEmpty: () => void;
+}
+
+/** A token for a participant that nobody sees and that never publishes: it only listens. */
+export async function mintRecorderToken(connection: LivekitConnection, room: string, identity: string): Promise<string> {
+  const token = new AccessToken(connection.apiKey, connection.apiSecret, { identity, ttl: TOKEN_TTL });
+  token.addGrant({ room, roomJoin: true, hidden: true, canPublish: false, canPublishData: false, canSubscribe: true });
+  return token.toJwt();
+}
+
+/**
+ * The gateway inside a LiveKit room: a hidden, subscribe-only participant that reads every audio track
+ * at 48 kHz mono and feeds the room session. rtc-node is loaded on first use, so a gateway without
+ * LiveKit never loads its native library.
+ */
+export class RoomParticipant {
+  readonly identity: string;
+  readonly #init: RoomParticipantInit;
+  readonly #room: Room;
+  readonly #inputs = new Map<string, RoomTrackInput>();
+  #seenParticipant = false;
+  #left = false;
+
+  private constructor(init: RoomParticipantInit, room: Room, identity: string) {
+    this.#init = init;
+    this.#room = room;
+    this.identity = identity;
+  }
+
+  static async join(init: RoomParticipantInit): Promise<RoomParticipant> {
+    const rtc = await import('@livekit/rtc-node');
+    const identity = `${GATEWAY_IDENTITY_PREFIX}${randomBytes(6).toString('hex')}`;
+    const token = await mintRecorderToken(init.connection, init.session.room, identity);
+    const room = new rtc.Room();
+    const participant = new RoomParticipant(init, room, identity);
+    participant.#listen(rtc);
+    await room.connect(init.connection.url, token, { autoSubscribe: true, dynacast: false });
+    participant.#seenParticipant = [...room.remoteParticipants.values()].some((p) => participant.#counts(p));
+    return participant;
+  }
+
+  #counts(participant: Participant): boolean {
+    return !participant.identity.startsWith(GATEWAY_IDENTITY_PREFIX);
+  }
+
+  #listen(rtc: typeof import('@livekit/rtc-node')): void {
+    const { RoomEvent, TrackKind, ParticipantKind, AudioStream } = rtc;
+    const room = this.#room;
+    const { session, logger, now } = this.#init;
+
+    room.on(RoomEvent.TrackSubscribed, (track: RemoteTrack, publication: RemoteTrackPublication, participant: RemoteParticipant) => {
+      if (track.kind !== TrackKind.KIND_AUDIO || session.closed) return;
+      const agent = participant.kind === ParticipantKind.AGENT || this.#init.agentIdentities.has(participant.identity);
+      const trackSid = publication.sid ?? track.sid ?? 'unknown';
+      const input = session.openTrack({ participant: participant.identity, track: trackSid }, agent ? 'agent' : 'caller', PARTICIPANT_SAMPLE_RATE);
+      if (publication.muted) input.setMuted(true);
+      this.#inputs.set(trackSid, input);
+      logger.info({ room: session.room, participant: participant.identity, track: trackSid, role: input.role }, 'livekit track subscribed');
+      const stream = new AudioStream(track, { sampleRate: PARTICIPANT_SAMPLE_RATE, numChannels: 1 });
+      void (async () => {
+        for await (const frame of stream) {
+          input.push(Buffer.copyBytesFrom(frame.data), now());
+        }
+      })()
+        .catch((err: unknown) => logger.error({ room: session.room, track: trackSid, err }, 'livekit audio stream failed'))
+        .finally(() => input.end());
+    });
+
+    const onMute = (muted: boolean) => (publication: TrackPublication) => {
+      const sid = publication.sid;
+      if (sid) this.#inputs.get(sid)?.setMuted(muted);
+    };
+    room.on(RoomEvent.TrackMuted, onMute(true));
+    room.on(RoomEvent.TrackUnmuted, onMute(false));
+    room.on(RoomEvent.TrackUnsubscribed, (_track: RemoteTrack, publication: RemoteTrackPublication) => {
+      if (publication.sid) this.#inputs.get(publication.sid)?.end();
+    });
+    room.on(RoomEvent.ParticipantConnected, (participant: RemoteParticipant) => {
+      if (this.#counts(participant)) this.#seenParticipant = true;
+    });
+    room.on(RoomEvent.ParticipantDisconnected, () => {
+      const remaining = [...room.remoteParticipants.values()].filter((p) => this.#counts(p));
+      if (this.#seenParticipant && remaining.length === 0) this.#init.onRoomEmpty();
+    });
+    room.on(RoomEvent.Disconnected, () => {
+      if (!this.#left) this.#init.onRoomEmpty();
+    });
+  }
+
+  async leave(): Promise<void> {
+    if (this.#left) return;
+    this.#left = true;
+    for (const input of this.#inputs.values()) input.end();
+    await this.#room.disconnect();
+  }
+}

@@ -1,0 +1,239 @@
+import { RoomServiceClient, type WebhookEvent } from 'livekit-server-sdk';
+import type { RecordingOptions } from '../../config/index.js';
+import { CallvaultError, ErrorCode } from '../../errors/index.js';
+import type { Gateway } from '../../gateway/gateway.js';
+import type { RecordingSummary } from '../../gateway/recording.js';
+import { LivekitRoomSession } from './room-session.js';
+import { RoomParticipant, type LivekitConnection } from './room-participant.js';
+import { agentIdentitiesOf, participantRecordingOptions, resolveRecordingOptions, roomRecordingOptions } from './room-options.js';
+
+export interface LivekitIngestConfig extends LivekitConnection {
+  /** The organisation that owns the LiveKit project; its rooms' recordings belong to it. */
+  org: string;
+}
+
+interface RoomEntry {
+  starting: Promise<LivekitRoomSession>;
+  session?: LivekitRoomSession;
+  participant?: RoomParticipant;
+  /** Egress sockets feeding the room; an egress-started recording ends with the last of them. */
+  egressSockets: number;
+  trigger: 'api' | 'webhook' | 'egress';
+}
+
+export interface StartedRoomRecording {
+  roomSid: string;
+  recordingSid: string;
+  session: LivekitRoomSession;
+}
+
+function httpUrl(url: string): string {
+  return url.replace(/^ws(s?):\/\//, 'http$1://');
+}
+
+/**
+ * Every LiveKit room the gateway records, by room name: at most one recording per room, whatever starts it
+ * (API, webhook, egress socket) and however its audio arrives (hidden participant, egress sockets).
+ */
+export class LivekitRoomRecorder {
+  readonly config: LivekitIngestConfig;
+  readonly #gateway: Gateway;
+  readonly #rooms = new Map<string, RoomEntry>();
+  readonly #roomService: RoomServiceClient;
+
+  constructor(gateway: Gateway, config: LivekitIngestConfig) {
+    this.#gateway = gateway;
+    this.config = config;
+    this.#roomService = new RoomServiceClient(httpUrl(config.url), config.apiKey, config.apiSecret);
+  }
+
+  /** The live session of a room, if it is recording. */
+  session(room: string): LivekitRoomSession | undefined {
+    return this.#rooms.get(room)?.session;
+  }
+
+  isRecording(room: string): boolean {
+    return this.#rooms.has(room);
+  }
+
+  async #lookupRoom(room: string): Promise<{ sid: string; metadata: string }> {
+    let rooms;
+    try {
+      rooms = await this.#roomService.listRooms([room]);
+    } catch (cause) {
+      throw new CallvaultError(ErrorCode.Internal, 'LiveKit did not answer the room lookup', { cause, retryable: true });
+    }
+    const found = rooms.find((r) => r.name === room);
+    if (!found?.sid) throw new CallvaultError(ErrorCode.NotFound, `room ${room} does not exist`);
+    return { sid: found.sid, metadata: found.metadata };
+  }
+
+  /**
+   * Starts recording a room with the hidden participant. CONFLICT when the room is already recording,
+   * NOT_FOUND when LiveKit does not know it.
+   */
+  async startRoomRecording(params: {
+    room: string;
+    trigger: 'api' | 'webhook';
+    request?: Partial<RecordingOptions>;
+    participantMetadata?: string;
+    knownRoom?: { sid: string; metadata: string };
+  }): Promise<StartedRoomRecording> {
+    if (this.#rooms.has(params.room)) throw new CallvaultError(ErrorCode.Conflict, `room ${params.room} is already recording`);
+    const entry = this.#reserve(params.room, params.trigger, async () => {
+      const info = params.knownRoom ?? (await this.#lookupRoom(params.room));
+      const { options } = resolveRecordingOptions({
+        defaults: this.#gateway.options.recording.defaults,
+        room: roomRecordingOptions(info.metadata),
+        participant: participantRecordingOptions(params.participantMetadata),
+        request: params.request,
+      });
+      if (!options.enabled) throw new CallvaultError(ErrorCode.RecordingOptionsInvalid, 'recording options do not enable recording');
+      const session = await LivekitRoomSession.start(this.#gateway, {
+        orgId: this.config.org,
+        room: params.room,
+        roomSid: info.sid,
+        options: { ...options, enabled: true },
+        trigger: params.trigger,
+      });
+      try {
+        const participant = await RoomParticipant.join({
+          connection: this.config,
+          session,
+          agentIdentities: agentIdentitiesOf(info.metadata),
+          logger: this.#gateway.options.logger,
+          now: this.#gateway.services.now,
+          onRoomEmpty: () => void this.finish(params.room).catch(() => undefined),
+        });
+        const current = this.#rooms.get(params.room);
+        if (current) current.participant = participant;
+        if (session.closed) await participant.leave();
+      } catch (cause) {
+        await session.close();
+        throw new CallvaultError(ErrorCode.Internal, 'could not join the LiveKit room', { cause, retryable: true });
+      }
+      return session;
+    });
+    const session = await entry.starting;
+    return { roomSid: session.roomSid, recordingSid: session.recording.recordingSid, session };
+  }
+
+  #reserve(room: string, trigger: RoomEntry['trigger'], start: () => Promise<LivekitRoomSession>): RoomEntry {
+    const entry: RoomEntry = { starting: Promise.resolve(null as unknown as LivekitRoomSession), egressSockets: 0, trigger };
+    this.#rooms.set(room, entry);
+    entry.starting = start().then(
+      (session) => {
+        entry.session = session;
+        const untrack = this.#gateway.trackSocket(() => void this.finish(room).catch(() => undefined));
+        session.once('closed', () => {
+          untrack();
+          void entry.participant?.leave().catch(() => undefined);
+          if (this.#rooms.get(room) === entry) this.#rooms.delete(room);
+        });
+        this.#gateway.options.logger.info({ room, roomSid: session.roomSid, recordingSid: session.recording.recordingSid, trigger }, 'livekit room recording started');
+        return session;
+      },
+      (err: unknown) => {
+        if (this.#rooms.get(room) === entry) this.#rooms.delete(room);
+        throw err;
+      },
+    );
+    // Callers that only fire-and-forget must not surface an unhandled rejection.
+    entry.starting.catch(() => undefined);
+    return entry;
+  }
+
+  /** Finishes a room's recording (API stop, room finished, room empty). NOT_FOUND when it is not recording. */
+  async finish(room: string): Promise<RecordingSummary | null> {
+    const entry = this.#rooms.get(room);
+    if (!entry) throw new CallvaultError(ErrorCode.NotFound, `room ${room} is not recording`);
+    const session = await entry.starting;
+    await entry.participant?.leave().catch(() => undefined);
+    return session.close();
+  }
+
+  /**
+   * The session an egress socket feeds: the room's current one, or a new one started for it. Recording
+   * options come from the room's metadata (when LiveKit can be asked) over the server default.
+   */
+  async attachEgress(target: { room: string; roomSid?: string }): Promise<{ session: LivekitRoomSession; detach: () => void }> {
+    let entry = this.#rooms.get(target.room);
+    if (!entry) {
+      entry = this.#reserve(target.room, 'egress', async () => {
+        const info = target.roomSid ? { sid: target.roomSid, metadata: '' } : await this.#lookupRoom(target.room);
+        const { options } = resolveRecordingOptions({
+          defaults: this.#gateway.options.recording.defaults,
+          room: roomRecordingOptions(info.metadata),
+          request: { enabled: true },
+        });
+        return LivekitRoomSession.start(this.#gateway, {
+          orgId: this.config.org,
+          room: target.room,
+          roomSid: info.sid,
+          options: { ...options, enabled: true },
+          trigger: 'egress',
+        });
+      });
+    }
+    const attached = entry;
+    attached.egressSockets++;
+    let session: LivekitRoomSession;
+    try {
+      session = await attached.starting;
+    } catch (err) {
+      attached.egressSockets--;
+      throw err;
+    }
+    let detached = false;
+    return {
+      session,
+      detach: () => {
+        if (detached) return;
+        detached = true;
+        attached.egressSockets--;
+        if (attached.egressSockets === 0 && attached.trigger === 'egress') void session.close();
+      },
+    };
+  }
+
+  /**
+   * A verified LiveKit webhook: room_started / participant_joined start a recording when metadata asks for
+   * one; room_finished finishes it.
+   */
+  async handleWebhook(event: WebhookEvent): Promise<void> {
+    const room = event.room?.name;
+    if (!room) return;
+    switch (event.event) {
+      case 'room_started': {
+        const info = { sid: event.room?.sid ?? '', metadata: event.room?.metadata ?? '' };
+        if (!roomRecordingOptions(info.metadata)?.enabled || this.#rooms.has(room)) return;
+        await this.startRoomRecording({ room, trigger: 'webhook', ...(info.sid ? { knownRoom: info } : {}) });
+        return;
+      }
+      case 'participant_joined': {
+        if (this.#rooms.has(room)) return;
+        const participantMetadata = event.participant?.metadata ?? '';
+        const roomMetadata = event.room?.metadata ?? '';
+        const { options, requested } = resolveRecordingOptions({
+          defaults: this.#gateway.options.recording.defaults,
+          room: roomRecordingOptions(roomMetadata),
+          participant: participantRecordingOptions(participantMetadata),
+        });
+        if (!requested || !options.enabled) return;
+        await this.startRoomRecording({
+          room,
+          trigger: 'webhook',
+          participantMetadata,
+          ...(event.room?.sid ? { knownRoom: { sid: event.room.sid, metadata: roomMetadata } } : {}),
+        });
+        return;
+      }
+      case 'room_finished': {
+        if (this.#rooms.has(room)) await this.finish(room);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+}

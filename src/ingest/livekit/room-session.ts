@@ -1,0 +1,211 @@
+import { EventEmitter } from 'node:events';
+import type { RecordingOptions } from '../../config/index.js';
+import { isCallvaultError, ErrorCode } from '../../errors/index.js';
+import type { Call } from '../../gateway/call.js';
+import type { Gateway } from '../../gateway/gateway.js';
+import type { Recording, RecordingSummary } from '../../gateway/recording.js';
+import type { TrackRole } from '../../gateway/track.js';
+import type { InputFrame } from '../../pipeline/index.js';
+import { TrackTimeline } from './timeline.js';
+
+export const LIVEKIT_METRICS_SOURCE = 'livekit';
+const BYTES_PER_SAMPLE = 2;
+
+export interface RoomSessionInit {
+  orgId: string;
+  room: string;
+  roomSid: string;
+  options: RecordingOptions & { enabled: true };
+  /** What started it, kept in the recording's metadata. */
+  trigger: 'api' | 'webhook' | 'egress';
+  metadata?: Record<string, unknown>;
+  gapThresholdMs?: number;
+}
+
+interface RoomSessionEvents {
+  closed: [RecordingSummary | null];
+}
+
+/**
+ * One room recording: one Call (id = the room SID) and one timeline that every audio source of the room
+ * shares, whether it comes from the hidden participant or from Track Egress sockets.
+ */
+export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
+  readonly room: string;
+  readonly roomSid: string;
+  readonly call: Call;
+  readonly recording: Recording;
+  /** Wall time (ms) of position 0. */
+  readonly originMs: number;
+  readonly #gateway: Gateway;
+  readonly #gapThresholdMs: number | undefined;
+  readonly #inputs = new Map<string, RoomTrackInput>();
+  #closing: Promise<RecordingSummary | null> | null = null;
+
+  private constructor(gateway: Gateway, init: RoomSessionInit, call: Call, recording: Recording, originMs: number) {
+    super();
+    this.#gateway = gateway;
+    this.room = init.room;
+    this.roomSid = init.roomSid;
+    this.call = call;
+    this.recording = recording;
+    this.originMs = originMs;
+    this.#gapThresholdMs = init.gapThresholdMs;
+    call.once('closed', () => {
+      // The gateway may close the call itself (shutdown); the session ends with it.
+      void this.close();
+    });
+  }
+
+  static async start(gateway: Gateway, init: RoomSessionInit): Promise<LivekitRoomSession> {
+    const now = gateway.services.now;
+    // The LiveKit org may own no API key or Twilio account, so start-up has not created it.
+    await gateway.db.organisations.ensure(init.orgId);
+    const call = await gateway.openCall({
+      orgId: init.orgId,
+      source: 'livekit',
+      externalId: init.roomSid,
+      metadata: { room: init.room, roomSid: init.roomSid },
+      startedAt: new Date(now()),
+    });
+    try {
+      const originMs = now();
+      const recording = await call.startRecording(init.options, {
+        room: init.room,
+        roomSid: init.roomSid,
+        trigger: init.trigger,
+        recordingOptions: { enabled: true, stereo: init.options.stereo ?? true, keyMode: init.options.key ? 'client' : 'server' },
+        ...init.metadata,
+      });
+      return new LivekitRoomSession(gateway, init, call, recording, originMs);
+    } catch (err) {
+      call.destroy();
+      await call.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closing !== null;
+  }
+
+  /**
+   * The input of one published track. The same participant and track sid reuse their input (an egress
+   * socket that reconnects continues its track); a republished track has a new sid and a new input.
+   */
+  openTrack(source: { participant: string; track: string }, role: TrackRole, sampleRate: number): RoomTrackInput {
+    const id = `${source.participant}/${source.track}`;
+    const existing = this.#inputs.get(id);
+    if (existing) {
+      existing.reopen();
+      return existing;
+    }
+    this.call.addTrack({ id, role, encoding: 'pcm_s16le', sampleRate });
+    const timeline = new TrackTimeline({
+      originMs: this.originMs,
+      sampleRate,
+      ...(this.#gapThresholdMs === undefined ? {} : { gapThresholdMs: this.#gapThresholdMs }),
+    });
+    const input = new RoomTrackInput(this.#gateway, this.call, { id, role, sampleRate, timeline, room: this.room });
+    this.#inputs.set(id, input);
+    return input;
+  }
+
+  close(): Promise<RecordingSummary | null> {
+    if (this.#closing) return this.#closing;
+    this.#closing = (async () => {
+      for (const input of this.#inputs.values()) input.end();
+      const summary = await this.call.close();
+      this.emit('closed', summary);
+      return summary;
+    })();
+    return this.#closing;
+  }
+}
+
+/** Turns one track's PCM into positioned frames. Muted or ended tracks contribute silence, not frames. */
+export class RoomTrackInput {
+  readonly id: string;
+  readonly role: TrackRole;
+  readonly sampleRate: number;
+  readonly #gateway: Gateway;
+  readonly #call: Call;
+  readonly #timeline: TrackTimeline;
+  readonly #room: string;
+  #muted = false;
+  #ended = false;
+  #carry: Buffer | null = null;
+
+  constructor(gateway: Gateway, call: Call, init: { id: string; role: TrackRole; sampleRate: number; timeline: TrackTimeline; room: string }) {
+    this.#gateway = gateway;
+    this.#call = call;
+    this.id = init.id;
+    this.role = init.role;
+    this.sampleRate = init.sampleRate;
+    this.#timeline = init.timeline;
+    this.#room = init.room;
+  }
+
+  get muted(): boolean {
+    return this.#muted;
+  }
+
+  /** Places and records `pcm` (s16le mono) that arrived at `arrivedAt` (wall ms). */
+  push(pcm: Uint8Array, arrivedAt: number): void {
+    const metrics = this.#gateway.metrics;
+    metrics.framesReceived.inc({ source: LIVEKIT_METRICS_SOURCE, track: this.role });
+    metrics.bytesReceived.inc({ source: LIVEKIT_METRICS_SOURCE }, pcm.byteLength);
+    if (this.#ended || this.#muted) {
+      metrics.framesDropped.inc({ source: LIVEKIT_METRICS_SOURCE, reason: this.#ended ? 'ended' : 'muted' });
+      return;
+    }
+    // A WebSocket message may split a sample; the odd byte waits for the next message.
+    let data = this.#carry ? Buffer.concat([this.#carry, pcm]) : Buffer.from(pcm);
+    this.#carry = null;
+    if (data.byteLength % BYTES_PER_SAMPLE !== 0) {
+      this.#carry = Buffer.from(data.subarray(data.byteLength - 1));
+      data = data.subarray(0, data.byteLength - 1);
+    }
+    if (data.byteLength === 0) return;
+    const samples = data.byteLength / BYTES_PER_SAMPLE;
+    const frame: InputFrame = {
+      trackId: this.id,
+      role: this.role,
+      encoding: 'pcm_s16le',
+      sampleRate: this.sampleRate,
+      position: this.#timeline.place(arrivedAt, samples),
+      data,
+    };
+    try {
+      this.#call.pushFrame(frame, arrivedAt);
+    } catch (err) {
+      if (isCallvaultError(err, ErrorCode.Overloaded)) {
+        metrics.framesDropped.inc({ source: LIVEKIT_METRICS_SOURCE, reason: err.code });
+        this.#gateway.options.logger.warn({ room: this.#room, track: this.id, code: err.code }, 'livekit frame dropped');
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** Mute and unmute both break continuity: the audio after an unmute is anchored on wall time. */
+  setMuted(muted: boolean): void {
+    if (muted === this.#muted) return;
+    this.#muted = muted;
+    this.#carry = null;
+    this.#timeline.breakContinuity();
+  }
+
+  /** The source went away (unpublished, left, socket closed); a later reopen anchors on wall time. */
+  end(): void {
+    this.#ended = true;
+    this.#carry = null;
+    this.#timeline.breakContinuity();
+  }
+
+  reopen(): void {
+    this.#ended = false;
+    this.#muted = false;
+    this.#timeline.breakContinuity();
+  }
+}

@@ -1,0 +1,242 @@
+import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
+import { WebhookReceiver } from 'livekit-server-sdk';
+import { RecordingOptionsSchema } from '../../config/index.js';
+import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.js';
+import { authenticate } from '../../api/auth.js';
+import { createRouter, json, type RequestContext } from '../../api/http.js';
+import type { Gateway } from '../../gateway/gateway.js';
+import { LIVEKIT_EGRESS_PATH, verifyEgressQuery, type VerifiedEgressTarget } from './egress-url.js';
+import { LivekitRoomRecorder, type LivekitIngestConfig } from './room-recorder.js';
+import { LIVEKIT_METRICS_SOURCE, type LivekitRoomSession, type RoomTrackInput } from './room-session.js';
+
+export const LIVEKIT_ROOM_RECORDING_PATH = '/livekit/rooms/:room/recording';
+export const LIVEKIT_WEBHOOK_PATH = '/livekit/webhook';
+/** 48 kHz mono s16le is ~1 kB per 10 ms; a message near this is not Track Egress. */
+const MAX_EGRESS_MESSAGE_BYTES = 256 * 1024;
+const MAX_WEBHOOK_BODY_BYTES = 256 * 1024;
+
+/** Close codes of the egress socket, in the application range so LiveKit logs them as such. */
+export const EGRESS_CLOSE_CODES = {
+  Normal: 1000,
+  GoingAway: 1001,
+  InternalError: 1011,
+  RecordingFailed: 4500,
+} as const;
+
+interface EgressSocketData {
+  target: VerifiedEgressTarget;
+  session?: LivekitRoomSession;
+  input?: RoomTrackInput;
+  detach?: () => void;
+  /** Audio and events that arrived while the room's recording was being set up, in order. */
+  early: Array<{ kind: 'audio'; data: Buffer; arrivedAt: number } | { kind: 'muted'; muted: boolean }>;
+  open: boolean;
+  closing: boolean;
+  untrack?: () => void;
+}
+
+type EgressSocket = WebSocket<EgressSocketData>;
+
+async function readJson(ctx: RequestContext, limit: number): Promise<unknown> {
+  const body = await ctx.readBody(limit);
+  if (body.byteLength === 0) return {};
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (cause) {
+    throw new CallvaultError(ErrorCode.BadRequest, 'request body is not JSON', { cause });
+  }
+}
+
+/** Track Egress text frames carry `{"muted": true|false}`; other events are ignored. */
+function mutedFlag(text: string): boolean | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    if (value !== null && typeof value === 'object' && typeof (value as { muted?: unknown }).muted === 'boolean') {
+      return (value as { muted: boolean }).muted;
+    }
+  } catch {
+    // fall through
+  }
+  return null;
+}
+
+/**
+ * LiveKit routes: start/stop a room recording (API), the webhook that starts them automatically, and the
+ * Track Egress WebSocket. Returns the recorder so the gateway (and tests) can reach live room sessions.
+ */
+export function registerLivekitIngest(app: TemplatedApp, gateway: Gateway, config?: LivekitIngestConfig): LivekitRoomRecorder | null {
+  const livekit = config ?? gateway.options.livekit;
+  if (!livekit) return null;
+  const { logger } = gateway.options;
+  const metrics = gateway.metrics;
+  const now = gateway.services.now;
+  const recorder = new LivekitRoomRecorder(gateway, livekit);
+  const receiver = new WebhookReceiver(livekit.apiKey, livekit.apiSecret);
+  const router = createRouter(app, { logger, metrics });
+
+  const authorizeRoom = async (ctx: RequestContext): Promise<string> => {
+    const principal = await authenticate(ctx, gateway.db);
+    const room = ctx.params[0] ?? '';
+    // Another organisation must not even learn that the room exists.
+    if (principal.orgId !== livekit.org) throw new CallvaultError(ErrorCode.NotFound, `room ${room} not found`);
+    return room;
+  };
+
+  router.route('post', LIVEKIT_ROOM_RECORDING_PATH, 'livekit_room_recording_start', async (ctx) => {
+    const room = await authorizeRoom(ctx);
+    const body = await readJson(ctx, 64 * 1024);
+    const parsed = RecordingOptionsSchema.partial().safeParse(body);
+    if (!parsed.success) {
+      throw new CallvaultError(ErrorCode.RecordingOptionsInvalid, 'recording options are invalid', {
+        details: { issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) },
+      });
+    }
+    if (!gateway.acceptingStreams) throw new CallvaultError(ErrorCode.ShuttingDown, 'gateway is shutting down', { retryable: true });
+    // Asking the API to record is itself the request: enabled defaults to true here.
+    const started = await recorder.startRoomRecording({ room, trigger: 'api', request: { enabled: true, ...parsed.data } });
+    return json(201, { callId: started.roomSid, recordingSid: started.recordingSid });
+  });
+
+  router.route('del', LIVEKIT_ROOM_RECORDING_PATH, 'livekit_room_recording_stop', async (ctx) => {
+    const room = await authorizeRoom(ctx);
+    const session = recorder.session(room);
+    const summary = await recorder.finish(room);
+    return json(200, {
+      callId: session?.roomSid ?? null,
+      recordingSid: summary?.recordingSid ?? null,
+      status: summary?.status ?? null,
+      durationMs: summary?.durationMs ?? null,
+    });
+  });
+
+  router.route('post', LIVEKIT_WEBHOOK_PATH, 'livekit_webhook', async (ctx) => {
+    const body = (await ctx.readBody(MAX_WEBHOOK_BODY_BYTES)).toString('utf8');
+    const authHeader = ctx.headers.get('authorization');
+    let event;
+    try {
+      event = await receiver.receive(body, authHeader);
+    } catch (cause) {
+      throw new CallvaultError(ErrorCode.Unauthorized, 'webhook signature is invalid', { cause });
+    }
+    try {
+      await recorder.handleWebhook(event);
+    } catch (err) {
+      const error = toCallvaultError(err);
+      // LiveKit retries failed deliveries; a conflict or an invalid option will not get better by retrying.
+      if (error.code === ErrorCode.Conflict || error.code === ErrorCode.RecordingOptionsInvalid || error.code === ErrorCode.NotFound) {
+        logger.warn({ event: event.event, room: event.room?.name, code: error.code }, 'livekit webhook ignored');
+        return json(200, { ok: false, code: error.code });
+      }
+      throw error;
+    }
+    return json(200, { ok: true });
+  });
+
+  const closeSocket = (ws: EgressSocket, code: number, reason: string): void => {
+    const data = ws.getUserData();
+    if (!data.open || data.closing) return;
+    data.closing = true;
+    ws.end(code, reason);
+  };
+
+  const attach = async (ws: EgressSocket): Promise<void> => {
+    const data = ws.getUserData();
+    const { session, detach } = await recorder.attachEgress(data.target);
+    if (!data.open || data.closing) {
+      detach();
+      return;
+    }
+    data.session = session;
+    data.detach = detach;
+    const input = session.openTrack(
+      { participant: data.target.participant, track: data.target.track },
+      data.target.role,
+      data.target.sampleRate,
+    );
+    data.input = input;
+    for (const item of data.early.splice(0)) {
+      if (item.kind === 'audio') input.push(item.data, item.arrivedAt);
+      else input.setMuted(item.muted);
+    }
+    session.once('closed', (summary) => {
+      closeSocket(ws, summary?.status === 'failed' ? EGRESS_CLOSE_CODES.RecordingFailed : EGRESS_CLOSE_CODES.Normal, 'recording finished');
+    });
+  };
+
+  app.ws<EgressSocketData>(LIVEKIT_EGRESS_PATH, {
+    maxPayloadLength: MAX_EGRESS_MESSAGE_BYTES,
+    idleTimeout: 60,
+    maxBackpressure: 64 * 1024,
+    sendPingsAutomatically: true,
+
+    upgrade: (res, req, context) => {
+      const query = new URLSearchParams(req.getQuery() ?? '');
+      const key = req.getHeader('sec-websocket-key');
+      const protocol = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const refuse = (status: string, code: ErrorCode, message: string): void => {
+        logger.warn({ code, path: LIVEKIT_EGRESS_PATH }, 'livekit egress upgrade refused');
+        res.cork(() => {
+          res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code, message } }));
+        });
+      };
+      if (!gateway.acceptingStreams) {
+        refuse('503 Service Unavailable', ErrorCode.ShuttingDown, 'gateway is shutting down');
+        return;
+      }
+      let target: VerifiedEgressTarget;
+      try {
+        target = verifyEgressQuery(query, gateway.options.keyring.all.values(), now());
+      } catch (err) {
+        const error = toCallvaultError(err);
+        if (error.code === ErrorCode.BadRequest) refuse('400 Bad Request', error.code, error.message);
+        else refuse('403 Forbidden', ErrorCode.SignatureInvalid, error.message);
+        return;
+      }
+      const data: EgressSocketData = { target, early: [], open: false, closing: false };
+      res.upgrade(data, key, protocol, extensions, context);
+    },
+
+    open: (ws) => {
+      const data = ws.getUserData();
+      data.open = true;
+      metrics.activeStreams.inc({ source: LIVEKIT_METRICS_SOURCE });
+      data.untrack = gateway.trackSocket((code) => closeSocket(ws, code, ErrorCode.ShuttingDown));
+      logger.info({ room: data.target.room, participant: data.target.participant, track: data.target.track, role: data.target.role }, 'livekit egress socket opened');
+      attach(ws).catch((err: unknown) => {
+        const error = toCallvaultError(err);
+        logger.error({ room: data.target.room, code: error.code, err: error }, 'livekit egress could not start recording');
+        closeSocket(ws, EGRESS_CLOSE_CODES.InternalError, error.code);
+      });
+    },
+
+    message: (ws, message, isBinary) => {
+      const data = ws.getUserData();
+      if (data.closing) return;
+      const arrivedAt = now();
+      if (isBinary) {
+        // uWS reuses the message buffer after this callback returns.
+        const pcm = Buffer.from(new Uint8Array(message).slice());
+        if (data.input) data.input.push(pcm, arrivedAt);
+        else data.early.push({ kind: 'audio', data: pcm, arrivedAt });
+        return;
+      }
+      const muted = mutedFlag(Buffer.from(message).toString('utf8'));
+      if (muted === null) return;
+      if (data.input) data.input.setMuted(muted);
+      else data.early.push({ kind: 'muted', muted });
+    },
+
+    close: (ws, code) => {
+      const data = ws.getUserData();
+      data.open = false;
+      data.untrack?.();
+      metrics.activeStreams.dec({ source: LIVEKIT_METRICS_SOURCE });
+      metrics.streamsClosed.inc({ source: LIVEKIT_METRICS_SOURCE, code: String(code) });
+      data.input?.end();
+      data.detach?.();
+    },
+  });
+
+  return recorder;
+}

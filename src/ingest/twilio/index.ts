@@ -1,0 +1,46 @@
+export {
+  parseTwilioMessage,
+  decodeMediaPayload,
+  mediaPayloadDurationMs,
+  TWILIO_EVENTS,
+  TWILIO_SAMPLE_RATE,
+  TWILIO_BYTES_PER_MS,
+  MAX_MEDIA_PAYLOAD_MS,
+  type TwilioMessage,
+  type TwilioEvent,
+  type TwilioTrack,
+  type TwilioMediaFormat,
+} from './protocol.js';
+export { TWILIO_CLOSE_CODES, closeCodeFor, closeFrameFor, type TwilioCloseCode } from './close-codes.js';
+export {
+  TwilioStreamSession,
+  type TwilioSessionSink,
+  type TwilioStreamSessionOptions,
+  type TwilioSessionState,
+  type TwilioStartInfo,
+  type TwilioMediaEvent,
+  type TwilioDtmfEvent,
+} from './session.js';
+export { streamUrlForSignature, identifyTwilioAccount, signStreamUrl, type TwilioAccount } from './signature.js';
+export {
+  simulateTwilioCall,
+  planTwilioCall,
+  buildConnectedMessage,
+  buildStartMessage,
+  buildMediaMessage,
+  buildDtmfMessage,
+  buildMarkMessage,
+  buildStopMessage,
+  renderAudio,
+  readWavPcm16Mono8k,
+  randomCallSid,
+  randomStreamSid,
+  RECORDING_PARAMETER,
+  SIMULATED_FRAME_MS,
+  type SimulateTwilioCallOptions,
+  type SimulatedCallResult,
+  type SimulatedAudio,
+  type SimulatedGap,
+  type TwilioCallPlan,
+  type PlannedFrame,
+} from './simulator.js';

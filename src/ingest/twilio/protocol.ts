@@ -1,0 +1,203 @@
+/**
+ * The Twilio Media Streams wire protocol: JSON text frames `connected`, `start`, `media`, `dtmf`,
+ * `mark` and `stop`. Parsing is lenient where Twilio itself varies (numbers sent as strings, extra
+ * fields, optional `connected`) and strict where a recording's integrity or our storage layout
+ * depends on it (SID formats, audio format, payload encoding and size).
+ */
+import { z } from 'zod';
+import { CallvaultError, ErrorCode } from '../../errors/index.js';
+
+export { TWILIO_CLOSE_CODES, closeCodeFor, closeFrameFor, type TwilioCloseCode } from './close-codes.js';
+
+/** Twilio streams 8 kHz mono mu-law: one byte per sample, so 8 bytes per millisecond. */
+export const TWILIO_SAMPLE_RATE = 8000;
+export const TWILIO_BYTES_PER_MS = TWILIO_SAMPLE_RATE / 1000;
+/** A single media frame longer than this is not something Twilio sends and would stall alignment. */
+export const MAX_MEDIA_PAYLOAD_MS = 1000;
+const MAX_MEDIA_PAYLOAD_BYTES = MAX_MEDIA_PAYLOAD_MS * TWILIO_BYTES_PER_MS;
+const MAX_MEDIA_PAYLOAD_BASE64_CHARS = Math.ceil(MAX_MEDIA_PAYLOAD_BYTES / 3) * 4;
+
+export type TwilioTrack = 'inbound' | 'outbound';
+
+/** Twilio sends counters as strings ("1") but a lenient peer or replay tool may send numbers. */
+const wholeNumber = z.union([
+  z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  z
+    .string()
+    .regex(/^\d{1,15}$/, 'expected a whole number')
+    .transform(Number),
+]);
+
+// SIDs end up in object keys and database rows, so only Twilio's exact shapes are accepted.
+const accountSid = z.string().regex(/^AC[0-9a-fA-F]{32}$/, 'expected an AC… account SID');
+const callSid = z.string().regex(/^CA[0-9a-fA-F]{32}$/, 'expected a CA… call SID');
+const streamSid = z.string().regex(/^MZ[0-9a-fA-F]{32}$/, 'expected an MZ… stream SID');
+
+const track = z.enum(['inbound', 'outbound']);
+
+const mediaFormat = z.object({
+  encoding: z.literal('audio/x-mulaw'),
+  sampleRate: z.union([z.literal(8000), z.literal('8000').transform(() => 8000 as const)]),
+  channels: z.union([z.literal(1), z.literal('1').transform(() => 1 as const)]),
+});
+export type TwilioMediaFormat = z.infer<typeof mediaFormat>;
+
+const ConnectedSchema = z.object({
+  event: z.literal('connected'),
+  protocol: z.string().optional(),
+  version: z.string().optional(),
+});
+
+const StartSchema = z.object({
+  event: z.literal('start'),
+  sequenceNumber: wholeNumber.optional(),
+  streamSid: streamSid.optional(),
+  start: z.object({
+    accountSid,
+    streamSid,
+    callSid,
+    tracks: z
+      .array(track)
+      .min(1)
+      .refine((tracks) => new Set(tracks).size === tracks.length, 'tracks must not repeat'),
+    customParameters: z.record(z.string(), z.string()).default({}),
+    mediaFormat,
+  }),
+});
+
+const MediaSchema = z.object({
+  event: z.literal('media'),
+  sequenceNumber: wholeNumber.optional(),
+  streamSid: streamSid.optional(),
+  media: z.object({
+    track,
+    chunk: wholeNumber.refine((n) => n >= 1, 'chunks count from 1'),
+    timestamp: wholeNumber,
+    payload: z.string(),
+  }),
+});
+
+const DtmfSchema = z.object({
+  event: z.literal('dtmf'),
+  sequenceNumber: wholeNumber.optional(),
+  streamSid: streamSid.optional(),
+  dtmf: z.object({
+    track: z.string().min(1).max(32),
+    digit: z.string().regex(/^[0-9A-Da-d*#]$/, 'expected one DTMF digit'),
+    timestamp: wholeNumber.optional(),
+  }),
+});
+
+const MarkSchema = z.object({
+  event: z.literal('mark'),
+  sequenceNumber: wholeNumber.optional(),
+  streamSid: streamSid.optional(),
+  mark: z.object({ name: z.string().max(256) }),
+});
+
+const StopSchema = z.object({
+  event: z.literal('stop'),
+  sequenceNumber: wholeNumber.optional(),
+  streamSid: streamSid.optional(),
+  stop: z.object({ accountSid, callSid }),
+});
+
+const TwilioMessageSchema = z.discriminatedUnion('event', [
+  ConnectedSchema,
+  StartSchema,
+  MediaSchema,
+  DtmfSchema,
+  MarkSchema,
+  StopSchema,
+]);
+
+export type TwilioMessage = z.infer<typeof TwilioMessageSchema>;
+export type TwilioConnectedMessage = z.infer<typeof ConnectedSchema>;
+export type TwilioStartMessage = z.infer<typeof StartSchema>;
+export type TwilioMediaMessage = z.infer<typeof MediaSchema>;
+export type TwilioDtmfMessage = z.infer<typeof DtmfSchema>;
+export type TwilioMarkMessage = z.infer<typeof MarkSchema>;
+export type TwilioStopMessage = z.infer<typeof StopSchema>;
+export type TwilioEvent = TwilioMessage['event'];
+
+export const TWILIO_EVENTS: readonly TwilioEvent[] = ['connected', 'start', 'media', 'dtmf', 'mark', 'stop'];
+
+/**
+ * Parses one text frame. Throws FRAME_MALFORMED for anything that is not a JSON object matching
+ * the schema of its event, FRAME_UNKNOWN_EVENT for an event Twilio does not define.
+ * The media payload is left as base64: see `decodeMediaPayload`.
+ */
+export function parseTwilioMessage(text: string): TwilioMessage {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new CallvaultError(ErrorCode.FrameMalformed, 'frame is not valid JSON', { cause });
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new CallvaultError(ErrorCode.FrameMalformed, 'frame is not a JSON object');
+  }
+  const event = (json as { event?: unknown }).event;
+  if (typeof event !== 'string') {
+    throw new CallvaultError(ErrorCode.FrameMalformed, 'frame has no event name');
+  }
+  if (!(TWILIO_EVENTS as readonly string[]).includes(event)) {
+    throw new CallvaultError(ErrorCode.FrameUnknownEvent, 'frame has an unknown event', {
+      // Bounded so a hostile peer cannot inflate our logs.
+      details: { event: event.slice(0, 64) },
+    });
+  }
+  const result = TwilioMessageSchema.safeParse(json);
+  if (!result.success) {
+    throw new CallvaultError(ErrorCode.FrameMalformed, `${event} frame does not match the Twilio schema`, {
+      cause: result.error,
+      details: {
+        event,
+        issues: result.error.issues.slice(0, 10).map((i) => ({ path: i.path.join('.'), message: i.message })),
+      },
+    });
+  }
+  return result.data;
+}
+
+const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * Decodes a media payload to mu-law bytes. `Buffer.from(s, 'base64')` silently skips junk and
+ * accepts missing padding, which would turn a corrupted frame into wrong-but-plausible audio,
+ * so the text must be canonical base64. The result must be a positive whole number of
+ * milliseconds (timestamps have 1 ms resolution) and at most MAX_MEDIA_PAYLOAD_MS.
+ * Throws FRAME_PAYLOAD_INVALID.
+ */
+export function decodeMediaPayload(base64: string): Buffer {
+  if (base64.length === 0) {
+    throw new CallvaultError(ErrorCode.FramePayloadInvalid, 'media payload is empty');
+  }
+  if (base64.length > MAX_MEDIA_PAYLOAD_BASE64_CHARS) {
+    throw new CallvaultError(ErrorCode.FramePayloadInvalid, `media payload exceeds ${MAX_MEDIA_PAYLOAD_MS} ms`, {
+      details: { base64Length: base64.length },
+    });
+  }
+  if (!STRICT_BASE64.test(base64)) {
+    throw new CallvaultError(ErrorCode.FramePayloadInvalid, 'media payload is not canonical base64');
+  }
+  const bytes = Buffer.from(base64, 'base64');
+  // Non-zero bits in the last character's unused positions decode "fine" but are not canonical.
+  if (bytes.toString('base64') !== base64) {
+    throw new CallvaultError(ErrorCode.FramePayloadInvalid, 'media payload is not canonical base64');
+  }
+  mediaPayloadDurationMs(bytes.length);
+  return bytes;
+}
+
+/** Duration of a mu-law payload of `byteLength` bytes; throws FRAME_PAYLOAD_INVALID when not allowed. */
+export function mediaPayloadDurationMs(byteLength: number): number {
+  if (byteLength === 0 || byteLength % TWILIO_BYTES_PER_MS !== 0 || byteLength > MAX_MEDIA_PAYLOAD_BYTES) {
+    throw new CallvaultError(
+      ErrorCode.FramePayloadInvalid,
+      `media payload must be a whole number of milliseconds between 1 and ${MAX_MEDIA_PAYLOAD_MS} (multiples of ${TWILIO_BYTES_PER_MS} bytes)`,
+      { details: { bytes: byteLength } },
+    );
+  }
+  return byteLength / TWILIO_BYTES_PER_MS;
+}

@@ -1,0 +1,236 @@
+import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
+import { RecordingOptionsSchema, type RecordingOptions } from '../../config/index.js';
+import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.js';
+import type { Call } from '../../gateway/call.js';
+import type { Gateway } from '../../gateway/gateway.js';
+import type { TwilioAccount } from '../../gateway/options.js';
+import type { InputFrame } from '../../pipeline/index.js';
+import { closeFrameFor, TWILIO_CLOSE_CODES, TWILIO_SAMPLE_RATE } from './protocol.js';
+import { TwilioStreamSession, type TwilioStartInfo } from './session.js';
+import { identifyTwilioAccount, streamUrlForSignature } from './signature.js';
+
+export const TWILIO_MEDIA_PATH = '/twilio/media';
+/** Twilio's frames are ~300 bytes; anything near this is hostile. uWS closes larger ones with 1009. */
+const MAX_MESSAGE_BYTES = 64 * 1024;
+
+interface SocketData {
+  account: TwilioAccount | null;
+  session?: TwilioStreamSession;
+  call?: Call;
+  /** Frames that arrived while the call and its recording were being set up. */
+  early: InputFrame[];
+  earlyArrivals: number[];
+  starting?: Promise<void>;
+  callSid?: string;
+  streamSid?: string;
+  open: boolean;
+  closing: boolean;
+  untrack?: () => void;
+}
+
+type TwilioSocket = WebSocket<SocketData>;
+
+/** The recording options a stream carries in its `recording` custom parameter, else the server default. */
+function recordingOptionsFor(start: TwilioStartInfo, defaults: RecordingOptions): RecordingOptions {
+  const raw = start.customParameters['recording'];
+  if (raw === undefined) return defaults;
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch (cause) {
+    throw new CallvaultError(ErrorCode.RecordingOptionsInvalid, 'the recording custom parameter is not JSON', { cause });
+  }
+  const parsed = RecordingOptionsSchema.safeParse(json);
+  if (!parsed.success) {
+    throw new CallvaultError(ErrorCode.RecordingOptionsInvalid, 'the recording custom parameter is invalid', {
+      details: { issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) },
+    });
+  }
+  return parsed.data;
+}
+
+/** What the recording's metadata keeps of the stream: everything but the client key. */
+function streamMetadata(start: TwilioStartInfo, options: RecordingOptions): Record<string, unknown> {
+  const { recording: _omitted, ...customParameters } = start.customParameters;
+  return {
+    streamSid: start.streamSid,
+    accountSid: start.accountSid,
+    tracks: start.tracks,
+    mediaFormat: start.mediaFormat,
+    customParameters,
+    recordingOptions: { enabled: options.enabled, stereo: options.stereo ?? true, keyMode: options.key ? 'client' : 'server' },
+    dtmf: [],
+    marks: [],
+  };
+}
+
+export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void {
+  const { logger, twilio } = gateway.options;
+  const metrics = gateway.metrics;
+  const now = gateway.services.now;
+
+  const closeSocket = (ws: TwilioSocket, code: number, reason: string): void => {
+    const data = ws.getUserData();
+    if (!data.open || data.closing) return;
+    data.closing = true;
+    ws.end(code, reason);
+  };
+
+  /** Closes this stream only; what it sent so far is finalised. Every other call carries on. */
+  const fail = (ws: TwilioSocket, err: unknown): void => {
+    const data = ws.getUserData();
+    const error = toCallvaultError(err);
+    const { code, reason } = closeFrameFor(error);
+    const log = code === TWILIO_CLOSE_CODES.InternalError ? logger.error.bind(logger) : logger.warn.bind(logger);
+    log({ code: error.code, closeCode: code, callSid: data.callSid, streamSid: data.streamSid, err: error }, 'twilio stream rejected');
+    metrics.framesDropped.inc({ source: 'twilio', reason: error.code });
+    closeSocket(ws, code, reason);
+    void finalise(ws);
+  };
+
+  const finalise = async (ws: TwilioSocket): Promise<void> => {
+    const data = ws.getUserData();
+    await data.starting;
+    const call = data.call;
+    if (!call) return;
+    const summary = await call.close();
+    if (summary?.status === 'failed') closeSocket(ws, TWILIO_CLOSE_CODES.InternalError, ErrorCode.UploadFailed);
+  };
+
+  const startCall = async (ws: TwilioSocket, start: TwilioStartInfo): Promise<void> => {
+    const data = ws.getUserData();
+    const account = data.account ?? twilio.accounts.find((a) => a.accountSid === start.accountSid);
+    if (!account) throw new CallvaultError(ErrorCode.StreamAccountMismatch, 'stream account is not configured');
+    const options = recordingOptionsFor(start, gateway.options.recording.defaults);
+    const call = await gateway.openCall({
+      orgId: account.org,
+      source: 'twilio',
+      externalId: start.callSid,
+      metadata: { accountSid: start.accountSid },
+      startedAt: new Date(now()),
+    });
+    data.call = call;
+    for (const track of start.tracks) {
+      call.addTrack({ id: track, role: track === 'inbound' ? 'caller' : 'agent', encoding: 'mulaw', sampleRate: TWILIO_SAMPLE_RATE });
+    }
+    if (options.enabled) {
+      await call.startRecording({ ...options, enabled: true }, streamMetadata(start, options));
+    }
+    const early = data.early.splice(0);
+    const arrivals = data.earlyArrivals.splice(0);
+    early.forEach((frame, i) => call.pushFrame(frame, arrivals[i] ?? now()));
+  };
+
+  const appendEvent = (ws: TwilioSocket, list: 'dtmf' | 'marks', event: Record<string, unknown>): void => {
+    const data = ws.getUserData();
+    void (async () => {
+      await data.starting;
+      const recording = data.call?.recording;
+      if (!recording) return;
+      await gateway.db.recordings.appendMetadataEvent(recording.id, list, event);
+    })().catch((err: unknown) => logger.error({ callSid: data.callSid, err }, 'could not store stream event'));
+  };
+
+  app.ws<SocketData>(TWILIO_MEDIA_PATH, {
+    maxPayloadLength: MAX_MESSAGE_BYTES,
+    idleTimeout: 60,
+    maxBackpressure: 64 * 1024,
+    sendPingsAutomatically: true,
+
+    upgrade: (res, req, context) => {
+      const pathAndQuery = req.getUrl() + (req.getQuery() ? `?${req.getQuery()}` : '');
+      const signature = req.getHeader('x-twilio-signature');
+      const key = req.getHeader('sec-websocket-key');
+      const protocol = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const refuse = (status: string, code: ErrorCode, message: string): void => {
+        logger.warn({ code, path: req.getUrl() }, 'twilio stream upgrade refused');
+        res.cork(() => {
+          res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code, message } }));
+        });
+      };
+      if (!gateway.acceptingStreams) {
+        refuse('503 Service Unavailable', ErrorCode.ShuttingDown, 'gateway is shutting down');
+        return;
+      }
+      let account: TwilioAccount | null = null;
+      if (twilio.validateSignatures) {
+        const url = streamUrlForSignature(gateway.publicUrl, pathAndQuery);
+        account = identifyTwilioAccount(twilio.accounts, signature || undefined, url);
+        if (!account) {
+          refuse('403 Forbidden', ErrorCode.SignatureInvalid, 'X-Twilio-Signature does not match any configured account');
+          return;
+        }
+      }
+      const data: SocketData = { account, early: [], earlyArrivals: [], open: false, closing: false };
+      res.upgrade(data, key, protocol, extensions, context);
+    },
+
+    open: (ws) => {
+      const data = ws.getUserData();
+      data.open = true;
+      metrics.activeStreams.inc({ source: 'twilio' });
+      data.untrack = gateway.trackSocket((code) => closeSocket(ws, code, ErrorCode.ShuttingDown));
+      data.session = new TwilioStreamSession(
+        { now, maxAheadOfClockMs: twilio.maxAheadOfClockMs, expectedAccountSid: data.account?.accountSid ?? null },
+        {
+          onStart: (start) => {
+            data.callSid = start.callSid;
+            data.streamSid = start.streamSid;
+            logger.info({ callSid: start.callSid, streamSid: start.streamSid, tracks: start.tracks }, 'twilio stream started');
+            data.starting = startCall(ws, start).catch((err: unknown) => fail(ws, err));
+          },
+          onMedia: (media) => {
+            metrics.framesReceived.inc({ source: 'twilio', track: media.track });
+            metrics.bytesReceived.inc({ source: 'twilio' }, media.payload.byteLength);
+            const frame: InputFrame = {
+              trackId: media.track,
+              role: media.track === 'inbound' ? 'caller' : 'agent',
+              encoding: 'mulaw',
+              sampleRate: TWILIO_SAMPLE_RATE,
+              position: media.timestampMs * (TWILIO_SAMPLE_RATE / 1000),
+              data: media.payload,
+            };
+            const arrivedAt = now();
+            if (data.call) {
+              data.call.pushFrame(frame, arrivedAt);
+            } else {
+              data.early.push(frame);
+              data.earlyArrivals.push(arrivedAt);
+            }
+          },
+          onDtmf: (e) => appendEvent(ws, 'dtmf', { ...e, receivedAt: new Date(now()).toISOString() }),
+          onMark: (e) => appendEvent(ws, 'marks', { ...e, receivedAt: new Date(now()).toISOString() }),
+          onStop: () => {
+            logger.info({ callSid: data.callSid, streamSid: data.streamSid }, 'twilio stream stopped');
+            void finalise(ws).then(() => closeSocket(ws, TWILIO_CLOSE_CODES.Normal, 'stop'));
+          },
+        },
+      );
+    },
+
+    message: (ws, message, isBinary) => {
+      const data = ws.getUserData();
+      if (data.closing || !data.session) return;
+      try {
+        if (isBinary) throw new CallvaultError(ErrorCode.FrameMalformed, 'Twilio media streams send text frames only');
+        data.session.handle(Buffer.from(message).toString('utf8'));
+      } catch (err) {
+        fail(ws, err);
+      }
+    },
+
+    close: (ws, code) => {
+      const data = ws.getUserData();
+      data.open = false;
+      data.untrack?.();
+      metrics.activeStreams.dec({ source: 'twilio' });
+      metrics.streamsClosed.inc({ source: 'twilio', code: String(code) });
+      if (code === TWILIO_CLOSE_CODES.MessageTooBig) {
+        logger.warn({ code: ErrorCode.FrameTooLarge, closeCode: code, callSid: data.callSid }, 'twilio stream rejected');
+      }
+      // Whatever ended the socket, the audio received so far is finalised, never dropped.
+      void finalise(ws).catch((err: unknown) => logger.error({ callSid: data.callSid, err }, 'could not finalise call'));
+    },
+  });
+}

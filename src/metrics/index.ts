@@ -1,0 +1,110 @@
+import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * One registry per gateway rather than prom-client's global one, so several gateways can live in one
+ * process (tests, embedded use) without their series colliding.
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+
+  readonly activeStreams = new Gauge({
+    name: 'callvault_active_streams',
+    help: 'Media streams currently connected, by source.',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly activeRecordings = new Gauge({
+    name: 'callvault_active_recordings',
+    help: 'Recordings in progress.',
+    registers: [this.registry],
+  });
+  readonly framesReceived = new Counter({
+    name: 'callvault_frames_received_total',
+    help: 'Media frames received, by source and track.',
+    labelNames: ['source', 'track'] as const,
+    registers: [this.registry],
+  });
+  readonly bytesReceived = new Counter({
+    name: 'callvault_received_bytes_total',
+    help: 'Audio payload bytes received, by source.',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly framesDropped = new Counter({
+    name: 'callvault_frames_dropped_total',
+    help: 'Media frames (or parts of frames) not recorded, by reason.',
+    labelNames: ['source', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly streamsClosed = new Counter({
+    name: 'callvault_streams_closed_total',
+    help: 'Media streams closed, by source and close code.',
+    labelNames: ['source', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly pipelineLatency = new Histogram({
+    name: 'callvault_pipeline_latency_seconds',
+    help: 'Frame arrival until its encrypted bytes are written to the spool.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly partUploadDuration = new Histogram({
+    name: 'callvault_s3_part_upload_duration_seconds',
+    help: 'Duration of S3 part uploads.',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly partUploadFailures = new Counter({
+    name: 'callvault_s3_upload_failures_total',
+    help: 'Recording uploads that failed.',
+    registers: [this.registry],
+  });
+  readonly uploadedBytes = new Counter({
+    name: 'callvault_s3_uploaded_bytes_total',
+    help: 'Encrypted bytes uploaded to S3.',
+    registers: [this.registry],
+  });
+  readonly partsInFlight = new Gauge({
+    name: 'callvault_s3_parts_in_flight',
+    help: 'S3 parts held in memory and uploading, across all recordings.',
+    registers: [this.registry],
+  });
+  readonly finalizationLatency = new Histogram({
+    name: 'callvault_recording_finalization_seconds',
+    help: 'Stream stop until the recording object is complete in S3.',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly recordingsFinished = new Counter({
+    name: 'callvault_recordings_finished_total',
+    help: 'Recordings finished, by final status.',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'callvault_http_request_duration_seconds',
+    help: 'HTTP request duration by route and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly workerUtilization = new Gauge({
+    name: 'callvault_worker_pool_utilization_ratio',
+    help: 'Share of worker thread capacity in use since start.',
+    registers: [this.registry],
+  });
+  readonly workerQueueDepth = new Gauge({
+    name: 'callvault_worker_queue_depth',
+    help: 'Pipeline batches waiting for a worker thread.',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    // Event-loop lag, process memory and the other standard process series.
+    collectDefaultMetrics({ register: this.registry, prefix: 'callvault_' });
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

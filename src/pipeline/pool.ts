@@ -1,0 +1,83 @@
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { CallvaultError, ErrorCode } from '../errors/index.js';
+import type { PipelineTask, PipelineResult } from './worker.js';
+
+export interface PipelinePoolOptions {
+  threads?: number;
+  /**
+   * Batches allowed to wait for a thread. Beyond it, callers wait in `run()` (backpressure) instead of
+   * piling work into piscina's queue, so memory held by queued batches stays bounded.
+   */
+  maxQueued?: number;
+}
+
+/**
+ * The worker threads that do all DSP and encryption. The main thread only moves bytes.
+ * A batch is one call's ~100 ms of audio plus its DSP and encryptor state; one call never has two
+ * batches in flight, so state can travel with the task.
+ */
+export class PipelinePool {
+  readonly #piscina: Piscina<PipelineTask, PipelineResult>;
+  readonly #maxQueued: number;
+  readonly #waiters: Array<() => void> = [];
+  #running = 0;
+  #closed = false;
+
+  constructor(options: PipelinePoolOptions = {}) {
+    const threads = options.threads ?? Math.max(1, availableParallelism());
+    this.#piscina = new Piscina({
+      filename: new URL('./worker.js', import.meta.url).href,
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: 60_000,
+    });
+    this.#maxQueued = options.maxQueued ?? threads * 64;
+  }
+
+  get threads(): number {
+    return this.#piscina.maxThreads;
+  }
+
+  /** Batches submitted and not yet finished (running or queued inside piscina). */
+  get pending(): number {
+    return this.#running;
+  }
+
+  /** Callers waiting for room in the queue. */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
+  get utilization(): number {
+    return this.#piscina.utilization;
+  }
+
+  get ready(): boolean {
+    return !this.#closed && this.#piscina.threads.length > 0;
+  }
+
+  async run(task: PipelineTask): Promise<PipelineResult> {
+    if (this.#closed) throw new CallvaultError(ErrorCode.Closed, 'pipeline pool is closed');
+    while (this.#running >= this.#maxQueued + this.threads) {
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      if (this.#closed) throw new CallvaultError(ErrorCode.Closed, 'pipeline pool is closed');
+    }
+    this.#running++;
+    try {
+      return await this.#piscina.run(task);
+    } catch (err) {
+      throw new CallvaultError(ErrorCode.PipelineFailed, 'pipeline batch failed', { cause: err });
+    } finally {
+      this.#running--;
+      this.#waiters.shift()?.();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const wake of this.#waiters.splice(0)) wake();
+    await this.#piscina.close();
+  }
+}

@@ -1,0 +1,11 @@
+export { createS3Client, ensureBucket, isTransientS3Error, type S3ClientOptions } from './s3.js';
+export { startEmbeddedS3, type EmbeddedS3, type EmbeddedS3Options } from './embedded-s3.js';
+export { Spool, SpoolFile, type SpoolEntry } from './spool.js';
+export { PartLimiter, type PartPermit } from './limiter.js';
+export {
+  startSpoolUpload,
+  type PartUploadedInfo,
+  type SpoolUpload,
+  type SpoolUploadOptions,
+  type SpoolUploadResult,
+} from './upload.js';

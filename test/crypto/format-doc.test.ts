@@ -1,0 +1,127 @@
+/**
+ * Keeps docs/recording-format.md true: its worked example must match what the code produces, and a
+ * decryptor written only from the document (below, using nothing but node:crypto) must read it.
+ */
+import { createDecipheriv, createHash, createHmac } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, test } from 'vitest';
+import { decryptStream, deriveClientDataKey, encryptChunk, parseHeader, plaintextSize } from '../../dist/crypto/index.js';
+import { createEncryptorWithNoncePrefix, segmentNonce } from '../../dist/crypto/container.js';
+import { chunked, collect, concat } from './fixtures.js';
+
+const DOC = fileURLToPath(new URL('../../docs/recording-format.md', import.meta.url));
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const sha256 = (s: string | Uint8Array) => createHash('sha256').update(s).digest();
+
+async function documentedVector(): Promise<Map<string, string>> {
+  const doc = await readFile(DOC, 'utf8');
+  const block = /<!-- test-vector:begin -->\s*```\n([\s\S]*?)```\s*<!-- test-vector:end -->/.exec(doc);
+  if (!block) throw new Error('worked example block not found in docs/recording-format.md');
+  const entries = block[1]!
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const i = line.indexOf(':');
+      return [line.slice(0, i).trim(), line.slice(i + 1).trim()] as [string, string];
+    });
+  return new Map(entries);
+}
+
+/** The example exactly as the document describes its inputs, produced by the implementation. */
+function generatedVector(): Map<string, string> {
+  const clientKey = sha256('callvault test vector: client key').toString('base64url');
+  const salt = sha256('callvault test vector: salt');
+  const noncePrefix = sha256('callvault test vector: nonce prefix').subarray(0, 7);
+  const plaintext = Uint8Array.from({ length: 40 }, (_, i) => i);
+  const dataKey = deriveClientDataKey(clientKey, salt);
+  const { header, state } = createEncryptorWithNoncePrefix(
+    { dataKey, keyMode: 'client', keyId: 'demo', salt, sampleRate: 8000, channels: 1, segmentSize: 16 },
+    noncePrefix,
+  );
+  const { output } = encryptChunk(state, plaintext, true);
+  return new Map([
+    ['client key', clientKey],
+    ['salt', hex(salt)],
+    ['nonce prefix', hex(noncePrefix)],
+    ['plaintext', hex(plaintext)],
+    ['data key', hex(dataKey)],
+    ['header', hex(header)],
+    ['nonce 0', hex(segmentNonce(noncePrefix, 0, false))],
+    ['segment 0', hex(output.subarray(0, 32))],
+    ['nonce 1', hex(segmentNonce(noncePrefix, 1, false))],
+    ['segment 1', hex(output.subarray(32, 64))],
+    ['nonce 2', hex(segmentNonce(noncePrefix, 2, true))],
+    ['segment 2', hex(output.subarray(64))],
+    ['object sha256', hex(sha256(concat(header, output)))],
+    ['object length', String(header.length + output.length)],
+  ]);
+}
+
+/** A decryptor written from the document alone. */
+function decryptFromDocument(object: Uint8Array, clientKeyBase64url: string): { sampleRate: number; channels: number; plaintext: Uint8Array } {
+  const magic = Buffer.from('8943565245430d0a', 'hex');
+  expect(Buffer.from(object.subarray(0, 8)).equals(magic)).toBe(true);
+  expect(object[8]).toBe(1);
+  expect(object[9]).toBe(1);
+  const view = new DataView(object.buffer, object.byteOffset, object.byteLength);
+  const channels = object[10]!;
+  const sampleRate = view.getUint32(11, false);
+  const keyMode = object[15];
+  const S = view.getUint32(16, false);
+  const noncePrefix = object.subarray(20, 27);
+  const salt = object.subarray(27, 59);
+  const H = 60 + object[59]!;
+  const header = object.subarray(0, H);
+  expect(keyMode).toBe(2);
+
+  // HKDF-SHA256 per RFC 5869, info "callvault/v1/client-data-key".
+  const ikm = Buffer.from(clientKeyBase64url, 'base64url');
+  const prk = createHmac('sha256', salt).update(ikm).digest();
+  const key = createHmac('sha256', prk).update('callvault/v1/client-data-key').update(Uint8Array.of(1)).digest();
+
+  const parts: Uint8Array[] = [];
+  let offset = H;
+  for (let i = 0; ; i++) {
+    const remaining = object.length - offset;
+    const final = remaining <= S + 16;
+    const sealed = object.subarray(offset, offset + (final ? remaining : S + 16));
+    const nonce = Buffer.alloc(12);
+    Buffer.from(noncePrefix).copy(nonce, 0);
+    nonce.writeUInt32BE(i, 7);
+    nonce[11] = final ? 1 : 0;
+    const d = createDecipheriv('aes-256-gcm', key, nonce);
+    d.setAAD(header);
+    d.setAuthTag(sealed.subarray(sealed.length - 16));
+    parts.push(d.update(sealed.subarray(0, sealed.length - 16)), d.final());
+    offset += sealed.length;
+    if (final) break;
+  }
+  return { sampleRate, channels, plaintext: concat(...parts) };
+}
+
+describe('docs/recording-format.md worked example', () => {
+  test('matches what the implementation produces today', async () => {
+    expect(Object.fromEntries(await documentedVector())).toEqual(Object.fromEntries(generatedVector()));
+  });
+
+  test('decrypts with a decryptor written from the document alone', async () => {
+    const v = await documentedVector();
+    const object = Buffer.from(v.get('header')! + v.get('segment 0')! + v.get('segment 1')! + v.get('segment 2')!, 'hex');
+    expect(object.length).toBe(Number(v.get('object length')));
+    expect(hex(sha256(object))).toBe(v.get('object sha256'));
+    const out = decryptFromDocument(object, v.get('client key')!);
+    expect(out).toEqual({ sampleRate: 8000, channels: 1, plaintext: new Uint8Array(Buffer.from(v.get('plaintext')!, 'hex')) });
+  });
+
+  test('decrypts with the library, and the size arithmetic in the document holds', async () => {
+    const v = await documentedVector();
+    const object = new Uint8Array(Buffer.from(v.get('header')! + v.get('segment 0')! + v.get('segment 1')! + v.get('segment 2')!, 'hex'));
+    const { header, headerLength } = parseHeader(object);
+    expect(headerLength).toBe(64);
+    expect(header).toMatchObject({ keyMode: 'client', keyId: 'demo', sampleRate: 8000, channels: 1, segmentSize: 16 });
+    expect(plaintextSize(header, headerLength, object.length)).toBe(40);
+    const plain = await collect(decryptStream(chunked(object, 10), (h) => deriveClientDataKey(v.get('client key')!, h.salt)));
+    expect(hex(plain)).toBe(v.get('plaintext'));
+  });
+});

@@ -1,0 +1,168 @@
+/** A real gateway (PostgreSQL, MinIO, worker threads) wired to the test LiveKit server, and recording readers. */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import pg from 'pg';
+import { Gateway } from '../../dist/gateway/gateway.js';
+import { createLogger } from '../../dist/log/index.js';
+import { decryptStream, unwrapDataKey } from '../../dist/crypto/index.js';
+import { freshBucket, freshDatabase, s3Client, s3Peer } from '../support/peers.js';
+import { splitChannels, toneAmplitude, rms } from '../support/audio.js';
+
+export const OUTPUT_RATE = 16_000;
+
+export interface LivekitPeerEnv {
+  url: string;
+  apiKey: string;
+  apiSecret: string;
+  webhookRelayUrl: string;
+}
+
+export function livekitPeer(): LivekitPeerEnv {
+  const get = (name: string): string => {
+    const value = process.env[name];
+    if (!value) throw new Error(`${name} is not set: test/peers/global-setup.ts starts LiveKit`);
+    return value;
+  };
+  return {
+    url: get('CALLVAULT_TEST_LIVEKIT_URL'),
+    apiKey: get('CALLVAULT_TEST_LIVEKIT_API_KEY'),
+    apiSecret: get('CALLVAULT_TEST_LIVEKIT_API_SECRET'),
+    webhookRelayUrl: get('CALLVAULT_TEST_LIVEKIT_WEBHOOK_RELAY'),
+  };
+}
+
+export interface TestGateway {
+  gateway: Gateway;
+  baseUrl: string;
+  org: string;
+  apiKey: string;
+  otherOrgApiKey: string;
+  masterKey: Uint8Array;
+  databaseUrl: string;
+  stop(): Promise<void>;
+}
+
+export async function startTestGateway(options: { now?: () => number; livekit?: LivekitPeerEnv | null } = {}): Promise<TestGateway> {
+  const db = await freshDatabase();
+  const bucket = await freshBucket();
+  const dataDir = await mkdtemp(join(tmpdir(), 'cv-livekit-'));
+  const masterKey = new Uint8Array(randomBytes(32));
+  const org = 'lk-org';
+  const apiKey = `cvtest_${randomBytes(16).toString('hex')}`;
+  const otherOrgApiKey = `cvtest_${randomBytes(16).toString('hex')}`;
+  const peer = s3Peer();
+  const livekit = options.livekit === undefined ? livekitPeer() : options.livekit;
+  const gateway = await Gateway.start({
+    host: '127.0.0.1',
+    port: 0,
+    publicUrl: 'http://127.0.0.1',
+    dataDir,
+    databaseUrl: db.url,
+    s3: {
+      endpoint: peer.endpoint,
+      region: peer.region,
+      forcePathStyle: true,
+      credentials: { accessKeyId: peer.accessKeyId, secretAccessKey: peer.secretAccessKey },
+      bucket,
+      partSizeBytes: 5 * 1024 * 1024,
+      maxInflightParts: 4,
+    },
+    keyring: { currentId: 'mk-test', current: masterKey, all: new Map([['mk-test', masterKey]]) },
+    twilio: { accounts: [], validateSignatures: true, maxAheadOfClockMs: 10_000 },
+    apiKeys: [
+      { org, key: apiKey },
+      { org: 'other-org', key: otherOrgApiKey },
+    ],
+    ...(livekit ? { livekit: { url: livekit.url, apiKey: livekit.apiKey, apiSecret: livekit.apiSecret, org } } : {}),
+    recording: { sampleRate: OUTPUT_RATE, defaults: { enabled: true, stereo: true } },
+    workerThreads: 1,
+    shutdownDeadlineMs: 20_000,
+    presignedUrlTtlSeconds: 60,
+    logger: createLogger({ level: process.env.CALLVAULT_TEST_LOG_LEVEL ?? 'silent' }),
+    ...(options.now ? { now: options.now } : {}),
+  });
+  return {
+    gateway,
+    baseUrl: `http://127.0.0.1:${gateway.port}`,
+    org,
+    apiKey,
+    otherOrgApiKey,
+    masterKey,
+    databaseUrl: db.url,
+    async stop() {
+      await gateway.close();
+      await db.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RecordingRow {
+  id: string;
+  recording_sid: string;
+  status: string;
+  channels: number;
+  sample_rate: number;
+  duration_ms: string | null;
+  bucket: string;
+  object_key: string;
+  key_id: string;
+  wrapped_key: Buffer;
+  metadata: Record<string, unknown>;
+  started_at: Date;
+  call_external_id: string;
+}
+
+export async function recordingRows(databaseUrl: string): Promise<RecordingRow[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<RecordingRow>(
+      `SELECT r.*, c.external_id AS call_external_id FROM recordings r JOIN calls c ON c.id = r.call_id ORDER BY r.started_at`,
+    );
+    return rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Fetches the object from MinIO and decrypts it with the data key unwrapped from the row. */
+export async function decryptRecording(row: RecordingRow, masterKey: Uint8Array): Promise<{ channels: Int16Array[]; sampleRate: number }> {
+  const s3 = s3Client();
+  try {
+    const object = await s3.send(new GetObjectCommand({ Bucket: row.bucket, Key: row.object_key }));
+    const body = object.Body as AsyncIterable<Uint8Array>;
+    if (process.env.LKDEBUG) console.log('object', object.ContentLength, (row as any).size_bytes);
+    const parts: Uint8Array[] = [];
+    const keyring = new Map([[row.key_id, masterKey]]);
+    for await (const chunk of decryptStream(body, (header) => unwrapDataKey(keyring, header.keyId, new Uint8Array(row.wrapped_key)))) {
+      parts.push(chunk);
+    }
+    return { channels: splitChannels(Buffer.concat(parts), row.channels), sampleRate: row.sample_rate };
+  } finally {
+    s3.destroy();
+  }
+}
+
+/** Amplitude of a tone within [fromS, toS) of a channel. */
+export function toneIn(channel: Int16Array, sampleRate: number, frequency: number, fromS: number, toS: number): number {
+  return toneAmplitude(channel.subarray(Math.round(fromS * sampleRate), Math.round(toS * sampleRate)), sampleRate, frequency);
+}
+
+export function rmsIn(channel: Int16Array, sampleRate: number, fromS: number, toS: number): number {
+  return rms(channel.subarray(Math.round(fromS * sampleRate), Math.round(toS * sampleRate)));
+}
+
+/** Waits for a condition the code under test will make true; fails with `what` when it never does. */
+export async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 20_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -1,0 +1,128 @@
+import { describe, expect, test } from 'vitest';
+import {
+  TrackTimeline,
+  signEgressUrl,
+  verifyEgressQuery,
+  resolveRecordingOptions,
+  roomRecordingOptions,
+  participantRecordingOptions,
+  agentIdentitiesOf,
+} from '../../dist/ingest/livekit/index.js';
+
+const RATE = 48_000;
+const FRAME = 480; // 10 ms
+
+describe('TrackTimeline', () => {
+  test('anchors the first frame on wall time and keeps later frames contiguous despite jitter', () => {
+    const timeline = new TrackTimeline({ originMs: 1_000, sampleRate: RATE, gapThresholdMs: 200 });
+    const arrivals = [1_250, 1_262, 1_268, 1_300, 1_301, 1_302];
+    const positions = arrivals.map((at) => timeline.place(at, FRAME));
+    expect(positions).toEqual([0, 1, 2, 3, 4, 5].map((i) => 12_000 + i * FRAME));
+  });
+
+  test.each([
+    { case: 'a gap longer than the threshold', gapMs: 1_000, explicitBreak: false, expected: (1_000 + 10 + 1_000) * 48 },
+    { case: 'a mute event even without a gap', gapMs: 150, explicitBreak: true, expected: (1_000 + 10 + 150) * 48 },
+    { case: 'a short gap (jitter) without an event', gapMs: 150, explicitBreak: false, expected: 2 * FRAME },
+  ])('re-anchors on wall time after $case', ({ gapMs, explicitBreak, expected }) => {
+    const timeline = new TrackTimeline({ originMs: 0, sampleRate: RATE, gapThresholdMs: 200 });
+    expect(timeline.place(1_000, FRAME)).toBe(48_000);
+    expect(timeline.place(1_010, FRAME)).toBe(48_000 + FRAME);
+    if (explicitBreak) timeline.breakContinuity();
+    const position = timeline.place(1_010 + gapMs, FRAME);
+    expect(position).toBe(explicitBreak || gapMs > 200 ? expected : 48_000 + expected);
+  });
+
+  test('never re-anchors backwards onto audio already placed', () => {
+    const timeline = new TrackTimeline({ originMs: 0, sampleRate: RATE, gapThresholdMs: 200 });
+    // A burst: one second of audio arrives at once, then the track is broken right away.
+    for (let i = 0; i < 100; i++) timeline.place(0, FRAME);
+    timeline.breakContinuity();
+    expect(timeline.place(100, FRAME)).toBe(100 * FRAME);
+  });
+
+  test('clamps frames that arrived before the recording started to position 0', () => {
+    const timeline = new TrackTimeline({ originMs: 5_000, sampleRate: 16_000 });
+    expect(timeline.place(4_000, 160)).toBe(0);
+    expect(timeline.place(5_010, 160)).toBe(160);
+  });
+});
+
+describe('egress URL signing', () => {
+  const masterKey = new Uint8Array(32).fill(7);
+  const otherKey = new Uint8Array(32).fill(9);
+  const now = Date.UTC(2026, 0, 1);
+  const target = { room: 'support room/1', participant: 'caller@example', track: 'TR_abc', role: 'agent' as const, sampleRate: 48_000 };
+
+  const signed = () => new URL(signEgressUrl('https://gw.example.com', target, { masterKey, expiresAtMs: now + 60_000 }));
+
+  test('round-trips the target through a wss URL on the egress path', () => {
+    const url = signed();
+    expect(url.protocol).toBe('wss:');
+    expect(url.pathname).toBe('/livekit/egress');
+    const verified = verifyEgressQuery(url.searchParams, [otherKey, masterKey], now);
+    expect(verified).toMatchObject({ ...target, expiresAt: now + 60_000 });
+  });
+
+  test.each([
+    { case: 'unsigned', mutate: (q: URLSearchParams) => q.delete('sig'), at: now },
+    { case: 'a changed participant', mutate: (q: URLSearchParams) => q.set('participant', 'someone-else'), at: now },
+    { case: 'a changed role', mutate: (q: URLSearchParams) => q.set('role', 'caller'), at: now },
+    { case: 'a later expiry', mutate: (q: URLSearchParams) => q.set('exp', String(Math.floor(now / 1000) + 3600)), at: now },
+    { case: 'expired', mutate: () => undefined, at: now + 60_000 },
+  ])('refuses $case with SIGNATURE_INVALID', ({ mutate, at }) => {
+    const query = signed().searchParams;
+    mutate(query);
+    expect(() => verifyEgressQuery(query, [masterKey], at)).toThrowError(expect.objectContaining({ code: 'SIGNATURE_INVALID' }));
+  });
+
+  test('refuses a URL signed with a key not in the keyring', () => {
+    expect(() => verifyEgressQuery(signed().searchParams, [otherKey], now)).toThrowError(
+      expect.objectContaining({ code: 'SIGNATURE_INVALID' }),
+    );
+  });
+});
+
+describe('recording options precedence', () => {
+  const defaults = { enabled: true, stereo: true };
+  const roomMeta = JSON.stringify({ agentIdentity: 'agent-7', options: { recording: { enabled: true, stereo: false } } });
+
+  test.each([
+    { case: 'server default only', room: undefined, participant: undefined, expected: { enabled: true, stereo: true }, requested: false },
+    { case: 'agent-level options over default', room: roomMeta, participant: undefined, expected: { enabled: true, stereo: false }, requested: true },
+    {
+      case: 'participant metadata over agent-level options',
+      room: roomMeta,
+      participant: JSON.stringify({ recording: { enabled: true, stereo: true } }),
+      expected: { enabled: true, stereo: true },
+      requested: true,
+    },
+    {
+      case: 'participant disabling over an enabled room',
+      room: roomMeta,
+      participant: JSON.stringify({ recording: { enabled: false } }),
+      expected: { enabled: false, stereo: false },
+      requested: true,
+    },
+  ])('$case', ({ room, participant, expected, requested }) => {
+    const resolved = resolveRecordingOptions({
+      defaults,
+      room: roomRecordingOptions(room),
+      participant: participantRecordingOptions(participant),
+    });
+    expect(resolved.options).toEqual(expected);
+    expect(resolved.requested).toBe(requested);
+  });
+
+  test('reads the agent identity from room metadata and ignores non-JSON metadata', () => {
+    expect([...agentIdentitiesOf(roomMeta)]).toEqual(['agent-7']);
+    expect(agentIdentitiesOf('not json').size).toBe(0);
+    expect(roomRecordingOptions('plain text')).toBeUndefined();
+  });
+
+  test('invalid recording options in metadata are RECORDING_OPTIONS_INVALID', () => {
+    expect(() => participantRecordingOptions(JSON.stringify({ recording: { enabled: 'yes' } }))).toThrowError(
+      expect.objectContaining({ code: 'RECORDING_OPTIONS_INVALID' }),
+    );
+  });
+});
