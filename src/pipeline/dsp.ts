@@ -344,22 +344,28 @@ export function processBatch(state: CallDspState, frames: readonly InputFrame[],
   for (const track of state.tracks) {
     works.set(track.trackId, { track, design: designResampler(track.sampleRate, state.outputRate), frames: [], appended: [] });
   }
+  // Validate everything before touching the state, so a rejected batch leaves it as it was.
+  const specs = new Map<string, { role: TrackRole; encoding: FrameEncoding; sampleRate: number }>(
+    state.tracks.map((t) => [t.trackId, t]),
+  );
   for (const frame of frames) {
     validateFrame(frame);
+    const spec = specs.get(frame.trackId);
+    if (spec === undefined) specs.set(frame.trackId, frame);
+    else if (spec.role !== frame.role || spec.encoding !== frame.encoding || spec.sampleRate !== frame.sampleRate) {
+      fail(ErrorCode.FramePayloadInvalid, 'a track cannot change its role, encoding or sample rate', {
+        trackId: frame.trackId,
+        expected: { role: spec.role, encoding: spec.encoding, sampleRate: spec.sampleRate },
+        got: { role: frame.role, encoding: frame.encoding, sampleRate: frame.sampleRate },
+      });
+    }
+  }
+  for (const frame of frames) {
     let work = works.get(frame.trackId);
     if (work === undefined) {
       work = createTrack(state, frame, horizonBefore);
       stats.gapSamplesFilled += work.track.cursor;
       works.set(frame.trackId, work);
-    } else {
-      const { track } = work;
-      if (track.role !== frame.role || track.encoding !== frame.encoding || track.sampleRate !== frame.sampleRate) {
-        fail(ErrorCode.FramePayloadInvalid, 'a track cannot change its role, encoding or sample rate', {
-          trackId: track.trackId,
-          expected: { role: track.role, encoding: track.encoding, sampleRate: track.sampleRate },
-          got: { role: frame.role, encoding: frame.encoding, sampleRate: frame.sampleRate },
-        });
-      }
     }
     work.frames.push(frame);
   }

@@ -196,9 +196,20 @@ export function resampleAccumulate(
   for (let n = 0; n < count; n++) {
     const base = lastInput - tapsPerPhase + 1 - inputStart;
     const tapBase = phase * tapsPerPhase;
-    let sum = 0;
-    for (let k = 0; k < tapsPerPhase; k++) sum += phaseTable[tapBase + k]! * input[base + k]!;
-    accumulator[n]! += sum;
+    // Four independent partial sums let the CPU overlap the multiply-adds; the order is still fixed.
+    let sum0 = 0;
+    let sum1 = 0;
+    let sum2 = 0;
+    let sum3 = 0;
+    let k = 0;
+    for (; k + 3 < tapsPerPhase; k += 4) {
+      sum0 += phaseTable[tapBase + k]! * input[base + k]!;
+      sum1 += phaseTable[tapBase + k + 1]! * input[base + k + 1]!;
+      sum2 += phaseTable[tapBase + k + 2]! * input[base + k + 2]!;
+      sum3 += phaseTable[tapBase + k + 3]! * input[base + k + 3]!;
+    }
+    for (; k < tapsPerPhase; k++) sum0 += phaseTable[tapBase + k]! * input[base + k]!;
+    accumulator[n]! += sum0 + sum1 + (sum2 + sum3);
     phase += down;
     if (phase >= up) {
       const carry = Math.floor(phase / up);

@@ -28,5 +28,5 @@ export default function runPipelineBatch(task: PipelineTask): PipelineResult {
   const { state: dsp, pcm, stats } = processBatch(task.dsp, task.frames, { final: task.final });
   const { state: encryptor, output } = encryptChunk(task.encryptor, pcm, task.final);
   // Moving the ciphertext's buffer back avoids a copy on the hot path.
-  return { dsp, encryptor, output: Piscina.move(output) as Uint8Array, stats };
+  return { dsp, encryptor, output, stats };
 }

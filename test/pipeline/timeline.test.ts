@@ -216,6 +216,14 @@ describe('misuse', () => {
     expect(isCallvaultError(error, 'FRAME_PAYLOAD_INVALID')).toBe(true);
   });
 
+  test('a rejected batch leaves the state untouched', () => {
+    const first = processBatch(mono(), [frame(pcmCaller, 0, tone(160))], { final: false });
+    const snapshot = structuredClone(first.state);
+    const good = frame(pcmAgent, 0, tone(160));
+    expect(() => processBatch(first.state, [good, { ...good, data: new Uint8Array(3) }], { final: false })).toThrow();
+    expect(first.state).toEqual(snapshot);
+  });
+
   test('a finalised state refuses further batches with CLOSED', () => {
     const done = processBatch(mono(), [frame(pcmCaller, 0, tone(160))], { final: true });
     expect(() => processBatch(done.state, [], { final: true })).toThrow(expect.objectContaining({ code: 'CLOSED' }));

@@ -10,8 +10,13 @@ import { TwilioStreamSession, type TwilioStartInfo } from './session.js';
 import { identifyTwilioAccount, streamUrlForSignature } from './signature.js';
 
 export const TWILIO_MEDIA_PATH = '/twilio/media';
-/** Twilio's frames are ~300 bytes; anything near this is hostile. uWS closes larger ones with 1009. */
+/** Twilio's frames are ~300 bytes; anything larger than this is hostile and closes the stream with 1009. */
 const MAX_MESSAGE_BYTES = 64 * 1024;
+/**
+ * uWS drops a connection without a close frame when a message exceeds its limit, so its limit sits
+ * above ours: messages between the two get a proper 1009 and a log line; only absurd ones are cut.
+ */
+const TRANSPORT_MAX_MESSAGE_BYTES = 1024 * 1024;
 
 interface SocketData {
   account: TwilioAccount | null;
@@ -109,13 +114,17 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
       metadata: { accountSid: start.accountSid },
       startedAt: new Date(now()),
     });
-    data.call = call;
     for (const track of start.tracks) {
       call.addTrack({ id: track, role: track === 'inbound' ? 'caller' : 'agent', encoding: 'mulaw', sampleRate: TWILIO_SAMPLE_RATE });
     }
-    if (options.enabled) {
-      await call.startRecording({ ...options, enabled: true }, streamMetadata(start, options));
+    try {
+      if (options.enabled) await call.startRecording({ ...options, enabled: true }, streamMetadata(start, options));
+    } catch (err) {
+      await call.close();
+      throw err;
     }
+    // Only now do frames go straight to the call: until its recording exists they wait in `early`.
+    data.call = call;
     const early = data.early.splice(0);
     const arrivals = data.earlyArrivals.splice(0);
     early.forEach((frame, i) => call.pushFrame(frame, arrivals[i] ?? now()));
@@ -132,7 +141,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
   };
 
   app.ws<SocketData>(TWILIO_MEDIA_PATH, {
-    maxPayloadLength: MAX_MESSAGE_BYTES,
+    maxPayloadLength: TRANSPORT_MAX_MESSAGE_BYTES,
     idleTimeout: 60,
     maxBackpressure: 64 * 1024,
     sendPingsAutomatically: true,
@@ -213,6 +222,9 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
       const data = ws.getUserData();
       if (data.closing || !data.session) return;
       try {
+        if (message.byteLength > MAX_MESSAGE_BYTES) {
+          throw new CallvaultError(ErrorCode.FrameTooLarge, 'message exceeds 64 KiB', { details: { bytes: message.byteLength } });
+        }
         if (isBinary) throw new CallvaultError(ErrorCode.FrameMalformed, 'Twilio media streams send text frames only');
         data.session.handle(Buffer.from(message).toString('utf8'));
       } catch (err) {
@@ -226,8 +238,8 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
       data.untrack?.();
       metrics.activeStreams.dec({ source: 'twilio' });
       metrics.streamsClosed.inc({ source: 'twilio', code: String(code) });
-      if (code === TWILIO_CLOSE_CODES.MessageTooBig) {
-        logger.warn({ code: ErrorCode.FrameTooLarge, closeCode: code, callSid: data.callSid }, 'twilio stream rejected');
+      if (!data.closing && code === 1006) {
+        logger.warn({ closeCode: code, callSid: data.callSid, streamSid: data.streamSid }, 'twilio stream dropped');
       }
       // Whatever ended the socket, the audio received so far is finalised, never dropped.
       void finalise(ws).catch((err: unknown) => logger.error({ callSid: data.callSid, err }, 'could not finalise call'));
