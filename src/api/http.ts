@@ -59,7 +59,24 @@ export interface RequestContext {
   readBody(limitBytes?: number): Promise<Buffer>;
 }
 
-export type Handler = (ctx: RequestContext) => Promise<HttpResult | void> | HttpResult | void;
+export type Handler = (ctx: RequestContext) => Promise<HttpResult | StreamedResult | void> | HttpResult | StreamedResult | void;
+
+/**
+ * What a handler that wrote the response itself returns once it is done, so the request is measured with
+ * the status it really answered (and for the whole transfer, not just until the headers went out).
+ */
+export interface StreamedResult {
+  streamed: true;
+  status: number;
+}
+
+export function streamed(status: number): StreamedResult {
+  return { streamed: true, status };
+}
+
+function isStreamed(result: HttpResult | StreamedResult): result is StreamedResult {
+  return 'streamed' in result && result.streamed === true;
+}
 
 /** A complete, small response. Streaming handlers write to ctx.res themselves and return nothing. */
 export interface HttpResult {
@@ -88,13 +105,40 @@ export function writeResult(ctx: RequestContext, result: HttpResult): void {
   });
 }
 
+export interface RegisteredRoute {
+  method: Method;
+  /** uWS syntax: `/calls/:callId/recording`. */
+  pattern: string;
+  routeName: string;
+}
+
 export interface Router {
   route(method: Method, pattern: string, routeName: string, handler: Handler): void;
+  /** Every route registered on this router's app, by any router: what the OpenAPI document must describe. */
+  readonly routes: readonly RegisteredRoute[];
+}
+
+// Keyed by app because several modules (API, LiveKit ingest) each create their own router on one app.
+const routesByApp = new WeakMap<TemplatedApp, RegisteredRoute[]>();
+
+/** Every route registered through a router on this app, in registration order. */
+export function registeredRoutes(app: TemplatedApp): readonly RegisteredRoute[] {
+  return routesByApp.get(app) ?? [];
 }
 
 export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics: GatewayMetrics }): Router {
+  let routes = routesByApp.get(app);
+  if (!routes) {
+    routes = [];
+    routesByApp.set(app, routes);
+  }
+  const registry = routes;
   return {
+    get routes() {
+      return registry;
+    },
     route(method, pattern, routeName, handler) {
+      registry.push({ method, pattern, routeName });
       app[method](pattern, (res: HttpResponse, req: HttpRequest) => {
         const started = performance.now();
         const abort = new AbortController();
@@ -139,7 +183,9 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
           .then(() => handler(ctx))
           .then(
             (result) => {
-              if (result) {
+              if (result && isStreamed(result)) {
+                finish(result.status);
+              } else if (result) {
                 writeResult(ctx, result);
                 finish(result.status);
               } else {

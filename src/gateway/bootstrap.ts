@@ -98,7 +98,8 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
   try {
     let databaseUrl = env.DATABASE_URL;
     if (!databaseUrl) {
-      const pg = await startEmbeddedPostgres({ dataDir: join(dataDir, 'postgres'), logger });
+      // A free port each start: the cluster lives in DATA_DIR and nothing else needs to know where it listens.
+      const pg = await startEmbeddedPostgres({ dataDir: join(dataDir, 'postgres'), port: 0, logger });
       stops.push(() => pg.stop());
       databaseUrl = pg.url;
     }

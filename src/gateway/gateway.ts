@@ -10,6 +10,7 @@ import { registerTwilioIngest } from '../ingest/twilio/route.js';
 import { registerLivekitIngest } from '../ingest/livekit/index.js';
 import { registerApi } from '../api/index.js';
 import { Call, type CallInit } from './call.js';
+import type { Recording } from './recording.js';
 import type { GatewayOptions } from './options.js';
 import type { RecordingServices } from './services.js';
 
@@ -167,6 +168,15 @@ export class Gateway {
     this.#calls.add(call);
     call.once('closed', () => this.#calls.delete(call));
     return call;
+  }
+
+  /** The recording in progress on this gateway with this id, if it belongs to the organisation. */
+  findLiveRecording(orgId: string, recordingId: string): Recording | null {
+    for (const call of this.#calls) {
+      const recording = call.recording;
+      if (call.orgId === orgId && recording?.id === recordingId) return recording;
+    }
+    return null;
   }
 
   /** Lets ingest routes register a way to close their sockets when the gateway goes away. */

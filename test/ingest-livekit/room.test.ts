@@ -33,8 +33,11 @@ afterAll(async () => {
 interface Publisher {
   identity: string;
   trackSid: string;
-  /** Captures `seconds` of tone in real time; returns the wall time (ms) the first frame was captured. */
-  speak(seconds: number): Promise<number>;
+  /**
+   * Captures `seconds` of tone in real time; returns the wall time (ms) the first frame was captured.
+   * Each cue runs (not awaited) once capture reaches its offset, so the tone itself never pauses.
+   */
+  speak(seconds: number, cues?: Array<{ atS: number; run: () => unknown }>): Promise<number>;
   leave(): Promise<void>;
 }
 
@@ -54,10 +57,12 @@ async function publisher(room: string, identity: string, frequency: number, extr
   return {
     identity,
     trackSid: publication.sid!,
-    async speak(seconds) {
+    async speak(seconds, cues = []) {
       const startedAt = Date.now();
       const frames = Math.round((seconds * RATE) / FRAME);
+      const pending = [...cues].sort((a, b) => a.atS - b.atS);
       for (let i = 0; i < frames; i++) {
+        while (pending.length > 0 && pending[0]!.atS * RATE <= i * FRAME) pending.shift()!.run();
         const tone = generateTone({ frequency, sampleRate: RATE, samples: FRAME, amplitude: AMPLITUDE, startSample: sample });
         sample += FRAME;
         await source.captureFrame(new AudioFrame(tone, RATE, 1, FRAME));
@@ -116,19 +121,31 @@ describe('LiveKit room participant mode', () => {
     expect((await api('POST', room, gw.apiKey, {})).status).toBe(409);
 
     const caller = await publisher(room, 'caller-1', CALLER_HZ);
-    const callerStart = await caller.speak(1.0);
-    const agent = await publisher(room, 'agent-bot', AGENT_HZ, agentByKind ? { kind: 'agent' } : {});
-    const agentSpeaking = agent.speak(3.0);
-    await caller.speak(1.0);
-    await rooms.mutePublishedTrack(room, caller.identity, caller.trackSid, true);
-    const mutedAt = Date.now();
-    await caller.speak(1.0);
-    await rooms.mutePublishedTrack(room, caller.identity, caller.trackSid, false);
-    const unmutedAt = Date.now();
-    await caller.speak(1.0);
-    const agentStart = await agentSpeaking;
+    // One uninterrupted 5 s tone from the caller; the agent joins after 1 s, the caller is muted from 2 s to 3 s.
+    let agent: Publisher | undefined;
+    let agentSpeaking: Promise<number> | undefined;
+    let mutedAt = 0;
+    let unmutedAt = 0;
+    const cues: Promise<unknown>[] = [];
+    const callerStart = await caller.speak(5.0, [
+      {
+        atS: 1.0,
+        run: () =>
+          cues.push(
+            publisher(room, 'agent-bot', AGENT_HZ, agentByKind ? { kind: 'agent' } : {}).then((joined) => {
+              agent = joined;
+              agentSpeaking = joined.speak(2.5);
+            }),
+          ),
+      },
+      { atS: 2.0, run: () => cues.push(rooms.mutePublishedTrack(room, caller.identity, caller.trackSid, true).then(() => (mutedAt = Date.now()))) },
+      { atS: 3.0, run: () => cues.push(rooms.mutePublishedTrack(room, caller.identity, caller.trackSid, false).then(() => (unmutedAt = Date.now()))) },
+    ]);
+    const callerEndAt = Date.now();
+    await Promise.all(cues);
+    const agentStart = await agentSpeaking!;
     const lastAudioAt = Date.now();
-    await agent.leave();
+    await agent!.leave();
     await caller.leave();
 
     // The last participant left: the recording finishes by itself.
@@ -157,7 +174,7 @@ describe('LiveKit room participant mode', () => {
 
     // Muted: silence in the caller's channel, then the tone again after the unmute, on the same timeline.
     expect(rmsIn(left, sampleRate, rel(mutedAt) + MAX_DELIVERY_S / 2, rel(unmutedAt) - 0.05)).toBeLessThan(AMPLITUDE * 0.01);
-    expect(toneIn(left, sampleRate, CALLER_HZ, rel(unmutedAt) + MAX_DELIVERY_S, rel(lastAudioAt) - 0.1)).toBeGreaterThan(AMPLITUDE * 0.6);
+    expect(toneIn(left, sampleRate, CALLER_HZ, rel(unmutedAt) + MAX_DELIVERY_S, rel(callerEndAt) - 0.1)).toBeGreaterThan(AMPLITUDE * 0.6);
 
     // Duration: from the start of the recording to the end of the last audio.
     const durationS = Number(row.duration_ms) / 1000;

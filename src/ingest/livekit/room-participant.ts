@@ -77,7 +77,12 @@ export class RoomParticipant {
       if (track.kind !== TrackKind.KIND_AUDIO || session.closed) return;
       const agent = participant.kind === ParticipantKind.AGENT || this.#init.agentIdentities.has(participant.identity);
       const trackSid = publication.sid ?? track.sid ?? 'unknown';
-      const input = session.openTrack({ participant: participant.identity, track: trackSid }, agent ? 'agent' : 'caller', PARTICIPANT_SAMPLE_RATE);
+      // AudioStream plays out continuously (silence and concealment included) for as long as the track is
+      // subscribed, so a wall-clock gap between frames is a stall on our side, never missing audio: only
+      // mute and unsubscribe are discontinuities here.
+      const input = session.openTrack({ participant: participant.identity, track: trackSid }, agent ? 'agent' : 'caller', PARTICIPANT_SAMPLE_RATE, {
+        gapThresholdMs: Number.POSITIVE_INFINITY,
+      });
       if (publication.muted) input.setMuted(true);
       this.#inputs.set(trackSid, input);
       logger.info({ room: session.room, participant: participant.identity, track: trackSid, role: input.role }, 'livekit track subscribed');

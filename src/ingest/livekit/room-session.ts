@@ -93,7 +93,12 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
    * The input of one published track. The same participant and track sid reuse their input (an egress
    * socket that reconnects continues its track); a republished track has a new sid and a new input.
    */
-  openTrack(source: { participant: string; track: string }, role: TrackRole, sampleRate: number): RoomTrackInput {
+  openTrack(
+    source: { participant: string; track: string },
+    role: TrackRole,
+    sampleRate: number,
+    timing: { gapThresholdMs?: number } = {},
+  ): RoomTrackInput {
     const id = `${source.participant}/${source.track}`;
     const existing = this.#inputs.get(id);
     if (existing) {
@@ -104,7 +109,7 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
     const timeline = new TrackTimeline({
       originMs: this.originMs,
       sampleRate,
-      ...(this.#gapThresholdMs === undefined ? {} : { gapThresholdMs: this.#gapThresholdMs }),
+      ...((timing.gapThresholdMs ?? this.#gapThresholdMs) === undefined ? {} : { gapThresholdMs: timing.gapThresholdMs ?? this.#gapThresholdMs }),
     });
     const input = new RoomTrackInput(this.#gateway, this.call, { id, role, sampleRate, timeline, room: this.room });
     this.#inputs.set(id, input);

@@ -83,8 +83,11 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: Gateway, confi
   };
 
   router.route('post', LIVEKIT_ROOM_RECORDING_PATH, 'livekit_room_recording_start', async (ctx) => {
+    // uWS hands the body over only to a reader registered before the handler's first await.
+    const reading = readJson(ctx, 64 * 1024);
+    reading.catch(() => undefined);
     const room = await authorizeRoom(ctx);
-    const body = await readJson(ctx, 64 * 1024);
+    const body = await reading;
     const parsed = RecordingOptionsSchema.partial().safeParse(body);
     if (!parsed.success) {
       throw new CallvaultError(ErrorCode.RecordingOptionsInvalid, 'recording options are invalid', {

@@ -1,0 +1,283 @@
+/**
+ * Serving an encrypted recording as a WAV file over HTTP: byte ranges of the WAV are mapped onto the
+ * container's segments, only those segments are read (from S3, or from the spool for a live recording),
+ * each is decrypted and verified on its own, and the bytes go out at the pace the client reads them.
+ */
+import type { Readable } from 'node:stream';
+import type { HttpResponse } from 'uWebSockets.js';
+import { CallvaultError, ErrorCode } from '../errors/index.js';
+import { MAX_WAV_DATA_BYTES, WAV_HEADER_LENGTH, wavHeader } from '../audio/wav.js';
+import {
+  TAG_LENGTH,
+  ciphertextRangeForPlaintext,
+  decryptSegmentRun,
+  plaintextSize,
+  type ContainerHeader,
+} from '../crypto/index.js';
+import { statusLine } from './http.js';
+
+/** The parsed header of a container and its exact bytes (every segment's AAD). */
+export interface ContainerPrefix {
+  header: ContainerHeader;
+  headerLength: number;
+  headerBytes: Uint8Array;
+}
+
+/**
+ * Which segments of a container can be served. A completed object ends with its final segment; a live
+ * spool file is served up to its last complete (non-final) segment.
+ */
+export interface SegmentLayout extends ContainerPrefix {
+  /** Bytes of the object (completed) or of the spool file that hold complete segments (live). */
+  objectSize: number;
+  complete: boolean;
+  plaintextSize: number;
+}
+
+export function completedLayout(prefix: ContainerPrefix, objectSize: number): SegmentLayout {
+  return { ...prefix, objectSize, complete: true, plaintextSize: plaintextSize(prefix.header, prefix.headerLength, objectSize) };
+}
+
+/** A spool file still being appended to: only whole sealed segments count, a half-written one is ignored. */
+export function liveLayout(prefix: ContainerPrefix, fileSize: number): SegmentLayout {
+  const fullSealed = prefix.header.segmentSize + TAG_LENGTH;
+  const segments = Math.max(0, Math.floor((fileSize - prefix.headerLength) / fullSealed));
+  return {
+    ...prefix,
+    objectSize: prefix.headerLength + segments * fullSealed,
+    complete: false,
+    plaintextSize: segments * prefix.header.segmentSize,
+  };
+}
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive. */
+  end: number;
+}
+
+/**
+ * The single range of a `Range` header over a representation of `total` bytes. `null` means serve the whole
+ * thing: no header, a syntax this server ignores (RFC 9110 lets a server ignore Range), or several ranges.
+ * Throws RANGE_NOT_SATISFIABLE when the range starts past the end.
+ */
+export function parseRange(value: string | undefined, total: number): ByteRange | null {
+  if (value === undefined) return null;
+  const match = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(value);
+  if (!match) return null;
+  const [, first = '', last = ''] = match;
+  const unsatisfiable = () =>
+    new CallvaultError(ErrorCode.RangeNotSatisfiable, 'requested range is outside the recording', { details: { size: total } });
+  if (first === '') {
+    if (last === '') return null;
+    const suffix = Number(last);
+    if (suffix === 0) throw unsatisfiable();
+    return { start: Math.max(0, total - suffix), end: total - 1 };
+  }
+  const start = Number(first);
+  const end = last === '' ? total - 1 : Number(last);
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || end < start) return null;
+  if (start >= total) throw unsatisfiable();
+  return { start, end: Math.min(end, total - 1) };
+}
+
+/** What to send for one request: which WAV bytes, and which ciphertext holds the PCM among them. */
+export interface WavPlan {
+  wavSize: number;
+  range: ByteRange;
+  partial: boolean;
+  /** The part of the 44-byte WAV header inside the range. */
+  headerSlice: Uint8Array;
+  pcm: PcmPlan | null;
+}
+
+export interface PcmPlan {
+  firstSegment: number;
+  lastSegment: number;
+  lastSegmentIsFinal: boolean;
+  cipherStart: number;
+  cipherEndInclusive: number;
+  /** Plaintext offsets (inclusive) to keep. */
+  plainStart: number;
+  plainEnd: number;
+}
+
+export function planWav(layout: SegmentLayout, rangeHeader: string | undefined): WavPlan {
+  if (layout.plaintextSize > MAX_WAV_DATA_BYTES) {
+    throw new CallvaultError(ErrorCode.Conflict, 'recording is too long for a single WAV file', {
+      details: { plaintextSize: layout.plaintextSize },
+    });
+  }
+  const wavSize = WAV_HEADER_LENGTH + layout.plaintextSize;
+  const requested = parseRange(rangeHeader, wavSize);
+  const range = requested ?? { start: 0, end: wavSize - 1 };
+  const header = wavHeader({ sampleRate: layout.header.sampleRate, channels: layout.header.channels, dataBytes: layout.plaintextSize });
+  const headerSlice = range.start < WAV_HEADER_LENGTH ? header.subarray(range.start, Math.min(range.end, WAV_HEADER_LENGTH - 1) + 1) : new Uint8Array(0);
+  let pcm: PcmPlan | null = null;
+  if (range.end >= WAV_HEADER_LENGTH) {
+    const plainStart = Math.max(range.start, WAV_HEADER_LENGTH) - WAV_HEADER_LENGTH;
+    const plainEnd = range.end - WAV_HEADER_LENGTH;
+    pcm = layout.complete ? completedPcm(layout, plainStart, plainEnd) : livePcm(layout, plainStart, plainEnd);
+  }
+  return { wavSize, range, partial: requested !== null, headerSlice, pcm };
+}
+
+function completedPcm(layout: SegmentLayout, plainStart: number, plainEnd: number): PcmPlan {
+  const r = ciphertextRangeForPlaintext(layout.header, layout.headerLength, layout.objectSize, plainStart, plainEnd);
+  return {
+    firstSegment: r.firstSegment,
+    lastSegment: r.lastSegment,
+    lastSegmentIsFinal: r.lastSegmentIsFinal,
+    cipherStart: r.cipherStart,
+    cipherEndInclusive: r.cipherEndInclusive,
+    plainStart: r.plainStart,
+    plainEnd: r.plainEndInclusive,
+  };
+}
+
+function livePcm(layout: SegmentLayout, plainStart: number, plainEnd: number): PcmPlan {
+  const size = layout.header.segmentSize;
+  const fullSealed = size + TAG_LENGTH;
+  const firstSegment = Math.floor(plainStart / size);
+  const lastSegment = Math.floor(plainEnd / size);
+  return {
+    firstSegment,
+    lastSegment,
+    // The live file has no final segment yet: everything served is sealed as non-final.
+    lastSegmentIsFinal: false,
+    cipherStart: layout.headerLength + firstSegment * fullSealed,
+    cipherEndInclusive: layout.headerLength + (lastSegment + 1) * fullSealed - 1,
+    plainStart,
+    plainEnd,
+  };
+}
+
+/**
+ * Decrypts the planned segments from `ciphertext` (exactly bytes cipherStart..cipherEndInclusive), one
+ * segment at a time, yielding only verified plaintext inside the plan's range.
+ */
+export async function* decryptPlannedPcm(
+  layout: SegmentLayout,
+  plan: PcmPlan,
+  dataKey: Uint8Array,
+  ciphertext: AsyncIterable<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  const size = layout.header.segmentSize;
+  const fullSealed = size + TAG_LENGTH;
+  const totalCipher = plan.cipherEndInclusive - plan.cipherStart + 1;
+  const sealedLength = (segment: number): number =>
+    segment < plan.lastSegment ? fullSealed : totalCipher - (plan.lastSegment - plan.firstSegment) * fullSealed;
+
+  let segment = plan.firstSegment;
+  let buffer = new Uint8Array(sealedLength(segment));
+  let filled = 0;
+  const emit = function* (): Generator<Uint8Array> {
+    const final = segment === plan.lastSegment && plan.lastSegmentIsFinal;
+    const plain = decryptSegmentRun(layout.header, layout.headerBytes, dataKey, segment, buffer, final);
+    const segmentStart = segment * size;
+    const from = Math.max(plan.plainStart - segmentStart, 0);
+    const to = Math.min(plan.plainEnd - segmentStart + 1, plain.length);
+    if (to > from) yield plain.subarray(from, to);
+  };
+
+  for await (const chunk of ciphertext) {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (segment > plan.lastSegment) {
+        throw new CallvaultError(ErrorCode.ContainerInvalid, 'storage returned more bytes than the requested range');
+      }
+      const n = Math.min(buffer.length - filled, chunk.length - offset);
+      buffer.set(chunk.subarray(offset, offset + n), filled);
+      filled += n;
+      offset += n;
+      if (filled === buffer.length) {
+        yield* emit();
+        segment++;
+        if (segment <= plan.lastSegment) buffer = new Uint8Array(sealedLength(segment));
+        filled = 0;
+      }
+    }
+  }
+  if (segment <= plan.lastSegment) {
+    throw new CallvaultError(ErrorCode.ContainerTruncated, 'storage returned fewer bytes than the requested range', {
+      details: { segment },
+    });
+  }
+}
+
+/** The client went away; whatever was being sent stops. */
+export class ClientGone extends Error {
+  constructor() {
+    super('client aborted the response');
+  }
+}
+
+/**
+ * Writes a body of known size with uWS backpressure: `write` resolves only once uWS took the whole chunk,
+ * waiting on `onWritable` when the socket is full, so nothing piles up in memory for a slow client.
+ */
+export class BackpressuredBody {
+  readonly #res: HttpResponse;
+  readonly #total: number;
+  readonly #signal: AbortSignal;
+  #sent = 0;
+
+  constructor(res: HttpResponse, total: number, signal: AbortSignal) {
+    this.#res = res;
+    this.#total = total;
+    this.#signal = signal;
+  }
+
+  get sent(): number {
+    return this.#sent;
+  }
+
+  begin(status: number, headers: Record<string, string>): void {
+    if (this.#signal.aborted) throw new ClientGone();
+    this.#res.cork(() => {
+      this.#res.writeStatus(statusLine(status));
+      for (const [name, value] of Object.entries(headers)) this.#res.writeHeader(name, value);
+    });
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (chunk.length === 0) return;
+    if (this.#signal.aborted) throw new ClientGone();
+    const res = this.#res;
+    const startOffset = res.getWriteOffset();
+    let ok = false;
+    res.cork(() => {
+      [ok] = res.tryEnd(chunk, this.#total);
+    });
+    if (ok) {
+      this.#sent += chunk.length;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(new ClientGone());
+      this.#signal.addEventListener('abort', onAbort, { once: true });
+      res.onWritable((offset) => {
+        // uWS took part of the chunk before the socket filled; resend only the rest.
+        const [retried, done] = res.tryEnd(chunk.subarray(offset - startOffset), this.#total);
+        if (retried || done) {
+          this.#signal.removeEventListener('abort', onAbort);
+          resolve();
+        }
+        return retried;
+      });
+    });
+    this.#sent += chunk.length;
+  }
+
+  /** Drops the connection: the client sees a body shorter than Content-Length, never a silently wrong file. */
+  abortConnection(): void {
+    if (!this.#signal.aborted) this.#res.close();
+  }
+}
+
+/** Reads a Node stream to the end into one buffer; only for small reads such as a container header. */
+export async function readAll(stream: Readable | AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of stream as AsyncIterable<Uint8Array>) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
