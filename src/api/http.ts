@@ -83,6 +83,8 @@ export interface HttpResult {
   status: number;
   headers?: Record<string, string>;
   body?: string | Buffer;
+  /** For HEAD: the Content-Length the matching GET would have, without building that body. */
+  contentLength?: number;
 }
 
 export function json(status: number, value: unknown, headers: Record<string, string> = {}): HttpResult {
@@ -100,7 +102,7 @@ export function writeResult(ctx: RequestContext, result: HttpResult): void {
   ctx.res.cork(() => {
     ctx.res.writeStatus(statusLine(result.status));
     for (const [name, value] of Object.entries(result.headers ?? {})) ctx.res.writeHeader(name, value);
-    if (ctx.method === 'head') ctx.res.endWithoutBody(result.body === undefined ? 0 : Buffer.byteLength(result.body));
+    if (ctx.method === 'head') ctx.res.endWithoutBody(result.contentLength ?? (result.body === undefined ? 0 : Buffer.byteLength(result.body)));
     else ctx.res.end(result.body ?? '');
   });
 }

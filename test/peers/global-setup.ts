@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { ensurePeer } from '../../scripts/peers.mjs';
+import { startLivekitServer } from './livekit.js';
 
 const LOCAL_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const POSTGRES_PROBE_TIMEOUT_MS = 2_000;
@@ -44,6 +45,13 @@ export default async function setup(): Promise<() => Promise<void>> {
     process.env.CALLVAULT_TEST_S3_ENDPOINT = minio.endpoint;
     process.env.CALLVAULT_TEST_S3_ACCESS_KEY_ID = minio.accessKeyId;
     process.env.CALLVAULT_TEST_S3_SECRET_ACCESS_KEY = minio.secretAccessKey;
+
+    const livekit = await startLivekitServer();
+    cleanups.push(() => livekit.stop());
+    process.env.CALLVAULT_TEST_LIVEKIT_URL = livekit.url;
+    process.env.CALLVAULT_TEST_LIVEKIT_API_KEY = livekit.apiKey;
+    process.env.CALLVAULT_TEST_LIVEKIT_API_SECRET = livekit.apiSecret;
+    process.env.CALLVAULT_TEST_LIVEKIT_WEBHOOK_RELAY = livekit.webhookRelayUrl;
   } catch (err) {
     await teardown();
     throw err;

@@ -1,0 +1,330 @@
+/**
+ * `GET|HEAD|DELETE /calls/:callId/recording`: a call's recording, as a WAV decrypted on the fly (server
+ * key mode), as a redirect to the encrypted object (client key mode), or deleted everywhere.
+ */
+import { rm, open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { CallvaultError, ErrorCode, isCallvaultError, toCallvaultError } from '../errors/index.js';
+import { MAX_HEADER_LENGTH, parseHeader, unwrapDataKey } from '../crypto/index.js';
+import type { Recording as RecordingRow } from '../db/index.js';
+import type { Gateway } from '../gateway/gateway.js';
+import { authenticate } from './auth.js';
+import { json, streamed, type HttpResult, type RequestContext, type Router, type StreamedResult } from './http.js';
+import {
+  BackpressuredBody,
+  ClientGone,
+  completedLayout,
+  decryptPlannedPcm,
+  liveLayout,
+  planWav,
+  readAll,
+  type ContainerPrefix,
+  type SegmentLayout,
+} from './wav-stream.js';
+
+export const CALL_RECORDING_PATH = '/calls/:callId/recording';
+/** The issue caps presigned URLs at five minutes whatever the configuration says. */
+export const MAX_PRESIGNED_URL_TTL_SECONDS = 300;
+const HEADER_CACHE_LIMIT = 1024;
+/** destroy() marks a recording failed asynchronously; deleting its row first would make that update miss. */
+const SETTLE_POLL_MS = 10;
+const SETTLE_POLL_LIMIT = 200;
+
+function notFound(callId: string): CallvaultError {
+  // Deliberately the same for "no such call", "no recording" and "another organisation's call".
+  return new CallvaultError(ErrorCode.NotFound, 'no recording for this call', { details: { callId } });
+}
+
+function storageError(err: unknown, what: string): CallvaultError {
+  if (isCallvaultError(err)) return err;
+  const name = err instanceof Error ? err.name : '';
+  const status = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+  if (name === 'NoSuchKey' || name === 'NotFound' || status === 404) {
+    return new CallvaultError(ErrorCode.NotFound, 'recording object is gone', { cause: err });
+  }
+  return new CallvaultError(ErrorCode.StorageUnavailable, `object storage failed to ${what}`, { cause: err, retryable: true });
+}
+
+/** Immutable once complete, so a seeking client (many Range requests) needs S3 for the header only once. */
+class HeaderCache {
+  readonly #entries = new Map<string, ContainerPrefix>();
+  get(key: string): ContainerPrefix | undefined {
+    const hit = this.#entries.get(key);
+    if (hit) {
+      this.#entries.delete(key);
+      this.#entries.set(key, hit);
+    }
+    return hit;
+  }
+  set(key: string, value: ContainerPrefix): void {
+    this.#entries.set(key, value);
+    if (this.#entries.size > HEADER_CACHE_LIMIT) this.#entries.delete(this.#entries.keys().next().value!);
+  }
+  delete(key: string): void {
+    this.#entries.delete(key);
+  }
+}
+
+function prefixFrom(bytes: Uint8Array): ContainerPrefix {
+  const { header, headerLength } = parseHeader(bytes);
+  return { header, headerLength, headerBytes: bytes.slice(0, headerLength) };
+}
+
+/** Where a recording's ciphertext is read from: the S3 object, or the live spool file. */
+interface CiphertextSource {
+  layout: SegmentLayout;
+  open(start: number, endInclusive: number, signal: AbortSignal): Promise<Readable>;
+  release(): Promise<void>;
+}
+
+export function registerRecordingRoutes(router: Router, gateway: Gateway): void {
+  const { db, services } = gateway;
+  const s3: S3Client = services.s3;
+  const headers = new HeaderCache();
+
+  const recordingsOfCall = async (orgId: string, callId: string): Promise<RecordingRow[]> =>
+    (await db.recordings.list(orgId, { callSid: callId, page: 0, limit: 1000 })).rows;
+
+  const dataKeyOf = (row: RecordingRow): Uint8Array => {
+    if (!row.keyId || !row.wrappedKey) {
+      throw new CallvaultError(ErrorCode.KeyUnknown, 'recording has no wrapped data key', { details: { recordingSid: row.recordingSid } });
+    }
+    return unwrapDataKey(services.keyring.all, row.keyId, row.wrappedKey);
+  };
+
+  const objectSource = async (row: RecordingRow, signal: AbortSignal): Promise<CiphertextSource> => {
+    let objectSize = row.sizeBytes;
+    if (objectSize === null) {
+      const head = await s3.send(new HeadObjectCommand({ Bucket: row.bucket, Key: row.objectKey }), { abortSignal: signal }).catch((err: unknown) => {
+        throw storageError(err, 'describe the recording');
+      });
+      objectSize = Number(head.ContentLength);
+    }
+    const open = async (start: number, endInclusive: number, abortSignal: AbortSignal): Promise<Readable> => {
+      try {
+        const object = await s3.send(
+          new GetObjectCommand({ Bucket: row.bucket, Key: row.objectKey, Range: `bytes=${start}-${endInclusive}` }),
+          { abortSignal },
+        );
+        return object.Body as Readable;
+      } catch (err) {
+        throw storageError(err, 'read the recording');
+      }
+    };
+    let prefix = headers.get(row.objectKey);
+    if (!prefix) {
+      prefix = prefixFrom(await readAll(await open(0, Math.min(MAX_HEADER_LENGTH, objectSize) - 1, signal)));
+      headers.set(row.objectKey, prefix);
+    }
+    return { layout: completedLayout(prefix, objectSize), open, release: async () => undefined };
+  };
+
+  /** Null when this gateway holds no spool file for the recording (finished meanwhile, or another instance). */
+  const spoolSource = async (row: RecordingRow): Promise<CiphertextSource | null> => {
+    let file: FileHandle;
+    try {
+      // One handle for the whole response: the spool file is removed once the upload completes.
+      file = await open(join(services.spool.dir, `${row.id}.cvr`), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new CallvaultError(ErrorCode.SpoolFailed, 'could not open the live recording', { cause: err });
+    }
+    try {
+      const { size } = await file.stat();
+      const head = Buffer.alloc(Math.min(MAX_HEADER_LENGTH, size));
+      await file.read(head, 0, head.length, 0);
+      const layout = liveLayout(prefixFrom(head), size);
+      let released = false;
+      const release = async () => {
+        if (released) return;
+        released = true;
+        await file.close().catch(() => undefined);
+      };
+      return {
+        layout,
+        open: async (start, endInclusive) => file.createReadStream({ start, end: endInclusive, autoClose: false }),
+        release,
+      };
+    } catch (err) {
+      await file.close().catch(() => undefined);
+      throw toCallvaultError(err, ErrorCode.SpoolFailed);
+    }
+  };
+
+  const presignedRedirect = async (row: RecordingRow): Promise<HttpResult> => {
+    const ttl = Math.min(gateway.options.presignedUrlTtlSeconds, MAX_PRESIGNED_URL_TTL_SECONDS);
+    const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket: row.bucket, Key: row.objectKey }), {
+      expiresIn: ttl,
+      // The injected clock signs, so the URL's lifetime follows the gateway's notion of now.
+      signingDate: new Date(services.now()),
+    });
+    return {
+      status: 302,
+      headers: {
+        location: url,
+        'cache-control': 'no-store',
+        'x-recording-sid': row.recordingSid,
+        'x-callvault-key-mode': 'client',
+      },
+      body: '',
+    };
+  };
+
+  const sendWav = async (ctx: RequestContext, row: RecordingRow, source: CiphertextSource, live: boolean): Promise<StreamedResult | HttpResult> => {
+    const { layout } = source;
+    const dataKey = dataKeyOf(row);
+    let plan;
+    try {
+      plan = planWav(layout, ctx.headers.get('range'));
+    } catch (err) {
+      if (isCallvaultError(err, ErrorCode.RangeNotSatisfiable)) {
+        const size = 44 + layout.plaintextSize;
+        return json(416, { error: { code: err.code, message: err.message, details: { size } } }, { 'content-range': `bytes */${size}`, 'accept-ranges': 'bytes' });
+      }
+      throw err;
+    }
+    const status = plan.partial ? 206 : 200;
+    const length = plan.range.end - plan.range.start + 1;
+    const responseHeaders: Record<string, string> = {
+      'content-type': 'audio/wav',
+      'accept-ranges': 'bytes',
+      'cache-control': 'private, no-store',
+      'content-disposition': `inline; filename="${row.recordingSid}.wav"`,
+      'x-recording-sid': row.recordingSid,
+      'x-recording-status': live ? 'in_progress' : row.status,
+      ...(plan.partial ? { 'content-range': `bytes ${plan.range.start}-${plan.range.end}/${plan.wavSize}` } : {}),
+    };
+    if (ctx.method === 'head') {
+      return { status, headers: responseHeaders, contentLength: length };
+    }
+    // Storage is asked before the status goes out, so a missing object still answers with a clean error.
+    const ciphertext = plan.pcm ? await source.open(plan.pcm.cipherStart, plan.pcm.cipherEndInclusive, ctx.signal) : null;
+    const body = new BackpressuredBody(ctx.res, length, ctx.signal);
+    try {
+      body.begin(status, responseHeaders);
+    } catch (err) {
+      ciphertext?.destroy();
+      throw err;
+    }
+    try {
+      await body.write(plan.headerSlice);
+      if (plan.pcm && ciphertext) {
+        for await (const pcm of decryptPlannedPcm(layout, plan.pcm, dataKey, ciphertext)) await body.write(pcm);
+      }
+    } catch (err) {
+      ciphertext?.destroy();
+      if (!(err instanceof ClientGone) && !ctx.aborted) {
+        const error = toCallvaultError(err, ErrorCode.StorageUnavailable);
+        gateway.options.logger.error({ recordingSid: row.recordingSid, code: error.code, sent: body.sent, err: error }, 'recording stream failed');
+        body.abortConnection();
+      }
+    }
+    return streamed(status);
+  };
+
+  const retrieve = async (ctx: RequestContext): Promise<HttpResult | StreamedResult> => {
+    const { orgId } = await authenticate(ctx, db);
+    const callId = ctx.params[0] ?? '';
+    const wantsLive = ctx.query.get('live') === '1' || ctx.query.get('live') === 'true';
+    const rows = await recordingsOfCall(orgId, callId);
+    if (rows.length === 0) throw notFound(callId);
+    const inProgress = rows.find((r) => r.status === 'in_progress');
+    if (wantsLive && inProgress) {
+      if (inProgress.keyMode === 'client') {
+        throw new CallvaultError(ErrorCode.Conflict, 'live audio is only served in server key mode', {
+          details: { status: inProgress.status, keyMode: 'client' },
+        });
+      }
+      const source = await spoolSource(inProgress);
+      if (source) {
+        try {
+          return await sendWav(ctx, inProgress, source, true);
+        } finally {
+          await source.release();
+        }
+      }
+      // The spool went away between the query and the open: the recording finished (or lives elsewhere).
+      const again = await db.recordings.get(orgId, inProgress.id);
+      if (again?.status === 'in_progress') {
+        throw new CallvaultError(ErrorCode.Conflict, 'the recording is in progress on another gateway instance', {
+          details: { status: again.status },
+        });
+      }
+      return retrieve(ctx);
+    }
+    const completed = rows.find((r) => r.status === 'completed');
+    if (!completed) {
+      const current = rows[0]!;
+      throw new CallvaultError(ErrorCode.Conflict, `the call's recording is ${current.status.replace('_', ' ')}`, {
+        details: { status: current.status },
+      });
+    }
+    if (completed.keyMode === 'client') return presignedRedirect(completed);
+    const source = await objectSource(completed, ctx.signal);
+    return sendWav(ctx, completed, source, false);
+  };
+
+  router.route('get', CALL_RECORDING_PATH, 'call_recording_get', retrieve);
+  router.route('head', CALL_RECORDING_PATH, 'call_recording_head', retrieve);
+
+  /** Leaves nothing of the recording in S3: the object, and any multipart upload still open for its key. */
+  const purgeObject = async (row: RecordingRow): Promise<void> => {
+    try {
+      const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: row.bucket, Prefix: row.objectKey }));
+      for (const upload of uploads.Uploads ?? []) {
+        if (upload.Key !== row.objectKey || !upload.UploadId) continue;
+        await s3
+          .send(new AbortMultipartUploadCommand({ Bucket: row.bucket, Key: row.objectKey, UploadId: upload.UploadId }))
+          .catch((err: unknown) => {
+            if ((err as Error).name !== 'NoSuchUpload') throw err;
+          });
+      }
+      // Deleting a missing key succeeds, so concurrent deletions all get here without error.
+      await s3.send(new DeleteObjectCommand({ Bucket: row.bucket, Key: row.objectKey }));
+    } catch (err) {
+      throw storageError(err, 'delete the recording');
+    }
+    headers.delete(row.objectKey);
+  };
+
+  const stopLive = async (orgId: string, row: RecordingRow): Promise<void> => {
+    const live = gateway.findLiveRecording(orgId, row.id);
+    if (!live) return;
+    live.destroy(new CallvaultError(ErrorCode.Destroyed, 'recording deleted through the API'));
+    // Settles a finalisation already under way (its upload may have completed the object just now).
+    await live.close();
+    for (let i = 0; i < SETTLE_POLL_LIMIT; i++) {
+      const current = await db.recordings.get(orgId, row.id);
+      if (current?.status !== 'in_progress') return;
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
+    }
+  };
+
+  router.route('del', CALL_RECORDING_PATH, 'call_recording_delete', async (ctx) => {
+    const { orgId } = await authenticate(ctx, db);
+    const callId = ctx.params[0] ?? '';
+    const rows = await recordingsOfCall(orgId, callId);
+    if (rows.length === 0) throw notFound(callId);
+    for (const row of rows) {
+      if (row.status === 'in_progress') await stopLive(orgId, row);
+      // Object first, row last: a failure half-way leaves a row to retry the deletion with, never an orphan object.
+      await purgeObject(row);
+      const spool = join(services.spool.dir, row.id);
+      await rm(`${spool}.json`, { force: true });
+      await rm(`${spool}.cvr`, { force: true });
+      await db.recordings.delete(orgId, row.id);
+    }
+    gateway.options.logger.info({ callId, recordings: rows.map((r) => r.recordingSid) }, 'call recordings deleted');
+    return { status: 204, headers: {}, body: '' };
+  });
+}
