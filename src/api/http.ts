@@ -94,7 +94,9 @@ export function json(status: number, value: unknown, headers: Record<string, str
 export function errorResult(err: CallvaultError): HttpResult {
   const status = STATUS_BY_CODE[err.code] ?? 500;
   const message = status === 500 ? 'internal error' : err.message;
-  return json(status, { error: { code: err.code, message, ...(status !== 500 && err.details ? { details: err.details } : {}) } });
+  // RFC 9110: a 401 names the scheme the client should use.
+  const headers: Record<string, string> = status === 401 ? { 'www-authenticate': 'Bearer' } : {};
+  return json(status, { error: { code: err.code, message, ...(status !== 500 && err.details ? { details: err.details } : {}) } }, headers);
 }
 
 export function writeResult(ctx: RequestContext, result: HttpResult): void {
@@ -112,6 +114,22 @@ export interface RegisteredRoute {
   /** uWS syntax: `/calls/:callId/recording`. */
   pattern: string;
   routeName: string;
+}
+
+const MAX_BODY_BYTES = 1024 * 1024;
+const BODY_METHODS: ReadonlySet<Method> = new Set<Method>(['post', 'put', 'patch', 'del']);
+
+/** Buffers a request body, stopping at MAX_BODY_BYTES (the rest is discarded, and readBody rejects). */
+function collectBody(res: HttpResponse): Promise<Buffer> {
+  return new Promise<Buffer>((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.onData((chunk, isLast) => {
+      size += chunk.byteLength;
+      if (size <= MAX_BODY_BYTES + 1) chunks.push(Buffer.from(chunk.slice(0)));
+      if (isLast) resolve(Buffer.concat(chunks));
+    });
+  });
 }
 
 export interface Router {
@@ -147,6 +165,12 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
         const paramCount = (pattern.match(/:/g) ?? []).length;
         const headers = new Map<string, string>();
         req.forEach((k, v) => headers.set(k, v));
+        // uWS hands the body only to a reader registered before the handler's first await, so it is
+        // collected here, up front, for every method that may carry one.
+        const hasBody =
+          BODY_METHODS.has(method) && (headers.has('transfer-encoding') || Number(headers.get('content-length') ?? '0') > 0);
+        const body = hasBody ? collectBody(res) : Promise.resolve(Buffer.alloc(0));
+        body.catch(() => undefined);
         const ctx: RequestContext = {
           method: req.getCaseSensitiveMethod().toLowerCase(),
           url: req.getUrl(),
@@ -156,19 +180,10 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
           res,
           aborted: false,
           signal: abort.signal,
-          readBody: (limitBytes = 1024 * 1024) =>
-            new Promise<Buffer>((resolve, reject) => {
-              const chunks: Buffer[] = [];
-              let size = 0;
-              res.onData((chunk, isLast) => {
-                size += chunk.byteLength;
-                if (size > limitBytes) {
-                  reject(new CallvaultError(ErrorCode.BadRequest, 'request body too large'));
-                  return;
-                }
-                chunks.push(Buffer.from(chunk.slice(0)));
-                if (isLast) resolve(Buffer.concat(chunks));
-              });
+          readBody: (limitBytes = MAX_BODY_BYTES) =>
+            body.then((b) => {
+              if (b.length > limitBytes) throw new CallvaultError(ErrorCode.BadRequest, 'request body too large');
+              return b;
             }),
         };
         res.onAborted(() => {

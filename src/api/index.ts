@@ -1,6 +1,36 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { createRouter, json } from './http.js';
+import { openApiDocument } from './openapi.js';
+import { registerRecordingRoutes } from './recordings.js';
+
+export { authenticate, type Principal } from './auth.js';
+export {
+  createRouter,
+  errorResult,
+  json,
+  registeredRoutes,
+  streamed,
+  type Handler,
+  type HttpResult,
+  type Method,
+  type RegisteredRoute,
+  type RequestContext,
+  type Router,
+  type StreamedResult,
+} from './http.js';
+export {
+  addPaths,
+  errorResponse,
+  openApiDocument,
+  openApiPath,
+  openApiVerb,
+  WEBSOCKET_EXTENSION,
+  type OperationObject,
+  type PathItem,
+} from './openapi.js';
+export { CALL_RECORDING_PATH, MAX_PRESIGNED_URL_TTL_SECONDS } from './recordings.js';
+export { parseRange, planWav, type ByteRange, type WavPlan } from './wav-stream.js';
 
 /** Registers every HTTP route of the gateway on the uWS app. */
 export function registerApi(app: TemplatedApp, gateway: Gateway): void {
@@ -32,4 +62,8 @@ export function registerApi(app: TemplatedApp, gateway: Gateway): void {
     const { contentType, body } = await gateway.metrics.render();
     return { status: 200, headers: { 'content-type': contentType }, body };
   });
+
+  router.route('get', '/openapi.json', 'openapi', () => json(200, openApiDocument()));
+
+  registerRecordingRoutes(router, gateway);
 }

@@ -40,9 +40,9 @@ const HEADER_CACHE_LIMIT = 1024;
 const SETTLE_POLL_MS = 10;
 const SETTLE_POLL_LIMIT = 200;
 
-function notFound(callId: string): CallvaultError {
+function notFound(): CallvaultError {
   // Deliberately the same for "no such call", "no recording" and "another organisation's call".
-  return new CallvaultError(ErrorCode.NotFound, 'no recording for this call', { details: { callId } });
+  return new CallvaultError(ErrorCode.NotFound, 'no recording for this call');
 }
 
 function storageError(err: unknown, what: string): CallvaultError {
@@ -237,7 +237,7 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): void 
     const callId = ctx.params[0] ?? '';
     const wantsLive = ctx.query.get('live') === '1' || ctx.query.get('live') === 'true';
     const rows = await recordingsOfCall(orgId, callId);
-    if (rows.length === 0) throw notFound(callId);
+    if (rows.length === 0) throw notFound();
     const inProgress = rows.find((r) => r.status === 'in_progress');
     if (wantsLive && inProgress) {
       if (inProgress.keyMode === 'client') {
@@ -314,7 +314,7 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): void 
     const { orgId } = await authenticate(ctx, db);
     const callId = ctx.params[0] ?? '';
     const rows = await recordingsOfCall(orgId, callId);
-    if (rows.length === 0) throw notFound(callId);
+    if (rows.length === 0) throw notFound();
     for (const row of rows) {
       if (row.status === 'in_progress') await stopLive(orgId, row);
       // Object first, row last: a failure half-way leaves a row to retry the deletion with, never an orphan object.

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import type { RecordingOptions } from '../config/index.js';
 import type { InputFrame } from '../pipeline/index.js';
-import { Recording, type RecordingSummary } from './recording.js';
+import { Recording, type PauseBehavior, type PauseRecord, type RecordingSummary } from './recording.js';
 import { Track, type TrackInfo } from './track.js';
 import type { RecordingServices } from './services.js';
 
@@ -33,6 +33,8 @@ export class Call extends EventEmitter<CallEvents> {
   readonly #tracks = new Map<string, Track>();
   readonly #abort = new AbortController();
   #recording: Recording | null = null;
+  #startingRecording = false;
+  #mediaEndMs = 0;
   #closePromise: Promise<RecordingSummary | null> | null = null;
   #destroyed = false;
 
@@ -69,30 +71,77 @@ export class Call extends EventEmitter<CallEvents> {
     return track;
   }
 
-  async startRecording(options: RecordingOptions & { enabled: true }, metadata: Record<string, unknown>): Promise<Recording> {
-    if (this.closed) throw new CallvaultError(ErrorCode.Closed, 'call is closed');
-    if (this.#recording) throw new CallvaultError(ErrorCode.Conflict, 'call is already recording');
-    const recording = await Recording.start(this.#services, {
-      orgId: this.orgId,
-      callId: this.dbId,
-      callExternalId: this.externalId,
-      source: this.source === 'twilio' ? 'gateway' : 'livekit',
-      options,
-      metadata,
-    });
-    if (this.closed) {
-      // The call ended while the recording was being set up; finish it empty rather than leak it.
-      await recording.close();
-      return recording;
-    }
-    this.#recording = recording;
-    return recording;
+  /** Where the call's media timeline stands: the end of the furthest frame of any track, in ms. */
+  get mediaEndMs(): number {
+    return this.#mediaEndMs;
   }
 
-  /** Routes one frame of a known track to the recording. */
+  /**
+   * Starts recording from the current point of the call's media timeline (never retroactively; 0 for a
+   * recording that starts with the stream). One recording at a time; a call may be recorded again after
+   * a stop.
+   */
+  async startRecording(
+    options: RecordingOptions & { enabled: true },
+    metadata: Record<string, unknown>,
+    scope: { tracks?: readonly string[] } = {},
+  ): Promise<Recording> {
+    if (this.closed) throw new CallvaultError(ErrorCode.Closed, 'call is closed');
+    if (this.#recording || this.#startingRecording) {
+      throw new CallvaultError(ErrorCode.Conflict, 'call is already recording');
+    }
+    this.#startingRecording = true;
+    try {
+      const recording = await Recording.start(this.#services, {
+        orgId: this.orgId,
+        callId: this.dbId,
+        callExternalId: this.externalId,
+        source: this.source === 'twilio' ? 'gateway' : 'livekit',
+        options,
+        metadata,
+        originMs: this.#mediaEndMs,
+        ...(scope.tracks ? { tracks: scope.tracks } : {}),
+      });
+      if (this.closed) {
+        // The call ended while the recording was being set up; finish it empty rather than leak it.
+        await recording.close(this.#mediaEndMs);
+        return recording;
+      }
+      this.#recording = recording;
+      recording.once('closed', () => {
+        if (this.#recording === recording) this.#recording = null;
+      });
+      return recording;
+    } finally {
+      this.#startingRecording = false;
+    }
+  }
+
+  /** Stops the current recording (the call carries on, and may be recorded again). */
+  async stopRecording(): Promise<RecordingSummary | null> {
+    const recording = this.#recording;
+    if (!recording) return null;
+    this.#recording = null;
+    return recording.close(this.#mediaEndMs);
+  }
+
+  pauseRecording(behavior: PauseBehavior): PauseRecord {
+    if (!this.#recording) throw new CallvaultError(ErrorCode.Conflict, 'call is not recording');
+    return this.#recording.pauseAt(behavior, this.#mediaEndMs);
+  }
+
+  resumeRecording(): PauseRecord {
+    if (!this.#recording) throw new CallvaultError(ErrorCode.Conflict, 'call is not recording');
+    return this.#recording.resumeAt(this.#mediaEndMs);
+  }
+
+  /** Routes one frame of a known track (positioned on the call's media timeline) to the recording. */
   pushFrame(frame: InputFrame, arrivedAt: number): void {
     const track = this.#tracks.get(frame.trackId);
     if (!track || !track.accept(frame.data.byteLength) || this.closed) return;
+    const bytesPerSample = frame.encoding === 'mulaw' ? 1 : 2;
+    const endMs = ((frame.position + frame.data.byteLength / bytesPerSample) * 1000) / frame.sampleRate;
+    if (endMs > this.#mediaEndMs) this.#mediaEndMs = endMs;
     this.#recording?.push(frame, arrivedAt);
   }
 
@@ -104,7 +153,7 @@ export class Call extends EventEmitter<CallEvents> {
     if (this.#closePromise) return this.#closePromise;
     this.#closePromise = (async () => {
       for (const track of this.#tracks.values()) track.close();
-      const summary = this.#recording ? await this.#recording.close() : null;
+      const summary = this.#recording ? await this.#recording.close(this.#mediaEndMs) : null;
       await this.#services.db.calls
         .end(this.dbId, new Date(this.#services.now()))
         .catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not mark call ended'));

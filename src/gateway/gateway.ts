@@ -179,6 +179,22 @@ export class Gateway {
     return null;
   }
 
+  /** The live call with this external id (CallSid, room SID) in the organisation, if any. */
+  liveCall(orgId: string, externalId: string): Call | undefined {
+    for (const call of this.#calls) {
+      if (call.orgId === orgId && call.externalId === externalId && !call.closed) return call;
+    }
+    return undefined;
+  }
+
+  /** The live call whose current recording has this id, if any. */
+  liveRecordingCall(orgId: string, recordingId: string): Call | undefined {
+    for (const call of this.#calls) {
+      if (call.orgId === orgId && call.recording?.id === recordingId && !call.closed) return call;
+    }
+    return undefined;
+  }
+
   /** Lets ingest routes register a way to close their sockets when the gateway goes away. */
   trackSocket(close: (code: number) => void): () => void {
     this.#closers.add(close);

@@ -33,7 +33,25 @@ export interface RecordingParams {
   source: RecordingSource;
   options: RecordingOptions & { enabled: true };
   metadata: Record<string, unknown>;
+  /** Where on the call's media timeline (ms) this recording starts: never retroactive. Default 0. */
+  originMs?: number;
+  /** Only these tracks are recorded (e.g. just the inbound one); default all. */
+  tracks?: readonly string[];
 }
+
+export type PauseBehavior = 'skip' | 'silence';
+
+export interface PauseRecord {
+  behavior: PauseBehavior;
+  pausedAt: string;
+  resumedAt: string | null;
+  /** The paused span on the call's media timeline. */
+  fromMediaMs: number;
+  toMediaMs: number | null;
+}
+
+/** A synthetic track that carries the silence of a pause the call ended in, so the duration covers it. */
+const PAUSE_SILENCE_TRACK = '__pause__';
 
 export interface RecordingSummary {
   id: string;
@@ -95,6 +113,12 @@ export class Recording extends EventEmitter<RecordingEvents> {
   #durationSamples = 0;
   #closePromise: Promise<RecordingSummary> | null = null;
   #failure: CallvaultError | null = null;
+  readonly #originMs: number;
+  readonly #trackFilter: ReadonlySet<string> | null;
+  /** Media time removed from the timeline by `skip` pauses so far. */
+  #skippedMs = 0;
+  #pause: PauseRecord | null = null;
+  readonly #pauses: PauseRecord[] = [];
 
   private constructor(
     services: RecordingServices,
@@ -108,6 +132,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
       upload: SpoolUpload;
       dsp: CallDspState;
       encryptor: EncryptorState;
+      originMs: number;
+      tracks: readonly string[] | undefined;
     },
   ) {
     super();
@@ -121,6 +147,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.#upload = init.upload;
     this.#dsp = init.dsp;
     this.#encryptor = init.encryptor;
+    this.#originMs = init.originMs;
+    this.#trackFilter = init.tracks ? new Set(init.tracks) : null;
   }
 
   /**
@@ -204,6 +232,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
       upload,
       dsp: createCallDspState({ outputRate: services.outputSampleRate, stereo: channels === 2 }),
       encryptor,
+      originMs: params.originMs ?? 0,
+      tracks: params.tracks,
     });
     // An upload that fails mid-call has already aborted its multipart upload; the spool keeps the audio.
     upload.done.catch((err: unknown) => recording.destroy(toCallvaultError(err, ErrorCode.UploadFailed)));
@@ -219,9 +249,24 @@ export class Recording extends EventEmitter<RecordingEvents> {
     return this.#abort.signal;
   }
 
-  /** Queues frames for the pipeline. Throws OVERLOADED when the workers are too far behind to keep up. */
-  push(frame: InputFrame, arrivedAt: number): void {
-    if (this.#state !== 'recording') return;
+  get paused(): boolean {
+    return this.#pause !== null;
+  }
+
+  get pauses(): readonly PauseRecord[] {
+    return this.#pauses;
+  }
+
+  /**
+   * Queues a frame (positioned on the call's media timeline) for the pipeline. Frames of other tracks,
+   * frames while paused, and audio from before this recording started never reach storage.
+   * Throws OVERLOADED when the workers are too far behind to keep up.
+   */
+  push(callFrame: InputFrame, arrivedAt: number): void {
+    if (this.#state !== 'recording' || this.#pause) return;
+    if (this.#trackFilter && !this.#trackFilter.has(callFrame.trackId)) return;
+    const frame = this.#toRecordingTimeline(callFrame);
+    if (!frame) return;
     this.#pending.push(frame);
     this.#pendingArrivals.push(arrivedAt);
     this.#pendingMediaMs += frameMediaMs(frame);
@@ -229,6 +274,66 @@ export class Recording extends EventEmitter<RecordingEvents> {
       throw new CallvaultError(ErrorCode.Overloaded, 'recording pipeline is too far behind', { retryable: true });
     }
     if (this.#pendingMediaMs >= BATCH_MEDIA_MS) this.#pump();
+  }
+
+  /** Moves a frame from the call's timeline onto this recording's, cutting what precedes the origin. */
+  #toRecordingTimeline(frame: InputFrame): InputFrame | null {
+    const perMs = frame.sampleRate / 1000;
+    const bytesPerSample = frame.encoding === 'mulaw' ? 1 : 2;
+    const origin = Math.round(this.#originMs * perMs);
+    let { position, data } = frame;
+    if (position < origin) {
+      const cut = (origin - position) * bytesPerSample;
+      if (cut >= data.byteLength) return null;
+      data = data.subarray(cut);
+      position = origin;
+    }
+    const shifted = position - origin - Math.round(this.#skippedMs * perMs);
+    if (shifted === frame.position && data === frame.data) return frame;
+    return { ...frame, position: shifted, data };
+  }
+
+  /**
+   * While paused, no audio reaches the pipeline or storage (PCI). `silence` keeps the paused span on the
+   * timeline as silence; `skip` removes it, so what follows the resume joins what preceded the pause.
+   */
+  pauseAt(behavior: PauseBehavior, mediaMs: number): PauseRecord {
+    if (this.#state !== 'recording') throw new CallvaultError(ErrorCode.Conflict, 'recording is not in progress');
+    if (this.#pause) throw new CallvaultError(ErrorCode.Conflict, 'recording is already paused');
+    const pause: PauseRecord = {
+      behavior,
+      pausedAt: new Date(this.#services.now()).toISOString(),
+      resumedAt: null,
+      fromMediaMs: Math.max(mediaMs, this.#originMs),
+      toMediaMs: null,
+    };
+    this.#pause = pause;
+    this.#pauses.push(pause);
+    this.#persistPauses();
+    return pause;
+  }
+
+  resumeAt(mediaMs: number): PauseRecord {
+    const pause = this.#pause;
+    if (this.#state !== 'recording') throw new CallvaultError(ErrorCode.Conflict, 'recording is not in progress');
+    if (!pause) throw new CallvaultError(ErrorCode.Conflict, 'recording is not paused');
+    this.#endPause(pause, mediaMs);
+    this.#persistPauses();
+    return pause;
+  }
+
+  #endPause(pause: PauseRecord, mediaMs: number): void {
+    pause.toMediaMs = Math.max(mediaMs, pause.fromMediaMs);
+    pause.resumedAt = new Date(this.#services.now()).toISOString();
+    if (pause.behavior === 'skip') this.#skippedMs += pause.toMediaMs - pause.fromMediaMs;
+    this.#pause = null;
+  }
+
+  #persistPauses(): void {
+    const services = this.#services;
+    services.db.recordings
+      .mergeMetadata(this.id, { pauses: this.#pauses })
+      .catch((err: unknown) => services.logger.error({ recordingSid: this.recordingSid, err }, 'could not store pauses'));
   }
 
   /** Called periodically by the gateway so that a slow trickle of frames still leaves in bounded time. */
@@ -274,9 +379,32 @@ export class Recording extends EventEmitter<RecordingEvents> {
     return inFlight;
   }
 
-  /** Finishes: flushes every pending frame, seals the container, completes the upload and the metadata. */
-  close(): Promise<RecordingSummary> {
+  /**
+   * Finishes: flushes every pending frame, seals the container, completes the upload and the metadata.
+   * `mediaEndMs` is where the call's media timeline stands; a `silence` pause still open there extends the
+   * recording with silence up to it.
+   */
+  close(mediaEndMs?: number): Promise<RecordingSummary> {
     if (this.#closePromise) return this.#closePromise;
+    const pause = this.#pause;
+    if (pause && this.#state === 'recording') {
+      const end = Math.max(mediaEndMs ?? pause.fromMediaMs, pause.fromMediaMs);
+      this.#endPause(pause, end);
+      this.#persistPauses();
+      if (pause.behavior === 'silence' && end > pause.fromMediaMs) {
+        const rate = 8000;
+        const samples = Math.round(((end - pause.fromMediaMs) * rate) / 1000);
+        this.#pending.push({
+          trackId: PAUSE_SILENCE_TRACK,
+          role: 'caller',
+          encoding: 'pcm_s16le',
+          sampleRate: rate,
+          position: Math.round(((pause.fromMediaMs - this.#originMs - this.#skippedMs) * rate) / 1000),
+          data: new Uint8Array(samples * 2),
+        });
+        this.#pendingArrivals.push(this.#services.now());
+      }
+    }
     this.#closePromise = this.#finish();
     return this.#closePromise;
   }

@@ -3,21 +3,10 @@
  * structured log line; what that stream sent before is kept, and every other call carries on untouched.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import WebSocket from 'ws';
-import {
-  buildMediaMessage,
-  buildStartMessage,
-  buildStopMessage,
-  randomCallSid,
-  randomStreamSid,
-  signStreamUrl,
-  simulateTwilioCall,
-} from '../../dist/ingest/twilio/index.js';
-import { mulawEncode } from '../../dist/pipeline/index.js';
-import { generateTone, rms, toneAmplitude } from '../support/audio.js';
-import { PUBLIC_URL, fetchRecording, recordingsOfCall, startTestGateway, type TestAccount, type TestGateway } from '../support/gateway.js';
-
-const SIGNED_URL = `${PUBLIC_URL.replace('https', 'wss')}/twilio/media`;
+import { buildMediaMessage, buildStartMessage, signStreamUrl, simulateTwilioCall } from '../../dist/ingest/twilio/index.js';
+import { rms, toneAmplitude } from '../support/audio.js';
+import { fetchRecording, recordingsOfCall, startTestGateway, type TestAccount, type TestGateway } from '../support/gateway.js';
+import { RawTwilioStream, SIGNED_URL } from '../support/twilio.js';
 let t: TestGateway;
 
 beforeAll(async () => {
@@ -27,53 +16,18 @@ afterAll(async () => {
   await t?.dispose();
 });
 
-interface RawStream {
-  ws: WebSocket;
-  callSid: string;
-  streamSid: string;
-  closed: Promise<{ code: number; reason: string }>;
-  send(text: string | Buffer, binary?: boolean): void;
-}
-
-async function openRaw(account: TestAccount, opts: { signature?: string | null; path?: string } = {}): Promise<RawStream> {
-  const path = opts.path ?? '/twilio/media';
-  const signature = opts.signature === undefined ? signStreamUrl(account.authToken, `${SIGNED_URL.replace('/twilio/media', '')}${path}`) : opts.signature;
-  const ws = new WebSocket(`ws://127.0.0.1:${t.gateway.port}${path}`, {
-    headers: signature === null ? {} : { 'X-Twilio-Signature': signature },
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
-  );
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error('refused'), { status: res.statusCode })));
-  });
-  ws.on('error', () => undefined);
-  return {
-    ws,
-    callSid: randomCallSid(),
-    streamSid: randomStreamSid(),
-    closed,
-    send(text, binary = false) {
-      ws.send(text, { binary });
-    },
-  };
+async function openRaw(account: TestAccount, opts: { signature?: string | null } = {}): Promise<RawTwilioStream> {
+  return RawTwilioStream.open(t, account, opts);
 }
 
 /** start + `frames` × 20 ms of a 440 Hz caller and 1000 Hz agent, as Twilio sends them. */
-function sendGoodStart(s: RawStream, account: TestAccount, frames: number): number {
-  let seq = 1;
-  s.send(buildStartMessage({ sequenceNumber: seq++, accountSid: account.accountSid, callSid: s.callSid, streamSid: s.streamSid, tracks: ['inbound', 'outbound'], customParameters: {} }));
-  for (let i = 0; i < frames; i++) {
-    for (const [track, hz] of [['inbound', 440], ['outbound', 1000]] as const) {
-      const payload = mulawEncode(generateTone({ frequency: hz, sampleRate: 8000, samples: 160, startSample: i * 160, amplitude: 12000 }));
-      s.send(buildMediaMessage({ sequenceNumber: seq++, streamSid: s.streamSid, track, chunk: i + 1, timestampMs: i * 20, payload }));
-    }
-  }
-  return seq;
+function sendGoodStart(s: RawTwilioStream, _account: TestAccount, frames: number): number {
+  s.start();
+  s.media(0, frames * 20, { inbound: 440, outbound: 1000 });
+  return s.nextSequenceNumber;
 }
 
-type Hostile = (s: RawStream, account: TestAccount, seq: number) => void;
+type Hostile = (s: RawTwilioStream, account: TestAccount, seq: number) => void;
 
 const hostileCases: Array<[string, number, string, Hostile]> = [
   ['malformed JSON', 4400, 'FRAME_MALFORMED', (s) => s.send('{"event": "media", ')],

@@ -135,7 +135,6 @@ export async function decryptRecording(row: RecordingRow, masterKey: Uint8Array)
   try {
     const object = await s3.send(new GetObjectCommand({ Bucket: row.bucket, Key: row.object_key }));
     const body = object.Body as AsyncIterable<Uint8Array>;
-    if (process.env.LKDEBUG) console.log('object', object.ContentLength, (row as any).size_bytes);
     const parts: Uint8Array[] = [];
     const keyring = new Map([[row.key_id, masterKey]]);
     for await (const chunk of decryptStream(body, (header) => unwrapDataKey(keyring, header.keyId, new Uint8Array(row.wrapped_key)))) {

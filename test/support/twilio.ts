@@ -1,0 +1,103 @@
+/**
+ * A Twilio media stream driven frame by frame from a test: the test decides exactly which media
+ * reaches the gateway before and after each control action.
+ */
+import WebSocket from 'ws';
+import {
+  buildMediaMessage,
+  buildStartMessage,
+  buildStopMessage,
+  randomCallSid,
+  randomStreamSid,
+  signStreamUrl,
+} from '../../dist/ingest/twilio/index.js';
+import { mulawEncode } from '../../dist/pipeline/index.js';
+import { generateTone } from './audio.js';
+import { PUBLIC_URL, type TestAccount, type TestGateway } from './gateway.js';
+
+export const SIGNED_URL = `${PUBLIC_URL.replace('https', 'wss')}/twilio/media`;
+
+export class RawTwilioStream {
+  readonly callSid = randomCallSid();
+  readonly streamSid = randomStreamSid();
+  readonly closed: Promise<{ code: number; reason: string }>;
+  #seq = 1;
+  #chunks = { inbound: 0, outbound: 0 };
+
+  private constructor(
+    readonly ws: WebSocket,
+    readonly account: TestAccount,
+  ) {
+    this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    ws.on('error', () => undefined);
+  }
+
+  /** Opens a signed stream; rejects with `{ status }` when the gateway refuses the upgrade. */
+  static async open(t: TestGateway, account: TestAccount, opts: { signature?: string | null } = {}): Promise<RawTwilioStream> {
+    const signature = opts.signature === undefined ? signStreamUrl(account.authToken, SIGNED_URL) : opts.signature;
+    const ws = new WebSocket(`ws://127.0.0.1:${t.gateway.port}/twilio/media`, {
+      headers: signature === null ? {} : { 'X-Twilio-Signature': signature },
+    });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error('refused'), { status: res.statusCode })));
+    });
+    return new RawTwilioStream(ws, account);
+  }
+
+  get nextSequenceNumber(): number {
+    return this.#seq;
+  }
+
+  send(data: string | Buffer, binary = false): void {
+    this.ws.send(data, { binary });
+  }
+
+  start(customParameters: Record<string, string> = {}, tracks: ('inbound' | 'outbound')[] = ['inbound', 'outbound']): void {
+    this.send(
+      buildStartMessage({
+        sequenceNumber: this.#seq++,
+        accountSid: this.account.accountSid,
+        callSid: this.callSid,
+        streamSid: this.streamSid,
+        tracks,
+        customParameters,
+      }),
+    );
+  }
+
+  /** 20 ms frames covering [fromMs, toMs) with a tone per track (0 Hz: that track sends nothing). */
+  media(fromMs: number, toMs: number, tones: { inbound: number; outbound: number }): void {
+    for (let ms = fromMs; ms < toMs; ms += 20) {
+      for (const track of ['inbound', 'outbound'] as const) {
+        const hz = tones[track];
+        if (hz === 0) continue;
+        const payload = mulawEncode(generateTone({ frequency: hz, sampleRate: 8000, samples: 160, startSample: ms * 8, amplitude: 12000 }));
+        this.send(
+          buildMediaMessage({ sequenceNumber: this.#seq++, streamSid: this.streamSid, track, chunk: ++this.#chunks[track], timestampMs: ms, payload }),
+        );
+      }
+    }
+  }
+
+  stop(): void {
+    this.send(
+      buildStopMessage({ sequenceNumber: this.#seq++, streamSid: this.streamSid, accountSid: this.account.accountSid, callSid: this.callSid }),
+    );
+  }
+
+  /**
+   * Resolves once the gateway has taken in every frame up to `ms` of media: ping round trips until the
+   * call is set up (its first frames wait while the recording is created) and holds exactly that much.
+   */
+  async flushed(t: TestGateway, org: string, ms: number): Promise<void> {
+    for (let attempt = 0; attempt < 500; attempt++) {
+      await new Promise<void>((resolve) => this.ws.once('pong', () => resolve()).ping());
+      const call = t.gateway.liveCall(org, this.callSid);
+      if (call && call.mediaEndMs === ms) return;
+      if (call && call.mediaEndMs > ms) throw new Error(`gateway holds ${call.mediaEndMs} ms, expected ${ms}`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    throw new Error(`gateway never held ${ms} ms of media`);
+  }
+}
