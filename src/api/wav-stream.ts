@@ -75,7 +75,7 @@ export function parseRange(value: string | undefined, total: number): ByteRange 
     return { start: Math.max(0, total - suffix), end: total - 1 };
   }
   const start = Number(first);
-  const end = last === '' ? total - 1 : Number(last);
+  const end = last === '' ? Number.MAX_SAFE_INTEGER : Number(last);
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || end < start) return null;
   if (start >= total) throw unsatisfiable();
   return { start, end: Math.min(end, total - 1) };

@@ -91,7 +91,8 @@ export class RawTwilioStream {
    * call is set up (its first frames wait while the recording is created) and holds exactly that much.
    */
   async flushed(t: TestGateway, org: string, ms: number): Promise<void> {
-    for (let attempt = 0; attempt < 500; attempt++) {
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
       await new Promise<void>((resolve) => this.ws.once('pong', () => resolve()).ping());
       const call = t.gateway.liveCall(org, this.callSid);
       if (call && call.mediaEndMs === ms) return;

@@ -1,0 +1,104 @@
+/**
+ * DELETE /calls/:callId/recording: the object and the metadata go, nothing is left in the bucket (no
+ * object, no multipart upload), concurrent deletions agree, and an in-progress recording is stopped.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { listBucket, recordingsOfCall, startTestGateway, type TestGateway } from '../support/gateway.js';
+import { api, inProgressRecording, placeCall, recordingPath, spoolFilesOf, until } from './support.js';
+
+let t: TestGateway;
+
+beforeAll(async () => {
+  t = await startTestGateway();
+});
+
+afterAll(async () => {
+  await t?.dispose();
+});
+
+/** Every object in the bucket belongs to a recording row, and no multipart upload is open. */
+async function expectNoOrphans(): Promise<void> {
+  const bucket = await listBucket(t.bucket);
+  const rows = [
+    ...(await t.gateway.db.recordings.list('acme', { page: 0, limit: 1000 })).rows,
+    ...(await t.gateway.db.recordings.list('globex', { page: 0, limit: 1000 })).rows,
+  ];
+  expect(bucket.multipartUploads).toBe(0);
+  expect(bucket.objects.sort()).toEqual(rows.filter((r) => r.status === 'completed').map((r) => r.objectKey).sort());
+}
+
+describe('deleting a completed recording', () => {
+  test('204 once the object is gone and the metadata cleared; then 404', async () => {
+    const keep = await placeCall(t);
+    const result = await placeCall(t);
+    const [row] = await recordingsOfCall(t, 'acme', result.callSid);
+    expect((await listBucket(t.bucket)).objects).toContain(row!.objectKey);
+
+    const res = await api(t, recordingPath(result.callSid), { method: 'DELETE' });
+    expect(res.status).toBe(204);
+    expect(await res.text()).toBe('');
+    expect((await listBucket(t.bucket)).objects).not.toContain(row!.objectKey);
+    expect(await recordingsOfCall(t, 'acme', result.callSid)).toEqual([]);
+    expect((await api(t, recordingPath(result.callSid))).status).toBe(404);
+    expect((await api(t, recordingPath(result.callSid), { method: 'DELETE' })).status).toBe(404);
+    // The other call's recording is untouched.
+    expect((await api(t, recordingPath(keep.callSid), { method: 'HEAD' })).status).toBe(200);
+    await expectNoOrphans();
+  });
+
+  test('every recording of the call goes, not only the latest', async () => {
+    const first = await placeCall(t, { durationMs: 400 });
+    // The same CallSid streamed again (a reconnect): a second recording of one call.
+    await placeCall(t, { durationMs: 400, callSid: first.callSid });
+    expect(await recordingsOfCall(t, 'acme', first.callSid)).toHaveLength(2);
+    expect((await api(t, recordingPath(first.callSid), { method: 'DELETE' })).status).toBe(204);
+    expect(await recordingsOfCall(t, 'acme', first.callSid)).toEqual([]);
+    await expectNoOrphans();
+  });
+
+  test.each([2, 5])('%i concurrent deletions: each answers 204 or 404, at least one 204, nothing left', async (n) => {
+    const result = await placeCall(t);
+    const statuses = await Promise.all(
+      Array.from({ length: n }, () => api(t, recordingPath(result.callSid), { method: 'DELETE' }).then((r) => r.status)),
+    );
+    expect(statuses.every((s) => s === 204 || s === 404)).toBe(true);
+    expect(statuses).toContain(204);
+    expect(await recordingsOfCall(t, 'acme', result.callSid)).toEqual([]);
+    expect((await api(t, recordingPath(result.callSid))).status).toBe(404);
+    await expectNoOrphans();
+    expect(t.logs.lines.filter((l) => l['level'] === 50)).toEqual([]);
+  });
+});
+
+describe('deleting a recording in progress', () => {
+  test('stops it, aborts its upload, removes its spool and its row; the rest of the call records nothing', async () => {
+    const calling = placeCall(t, { durationMs: 4000, realtime: true });
+    const row = await until(async () => {
+      const page = await t.gateway.db.recordings.list('acme', { status: 'in_progress', page: 0, limit: 1 });
+      return page.rows[0];
+    }, 'a recording in progress');
+    const call = await t.gateway.db.calls.get('acme', row.callId!);
+    const callSid = call!.externalId;
+    expect((await inProgressRecording(t, 'acme', callSid)).id).toBe(row.id);
+    expect(await spoolFilesOf(t, row.id)).not.toEqual([]);
+    expect(t.gateway.findLiveRecording('acme', row.id)).not.toBeNull();
+    // Another organisation cannot find it, let alone stop it.
+    expect(t.gateway.findLiveRecording('globex', row.id)).toBeNull();
+
+    const res = await api(t, recordingPath(callSid), { method: 'DELETE' });
+    expect(res.status).toBe(204);
+    expect(t.gateway.findLiveRecording('acme', row.id)?.state ?? 'destroyed').toBe('destroyed');
+    expect(await spoolFilesOf(t, row.id)).toEqual([]);
+    expect(await recordingsOfCall(t, 'acme', callSid)).toEqual([]);
+    await expectNoOrphans();
+
+    // The stream carries on to its end; nothing it sends afterwards resurrects the recording.
+    await calling;
+    expect(await recordingsOfCall(t, 'acme', callSid)).toEqual([]);
+    expect((await api(t, recordingPath(callSid))).status).toBe(404);
+    expect(await spoolFilesOf(t, row.id)).toEqual([]);
+    await expectNoOrphans();
+    // Only the deliberate stop is logged as a failure, never a failed metadata update.
+    expect(t.logs.find('could not mark recording failed')).toEqual([]);
+  });
+});
