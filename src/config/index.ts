@@ -84,6 +84,24 @@ export const EnvSchema = z.object({
   WORKER_THREADS: z.coerce.number().int().min(1).max(64).optional(),
   SHUTDOWN_DEADLINE_SECONDS: z.coerce.number().positive().default(30),
   PRESIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(1).max(300).default(300),
+  /** Where the Twilio REST API is reached (a proxy, a regional endpoint); Twilio's own when unset. */
+  TWILIO_API_BASE_URL: z.url().optional(),
+  /** Twilio-side recordings are deleted from Twilio once they are stored here. */
+  TWILIO_DELETE_AFTER_IMPORT: boolFromEnv.default(false),
+  /** Periodically fetch completed Twilio recordings of calls that have none here (when Twilio cannot reach us). */
+  TWILIO_RECORDING_POLLING: boolFromEnv.default(false),
+  TWILIO_RECORDING_POLL_INTERVAL_MINUTES: z.coerce.number().positive().max(1440).default(5),
+  /** ElevenLabs post-call webhook secrets per organisation, `org:secret,...`. */
+  ELEVENLABS_WEBHOOK_SECRETS: commaList(
+    z
+      .string()
+      .transform((s) => {
+        const i = s.indexOf(':');
+        return i < 0 ? [s, ''] : [s.slice(0, i), s.slice(i + 1)];
+      })
+      .pipe(z.tuple([orgId, z.string().min(1, 'a webhook secret is required')]))
+      .transform(([org, secret]) => ({ org, secret })),
+  ).optional(),
   LIVEKIT_URL: z.string().url().optional(),
   LIVEKIT_API_KEY: z.string().min(1).optional(),
   LIVEKIT_API_SECRET: z.string().min(1).optional(),

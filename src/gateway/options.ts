@@ -2,6 +2,9 @@ import type { RecordingOptions } from '../config/index.js';
 import type { Logger } from '../log/index.js';
 import type { MasterKeyring } from './services.js';
 
+/** Runs `task` every `intervalMs` until the returned function is called; tests inject their own. */
+export type PollScheduler = (task: () => void, intervalMs: number) => () => void;
+
 export interface TwilioAccount {
   org: string;
   accountSid: string;
@@ -34,7 +37,15 @@ export interface GatewayOptions {
     accounts: TwilioAccount[];
     validateSignatures: boolean;
     maxAheadOfClockMs: number;
+    /** Base URL of the Twilio REST API (proxy or regional endpoint); https://api.twilio.com when unset. */
+    apiBaseUrl?: string;
+    /** Delete Twilio-side recordings from Twilio once stored here. */
+    deleteAfterImport?: boolean;
+    /** Poll Twilio for completed recordings of calls that have none here. */
+    recordingPolling?: { enabled: boolean; intervalMs: number; scheduler?: PollScheduler };
   };
+  /** ElevenLabs post-call webhook secrets, one per organisation. */
+  elevenlabs?: { webhookSecrets: { org: string; secret: string }[] };
   apiKeys: { org: string; key: string }[];
   /** The LiveKit project whose rooms the gateway records; absent when LiveKit is not configured. */
   livekit?: { url: string; apiKey: string; apiSecret: string; org: string };

@@ -435,7 +435,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
           sizeBytes: size,
           objectKey: this.objectKey,
         };
-        this.emit('closed', summary);
+        this.#emitClosed(summary);
         return summary;
       } catch (err) {
         this.destroy(toCallvaultError(err, ErrorCode.UploadFailed));
@@ -449,8 +449,17 @@ export class Recording extends EventEmitter<RecordingEvents> {
       sizeBytes: this.#spoolFile.size,
       objectKey: this.objectKey,
     };
-    this.emit('closed', summary);
+    this.#emitClosed(summary);
     return summary;
+  }
+
+  #closedEmitted = false;
+
+  /** 'closed' fires exactly once, whether the recording finished or was destroyed. */
+  #emitClosed(summary: RecordingSummary): void {
+    if (this.#closedEmitted) return;
+    this.#closedEmitted = true;
+    this.emit('closed', summary);
   }
 
   /**
@@ -475,6 +484,17 @@ export class Recording extends EventEmitter<RecordingEvents> {
       .catch((dbErr: unknown) =>
         services.logger.error({ recordingSid: this.recordingSid, err: dbErr }, 'could not mark recording failed'),
       );
+    // A destroy during close() is reported by close() itself, once the pipeline has stopped.
+    if (!this.#closePromise) {
+      this.#emitClosed({
+        id: this.id,
+        recordingSid: this.recordingSid,
+        status: 'failed',
+        durationMs: Math.round((this.#durationSamples / services.outputSampleRate) * 1000),
+        sizeBytes: this.#spoolFile.size,
+        objectKey: this.objectKey,
+      });
+    }
   }
 
   get failure(): CallvaultError | null {

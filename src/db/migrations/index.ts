@@ -1,6 +1,7 @@
 import { init } from './0001_init.js';
+import { manage } from './0002_manage.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init];
+export const migrations: readonly Migration[] = [init, manage];
