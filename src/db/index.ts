@@ -4,6 +4,8 @@ export type { OrganisationsRepository } from './organisations.js';
 export type { ApiKeysRepository } from './api-keys.js';
 export type { CallsRepository } from './calls.js';
 export type { RecordingsRepository } from './recordings.js';
+export type { AgentsRepository, AgentPolicyRow, PutAgentPolicyInput } from './agents.js';
+export type { ImportsRepository, TwilioRecordingRequest, ClaimedImport, PollCandidate, CallSummary } from './imports.js';
 export { MAX_PAGE_SIZE } from './recordings.js';
 export type { Migration } from './migrations/index.js';
 export type * from './types.js';

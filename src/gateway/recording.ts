@@ -441,19 +441,23 @@ export class Recording extends EventEmitter<RecordingEvents> {
         this.destroy(toCallvaultError(err, ErrorCode.UploadFailed));
       }
     }
-    const summary: RecordingSummary = {
-      id: this.id,
-      recordingSid: this.recordingSid,
-      status: 'failed',
-      durationMs: Math.round((this.#durationSamples / services.outputSampleRate) * 1000),
-      sizeBytes: this.#spoolFile.size,
-      objectKey: this.objectKey,
-    };
+    const summary = this.#failedSummary();
     this.#emitClosed(summary);
     return summary;
   }
 
   #closedEmitted = false;
+
+  #failedSummary(): RecordingSummary {
+    return {
+      id: this.id,
+      recordingSid: this.recordingSid,
+      status: 'failed',
+      durationMs: Math.round((this.#durationSamples / this.#services.outputSampleRate) * 1000),
+      sizeBytes: this.#spoolFile.size,
+      objectKey: this.objectKey,
+    };
+  }
 
   /** 'closed' fires exactly once, whether the recording finished or was destroyed. */
   #emitClosed(summary: RecordingSummary): void {
@@ -486,14 +490,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
       );
     // A destroy during close() is reported by close() itself, once the pipeline has stopped.
     if (!this.#closePromise) {
-      this.#emitClosed({
-        id: this.id,
-        recordingSid: this.recordingSid,
-        status: 'failed',
-        durationMs: Math.round((this.#durationSamples / services.outputSampleRate) * 1000),
-        sizeBytes: this.#spoolFile.size,
-        objectKey: this.objectKey,
-      });
+      this.#emitClosed(this.#failedSummary());
     }
   }
 

@@ -9,13 +9,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { ensurePeer } from '../../scripts/peers.mjs';
 import { startLivekitServer } from './livekit.js';
+import { freePorts } from './ports.js';
 
 const LOCAL_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const POSTGRES_PROBE_TIMEOUT_MS = 2_000;
@@ -179,24 +179,3 @@ async function tail(path: string): Promise<string> {
   return text.split('\n').slice(-30).join('\n');
 }
 
-/** Holds every probe open until all are bound, so the ports handed out are distinct. */
-async function freePorts(count: number): Promise<number[]> {
-  const probes = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<Server>((resolve, reject) => {
-          const probe = createServer();
-          probe.once('error', reject);
-          probe.listen(0, '127.0.0.1', () => resolve(probe));
-        }),
-    ),
-  );
-  const ports = probes.map((probe) => {
-    const address = probe.address();
-    if (!address || typeof address !== 'object') throw new Error('could not determine a free port');
-    return address.port;
-  });
-  await Promise.all(probes.map((probe) => new Promise<void>((resolve) => probe.close(() => resolve()))));
-  return ports;
-}

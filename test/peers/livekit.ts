@@ -9,10 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensurePeer } from '../../scripts/peers.mjs';
+import { freePorts } from './ports.js';
 
 const READY_DEADLINE_MS = 60_000;
 const STOP_DEADLINE_MS = 10_000;
@@ -27,26 +27,6 @@ export interface LivekitServerPeer {
   stop(): Promise<void>;
 }
 
-async function freePorts(count: number): Promise<number[]> {
-  const probes = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<ReturnType<typeof createNetServer>>((resolve, reject) => {
-          const probe = createNetServer();
-          probe.once('error', reject);
-          probe.listen(0, '127.0.0.1', () => resolve(probe));
-        }),
-    ),
-  );
-  const ports = probes.map((p) => {
-    const address = p.address();
-    if (!address || typeof address !== 'object') throw new Error('could not determine a free port');
-    return address.port;
-  });
-  await Promise.all(probes.map((p) => new Promise<void>((resolve) => p.close(() => resolve()))));
-  return ports;
-}
 
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -61,7 +61,7 @@ describe('gaps', () => {
       const signal = tone(100 * FRAME);
       const skip = new Set([20, 21, 22, 40]);
       const withGaps = run(mono(outputRate), [chunk(mulawCaller, signal, FRAME, { skip })]);
-      let explicit = signal.slice();
+      let explicit: Int16Array = signal.slice();
       for (const index of skip) explicit = withSilence(explicit, index * FRAME, (index + 1) * FRAME);
       const contiguous = run(mono(outputRate), [chunk(mulawCaller, explicit, FRAME)]);
       expect(withGaps.pcm).toEqual(contiguous.pcm);

@@ -1,5 +1,6 @@
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { RecordingOptionsSchema, type RecordingOptions } from '../../config/index.js';
+import { agentRecordingOptions, layerRecordingOptions } from '../../api/manage/policy.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.js';
 import type { Call } from '../../gateway/call.js';
 import type { Gateway } from '../../gateway/gateway.js';
@@ -35,10 +36,10 @@ interface SocketData {
 
 type TwilioSocket = WebSocket<SocketData>;
 
-/** The recording options a stream carries in its `recording` custom parameter, else the server default. */
-function recordingOptionsFor(start: TwilioStartInfo, defaults: RecordingOptions): RecordingOptions {
+/** The recording options a stream carries in its `recording` custom parameter (the listener/instance layer). */
+function streamRecordingOptions(start: TwilioStartInfo): RecordingOptions | undefined {
   const raw = start.customParameters['recording'];
-  if (raw === undefined) return defaults;
+  if (raw === undefined) return undefined;
   let json: unknown;
   try {
     json = JSON.parse(raw);
@@ -52,6 +53,16 @@ function recordingOptionsFor(start: TwilioStartInfo, defaults: RecordingOptions)
     });
   }
   return parsed.data;
+}
+
+/**
+ * Field by field: the stream's `recording` parameter, then the policy of the agent its `agentId` parameter
+ * names, then the server default.
+ */
+async function recordingOptionsFor(gateway: Gateway, orgId: string, start: TwilioStartInfo): Promise<RecordingOptions> {
+  const instance = streamRecordingOptions(start);
+  const agent = await agentRecordingOptions(gateway.db, gateway.options.keyring, orgId, start.customParameters['agentId']);
+  return layerRecordingOptions(gateway.options.recording.defaults, agent, instance);
 }
 
 /** What the recording's metadata keeps of the stream: everything but the client key. */
@@ -106,12 +117,13 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
     const data = ws.getUserData();
     const account = data.account ?? twilio.accounts.find((a) => a.accountSid === start.accountSid);
     if (!account) throw new CallvaultError(ErrorCode.StreamAccountMismatch, 'stream account is not configured');
-    const options = recordingOptionsFor(start, gateway.options.recording.defaults);
+    const options = await recordingOptionsFor(gateway, account.org, start);
+    const agentId = start.customParameters['agentId'];
     const call = await gateway.openCall({
       orgId: account.org,
       source: 'twilio',
       externalId: start.callSid,
-      metadata: { accountSid: start.accountSid },
+      metadata: { accountSid: start.accountSid, ...(agentId ? { agentId } : {}) },
       startedAt: new Date(now()),
     });
     for (const track of start.tracks) {

@@ -1,0 +1,85 @@
+/**
+ * The Twilio REST API as callvault uses it: the official `twilio` client, optionally pointed at another base
+ * URL (a proxy or regional endpoint) through the client's documented `httpClient` hook, plus the recording
+ * media download, which the client does not wrap.
+ */
+import twilio from 'twilio';
+import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
+import type { TwilioAccount } from '../gateway/options.js';
+
+export const TWILIO_API_ORIGIN = 'https://api.twilio.com';
+const REQUEST_TIMEOUT_MS = 30_000;
+
+export type TwilioRestClient = twilio.Twilio;
+
+/** Sends every request to `baseUrl`, keeping the path and query the client built for api.twilio.com. */
+class BaseUrlRequestClient extends twilio.RequestClient {
+  readonly #base: URL;
+
+  constructor(baseUrl: string) {
+    super({ timeout: REQUEST_TIMEOUT_MS });
+    this.#base = new URL(baseUrl);
+  }
+
+  override request<TData>(opts: twilio.RequestClient.RequestOptions<TData>) {
+    const target = new URL(opts.uri);
+    const rewritten = new URL(this.#base.href.replace(/\/$/, '') + target.pathname + target.search);
+    return super.request({ ...opts, uri: rewritten.href });
+  }
+}
+
+export interface TwilioRestOptions {
+  /** Unset: Twilio's own API. */
+  baseUrl?: string | undefined;
+}
+
+export function createTwilioRestClient(account: TwilioAccount, opts: TwilioRestOptions = {}): TwilioRestClient {
+  return twilio(account.accountSid, account.authToken, {
+    ...(opts.baseUrl ? { httpClient: new BaseUrlRequestClient(opts.baseUrl) } : {}),
+    timeout: REQUEST_TIMEOUT_MS,
+  });
+}
+
+/** A Twilio REST failure as a CallvaultError: 404 stays NOT_FOUND, other refusals are the caller's request. */
+export function twilioError(err: unknown, what: string): CallvaultError {
+  if (isCallvaultError(err)) return err;
+  const status = (err as { status?: unknown } | null)?.status;
+  const twilioCode = (err as { code?: unknown } | null)?.code;
+  const details = { twilioStatus: typeof status === 'number' ? status : null, twilioCode: typeof twilioCode === 'number' ? twilioCode : null };
+  if (status === 404) return new CallvaultError(ErrorCode.NotFound, `Twilio does not know ${what}`, { cause: err, details });
+  if (typeof status === 'number' && status >= 400 && status < 500 && status !== 429) {
+    return new CallvaultError(ErrorCode.Conflict, `Twilio refused to ${what}`, { cause: err, details });
+  }
+  return new CallvaultError(ErrorCode.StorageUnavailable, `Twilio API failed to ${what}`, { cause: err, retryable: true, details });
+}
+
+/**
+ * Downloads a recording's audio as WAV with the account's credentials. The URL is built from the configured
+ * base and the SIDs, never taken from a callback's RecordingUrl, so a forged callback cannot make the
+ * gateway fetch (and store) an arbitrary URL.
+ */
+export async function downloadRecordingWav(
+  account: TwilioAccount,
+  recordingSid: string,
+  opts: TwilioRestOptions & { signal?: AbortSignal } = {},
+): Promise<Uint8Array> {
+  if (!/^RE[0-9a-fA-F]{32}$/.test(recordingSid)) {
+    throw new CallvaultError(ErrorCode.BadRequest, 'not a Twilio RecordingSid', { details: { recordingSid } });
+  }
+  const base = (opts.baseUrl ?? TWILIO_API_ORIGIN).replace(/\/$/, '');
+  const url = `${base}/2010-04-01/Accounts/${account.accountSid}/Recordings/${recordingSid}.wav`;
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      headers: { authorization: `Basic ${Buffer.from(`${account.accountSid}:${account.authToken}`).toString('base64')}` },
+      signal: opts.signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS * 4),
+    });
+  } catch (cause) {
+    throw new CallvaultError(ErrorCode.StorageUnavailable, 'could not reach Twilio to download the recording', { cause, retryable: true });
+  }
+  if (!response.ok) {
+    await response.body?.cancel();
+    throw twilioError({ status: response.status }, `download recording ${recordingSid}`);
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
