@@ -4,6 +4,8 @@
  * media download, which the client does not wrap.
  */
 import twilio from 'twilio';
+
+type RequestOptions<TData> = Parameters<InstanceType<typeof twilio.RequestClient>['request']>[0] & { data?: TData };
 import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
 import type { TwilioAccount } from '../gateway/options.js';
 
@@ -21,10 +23,10 @@ class BaseUrlRequestClient extends twilio.RequestClient {
     this.#base = new URL(baseUrl);
   }
 
-  override request<TData>(opts: twilio.RequestClient.RequestOptions<TData>) {
+  override request<TData>(opts: RequestOptions<TData>) {
     const target = new URL(opts.uri);
     const rewritten = new URL(this.#base.href.replace(/\/$/, '') + target.pathname + target.search);
-    return super.request({ ...opts, uri: rewritten.href });
+    return super.request<TData>({ ...opts, uri: rewritten.href });
   }
 }
 

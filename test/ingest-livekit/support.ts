@@ -1,14 +1,11 @@
 /** A real gateway (PostgreSQL, MinIO, worker threads) wired to the test LiveKit server, and recording readers. */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
-import { Gateway } from '../../dist/gateway/gateway.js';
-import { createLogger } from '../../dist/log/index.js';
+import type { Gateway } from '../../dist/gateway/gateway.js';
 import { decryptStream, unwrapDataKey } from '../../dist/crypto/index.js';
-import { freshBucket, freshDatabase, s3Client, s3Peer } from '../support/peers.js';
+import { s3Client } from '../support/peers.js';
+import { startTestGateway as startSharedTestGateway } from '../support/gateway.js';
 import { splitChannels, toneAmplitude, rms } from '../support/audio.js';
 
 export const OUTPUT_RATE = 16_000;
@@ -46,57 +43,32 @@ export interface TestGateway {
 }
 
 export async function startTestGateway(options: { now?: () => number; livekit?: LivekitPeerEnv | null } = {}): Promise<TestGateway> {
-  const db = await freshDatabase();
-  const bucket = await freshBucket();
-  const dataDir = await mkdtemp(join(tmpdir(), 'cv-livekit-'));
-  const masterKey = new Uint8Array(randomBytes(32));
   const org = 'lk-org';
   const apiKey = `cvtest_${randomBytes(16).toString('hex')}`;
   const otherOrgApiKey = `cvtest_${randomBytes(16).toString('hex')}`;
-  const peer = s3Peer();
   const livekit = options.livekit === undefined ? livekitPeer() : options.livekit;
-  const gateway = await Gateway.start({
-    host: '127.0.0.1',
-    port: 0,
-    publicUrl: 'http://127.0.0.1',
-    dataDir,
-    databaseUrl: db.url,
-    s3: {
-      endpoint: peer.endpoint,
-      region: peer.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: peer.accessKeyId, secretAccessKey: peer.secretAccessKey },
-      bucket,
-      partSizeBytes: 5 * 1024 * 1024,
-      maxInflightParts: 4,
-    },
-    keyring: { currentId: 'mk-test', current: masterKey, all: new Map([['mk-test', masterKey]]) },
-    twilio: { accounts: [], validateSignatures: true, maxAheadOfClockMs: 10_000 },
+  const t = await startSharedTestGateway({
+    accounts: [],
     apiKeys: [
       { org, key: apiKey },
       { org: 'other-org', key: otherOrgApiKey },
     ],
+    publicUrl: 'http://127.0.0.1',
     ...(livekit ? { livekit: { url: livekit.url, apiKey: livekit.apiKey, apiSecret: livekit.apiSecret, org } } : {}),
     recording: { sampleRate: OUTPUT_RATE, defaults: { enabled: true, stereo: true } },
     workerThreads: 1,
-    shutdownDeadlineMs: 20_000,
     presignedUrlTtlSeconds: 60,
-    logger: createLogger({ level: process.env.CALLVAULT_TEST_LOG_LEVEL ?? 'silent' }),
     ...(options.now ? { now: options.now } : {}),
   });
   return {
-    gateway,
-    baseUrl: `http://127.0.0.1:${gateway.port}`,
+    gateway: t.gateway,
+    baseUrl: t.httpUrl,
     org,
     apiKey,
     otherOrgApiKey,
-    masterKey,
-    databaseUrl: db.url,
-    async stop() {
-      await gateway.close();
-      await db.drop();
-      await rm(dataDir, { recursive: true, force: true });
-    },
+    masterKey: t.gateway.options.keyring.current,
+    databaseUrl: t.databaseUrl,
+    stop: () => t.dispose(),
   };
 }
 

@@ -48,6 +48,7 @@ export interface TestGateway {
   wsUrl: string;
   httpUrl: string;
   dataDir: string;
+  databaseUrl: string;
   dispose(): Promise<void>;
 }
 
@@ -96,6 +97,7 @@ export async function startTestGateway(
     wsUrl: `ws://127.0.0.1:${gateway.port}/twilio/media`,
     httpUrl: `http://127.0.0.1:${gateway.port}`,
     dataDir,
+    databaseUrl: db.url,
     async dispose() {
       await gateway.close();
       await db.drop();
