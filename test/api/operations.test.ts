@@ -111,6 +111,8 @@ describe('health', () => {
     try {
       const calling = placeCall(local, { durationMs: 5000, realtime: true });
       const row = await until(async () => (await local.gateway.db.recordings.list('acme', { status: 'in_progress', page: 0, limit: 1 })).rows[0], 'a recording');
+      // Its row exists before the recording is attached to the call; wait until it is really running.
+      await until(() => local.gateway.findLiveRecording('acme', row.id) ?? undefined, 'the recording to run');
       const closing = local.gateway.close();
       expect(local.gateway.acceptingStreams).toBe(false);
       const unready = await fetch(`${local.httpUrl}/readyz`);

@@ -141,3 +141,41 @@ describe('mid-call control', () => {
     expect(rms(rec.channelSamples[1]!)).toBe(0);
   });
 });
+
+describe('lifecycles', () => {
+  test('close() is idempotent and destroy() after it changes nothing', async () => {
+    const s = await RawTwilioStream.open(t, t.accounts[0]!);
+    s.start();
+    s.media(0, 500, { inbound: 440, outbound: 1000 });
+    await s.flushed(t, 'acme', 500);
+    const call = t.gateway.liveCall('acme', s.callSid)!;
+    const first = call.close();
+    const second = call.close();
+    expect(second).toBe(first);
+    const summary = await first;
+    expect(summary).toMatchObject({ status: 'completed', durationMs: 500 });
+    call.destroy();
+    call.destroy();
+    const [row] = await recordingsOfCall(t, 'acme', s.callSid);
+    expect(row).toMatchObject({ status: 'completed', durationMs: 500 });
+    expect(t.gateway.liveCall('acme', s.callSid)).toBeUndefined();
+    expect((await s.closed).code).toBe(1000);
+  });
+
+  test('destroy() aborts: the recording fails with the error code, the upload is aborted, the spool stays', async () => {
+    const s = await RawTwilioStream.open(t, t.accounts[0]!);
+    s.start();
+    s.media(0, 500, { inbound: 440, outbound: 1000 });
+    await s.flushed(t, 'acme', 500);
+    const call = t.gateway.liveCall('acme', s.callSid)!;
+    const recording = call.recording!;
+    call.destroy();
+    call.destroy();
+    expect(recording.state).toBe('destroyed');
+    expect(recording.signal.aborted).toBe(true);
+    expect(call.signal.aborted).toBe(true);
+    await expect.poll(async () => (await recordingsOfCall(t, 'acme', s.callSid))[0]?.status).toBe('failed');
+    expect((await recordingsOfCall(t, 'acme', s.callSid))[0]!.errorCode).toBe('DESTROYED');
+    expect((await s.closed).code).toBe(1011);
+  });
+});

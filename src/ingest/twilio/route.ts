@@ -109,8 +109,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
     await data.starting;
     const call = data.call;
     if (!call) return;
-    const summary = await call.close();
-    if (summary?.status === 'failed') closeSocket(ws, TWILIO_CLOSE_CODES.InternalError, ErrorCode.UploadFailed);
+    await call.close();
   };
 
   const startCall = async (ws: TwilioSocket, start: TwilioStartInfo): Promise<void> => {
@@ -137,6 +136,13 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
     }
     // Only now do frames go straight to the call: until its recording exists they wait in `early`.
     data.call = call;
+    // However the call ends (stop, API, shutdown, failure), its stream is closed once the recording is final,
+    // with a code that says how it ended.
+    call.once('closed', (summary) => {
+      if (!gateway.acceptingStreams) closeSocket(ws, TWILIO_CLOSE_CODES.GoingAway, ErrorCode.ShuttingDown);
+      else if (call.destroyed || summary?.status === 'failed') closeSocket(ws, TWILIO_CLOSE_CODES.InternalError, ErrorCode.UploadFailed);
+      else closeSocket(ws, TWILIO_CLOSE_CODES.Normal, 'stop');
+    });
     const early = data.early.splice(0);
     const arrivals = data.earlyArrivals.splice(0);
     early.forEach((frame, i) => call.pushFrame(frame, arrivals[i] ?? now()));
@@ -224,7 +230,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
           onMark: (e) => appendEvent(ws, 'marks', { ...e, receivedAt: new Date(now()).toISOString() }),
           onStop: () => {
             logger.info({ callSid: data.callSid, streamSid: data.streamSid }, 'twilio stream stopped');
-            void finalise(ws).then(() => closeSocket(ws, TWILIO_CLOSE_CODES.Normal, 'stop'));
+            void finalise(ws);
           },
         },
       );
