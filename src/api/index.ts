@@ -3,6 +3,7 @@ import type { Gateway } from '../gateway/gateway.js';
 import { createRouter, json } from './http.js';
 import { openApiDocument } from './openapi.js';
 import { registerRecordingRoutes } from './recordings.js';
+import { registerManageRoutes } from './manage/index.js';
 
 export { authenticate, type Principal } from './auth.js';
 export {
@@ -65,5 +66,6 @@ export function registerApi(app: TemplatedApp, gateway: Gateway): void {
 
   router.route('get', '/openapi.json', 'openapi', () => json(200, openApiDocument()));
 
-  registerRecordingRoutes(router, gateway);
+  const media = registerRecordingRoutes(router, gateway);
+  registerManageRoutes(router, gateway, media);
 }

@@ -87,7 +87,13 @@ interface CiphertextSource {
   release(): Promise<void>;
 }
 
-export function registerRecordingRoutes(router: Router, gateway: Gateway): void {
+/** What other routes may reuse: serving a recording row's media, and removing a recording everywhere. */
+export interface RecordingMedia {
+  serveMedia(ctx: RequestContext, row: RecordingRow): Promise<HttpResult | StreamedResult>;
+  remove(orgId: string, row: RecordingRow): Promise<void>;
+}
+
+export function registerRecordingRoutes(router: Router, gateway: Gateway): RecordingMedia {
   const { db, services } = gateway;
   const s3: S3Client = services.s3;
   const headers = new HeaderCache();
@@ -232,6 +238,13 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): void 
     return streamed(status);
   };
 
+  /** A completed recording's media: the WAV (with Range) in server key mode, a presigned redirect in client key mode. */
+  const serveMedia = async (ctx: RequestContext, row: RecordingRow): Promise<HttpResult | StreamedResult> => {
+    if (row.keyMode === 'client') return presignedRedirect(row);
+    const source = await objectSource(row, ctx.signal);
+    return sendWav(ctx, row, source, false);
+  };
+
   const retrieve = async (ctx: RequestContext): Promise<HttpResult | StreamedResult> => {
     const { orgId } = await authenticate(ctx, db);
     const callId = ctx.params[0] ?? '';
@@ -269,9 +282,7 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): void 
         details: { status: current.status },
       });
     }
-    if (completed.keyMode === 'client') return presignedRedirect(completed);
-    const source = await objectSource(completed, ctx.signal);
-    return sendWav(ctx, completed, source, false);
+    return serveMedia(ctx, completed);
   };
 
   router.route('get', CALL_RECORDING_PATH, 'call_recording_get', retrieve);
@@ -310,21 +321,26 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): void 
     }
   };
 
+  /** Stops the recording if it is live here, then removes its object, spool files and metadata. */
+  const remove = async (orgId: string, row: RecordingRow): Promise<void> => {
+    if (row.status === 'in_progress') await stopLive(orgId, row);
+    // Object first, row last: a failure half-way leaves a row to retry the deletion with, never an orphan object.
+    await purgeObject(row);
+    const spool = join(services.spool.dir, row.id);
+    await rm(`${spool}.json`, { force: true });
+    await rm(`${spool}.cvr`, { force: true });
+    await db.recordings.delete(orgId, row.id);
+  };
+
   router.route('del', CALL_RECORDING_PATH, 'call_recording_delete', async (ctx) => {
     const { orgId } = await authenticate(ctx, db);
     const callId = ctx.params[0] ?? '';
     const rows = await recordingsOfCall(orgId, callId);
     if (rows.length === 0) throw notFound();
-    for (const row of rows) {
-      if (row.status === 'in_progress') await stopLive(orgId, row);
-      // Object first, row last: a failure half-way leaves a row to retry the deletion with, never an orphan object.
-      await purgeObject(row);
-      const spool = join(services.spool.dir, row.id);
-      await rm(`${spool}.json`, { force: true });
-      await rm(`${spool}.cvr`, { force: true });
-      await db.recordings.delete(orgId, row.id);
-    }
+    for (const row of rows) await remove(orgId, row);
     gateway.options.logger.info({ callId, recordings: rows.map((r) => r.recordingSid) }, 'call recordings deleted');
     return { status: 204, headers: {}, body: '' };
   });
+
+  return { serveMedia, remove };
 }

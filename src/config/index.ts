@@ -91,17 +91,6 @@ export const EnvSchema = z.object({
   /** Periodically fetch completed Twilio recordings of calls that have none here (when Twilio cannot reach us). */
   TWILIO_RECORDING_POLLING: boolFromEnv.default(false),
   TWILIO_RECORDING_POLL_INTERVAL_MINUTES: z.coerce.number().positive().max(1440).default(5),
-  /** ElevenLabs post-call webhook secrets per organisation, `org:secret,...`. */
-  ELEVENLABS_WEBHOOK_SECRETS: commaList(
-    z
-      .string()
-      .transform((s) => {
-        const i = s.indexOf(':');
-        return i < 0 ? [s, ''] : [s.slice(0, i), s.slice(i + 1)];
-      })
-      .pipe(z.tuple([orgId, z.string().min(1, 'a webhook secret is required')]))
-      .transform(([org, secret]) => ({ org, secret })),
-  ).optional(),
   LIVEKIT_URL: z.string().url().optional(),
   LIVEKIT_API_KEY: z.string().min(1).optional(),
   LIVEKIT_API_SECRET: z.string().min(1).optional(),

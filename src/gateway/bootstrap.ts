@@ -148,7 +148,6 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
         deleteAfterImport: env.TWILIO_DELETE_AFTER_IMPORT,
         recordingPolling: { enabled: env.TWILIO_RECORDING_POLLING, intervalMs: env.TWILIO_RECORDING_POLL_INTERVAL_MINUTES * 60_000 },
       },
-      ...(env.ELEVENLABS_WEBHOOK_SECRETS ? { elevenlabs: { webhookSecrets: env.ELEVENLABS_WEBHOOK_SECRETS } } : {}),
       apiKeys,
       ...livekitOptions(env, devCredentials),
       recording: { sampleRate: env.RECORDING_SAMPLE_RATE, defaults: env.RECORDING_DEFAULT },

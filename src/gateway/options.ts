@@ -44,8 +44,6 @@ export interface GatewayOptions {
     /** Poll Twilio for completed recordings of calls that have none here. */
     recordingPolling?: { enabled: boolean; intervalMs: number; scheduler?: PollScheduler };
   };
-  /** ElevenLabs post-call webhook secrets, one per organisation. */
-  elevenlabs?: { webhookSecrets: { org: string; secret: string }[] };
   apiKeys: { org: string; key: string }[];
   /** The LiveKit project whose rooms the gateway records; absent when LiveKit is not configured. */
   livekit?: { url: string; apiKey: string; apiSecret: string; org: string };

@@ -4,8 +4,18 @@ import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { createDatabase, type Database, type Migration } from '../../dist/db/index.js';
 import { freshDatabase, postgresAdminUrl } from '../support/peers.js';
 import { rejectionOf, silentLogger } from './support.js';
+import { migrations } from '../../dist/db/migrations/index.js';
 
-const EXPECTED_TABLES = ['api_keys', 'calls', 'organisations', 'recordings', 'schema_migrations'];
+const EXPECTED_TABLES = [
+  'agents',
+  'api_keys',
+  'calls',
+  'organisations',
+  'recordings',
+  'schema_migrations',
+  'twilio_recording_requests',
+];
+const ALL_VERSIONS = migrations.map((m) => m.version);
 
 const opened: Database[] = [];
 const databases: Array<{ drop(): Promise<void> }> = [];
@@ -54,7 +64,7 @@ describe('migrate', () => {
     const url = await fresh();
     const db = open(url);
 
-    expect(await db.migrate()).toEqual({ applied: [1] });
+    expect(await db.migrate()).toEqual({ applied: ALL_VERSIONS });
     expect(await db.migrate()).toEqual({ applied: [] });
 
     const tables = await inspect<{ table_name: string }>(
@@ -63,7 +73,10 @@ describe('migrate', () => {
     );
     expect(tables.map((t) => t.table_name)).toEqual(EXPECTED_TABLES);
     const versions = await inspect<{ version: number; name: string }>(url, 'SELECT version, name FROM schema_migrations');
-    expect(versions).toEqual([{ version: 1, name: 'init' }]);
+    expect(versions).toEqual([
+      { version: 1, name: 'init' },
+      { version: 2, name: 'manage' },
+    ]);
   });
 
   test('two gateways migrating at once apply each migration exactly once', async () => {
@@ -71,9 +84,9 @@ describe('migrate', () => {
     const results = await Promise.all([open(url).migrate(), open(url).migrate(), open(url).migrate()]);
 
     const applied = results.map((r) => r.applied).sort((a, b) => b.length - a.length);
-    expect(applied).toEqual([[1], [], []]);
-    const versions = await inspect<{ version: number }>(url, 'SELECT version FROM schema_migrations');
-    expect(versions).toEqual([{ version: 1 }]);
+    expect(applied).toEqual([ALL_VERSIONS, [], []]);
+    const versions = await inspect<{ version: number }>(url, 'SELECT version FROM schema_migrations ORDER BY version');
+    expect(versions).toEqual(ALL_VERSIONS.map((version) => ({ version })));
   });
 
   test('later migrations are applied forward-only on top of recorded ones', async () => {

@@ -1,0 +1,35 @@
+import { z } from 'zod';
+import { CallvaultError, ErrorCode } from '../../errors/index.js';
+import type { TwilioAccount } from '../../gateway/options.js';
+import type { Gateway } from '../../gateway/gateway.js';
+import type { RequestContext } from '../http.js';
+
+/** Reads and validates a JSON body; anything unreadable or off-schema is BAD_REQUEST with the issues. */
+export async function jsonBody<T extends z.ZodType>(ctx: RequestContext, schema: T): Promise<z.infer<T>> {
+  const raw = await ctx.readBody(64 * 1024);
+  let value: unknown = {};
+  if (raw.length > 0) {
+    try {
+      value = JSON.parse(raw.toString('utf8'));
+    } catch (cause) {
+      throw new CallvaultError(ErrorCode.BadRequest, 'request body is not JSON', { cause });
+    }
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    throw new CallvaultError(ErrorCode.BadRequest, 'request body is invalid', {
+      details: { issues: parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`) },
+    });
+  }
+  return parsed.data;
+}
+
+/** The organisation's Twilio account that placed the call (by its AccountSid), else its first one. */
+export function twilioAccountOf(gateway: Gateway, orgId: string, accountSid: unknown): TwilioAccount {
+  const accounts = gateway.options.twilio.accounts.filter((a) => a.org === orgId);
+  const account = accounts.find((a) => a.accountSid === accountSid) ?? accounts[0];
+  if (!account) throw new CallvaultError(ErrorCode.Conflict, 'the organisation has no Twilio account configured');
+  return account;
+}
+
+export const TWILIO_RECORDING_SID = /^RE[0-9a-fA-F]{32}$/;

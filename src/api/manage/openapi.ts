@@ -1,0 +1,290 @@
+/** The management routes' part of the OpenAPI document. */
+import { addPaths, errorResponse, type OperationObject, type PathItem } from '../openapi.js';
+
+const unauthorized = errorResponse('Missing, malformed, unknown or revoked API key.', ['UNAUTHORIZED']);
+const unavailable = errorResponse('PostgreSQL, object storage or the Twilio API is unreachable, or the gateway is shutting down; retry.', [
+  'DATABASE_UNAVAILABLE',
+  'STORAGE_UNAVAILABLE',
+  'SHUTTING_DOWN',
+]);
+const internal = errorResponse('Unexpected failure (logged with details on the server).', ['INTERNAL']);
+const badRequest = errorResponse('Invalid parameters or body (`details.issues`).', ['BAD_REQUEST', 'CLIENT_KEY_WEAK']);
+const recordingNotFound = errorResponse("No such recording (also when it is another organisation's).", ['NOT_FOUND']);
+const ok = (description: string, schema: Record<string, unknown> = { type: 'object' }) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+const jsonBody = (schema: Record<string, unknown>, required = true) => ({ required, content: { 'application/json': { schema } } });
+const secured = { security: [{ bearerAuth: [] }] };
+const idParameter = {
+  name: 'id',
+  in: 'path',
+  required: true,
+  description: 'The recording id (uuid) or recording SID (`CR…`); for pause/resume also a Twilio-side recording SID (`RE…`).',
+  schema: { type: 'string' },
+};
+
+const recordingSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string', format: 'uuid' },
+    recordingSid: { type: 'string', pattern: '^CR[0-9a-f]{32}$' },
+    callSid: { type: ['string', 'null'] },
+    status: { type: 'string', enum: ['in_progress', 'completed', 'failed'] },
+    duration: { type: ['number', 'null'], description: 'Seconds.' },
+    durationMs: { type: ['integer', 'null'] },
+    url: { type: 'string', format: 'uri', description: 'This API’s media URL for the recording.' },
+    mediaType: { type: 'string' },
+    source: { type: 'string', enum: ['gateway', 'livekit', 'twilio', 'elevenlabs'] },
+    channels: { type: 'integer' },
+    format: { type: 'string' },
+    sampleRate: { type: 'integer' },
+    size: { type: ['integer', 'null'], description: 'Bytes of the encrypted object.' },
+    keyMode: { type: 'string', enum: ['server', 'client'] },
+    startTime: { type: 'string', format: 'date-time' },
+    endTime: { type: ['string', 'null'], format: 'date-time' },
+    metadata: { type: 'object', additionalProperties: true, description: 'Includes `pauses` for paused recordings.' },
+    createdAt: { type: 'string', format: 'date-time' },
+    updatedAt: { type: 'string', format: 'date-time' },
+  },
+};
+
+const query = (name: string, description: string, schema: Record<string, unknown>) => ({ name, in: 'query', required: false, description, schema });
+
+const list: OperationObject = {
+  operationId: 'listCallRecordings',
+  summary: "List the organisation's recordings, newest first",
+  ...secured,
+  parameters: [
+    query('page', '1-based page number (default 1).', { type: 'integer', minimum: 1 }),
+    query('limit', 'Recordings per page (default 20, at most 100).', { type: 'integer', minimum: 1, maximum: 100 }),
+    query('callSid', 'Only this call’s recordings (Twilio CallSid or LiveKit room SID).', { type: 'string' }),
+    query('status', 'Only recordings in this status.', { type: 'string', enum: ['in_progress', 'completed', 'failed'] }),
+    query('source', 'Only recordings from this source.', { type: 'string', enum: ['gateway', 'livekit', 'twilio', 'elevenlabs'] }),
+    query('fromDate', 'ISO 8601; recordings started at or after it.', { type: 'string', format: 'date-time' }),
+    query('toDate', 'ISO 8601; recordings started before it.', { type: 'string', format: 'date-time' }),
+  ],
+  responses: {
+    '200': ok('A page of recordings.', {
+      type: 'object',
+      properties: {
+        success: { type: 'boolean' },
+        count: { type: 'integer' },
+        total: { type: 'integer' },
+        page: { type: 'integer' },
+        pages: { type: 'integer' },
+        recordings: { type: 'array', items: recordingSchema },
+      },
+    }),
+    '400': badRequest,
+    '401': unauthorized,
+    '503': unavailable,
+    default: internal,
+  },
+};
+
+const controlConflict = (what: string) => errorResponse(what, ['CONFLICT']);
+
+const paths: Record<string, PathItem> = {
+  '/api/call-recordings': { get: list },
+  '/api/call-recordings/{id}': {
+    get: {
+      operationId: 'getCallRecording2',
+      summary: 'A recording with every field, and the call it belongs to',
+      ...secured,
+      parameters: [idParameter],
+      responses: {
+        '200': ok('The recording.', { type: 'object', properties: { success: { type: 'boolean' }, recording: recordingSchema } }),
+        '401': unauthorized,
+        '404': recordingNotFound,
+        '503': unavailable,
+        default: internal,
+      },
+    },
+    delete: {
+      operationId: 'deleteCallRecording2',
+      summary: 'Delete one recording: its object and its metadata (a live one is stopped first)',
+      ...secured,
+      parameters: [idParameter],
+      responses: { '204': { description: 'Deleted.' }, '401': unauthorized, '404': recordingNotFound, '503': unavailable, default: internal },
+    },
+  },
+  '/api/call-recordings/{id}/media': {
+    get: {
+      operationId: 'getCallRecordingMedia',
+      summary: 'The recording’s audio, like GET /calls/{callId}/recording',
+      description: 'Server key mode: a PCM16 WAV decrypted while it streams, with Range support. Client key mode: 302 to a presigned URL of the encrypted object.',
+      ...secured,
+      parameters: [idParameter, { name: 'Range', in: 'header', required: false, schema: { type: 'string' } }],
+      responses: {
+        '200': { description: 'The whole WAV file.', content: { 'audio/wav': { schema: { type: 'string', format: 'binary' } } } },
+        '206': { description: 'The requested byte range.', content: { 'audio/wav': { schema: { type: 'string', format: 'binary' } } } },
+        '302': { description: 'Client key mode: presigned URL of the encrypted object.', headers: { Location: { schema: { type: 'string' } } } },
+        '401': unauthorized,
+        '404': recordingNotFound,
+        '409': controlConflict('The recording is not completed (`details.status`).'),
+        '416': errorResponse('The range starts past the end of the WAV file.', ['RANGE_NOT_SATISFIABLE']),
+        '503': unavailable,
+        default: internal,
+      },
+    },
+  },
+  '/api/call-recordings/start': {
+    post: {
+      operationId: 'startCallRecording',
+      summary: 'Start recording an active call from now on (never retroactively)',
+      description:
+        '`source: gateway` (default) records the live Media Stream or LiveKit room; `source: twilio` asks Twilio to record the call ' +
+        '(dual channel; its status callback brings the recording in). Options: request > agent policy > server default.',
+      ...secured,
+      requestBody: jsonBody({
+        type: 'object',
+        required: ['callSid'],
+        properties: {
+          callSid: { type: 'string' },
+          recordingTrack: { type: 'string', enum: ['inbound', 'outbound', 'both'], default: 'both' },
+          stereo: { type: 'boolean' },
+          key: { type: 'string' },
+          source: { type: 'string', enum: ['gateway', 'twilio'], default: 'gateway' },
+        },
+      }),
+      responses: {
+        '201': ok('Recording started.'),
+        '400': badRequest,
+        '401': unauthorized,
+        '404': errorResponse('No active call with this callSid in the organisation.', ['NOT_FOUND']),
+        '409': controlConflict('The call is already being recorded (or Twilio refused).'),
+        '503': unavailable,
+        default: internal,
+      },
+    },
+  },
+  '/api/call-recordings/stop': {
+    post: {
+      operationId: 'stopCallRecording',
+      summary: 'Stop one recording (`recordingSid`) or every recording of a call (`callSid`)',
+      ...secured,
+      requestBody: jsonBody({ type: 'object', properties: { recordingSid: { type: 'string' }, callSid: { type: 'string' } } }),
+      responses: {
+        '200': ok('Stopped; `stopped` lists what was.'),
+        '400': badRequest,
+        '401': unauthorized,
+        '404': errorResponse('No such recording, or nothing is recording the call.', ['NOT_FOUND']),
+        '409': controlConflict('The recording is not in progress (`details.status`).'),
+        '503': unavailable,
+        default: internal,
+      },
+    },
+  },
+  '/api/call-recordings/poll': {
+    post: {
+      operationId: 'pollTwilioRecordings',
+      summary: 'Run the Twilio recording poller once for the organisation',
+      description: 'Answers per call: `uploaded`, `no_recordings` or `twilio_error`.',
+      ...secured,
+      responses: { '200': ok('Poll results per call.'), '401': unauthorized, '503': unavailable, default: internal },
+    },
+  },
+};
+
+for (const action of ['pause', 'resume'] as const) {
+  paths[`/api/call-recordings/{id}/${action}`] = {
+    post: {
+      operationId: `${action}CallRecording`,
+      summary:
+        action === 'pause'
+          ? 'Pause a recording: no audio reaches storage; `silence` keeps the timeline, `skip` removes the span'
+          : 'Resume a paused recording',
+      ...secured,
+      parameters: [idParameter],
+      ...(action === 'pause'
+        ? { requestBody: jsonBody({ type: 'object', properties: { behavior: { type: 'string', enum: ['skip', 'silence'], default: 'silence' } } }, false) }
+        : {}),
+      responses: {
+        '200': ok(action === 'pause' ? 'Paused; `pause` is the pause record.' : 'Resumed.'),
+        '400': badRequest,
+        '401': unauthorized,
+        '404': recordingNotFound,
+        '409': controlConflict(action === 'pause' ? 'Not recording, or already paused.' : 'Not recording, or not paused.'),
+        '503': unavailable,
+        default: internal,
+      },
+    },
+  };
+}
+
+const agentParameter = { name: 'agentId', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9._:@-]{1,200}$' } };
+const agentSchema = {
+  type: 'object',
+  properties: {
+    agentId: { type: 'string' },
+    options: {
+      type: 'object',
+      properties: {
+        recording: {
+          type: 'object',
+          properties: { enabled: { type: 'boolean' }, stereo: { type: 'boolean' }, keySet: { type: 'boolean', description: 'A client key is set (never returned).' } },
+        },
+      },
+    },
+  },
+};
+const agentNotFound = errorResponse("No such agent (also when it is another organisation's).", ['NOT_FOUND']);
+paths['/api/agents/{agentId}'] = {
+  put: {
+    operationId: 'putAgent',
+    summary: "Create or replace an agent's recording policy",
+    ...secured,
+    parameters: [agentParameter],
+    requestBody: jsonBody({
+      type: 'object',
+      required: ['options'],
+      properties: { options: { type: 'object', properties: { recording: { $ref: '#/components/schemas/RecordingOptions' } } } },
+    }),
+    responses: {
+      '200': ok('Replaced.', agentSchema),
+      '201': ok('Created.', agentSchema),
+      '400': badRequest,
+      '401': unauthorized,
+      '503': unavailable,
+      default: internal,
+    },
+  },
+  get: {
+    operationId: 'getAgent',
+    summary: "An agent's recording policy (the key is never returned)",
+    ...secured,
+    parameters: [agentParameter],
+    responses: { '200': ok('The policy.', agentSchema), '400': badRequest, '401': unauthorized, '404': agentNotFound, '503': unavailable, default: internal },
+  },
+  delete: {
+    operationId: 'deleteAgent',
+    summary: 'Delete the agent, its policy and its key',
+    ...secured,
+    parameters: [agentParameter],
+    responses: { '204': { description: 'Deleted.' }, '400': badRequest, '401': unauthorized, '404': agentNotFound, '503': unavailable, default: internal },
+  },
+};
+
+paths['/webhooks/twilio-recording'] = {
+  post: {
+    operationId: 'twilioRecordingStatusCallback',
+    summary: "Twilio's RecordingStatusCallback (form-encoded, X-Twilio-Signature verified)",
+    parameters: [{ name: 'X-Twilio-Signature', in: 'header', required: true, schema: { type: 'string' } }],
+    responses: {
+      '200': ok('`outcome`: `stored`, `duplicate` (already stored) or `ignored` (not a completed recording).'),
+      '400': errorResponse('Missing or malformed RecordingSid/CallSid, or a recording that is not PCM16.', ['BAD_REQUEST']),
+      '403': errorResponse('Unknown AccountSid or bad signature.', ['SIGNATURE_INVALID']),
+      '409': controlConflict('A concurrent delivery is being undone; Twilio retries.'),
+      '503': unavailable,
+      default: internal,
+    },
+  },
+};
+
+let added = false;
+export function addManagePaths(): void {
+  if (added) return;
+  added = true;
+  addPaths(paths);
+}

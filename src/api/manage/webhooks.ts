@@ -1,0 +1,65 @@
+/**
+ * `POST /webhooks/twilio-recording`: Twilio's RecordingStatusCallback. Authenticated by `X-Twilio-Signature`
+ * (HMAC-SHA1 over the public URL and the form parameters, with the account's auth token); on `completed` the
+ * recording is imported (downloaded, encrypted, stored, linked to its call). Answers 5xx when the import
+ * fails so that Twilio retries; a retry or duplicate of a stored recording answers 200 and stores nothing.
+ */
+import twilio from 'twilio';
+import { CallvaultError, ErrorCode } from '../../errors/index.js';
+import type { Gateway } from '../../gateway/gateway.js';
+import { importTwilioRecording } from '../../twilio-rest/import.js';
+import { json, type HttpResult, type Router } from '../http.js';
+import { TWILIO_RECORDING_SID } from './common.js';
+
+export const TWILIO_RECORDING_WEBHOOK_PATH = '/webhooks/twilio-recording';
+
+function signatureRefused(message: string): HttpResult {
+  return json(403, { error: { code: ErrorCode.SignatureInvalid, message } });
+}
+
+export function registerWebhookRoutes(router: Router, gateway: Gateway): void {
+  const { logger, twilio: twilioOptions } = gateway.options;
+
+  router.route('post', TWILIO_RECORDING_WEBHOOK_PATH, 'webhook_twilio_recording', async (ctx) => {
+    const raw = await ctx.readBody(64 * 1024);
+    const form = new URLSearchParams(raw.toString('utf8'));
+    const params: Record<string, string> = {};
+    for (const [name, value] of form) params[name] = value;
+    const account = twilioOptions.accounts.find((a) => a.accountSid === params['AccountSid']);
+    if (!account) return signatureRefused('AccountSid is not a configured Twilio account');
+    if (twilioOptions.validateSignatures) {
+      const query = ctx.query.toString();
+      const url = `${gateway.publicUrl}${ctx.url}${query ? `?${query}` : ''}`;
+      const signature = ctx.headers.get('x-twilio-signature') ?? '';
+      if (!signature || !twilio.validateRequest(account.authToken, signature, url, params)) {
+        logger.warn({ accountSid: account.accountSid }, 'twilio recording callback with a bad signature');
+        return signatureRefused('X-Twilio-Signature does not match');
+      }
+    }
+    const recordingSid = params['RecordingSid'] ?? '';
+    const callSid = params['CallSid'] ?? '';
+    const status = params['RecordingStatus'] ?? '';
+    if (!TWILIO_RECORDING_SID.test(recordingSid)) throw new CallvaultError(ErrorCode.BadRequest, 'RecordingSid is missing or malformed');
+    if (status !== 'completed') {
+      // Nothing will come of an absent or failed recording: forget the options it was requested with.
+      if (status === 'absent' || status === 'failed') await gateway.db.imports.deleteTwilioRequest(account.org, recordingSid);
+      logger.info({ recordingSid, callSid, status }, 'twilio recording status received');
+      return json(200, { success: true, outcome: 'ignored', status });
+    }
+    const startTime = params['RecordingStartTime'] ? new Date(params['RecordingStartTime']) : undefined;
+    const result = await importTwilioRecording(gateway, account, {
+      recordingSid,
+      callSid,
+      startTime: startTime && !Number.isNaN(startTime.getTime()) ? startTime : undefined,
+      details: {
+        status,
+        duration: params['RecordingDuration'] ?? null,
+        channels: params['RecordingChannels'] ?? null,
+        source: params['RecordingSource'] ?? null,
+        track: params['RecordingTrack'] ?? null,
+        via: 'status_callback',
+      },
+    });
+    return json(200, { success: true, outcome: result.outcome, recordingSid: result.recordingSid });
+  });
+}

@@ -1,0 +1,97 @@
+/**
+ * Brings a Twilio-side recording in: download the dual-channel WAV with the account's credentials, encrypt it
+ * with the call's recording options, store it, link it to the call, and delete it from Twilio when configured.
+ */
+import { parseWav } from '../audio/wav.js';
+import { CallvaultError, ErrorCode } from '../errors/index.js';
+import type { Call } from '../db/index.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { TwilioAccount } from '../gateway/options.js';
+import { agentRecordingOptions, layerRecordingOptions, openClientKey, twilioRequestKeyContext, type PartialRecordingOptions } from '../api/manage/policy.js';
+import { storeFinishedRecording, type StoreFinishedResult } from '../api/manage/store.js';
+import { createTwilioRestClient, downloadRecordingWav } from './client.js';
+
+export interface TwilioRecordingRef {
+  recordingSid: string;
+  callSid: string;
+  /** When Twilio started recording; the import time when unknown. */
+  startTime?: Date | undefined;
+  /** Anything else worth keeping from the callback (status, duration, channels...). */
+  details?: Record<string, unknown>;
+}
+
+const CALL_SID = /^CA[0-9a-fA-F]{32}$/;
+
+/** The call row a Twilio recording belongs to; one is created (already ended) for a call the gateway never saw. */
+async function callFor(gateway: Gateway, orgId: string, account: TwilioAccount, callSid: string, startedAt: Date): Promise<Call> {
+  const known = await gateway.db.calls.getByExternalId(orgId, callSid, 'twilio');
+  if (known) return known;
+  const created = await gateway.db.calls.upsertActive({ orgId, source: 'twilio', externalId: callSid, startedAt, metadata: { accountSid: account.accountSid } });
+  return gateway.db.calls.end(created.id, new Date(gateway.services.now()));
+}
+
+/** Options it was requested with through the API, then the call's agent policy, then the server default. */
+async function optionsFor(gateway: Gateway, orgId: string, call: Call, recordingSid: string) {
+  const request = await gateway.db.imports.twilioRequest(orgId, recordingSid);
+  const requested: PartialRecordingOptions | undefined = request
+    ? {
+        ...(request.stereo === null ? {} : { stereo: request.stereo }),
+        ...(request.keyId && request.sealedKey
+          ? { key: openClientKey(gateway.options.keyring, twilioRequestKeyContext(orgId, recordingSid), request.keyId, request.sealedKey) }
+          : {}),
+      }
+    : undefined;
+  const agentId = typeof call.metadata['agentId'] === 'string' ? call.metadata['agentId'] : undefined;
+  const agent = await agentRecordingOptions(gateway.db, gateway.options.keyring, orgId, agentId);
+  return layerRecordingOptions(gateway.options.recording.defaults, agent, requested);
+}
+
+export async function importTwilioRecording(gateway: Gateway, account: TwilioAccount, ref: TwilioRecordingRef): Promise<StoreFinishedResult> {
+  if (!CALL_SID.test(ref.callSid)) throw new CallvaultError(ErrorCode.BadRequest, 'not a Twilio CallSid', { details: { callSid: ref.callSid } });
+  const orgId = account.org;
+  const { db, services } = gateway;
+  const already = await db.imports.findByExternalSid(orgId, 'twilio', ref.recordingSid);
+  if (already) return { outcome: 'duplicate', ...already };
+
+  const startedAt = ref.startTime ?? new Date(services.now());
+  const call = await callFor(gateway, orgId, account, ref.callSid, startedAt);
+  const options = await optionsFor(gateway, orgId, call, ref.recordingSid);
+  const baseUrl = gateway.options.twilio.apiBaseUrl;
+  const wav = parseWav(await downloadRecordingWav(account, ref.recordingSid, { baseUrl, signal: AbortSignal.timeout(120_000) }));
+  if (wav.bitsPerSample !== 16 || (wav.channels !== 1 && wav.channels !== 2)) {
+    throw new CallvaultError(ErrorCode.BadRequest, 'Twilio recording is not 16-bit mono or stereo PCM', {
+      details: { bitsPerSample: wav.bitsPerSample, channels: wav.channels },
+    });
+  }
+  const result = await storeFinishedRecording(gateway, {
+    orgId,
+    callId: call.id,
+    callExternalId: ref.callSid,
+    source: 'twilio',
+    externalSid: ref.recordingSid,
+    options,
+    audio: { sampleRate: wav.sampleRate, channels: wav.channels, pcm: wav.data },
+    startedAt,
+    metadata: {
+      twilioRecordingSid: ref.recordingSid,
+      accountSid: account.accountSid,
+      originalSampleRate: wav.sampleRate,
+      originalChannels: wav.channels,
+      recordingOptions: { stereo: options.stereo ?? true, keyMode: options.key ? 'client' : 'server' },
+      ...(ref.details ? { twilio: ref.details } : {}),
+    },
+  });
+  if (result.outcome === 'stored') {
+    await db.imports.deleteTwilioRequest(orgId, ref.recordingSid);
+    if (gateway.options.twilio.deleteAfterImport) {
+      try {
+        await createTwilioRestClient(account, { baseUrl }).recordings(ref.recordingSid).remove();
+        await db.recordings.mergeMetadata(result.id, { deletedFromTwilioAt: new Date(services.now()).toISOString() });
+      } catch (err) {
+        // The copy here is complete; a recording left at Twilio is a cost, not a loss, and is logged for follow-up.
+        services.logger.warn({ recordingSid: result.recordingSid, twilioRecordingSid: ref.recordingSid, err }, 'could not delete the recording from Twilio');
+      }
+    }
+  }
+  return result;
+}

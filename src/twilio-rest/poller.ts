@@ -1,0 +1,101 @@
+/**
+ * For deployments Twilio's status callbacks cannot reach: find completed Twilio recordings of recent calls that
+ * have none here yet, and import them. Runs on a schedule (TWILIO_RECORDING_POLLING) or once on request.
+ */
+import { toCallvaultError } from '../errors/index.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { PollScheduler, TwilioAccount } from '../gateway/options.js';
+import { createTwilioRestClient } from './client.js';
+import { importTwilioRecording } from './import.js';
+
+/** Calls older than this are not looked at again: Twilio finishes a recording minutes after the call. */
+export const POLL_LOOKBACK_MS = 24 * 60 * 60 * 1000;
+/** Calls examined per organisation per run, newest first. */
+export const POLL_CALL_LIMIT = 200;
+
+export type PollOutcome = 'uploaded' | 'no_recordings' | 'twilio_error';
+
+export interface PolledCall {
+  callSid: string;
+  outcome: PollOutcome;
+  /** The recordings (callvault SIDs) stored by this run. */
+  recordings: string[];
+  error?: { code: string; message: string };
+}
+
+function accountFor(gateway: Gateway, orgId: string, accountSid: string | null): TwilioAccount | undefined {
+  const accounts = gateway.options.twilio.accounts.filter((a) => a.org === orgId);
+  return accounts.find((a) => a.accountSid === accountSid) ?? accounts[0];
+}
+
+export async function pollTwilioRecordings(gateway: Gateway, orgId: string): Promise<PolledCall[]> {
+  const since = new Date(gateway.services.now() - POLL_LOOKBACK_MS);
+  const candidates = await gateway.db.imports.pollCandidates(orgId, since, POLL_CALL_LIMIT);
+  const results: PolledCall[] = [];
+  for (const candidate of candidates) {
+    const account = accountFor(gateway, orgId, candidate.accountSid);
+    if (!account) continue;
+    const polled: PolledCall = { callSid: candidate.callSid, outcome: 'no_recordings', recordings: [] };
+    try {
+      const client = createTwilioRestClient(account, { baseUrl: gateway.options.twilio.apiBaseUrl });
+      const listed = await client.calls(candidate.callSid).recordings.list({ limit: 50 });
+      for (const recording of listed.filter((r) => r.status === 'completed')) {
+        const result = await importTwilioRecording(gateway, account, {
+          recordingSid: recording.sid,
+          callSid: candidate.callSid,
+          startTime: recording.startTime ?? undefined,
+          details: { status: recording.status, duration: recording.duration, channels: recording.channels, via: 'poller' },
+        });
+        if (result.outcome === 'stored') polled.recordings.push(result.recordingSid);
+      }
+      if (polled.recordings.length > 0) polled.outcome = 'uploaded';
+    } catch (err) {
+      const error = toCallvaultError(err);
+      polled.outcome = 'twilio_error';
+      polled.error = { code: error.code, message: error.message };
+      gateway.options.logger.warn({ callSid: candidate.callSid, code: error.code, err: error }, 'twilio recording poll failed for a call');
+    }
+    results.push(polled);
+  }
+  return results;
+}
+
+const defaultScheduler: PollScheduler = (task, intervalMs) => {
+  const timer = setInterval(task, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+};
+
+/**
+ * Starts the periodic poll of every organisation with a Twilio account. A run never overlaps the previous
+ * one; the schedule stops itself once the gateway is no longer running.
+ */
+export function startTwilioPoller(gateway: Gateway): () => void {
+  const polling = gateway.options.twilio.recordingPolling;
+  if (!polling?.enabled) return () => undefined;
+  const orgs = [...new Set(gateway.options.twilio.accounts.map((a) => a.org))];
+  let running = false;
+  let stop: () => void = () => undefined;
+  const run = (): void => {
+    if (gateway.state === 'draining' || gateway.state === 'closed') {
+      stop();
+      return;
+    }
+    if (running || gateway.state !== 'running') return;
+    running = true;
+    void (async () => {
+      for (const org of orgs) {
+        const results = await pollTwilioRecordings(gateway, org).catch((err: unknown) => {
+          gateway.options.logger.error({ org, err }, 'twilio recording poll failed');
+          return [];
+        });
+        const uploaded = results.filter((r) => r.outcome === 'uploaded').length;
+        if (results.length > 0) gateway.options.logger.info({ org, calls: results.length, uploaded }, 'twilio recordings polled');
+      }
+    })().finally(() => {
+      running = false;
+    });
+  };
+  stop = (polling.scheduler ?? defaultScheduler)(run, polling.intervalMs);
+  return stop;
+}
