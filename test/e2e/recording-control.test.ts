@@ -5,7 +5,7 @@
  * can tell from the audio which period reached storage.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { rms, toneAmplitude } from '../support/audio.js';
+import { rms, sliceMs, toneAmplitude } from '../support/audio.js';
 import { fetchRecording, recordingsOfCall, startTestGateway, type TestGateway } from '../support/gateway.js';
 import { RawTwilioStream } from '../support/twilio.js';
 
@@ -19,13 +19,9 @@ afterAll(async () => {
   await t?.dispose();
 });
 
-function slice(samples: Int16Array, fromMs: number, toMs: number): Int16Array {
-  return samples.subarray((fromMs * RATE) / 1000, (toMs * RATE) / 1000);
-}
-
 /** Tone level (int16 amplitude) at each frequency over [fromMs, toMs) of a channel. */
 function tones(samples: Int16Array, fromMs: number, toMs: number, freqs: number[]): number[] {
-  return freqs.map((f) => toneAmplitude(slice(samples, fromMs, toMs), RATE, f));
+  return freqs.map((f) => toneAmplitude(sliceMs(samples, RATE, fromMs, toMs), RATE, f));
 }
 
 async function completedRecordings(callSid: string, count: number) {
@@ -81,7 +77,7 @@ describe('mid-call control', () => {
       // what remains is leakage from the other tones' edges (below -60 dB).
       expect(toneAmplitude(channel, RATE, 660)).toBeLessThan(30);
       for (const [from, to, hz] of periods) {
-        if (hz === 0) expect(rms(slice(channel, from + 5, to - 5))).toBe(0);
+        if (hz === 0) expect(rms(sliceMs(channel, RATE, from + 5, to - 5))).toBe(0);
         else expect(tones(channel, from + 20, to - 20, [hz])[0]).toBeGreaterThan(10000);
       }
     }
@@ -99,7 +95,7 @@ describe('mid-call control', () => {
     const [row] = await completedRecordings(s.callSid, 1);
     expect(row!.durationMs).toBe(1500);
     const rec = await fetchRecording(t, row!);
-    expect(rms(slice(rec.channelSamples[0]!, 1005, 1500))).toBe(0);
+    expect(rms(sliceMs(rec.channelSamples[0]!, RATE, 1005, 1500))).toBe(0);
   });
 
   test('stop, then start again: two recordings of one call, each with its own span', async () => {

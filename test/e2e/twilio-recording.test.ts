@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { simulateTwilioCall, randomCallSid } from '../../dist/ingest/twilio/simulator.js';
-import { toneAmplitude, rms } from '../support/audio.js';
+import { sliceMs, toneAmplitude, rms } from '../support/audio.js';
 import { s3Client } from '../support/peers.js';
 import {
   PUBLIC_URL,
@@ -51,11 +51,6 @@ function call(options: Partial<Parameters<typeof simulateTwilioCall>[0]> = {}) {
   });
 }
 
-/** The samples of [fromMs, toMs) of one channel. */
-function window(samples: Int16Array, rate: number, fromMs: number, toMs: number): Int16Array {
-  return samples.subarray(Math.round((fromMs * rate) / 1000), Math.round((toMs * rate) / 1000));
-}
-
 async function onlyRecording(org: string, callSid: string) {
   const rows = await recordingsOfCall(t, org, callSid);
   expect(rows).toHaveLength(1);
@@ -72,8 +67,8 @@ describe('a both_tracks call', () => {
     expect(rec.objectSize).toBe(row.sizeBytes);
     const [left, right] = rec.channelSamples as [Int16Array, Int16Array];
     expect(left.length).toBe(3 * 16000);
-    const leftMid = window(left, 16000, 200, 2800);
-    const rightMid = window(right, 16000, 200, 2800);
+    const leftMid = sliceMs(left, 16000, 200, 2800);
+    const rightMid = sliceMs(right, 16000, 200, 2800);
     const expected = 0.4 * 32767;
     expect(toneAmplitude(leftMid, 16000, CALLER_HZ)).toBeGreaterThan(expected * 0.9);
     expect(toneAmplitude(leftMid, 16000, AGENT_HZ)).toBeLessThan(expected * 0.01);
@@ -108,17 +103,17 @@ describe('a both_tracks call', () => {
         [0, 1000 - edgeMs],
         [1500 + edgeMs, 3000],
       ] as const) {
-        const l = window(left, rate, from, to);
-        const r = window(right, rate, from, to);
+        const l = sliceMs(left, rate, from, to);
+        const r = sliceMs(right, rate, from, to);
         let maxDiff = 0;
         for (let i = 0; i < l.length; i++) maxDiff = Math.max(maxDiff, Math.abs(l[i]! - r[i]!));
         expect(maxDiff).toBeLessThanOrEqual(1);
       }
       // The gap is silence of exactly its length, in the right place; the other channel carries on.
-      expect(rms(window(right, rate, 1000 + edgeMs, 1500 - edgeMs))).toBeLessThan(5);
-      expect(rms(window(right, rate, 1000 - 20, 1000 - edgeMs))).toBeGreaterThan(5000);
-      expect(rms(window(right, rate, 1500 + edgeMs, 1500 + 20))).toBeGreaterThan(5000);
-      expect(rms(window(left, rate, 1000, 1500))).toBeGreaterThan(5000);
+      expect(rms(sliceMs(right, rate, 1000 + edgeMs, 1500 - edgeMs))).toBeLessThan(5);
+      expect(rms(sliceMs(right, rate, 1000 - 20, 1000 - edgeMs))).toBeGreaterThan(5000);
+      expect(rms(sliceMs(right, rate, 1500 + edgeMs, 1500 + 20))).toBeGreaterThan(5000);
+      expect(rms(sliceMs(left, rate, 1000, 1500))).toBeGreaterThan(5000);
     } finally {
       await local.dispose();
     }
@@ -130,7 +125,7 @@ describe('a both_tracks call', () => {
     expect(row.channels).toBe(1);
     const rec = await fetchRecording(t, row);
     expect(rec.channelSamples).toHaveLength(1);
-    const mid = window(rec.channelSamples[0]!, 16000, 200, 1800);
+    const mid = sliceMs(rec.channelSamples[0]!, 16000, 200, 1800);
     expect(toneAmplitude(mid, 16000, CALLER_HZ)).toBeGreaterThan(0.4 * 32767 * 0.9);
     expect(toneAmplitude(mid, 16000, AGENT_HZ)).toBeGreaterThan(0.4 * 32767 * 0.9);
   });
@@ -160,7 +155,7 @@ describe('a both_tracks call', () => {
     const rec = await fetchRecording(t, await onlyRecording('acme', result.callSid));
     const [left, right] = rec.channelSamples as [Int16Array, Int16Array];
     expect(left.length).toBe(2 * 16000);
-    expect(toneAmplitude(window(left, 16000, 200, 1800), 16000, CALLER_HZ)).toBeGreaterThan(0.4 * 32767 * 0.9);
+    expect(toneAmplitude(sliceMs(left, 16000, 200, 1800), 16000, CALLER_HZ)).toBeGreaterThan(0.4 * 32767 * 0.9);
     expect(rms(right)).toBe(0);
   });
 
@@ -185,7 +180,7 @@ describe('client key mode', () => {
     expect(JSON.stringify(head.Metadata)).not.toContain(clientKey);
     expect(JSON.stringify(t.logs.lines)).not.toContain(clientKey);
     const rec = await fetchRecording(t, row, clientKey);
-    expect(toneAmplitude(window(rec.channelSamples[0]!, 16000, 200, 1800), 16000, CALLER_HZ)).toBeGreaterThan(0.4 * 32767 * 0.9);
+    expect(toneAmplitude(sliceMs(rec.channelSamples[0]!, 16000, 200, 1800), 16000, CALLER_HZ)).toBeGreaterThan(0.4 * 32767 * 0.9);
     await expect(fetchRecording(t, row, randomBytes(32).toString('base64'))).rejects.toMatchObject({ code: 'CONTAINER_TAMPERED' });
   });
 

@@ -3,7 +3,7 @@
  * landing at an exact media point; the stored audio shows which spans reached storage.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { rms, toneAmplitude } from '../support/audio.js';
+import { rms, sliceMs, toneAmplitude } from '../support/audio.js';
 import { fetchRecording, recordingsOfCall, startTestGateway, type TestGateway } from '../support/gateway.js';
 import { RawTwilioStream } from '../support/twilio.js';
 import { apiJson } from './support.js';
@@ -18,10 +18,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.dispose();
 });
-
-function slice(samples: Int16Array, fromMs: number, toMs: number): Int16Array {
-  return samples.subarray((fromMs * RATE) / 1000, (toMs * RATE) / 1000);
-}
 
 async function ok(res: Response, status: number): Promise<Record<string, any>> {
   const body = (await res.json()) as Record<string, any>;
@@ -71,8 +67,8 @@ describe('start, pause, resume, stop over HTTP', () => {
       expect(toneAmplitude(channel, RATE, 660)).toBeLessThan(30);
       expect(toneAmplitude(channel, RATE, 300)).toBeLessThan(30);
       for (const [from, to, hz] of periods) {
-        if (hz === 0) expect(rms(slice(channel, from + 5, to - 5))).toBe(0);
-        else expect(toneAmplitude(slice(channel, from + 20, to - 20), RATE, hz)).toBeGreaterThan(10000);
+        if (hz === 0) expect(rms(sliceMs(channel, RATE, from + 5, to - 5))).toBe(0);
+        else expect(toneAmplitude(sliceMs(channel, RATE, from + 20, to - 20), RATE, hz)).toBeGreaterThan(10000);
       }
     }
   });
@@ -90,7 +86,7 @@ describe('start, pause, resume, stop over HTTP', () => {
     await s.closed;
     const [row] = await completed(s.callSid, 1);
     const rec = await fetchRecording(t, row!);
-    expect(toneAmplitude(slice(rec.channelSamples[0]!, 20, 980), RATE, 440)).toBeGreaterThan(10000);
+    expect(toneAmplitude(sliceMs(rec.channelSamples[0]!, RATE, 20, 980), RATE, 440)).toBeGreaterThan(10000);
     expect(rms(rec.channelSamples[1]!)).toBe(0);
   });
 });

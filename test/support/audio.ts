@@ -112,3 +112,8 @@ export function splitChannels(pcm: Uint8Array | Int16Array, channels: number): I
   }
   return out;
 }
+
+/** The samples of [fromMs, toMs) of one channel at `sampleRate`. */
+export function sliceMs(samples: Int16Array, sampleRate: number, fromMs: number, toMs: number): Int16Array {
+  return samples.subarray(Math.round((fromMs * sampleRate) / 1000), Math.round((toMs * sampleRate) / 1000));
+}
