@@ -119,21 +119,26 @@ export interface RegisteredRoute {
 const MAX_BODY_BYTES = 1024 * 1024;
 const BODY_METHODS: ReadonlySet<Method> = new Set<Method>(['post', 'put', 'patch', 'del']);
 
-/** Buffers a request body, stopping at MAX_BODY_BYTES (the rest is discarded, and readBody rejects). */
-function collectBody(res: HttpResponse): Promise<Buffer> {
+/** Buffers a request body, stopping just past `maxBytes` (the rest is discarded, and readBody rejects). */
+function collectBody(res: HttpResponse, maxBytes: number): Promise<Buffer> {
   return new Promise<Buffer>((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     res.onData((chunk, isLast) => {
       size += chunk.byteLength;
-      if (size <= MAX_BODY_BYTES + 1) chunks.push(Buffer.from(chunk.slice(0)));
+      if (size <= maxBytes + 1) chunks.push(Buffer.from(chunk.slice(0)));
       if (isLast) resolve(Buffer.concat(chunks));
     });
   });
 }
 
+export interface RouteOptions {
+  /** Largest body the route accepts (default 1 MiB); the body is buffered up to this size. */
+  maxBodyBytes?: number;
+}
+
 export interface Router {
-  route(method: Method, pattern: string, routeName: string, handler: Handler): void;
+  route(method: Method, pattern: string, routeName: string, handler: Handler, options?: RouteOptions): void;
   /** Every route registered on this router's app, by any router: what the OpenAPI document must describe. */
   readonly routes: readonly RegisteredRoute[];
 }
@@ -157,7 +162,8 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
     get routes() {
       return registry;
     },
-    route(method, pattern, routeName, handler) {
+    route(method, pattern, routeName, handler, options = {}) {
+      const maxBodyBytes = options.maxBodyBytes ?? MAX_BODY_BYTES;
       registry.push({ method, pattern, routeName });
       app[method](pattern, (res: HttpResponse, req: HttpRequest) => {
         const started = performance.now();
@@ -169,7 +175,7 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
         // collected here, up front, for every method that may carry one.
         const hasBody =
           BODY_METHODS.has(method) && (headers.has('transfer-encoding') || Number(headers.get('content-length') ?? '0') > 0);
-        const body = hasBody ? collectBody(res) : Promise.resolve(Buffer.alloc(0));
+        const body = hasBody ? collectBody(res, maxBodyBytes) : Promise.resolve(Buffer.alloc(0));
         body.catch(() => undefined);
         const ctx: RequestContext = {
           method: req.getCaseSensitiveMethod().toLowerCase(),
@@ -180,7 +186,7 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
           res,
           aborted: false,
           signal: abort.signal,
-          readBody: (limitBytes = MAX_BODY_BYTES) =>
+          readBody: (limitBytes = maxBodyBytes) =>
             body.then((b) => {
               if (b.length > limitBytes) throw new CallvaultError(ErrorCode.BadRequest, 'request body too large');
               return b;

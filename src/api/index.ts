@@ -31,7 +31,7 @@ export {
   type PathItem,
 } from './openapi.js';
 export { CALL_RECORDING_PATH, MAX_PRESIGNED_URL_TTL_SECONDS } from './recordings.js';
-export { parseRange, planWav, type ByteRange, type WavPlan } from './wav-stream.js';
+export { parseRange, planMedia, planWav, type ByteRange, type MediaPlan, type WavPlan } from './wav-stream.js';
 
 /** Registers every HTTP route of the gateway on the uWS app. */
 export function registerApi(app: TemplatedApp, gateway: Gateway): void {

@@ -57,13 +57,15 @@ function recordingRetrieval(verb: 'get' | 'head'): OperationObject {
   const wav = (description: string, extraHeaders: OpenApiObject = {}) => ({
     description,
     headers: { ...wavHeaders, ...extraHeaders },
-    ...(body ? { content: { 'audio/wav': { schema: { type: 'string', format: 'binary' } } } } : {}),
+    // MP3 recordings (ElevenLabs) are served as the MP3 they arrived as.
+    ...(body ? { content: { 'audio/wav': { schema: { type: 'string', format: 'binary' } }, 'audio/mpeg': { schema: { type: 'string', format: 'binary' } } } } : {}),
   });
   return {
     operationId: verb === 'get' ? 'getCallRecording' : 'headCallRecording',
     summary: verb === 'get' ? "Download the call's most recent completed recording" : 'Recording headers without the body',
     description:
-      'Server key mode: the recording as a PCM16 WAV, decrypted and verified segment by segment while it streams; ' +
+      'Server key mode: the recording as a PCM16 WAV (an MP3 recording, e.g. from ElevenLabs: `audio/mpeg`, its bytes as received), ' +
+      'decrypted and verified segment by segment while it streams; ' +
       'Range requests (one range) seek by decrypting only the segments needed. Client key mode: a redirect to a ' +
       'short-lived presigned URL of the encrypted object (decrypt it with `callvault decrypt`). A call whose only ' +
       'recording is still in progress answers 409 unless `live=1`, which serves the audio stored so far ' +

@@ -26,7 +26,7 @@ import {
   completedLayout,
   decryptPlannedPcm,
   liveLayout,
-  planWav,
+  planMedia,
   readAll,
   type ContainerPrefix,
   type SegmentLayout,
@@ -186,15 +186,16 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
     };
   };
 
-  const sendWav = async (ctx: RequestContext, row: RecordingRow, source: CiphertextSource, live: boolean): Promise<StreamedResult | HttpResult> => {
+  /** The audio as a file: PCM behind a synthesized WAV header, MP3 exactly as stored; both with Range. */
+  const sendMedia = async (ctx: RequestContext, row: RecordingRow, source: CiphertextSource, live: boolean): Promise<StreamedResult | HttpResult> => {
     const { layout } = source;
     const dataKey = dataKeyOf(row);
     let plan;
     try {
-      plan = planWav(layout, ctx.headers.get('range'));
+      plan = planMedia(layout, ctx.headers.get('range'));
     } catch (err) {
       if (isCallvaultError(err, ErrorCode.RangeNotSatisfiable)) {
-        const size = 44 + layout.plaintextSize;
+        const size = (err.details?.['size'] as number | undefined) ?? 44 + layout.plaintextSize;
         return json(416, { error: { code: err.code, message: err.message, details: { size } } }, { 'content-range': `bytes */${size}`, 'accept-ranges': 'bytes' });
       }
       throw err;
@@ -202,13 +203,13 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
     const status = plan.partial ? 206 : 200;
     const length = plan.range.end - plan.range.start + 1;
     const responseHeaders: Record<string, string> = {
-      'content-type': 'audio/wav',
+      'content-type': plan.contentType,
       'accept-ranges': 'bytes',
       'cache-control': 'private, no-store',
-      'content-disposition': `inline; filename="${row.recordingSid}.wav"`,
+      'content-disposition': `inline; filename="${row.recordingSid}.${plan.extension}"`,
       'x-recording-sid': row.recordingSid,
       'x-recording-status': live ? 'in_progress' : row.status,
-      ...(plan.partial ? { 'content-range': `bytes ${plan.range.start}-${plan.range.end}/${plan.wavSize}` } : {}),
+      ...(plan.partial ? { 'content-range': `bytes ${plan.range.start}-${plan.range.end}/${plan.size}` } : {}),
     };
     if (ctx.method === 'head') {
       return { status, headers: responseHeaders, contentLength: length };
@@ -238,11 +239,11 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
     return streamed(status);
   };
 
-  /** A completed recording's media: the WAV (with Range) in server key mode, a presigned redirect in client key mode. */
+  /** A completed recording's media: the WAV or MP3 (with Range) in server key mode, a presigned redirect in client key mode. */
   const serveMedia = async (ctx: RequestContext, row: RecordingRow): Promise<HttpResult | StreamedResult> => {
     if (row.keyMode === 'client') return presignedRedirect(row);
     const source = await objectSource(row, ctx.signal);
-    return sendWav(ctx, row, source, false);
+    return sendMedia(ctx, row, source, false);
   };
 
   const retrieve = async (ctx: RequestContext): Promise<HttpResult | StreamedResult> => {
@@ -261,7 +262,7 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
       const source = await spoolSource(inProgress);
       if (source) {
         try {
-          return await sendWav(ctx, inProgress, source, true);
+          return await sendMedia(ctx, inProgress, source, true);
         } finally {
           await source.release();
         }

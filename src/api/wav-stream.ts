@@ -81,14 +81,23 @@ export function parseRange(value: string | undefined, total: number): ByteRange 
   return { start, end: Math.min(end, total - 1) };
 }
 
-/** What to send for one request: which WAV bytes, and which ciphertext holds the PCM among them. */
-export interface WavPlan {
-  wavSize: number;
+/** What to send for one request: which bytes of the served file, and which ciphertext holds the audio among them. */
+export interface MediaPlan {
+  contentType: string;
+  /** File name extension for Content-Disposition. */
+  extension: string;
+  /** Bytes of the whole served file: the synthesized header (if any) plus the plaintext. */
+  size: number;
   range: ByteRange;
   partial: boolean;
-  /** The part of the 44-byte WAV header inside the range. */
+  /** The part of the synthesized header inside the range (empty when the audio is served as stored). */
   headerSlice: Uint8Array;
   pcm: PcmPlan | null;
+}
+
+/** Kept for callers that only know WAV: `wavSize` is the served size. */
+export interface WavPlan extends MediaPlan {
+  wavSize: number;
 }
 
 export interface PcmPlan {
@@ -102,24 +111,39 @@ export interface PcmPlan {
   plainEnd: number;
 }
 
-export function planWav(layout: SegmentLayout, rangeHeader: string | undefined): WavPlan {
+/** The served file's own header and type: a WAV header before PCM, nothing before audio that is already a file (MP3). */
+function mediaFraming(layout: SegmentLayout): { header: Uint8Array; contentType: string; extension: string } {
+  if (layout.header.sampleFormat === 'mp3') return { header: new Uint8Array(0), contentType: 'audio/mpeg', extension: 'mp3' };
   if (layout.plaintextSize > MAX_WAV_DATA_BYTES) {
     throw new CallvaultError(ErrorCode.Conflict, 'recording is too long for a single WAV file', {
       details: { plaintextSize: layout.plaintextSize },
     });
   }
-  const wavSize = WAV_HEADER_LENGTH + layout.plaintextSize;
-  const requested = parseRange(rangeHeader, wavSize);
-  const range = requested ?? { start: 0, end: wavSize - 1 };
+  if (layout.header.channels === 0) throw new CallvaultError(ErrorCode.ContainerInvalid, 'PCM recording without channels');
   const header = wavHeader({ sampleRate: layout.header.sampleRate, channels: layout.header.channels, dataBytes: layout.plaintextSize });
-  const headerSlice = range.start < WAV_HEADER_LENGTH ? header.subarray(range.start, Math.min(range.end, WAV_HEADER_LENGTH - 1) + 1) : new Uint8Array(0);
+  return { header, contentType: 'audio/wav', extension: 'wav' };
+}
+
+export function planMedia(layout: SegmentLayout, rangeHeader: string | undefined): MediaPlan {
+  const { header, contentType, extension } = mediaFraming(layout);
+  const headerLength = header.length;
+  const size = headerLength + layout.plaintextSize;
+  const requested = parseRange(rangeHeader, size);
+  const range = requested ?? { start: 0, end: size - 1 };
+  const headerSlice = range.start < headerLength ? header.subarray(range.start, Math.min(range.end, headerLength - 1) + 1) : new Uint8Array(0);
   let pcm: PcmPlan | null = null;
-  if (range.end >= WAV_HEADER_LENGTH) {
-    const plainStart = Math.max(range.start, WAV_HEADER_LENGTH) - WAV_HEADER_LENGTH;
-    const plainEnd = range.end - WAV_HEADER_LENGTH;
+  // An empty file has range end -1: no audio to read.
+  if (range.end >= headerLength && range.end >= range.start) {
+    const plainStart = Math.max(range.start, headerLength) - headerLength;
+    const plainEnd = range.end - headerLength;
     pcm = layout.complete ? completedPcm(layout, plainStart, plainEnd) : livePcm(layout, plainStart, plainEnd);
   }
-  return { wavSize, range, partial: requested !== null, headerSlice, pcm };
+  return { contentType, extension, size, range, partial: requested !== null, headerSlice, pcm };
+}
+
+export function planWav(layout: SegmentLayout, rangeHeader: string | undefined): WavPlan {
+  const plan = planMedia(layout, rangeHeader);
+  return { ...plan, wavSize: plan.size };
 }
 
 function completedPcm(layout: SegmentLayout, plainStart: number, plainEnd: number): PcmPlan {

@@ -119,6 +119,11 @@ async function decrypt(args: string[], io: CliIo): Promise<number> {
   const [input, output, ...extra] = positionals;
   if (!input || !output || extra.length > 0) throw new UsageError('decrypt takes <encrypted-file-or-url> <out.wav>');
   const result = await decryptRecordingToWav({ input, output, key: values.key });
+  if (result.sampleFormat === 'mp3') {
+    // Stored as received (ElevenLabs): the output is that MP3, not a WAV, whatever its file name says.
+    write(io.stderr, `wrote ${output}: MP3 audio as stored (not a WAV; name it .mp3), ${result.bytes} bytes`);
+    return EXIT.ok;
+  }
   write(
     io.stderr,
     `wrote ${output}: ${result.durationSeconds.toFixed(3)} s, ${result.sampleRate} Hz, ${result.channels === 2 ? 'stereo' : 'mono'}, ${result.bytes} bytes`,

@@ -38,6 +38,16 @@ const apiKey = z
   .pipe(z.tuple([orgId, z.string().min(16, 'API keys are at least 16 characters')]))
   .transform(([org, key]) => ({ org, key }));
 
+/** `org:secret`; the secret is everything after the first colon (ElevenLabs secrets are opaque text). */
+const elevenlabsWebhookSecret = z
+  .string()
+  .transform((s) => {
+    const i = s.indexOf(':');
+    return i < 0 ? [s, ''] : [s.slice(0, i), s.slice(i + 1)];
+  })
+  .pipe(z.tuple([orgId, z.string().min(1, 'expected org:secret')]))
+  .transform(([org, secret]) => ({ org, secret }));
+
 const base64Key32 = z
   .string()
   .transform((s) => Buffer.from(s, 'base64'))
@@ -91,6 +101,8 @@ export const EnvSchema = z.object({
   /** Periodically fetch completed Twilio recordings of calls that have none here (when Twilio cannot reach us). */
   TWILIO_RECORDING_POLLING: boolFromEnv.default(false),
   TWILIO_RECORDING_POLL_INTERVAL_MINUTES: z.coerce.number().positive().max(1440).default(5),
+  /** Per organisation, `org:secret,...`: the HMAC secrets of ElevenLabs post-call webhooks; the matching one picks the org. */
+  ELEVENLABS_WEBHOOK_SECRETS: commaList(elevenlabsWebhookSecret).optional(),
   LIVEKIT_URL: z.string().url().optional(),
   LIVEKIT_API_KEY: z.string().min(1).optional(),
   LIVEKIT_API_SECRET: z.string().min(1).optional(),

@@ -6,13 +6,19 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 
 export type KeyMode = 'server' | 'client';
-export type SampleFormat = 'pcm_s16le';
+/**
+ * `pcm_s16le`: interleaved PCM16, what callvault records itself. `mp3`: opaque MPEG audio bytes kept exactly
+ * as a finished recording arrived (ElevenLabs), since decoding them would need a codec dependency.
+ */
+export type SampleFormat = 'pcm_s16le' | 'mp3';
 
 export interface ContainerHeader {
   version: 1;
   sampleFormat: SampleFormat;
+  /** PCM: 1..384000. MP3: as its first frame header declares, or 0 when unknown. */
   sampleRate: number;
-  channels: 1 | 2;
+  /** PCM: 1 or 2. MP3: as its first frame header declares, or 0 when unknown. */
+  channels: 0 | 1 | 2;
   keyMode: KeyMode;
   /** Server mode: id of the master key that wraps the data key. Client mode: optional label, often empty. */
   keyId: string;
@@ -43,6 +49,8 @@ export const MAX_SAMPLE_RATE = 384000;
 export const MAX_SEGMENTS = 2 ** 32;
 
 const SAMPLE_FORMAT_PCM_S16LE = 1;
+const SAMPLE_FORMAT_MP3 = 2;
+const SAMPLE_FORMAT_CODES: Readonly<Record<SampleFormat, number>> = { pcm_s16le: SAMPLE_FORMAT_PCM_S16LE, mp3: SAMPLE_FORMAT_MP3 };
 const KEY_MODE_SERVER = 1;
 const KEY_MODE_CLIENT = 2;
 const FLAG_NOT_FINAL = 0;
@@ -78,10 +86,16 @@ function encodeKeyId(keyId: string): Uint8Array {
 }
 
 function validateHeaderFields(h: ContainerHeader): void {
-  if (!Number.isInteger(h.sampleRate) || h.sampleRate < MIN_SAMPLE_RATE || h.sampleRate > MAX_SAMPLE_RATE) {
-    throw invalid(`sample rate must be an integer in ${MIN_SAMPLE_RATE}..${MAX_SAMPLE_RATE}`, { sampleRate: h.sampleRate });
+  if (h.sampleFormat !== 'pcm_s16le' && h.sampleFormat !== 'mp3') throw invalid('unsupported sample format', { sampleFormat: h.sampleFormat });
+  // Compressed audio is stored without decoding it, so its rate and layout may be unknown (0); PCM's never are.
+  const unknownAllowed = h.sampleFormat === 'mp3';
+  const minSampleRate = unknownAllowed ? 0 : MIN_SAMPLE_RATE;
+  if (!Number.isInteger(h.sampleRate) || h.sampleRate < minSampleRate || h.sampleRate > MAX_SAMPLE_RATE) {
+    throw invalid(`sample rate must be an integer in ${minSampleRate}..${MAX_SAMPLE_RATE}`, { sampleRate: h.sampleRate });
   }
-  if (h.channels !== 1 && h.channels !== 2) throw invalid('channels must be 1 or 2', { channels: h.channels });
+  if (h.channels !== 1 && h.channels !== 2 && !(unknownAllowed && h.channels === 0)) {
+    throw invalid(unknownAllowed ? 'channels must be 0 (unknown), 1 or 2' : 'channels must be 1 or 2', { channels: h.channels });
+  }
   if (!Number.isInteger(h.segmentSize) || h.segmentSize < 1 || h.segmentSize > MAX_SEGMENT_SIZE) {
     throw invalid(`segment size must be an integer in 1..${MAX_SEGMENT_SIZE}`, { segmentSize: h.segmentSize });
   }
@@ -99,7 +113,7 @@ export function serializeHeader(h: ContainerHeader): Uint8Array {
   const view = new DataView(out.buffer);
   out.set(CONTAINER_MAGIC, OFFSET.magic);
   out[OFFSET.version] = CONTAINER_VERSION;
-  out[OFFSET.sampleFormat] = SAMPLE_FORMAT_PCM_S16LE;
+  out[OFFSET.sampleFormat] = SAMPLE_FORMAT_CODES[h.sampleFormat];
   out[OFFSET.channels] = h.channels;
   view.setUint32(OFFSET.sampleRate, h.sampleRate, false);
   out[OFFSET.keyMode] = h.keyMode === 'server' ? KEY_MODE_SERVER : KEY_MODE_CLIENT;
@@ -135,8 +149,9 @@ export function parseHeader(bytes: Uint8Array): { header: ContainerHeader; heade
     throw invalid('header is incomplete', { available: bytes.length, ...(headerLength ? { headerLength } : {}) });
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, headerLength);
-  if (bytes[OFFSET.sampleFormat] !== SAMPLE_FORMAT_PCM_S16LE) {
-    throw invalid('unsupported sample format', { sampleFormat: bytes[OFFSET.sampleFormat] });
+  const sampleFormatByte = bytes[OFFSET.sampleFormat];
+  if (sampleFormatByte !== SAMPLE_FORMAT_PCM_S16LE && sampleFormatByte !== SAMPLE_FORMAT_MP3) {
+    throw invalid('unsupported sample format', { sampleFormat: sampleFormatByte });
   }
   const keyModeByte = bytes[OFFSET.keyMode];
   if (keyModeByte !== KEY_MODE_SERVER && keyModeByte !== KEY_MODE_CLIENT) {
@@ -150,9 +165,9 @@ export function parseHeader(bytes: Uint8Array): { header: ContainerHeader; heade
   }
   const header: ContainerHeader = {
     version: CONTAINER_VERSION,
-    sampleFormat: 'pcm_s16le',
+    sampleFormat: sampleFormatByte === SAMPLE_FORMAT_MP3 ? 'mp3' : 'pcm_s16le',
     sampleRate: view.getUint32(OFFSET.sampleRate, false),
-    channels: bytes[OFFSET.channels] as 1 | 2,
+    channels: bytes[OFFSET.channels] as 0 | 1 | 2,
     keyMode: keyModeByte === KEY_MODE_SERVER ? 'server' : 'client',
     keyId,
     salt: bytes.slice(OFFSET.salt, OFFSET.salt + SALT_LENGTH),
@@ -253,7 +268,9 @@ export interface CreateEncryptorParams {
   keyId: string;
   salt: Uint8Array;
   sampleRate: number;
-  channels: 1 | 2;
+  channels: 0 | 1 | 2;
+  /** pcm_s16le unless told otherwise. */
+  sampleFormat?: SampleFormat;
   segmentSize?: number;
 }
 
@@ -269,7 +286,7 @@ export function createEncryptorWithNoncePrefix(
   const segmentSize = p.segmentSize ?? DEFAULT_SEGMENT_SIZE;
   const header = serializeHeader({
     version: CONTAINER_VERSION,
-    sampleFormat: 'pcm_s16le',
+    sampleFormat: p.sampleFormat ?? 'pcm_s16le',
     sampleRate: p.sampleRate,
     channels: p.channels,
     keyMode: p.keyMode,

@@ -12,6 +12,7 @@ export {
   type CreateEncryptorParams,
   type EncryptorState,
   type KeyMode,
+  type SampleFormat,
 } from './container.js';
 export {
   ciphertextRangeForPlaintext,

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import { WAV_HEADER_LENGTH, wavHeader } from '../audio/wav.js';
-import type { ContainerHeader } from './container.js';
+import type { ContainerHeader, SampleFormat } from './container.js';
 import { decryptStream } from './decrypt.js';
 import { deriveClientDataKey } from './keys.js';
 
@@ -20,12 +20,16 @@ export interface DecryptToWavOptions {
 }
 
 export interface DecryptToWavResult {
+  /** `mp3`: the output is the recording's MPEG audio exactly as stored, not a WAV (see below). */
+  sampleFormat: SampleFormat;
+  /** For mp3, as its first frame header declared (0 when unknown). */
   sampleRate: number;
-  channels: 1 | 2;
+  channels: 0 | 1 | 2;
+  /** 0 for mp3: only a decoder could say. */
   durationSeconds: number;
-  /** Size of the written WAV file. */
+  /** Size of the written file. */
   bytes: number;
-  /** PCM bytes in the WAV's data chunk. */
+  /** PCM bytes in the WAV's data chunk; for mp3, the MPEG audio bytes. */
   dataBytes: number;
 }
 
@@ -85,6 +89,10 @@ function keyResolver(options: DecryptToWavOptions): (header: ContainerHeader) =>
  * Decrypts a recording into a PCM16 WAV file. Streams: the recording is never held in memory. Output
  * goes to a temporary file beside `output` that is renamed over it only after the final segment
  * verified, so a truncated or tampered recording throws (CONTAINER_*) and leaves no WAV behind.
+ *
+ * A recording holding MP3 (sample format `mp3`, e.g. from ElevenLabs) is written as the MP3 it is, with no
+ * WAV header: wrapping MPEG frames in a PCM WAV would make a file players misread, and decoding needs a
+ * codec callvault does not carry. `sampleFormat: 'mp3'` in the result says so; name the output `.mp3`.
  */
 export async function decryptRecordingToWav(options: DecryptToWavOptions): Promise<DecryptToWavResult> {
   const resolve = keyResolver(options);
@@ -94,27 +102,38 @@ export async function decryptRecordingToWav(options: DecryptToWavOptions): Promi
   try {
     let header: ContainerHeader | undefined;
     let dataBytes = 0;
-    await file.write(new Uint8Array(WAV_HEADER_LENGTH), 0, WAV_HEADER_LENGTH, 0);
+    // Known before the first plaintext arrives: the resolver sees the header first.
+    let dataOffset = WAV_HEADER_LENGTH;
     for await (const plain of decryptStream(openInput(options.input), (h) => {
       header = h;
+      if (h.sampleFormat === 'mp3') dataOffset = 0;
       return resolve(h);
     })) {
-      await file.write(plain, 0, plain.length, WAV_HEADER_LENGTH + dataBytes);
+      await file.write(plain, 0, plain.length, dataOffset + dataBytes);
       dataBytes += plain.length;
     }
     if (!header) throw new CallvaultError(ErrorCode.Internal, 'decryption finished without a header');
+    if (header.sampleFormat === 'mp3') {
+      await file.sync();
+      await file.close();
+      closed = true;
+      await rename(temporary, options.output);
+      return { sampleFormat: 'mp3', sampleRate: header.sampleRate, channels: header.channels, durationSeconds: 0, bytes: dataBytes, dataBytes };
+    }
     const frameBytes = 2 * header.channels;
     if (dataBytes % frameBytes !== 0) {
       throw new CallvaultError(ErrorCode.ContainerInvalid, 'recording does not hold whole PCM16 frames', {
         details: { dataBytes, channels: header.channels },
       });
     }
+    if (header.channels === 0) throw new CallvaultError(ErrorCode.ContainerInvalid, 'PCM recording without channels');
     await file.write(wavHeader({ sampleRate: header.sampleRate, channels: header.channels, dataBytes }), 0, WAV_HEADER_LENGTH, 0);
     await file.sync();
     await file.close();
     closed = true;
     await rename(temporary, options.output);
     return {
+      sampleFormat: 'pcm_s16le',
       sampleRate: header.sampleRate,
       channels: header.channels,
       durationSeconds: dataBytes / frameBytes / header.sampleRate,

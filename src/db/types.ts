@@ -28,14 +28,14 @@ export interface VerifiedApiKey {
   keyId: string;
 }
 
-export type CallSource = 'twilio' | 'livekit';
+export type CallSource = 'twilio' | 'livekit' | 'elevenlabs';
 export type CallStatus = 'active' | 'ended';
 
 export interface Call {
   id: string;
   orgId: string;
   source: CallSource;
-  /** Twilio CallSid or LiveKit room SID. */
+  /** Twilio CallSid, LiveKit room SID or ElevenLabs conversation id. */
   externalId: string;
   status: CallStatus;
   startedAt: Date;

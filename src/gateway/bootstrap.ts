@@ -149,6 +149,7 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
         recordingPolling: { enabled: env.TWILIO_RECORDING_POLLING, intervalMs: env.TWILIO_RECORDING_POLL_INTERVAL_MINUTES * 60_000 },
       },
       apiKeys,
+      elevenlabs: { webhookSecrets: env.ELEVENLABS_WEBHOOK_SECRETS ?? [] },
       ...livekitOptions(env, devCredentials),
       recording: { sampleRate: env.RECORDING_SAMPLE_RATE, defaults: env.RECORDING_DEFAULT },
       workerThreads: env.WORKER_THREADS,

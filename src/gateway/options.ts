@@ -11,6 +11,11 @@ export interface TwilioAccount {
   authToken: string;
 }
 
+export interface ElevenLabsWebhookSecret {
+  org: string;
+  secret: string;
+}
+
 /** Everything a gateway needs, already resolved (embedded services started, keys loaded). */
 export interface GatewayOptions {
   host: string;
@@ -45,6 +50,8 @@ export interface GatewayOptions {
     recordingPolling?: { enabled: boolean; intervalMs: number; scheduler?: PollScheduler };
   };
   apiKeys: { org: string; key: string }[];
+  /** ElevenLabs post-call webhooks; absent or empty: the webhook refuses every delivery (401). */
+  elevenlabs?: { webhookSecrets: ElevenLabsWebhookSecret[] };
   /** The LiveKit project whose rooms the gateway records; absent when LiveKit is not configured. */
   livekit?: { url: string; apiKey: string; apiSecret: string; org: string };
   recording: {

@@ -361,3 +361,39 @@ describe('parseHeader', () => {
     expect(await errorCode(() => parseHeader(mutate(header)))).toBe('CONTAINER_INVALID');
   });
 });
+
+describe('sample format mp3 (0x02): opaque MPEG audio, stored as received', () => {
+  const mp3Encryptor = (sampleRate: number, channels: 0 | 1 | 2) =>
+    createEncryptor({ dataKey: generateDataKey(), keyMode: 'server', keyId: KEY_ID, salt: generateSalt(), sampleRate, channels, sampleFormat: 'mp3' });
+
+  test.each([
+    { sampleRate: 44100, channels: 1 as const },
+    { sampleRate: 22050, channels: 2 as const },
+    { sampleRate: 0, channels: 0 as const },
+  ])('$sampleRate Hz, $channels channel(s): header byte 9 is 0x02 and the bytes round-trip unchanged', async ({ sampleRate, channels }) => {
+    const { header, state } = mp3Encryptor(sampleRate, channels);
+    expect(header[9]).toBe(0x02);
+    expect(parseHeader(header).header).toMatchObject({ sampleFormat: 'mp3', sampleRate, channels });
+    // An odd length: MPEG bytes need not be whole PCM frames.
+    const audio = bytesFrom('mp3 payload', 3 * DEFAULT_SEGMENT_SIZE + 417);
+    const object = concat(header, encryptChunk(state, audio, true).output);
+    const dataKey = state.dataKey;
+    expect(Buffer.from(await decryptAll(object, dataKey, 1000)).equals(Buffer.from(audio))).toBe(true);
+  });
+
+  test.each([
+    { name: 'PCM with 0 channels', make: (h: Uint8Array) => Object.assign(Uint8Array.from(h), { [9]: 1, [10]: 0 }) },
+    { name: 'MP3 with 3 channels', make: (h: Uint8Array) => Object.assign(Uint8Array.from(h), { [10]: 3 }) },
+    { name: 'PCM with sample rate 0', make: (h: Uint8Array) => Object.assign(Uint8Array.from(h), { [9]: 1, [10]: 1, [11]: 0, [12]: 0, [13]: 0, [14]: 0 }) },
+    { name: 'sample format 0x03', make: (h: Uint8Array) => Object.assign(Uint8Array.from(h), { [9]: 3 }) },
+  ])('rejects $name with CONTAINER_INVALID', async ({ make }) => {
+    const { header } = mp3Encryptor(0, 0);
+    expect(await errorCode(() => parseHeader(make(header)))).toBe('CONTAINER_INVALID');
+  });
+
+  test('unknown rate and channels are refused for PCM when writing too', async () => {
+    expect(
+      await errorCode(() => createEncryptor({ dataKey: generateDataKey(), keyMode: 'server', keyId: KEY_ID, salt: generateSalt(), sampleRate: 0, channels: 0 })),
+    ).toBe('CONTAINER_INVALID');
+  });
+});

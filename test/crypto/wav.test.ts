@@ -157,7 +157,7 @@ describe('decryptRecordingToWav', () => {
 
     const result = await decryptRecordingToWav({ input, output, ...(keyMode === 'client' ? { key: CLIENT_KEY } : { dataKey }) });
 
-    expect(result).toEqual({ sampleRate, channels, durationSeconds: frames / sampleRate, bytes: 44 + pcm.length, dataBytes: pcm.length });
+    expect(result).toEqual({ sampleFormat: 'pcm_s16le', sampleRate, channels, durationSeconds: frames / sampleRate, bytes: 44 + pcm.length, dataBytes: pcm.length });
     const wav = await readFile(output);
     expect(wav.length).toBe(result.bytes);
     expect(Buffer.from(wav.subarray(0, 44)).equals(Buffer.from(wavHeader({ sampleRate, channels, dataBytes: pcm.length })))).toBe(true);
@@ -187,6 +187,34 @@ describe('decryptRecordingToWav', () => {
     const output = join(d, 'out.wav');
     expect(await errorCode(() => decryptRecordingToWav({ input, output, key }))).toBe(code);
     expect(await readdir(d)).toEqual(['in.cvr']);
+  });
+
+  test.each([
+    { name: 'mp3, whole', tamper: false },
+    { name: 'mp3, tampered', tamper: true },
+  ])('$name: the MPEG bytes are written exactly as stored, no WAV header; a damaged one leaves nothing', async ({ name, tamper }) => {
+    const salt = generateSalt();
+    const mp3 = bytesFrom('opaque mpeg audio', 20000);
+    const { header, state } = createEncryptor({
+      dataKey: deriveClientDataKey(CLIENT_KEY, salt),
+      keyMode: 'client',
+      keyId: '',
+      salt,
+      sampleRate: 44100,
+      channels: 1,
+      sampleFormat: 'mp3',
+    });
+    const object = concat(header, encryptChunk(state, mp3, true).output);
+    const d = await freshDir(name.replace(/\W+/g, '-'));
+    const output = join(d, 'out.mp3');
+    if (tamper) {
+      expect(await errorCode(() => decryptRecordingToWav({ input: chunked(flipBit(object, object.length - 1), 999), output, key: CLIENT_KEY }))).toBe('CONTAINER_TAMPERED');
+      expect(await readdir(d)).toEqual([]);
+      return;
+    }
+    const result = await decryptRecordingToWav({ input: chunked(object, 999), output, key: CLIENT_KEY });
+    expect(result).toEqual({ sampleFormat: 'mp3', sampleRate: 44100, channels: 1, durationSeconds: 0, bytes: mp3.length, dataBytes: mp3.length });
+    expect(Buffer.from(await readFile(output)).equals(Buffer.from(mp3))).toBe(true);
   });
 
   test('a failed decryption leaves an existing output file untouched', async () => {

@@ -76,6 +76,7 @@ describe('migrate', () => {
     expect(versions).toEqual([
       { version: 1, name: 'init' },
       { version: 2, name: 'manage' },
+      { version: 3, name: 'elevenlabs' },
     ]);
   });
 

@@ -7,6 +7,7 @@ import {
   roomRecordingOptions,
   participantRecordingOptions,
   agentIdentitiesOf,
+  agentPolicyOf,
 } from '../../dist/ingest/livekit/index.js';
 
 const RATE = 48_000;
@@ -112,6 +113,56 @@ describe('recording options precedence', () => {
     });
     expect(resolved.options).toEqual(expected);
     expect(resolved.requested).toBe(requested);
+  });
+
+  const KEY = 'agent-policy-client-key';
+  test.each([
+    { case: 'agent policy over the server default', room: undefined, participant: undefined, request: undefined, expected: { enabled: true, stereo: false, key: KEY } },
+    {
+      case: 'room metadata over the agent policy',
+      room: JSON.stringify({ options: { recording: { enabled: true, stereo: true } } }),
+      participant: undefined,
+      request: undefined,
+      expected: { enabled: true, stereo: true, key: KEY },
+    },
+    {
+      case: 'participant metadata over the agent policy',
+      room: undefined,
+      participant: JSON.stringify({ recording: { enabled: false } }),
+      request: undefined,
+      expected: { enabled: false, stereo: false, key: KEY },
+    },
+    { case: 'request over the agent policy', room: undefined, participant: undefined, request: { stereo: true }, expected: { enabled: true, stereo: true, key: KEY } },
+  ])('agent layer: $case', ({ room, participant, request, expected }) => {
+    const resolved = resolveRecordingOptions({
+      defaults,
+      agent: { enabled: true, stereo: false, key: KEY },
+      room: roomRecordingOptions(room),
+      participant: participantRecordingOptions(participant),
+      request,
+    });
+    expect(resolved.options).toEqual(expected);
+  });
+
+  test('an agent policy alone does not ask for a recording (the default alone never starts one either)', () => {
+    expect(resolveRecordingOptions({ defaults, agent: { enabled: true } }).requested).toBe(false);
+    expect(resolveRecordingOptions({ defaults: { enabled: true }, agent: { enabled: false } }).options.enabled).toBe(false);
+  });
+
+  test('the first of the room agent identities that has a policy supplies it', async () => {
+    const policies = new Map([
+      ['agent-b', { enabled: false }],
+      ['agent-c', { enabled: true, stereo: true }],
+    ]);
+    const asked: string[] = [];
+    const policyOf = async (id: string) => {
+      asked.push(id);
+      return policies.get(id);
+    };
+    const identities = agentIdentitiesOf(JSON.stringify({ agentIdentities: ['agent-a', 'agent-b', 'agent-c'] }));
+    expect(await agentPolicyOf(identities, policyOf)).toEqual({ enabled: false });
+    expect(asked).toEqual(['agent-a', 'agent-b']);
+    expect(await agentPolicyOf(agentIdentitiesOf('not json'), policyOf)).toBeUndefined();
   });
 
   test('reads the agent identity from room metadata and ignores non-JSON metadata', () => {

@@ -83,6 +83,9 @@ const list: OperationObject = {
   },
 };
 
+const binary = { schema: { type: 'string', format: 'binary' } };
+const mediaContent = { 'audio/wav': binary, 'audio/mpeg': binary };
+
 const controlConflict = (what: string) => errorResponse(what, ['CONFLICT']);
 
 const paths: Record<string, PathItem> = {
@@ -113,12 +116,14 @@ const paths: Record<string, PathItem> = {
     get: {
       operationId: 'getCallRecordingMedia',
       summary: 'The recording’s audio, like GET /calls/{callId}/recording',
-      description: 'Server key mode: a PCM16 WAV decrypted while it streams, with Range support. Client key mode: 302 to a presigned URL of the encrypted object.',
+      description:
+        'Server key mode: a PCM16 WAV decrypted while it streams (an MP3 recording: `audio/mpeg`, the MP3 bytes as received, no WAV header), with Range support. ' +
+        'Client key mode: 302 to a presigned URL of the encrypted object.',
       ...secured,
       parameters: [idParameter, { name: 'Range', in: 'header', required: false, schema: { type: 'string' } }],
       responses: {
-        '200': { description: 'The whole WAV file.', content: { 'audio/wav': { schema: { type: 'string', format: 'binary' } } } },
-        '206': { description: 'The requested byte range.', content: { 'audio/wav': { schema: { type: 'string', format: 'binary' } } } },
+        '200': { description: 'The whole file: a WAV, or the MP3 as stored for MP3 recordings (ElevenLabs).', content: mediaContent },
+        '206': { description: 'The requested byte range of that file.', content: mediaContent },
         '302': { description: 'Client key mode: presigned URL of the encrypted object.', headers: { Location: { schema: { type: 'string' } } } },
         '401': unauthorized,
         '404': recordingNotFound,
@@ -276,6 +281,45 @@ paths['/webhooks/twilio-recording'] = {
       '400': errorResponse('Missing or malformed RecordingSid/CallSid, or a recording that is not PCM16.', ['BAD_REQUEST']),
       '403': errorResponse('Unknown AccountSid or bad signature.', ['SIGNATURE_INVALID']),
       '409': controlConflict('A concurrent delivery is being undone; Twilio retries.'),
+      '503': unavailable,
+      default: internal,
+    },
+  },
+};
+
+paths['/webhooks/elevenlabs-post-call'] = {
+  post: {
+    operationId: 'elevenLabsPostCallWebhook',
+    summary: "ElevenLabs' post-call webhook (ElevenLabs-Signature verified); `post_call_audio` stores the conversation's MP3",
+    description:
+      'The signature `t=<unix s>,v0=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` is checked against every organisation\'s ' +
+      '`ELEVENLABS_WEBHOOK_SECRETS` entry (the match picks the organisation) and must be at most 30 minutes old. ' +
+      'The MP3 is stored undecoded and encrypted, linked to the Twilio call when the payload carries its CallSid ' +
+      '(`data.metadata.phone_call.call_sid` or `data.conversation_initiation_client_data.dynamic_variables.system__call_sid`), ' +
+      'else to a call keyed by the conversation id. Options: the agent policy of `data.agent_id`, then the server default. ' +
+      'Other event types answer 200 and are ignored. Each conversation is stored once per organisation.',
+    parameters: [{ name: 'ElevenLabs-Signature', in: 'header', required: true, schema: { type: 'string' } }],
+    requestBody: jsonBody({
+      type: 'object',
+      required: ['type'],
+      properties: {
+        type: { type: 'string', description: '`post_call_audio` is stored; anything else is ignored.' },
+        event_timestamp: { type: 'integer' },
+        data: {
+          type: 'object',
+          properties: {
+            agent_id: { type: 'string' },
+            conversation_id: { type: 'string' },
+            full_audio: { type: 'string', contentEncoding: 'base64', contentMediaType: 'audio/mpeg' },
+          },
+        },
+      },
+    }),
+    responses: {
+      '200': ok('`outcome`: `stored`, `duplicate` (already stored), `disabled` (the agent policy or default says not to record) or `ignored` (another event type).'),
+      '400': errorResponse('Not JSON, a `post_call_audio` payload missing fields, audio that is not base64, or a body over 32 MiB.', ['BAD_REQUEST', 'CLIENT_KEY_WEAK']),
+      '401': errorResponse('Missing or malformed signature, a timestamp more than 30 minutes off, or no configured secret matches.', ['SIGNATURE_INVALID']),
+      '409': controlConflict('A concurrent delivery is being undone; ElevenLabs retries.'),
       '503': unavailable,
       default: internal,
     },

@@ -2,7 +2,8 @@
  * Stores a recording that was finished elsewhere (Twilio's recorder, ElevenLabs) like any recording: the
  * same encrypted container (at the audio's own sample rate and channel count, which the header carries, so
  * nothing is resampled), the same metadata row, linked to its call. Keyed on the external id so that
- * retries and concurrent duplicates store it once.
+ * retries and concurrent duplicates store it once. MP3 (ElevenLabs) goes into the container undecoded, with
+ * sample format `mp3`, and is served back as the same MP3.
  */
 import { randomUUID } from 'node:crypto';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
@@ -29,6 +30,15 @@ export interface PcmAudio {
   pcm: Uint8Array;
 }
 
+/** Compressed audio kept exactly as received; rate, channels and duration only describe it (0 = unknown). */
+export interface Mp3Audio {
+  format: 'mp3';
+  bytes: Uint8Array;
+  sampleRate: number;
+  channels: 0 | 1 | 2;
+  durationMs: number;
+}
+
 export interface StoreFinishedParams {
   orgId: string;
   callId: string | null;
@@ -36,8 +46,9 @@ export interface StoreFinishedParams {
   callExternalId: string;
   source: Extract<RecordingSource, 'twilio' | 'elevenlabs'>;
   externalSid: string;
+  /** `stereo: false` mixes PCM down to mono; MP3 is never re-encoded, so it stays as it came. */
   options: Pick<RecordingOptions, 'key' | 'stereo'>;
-  audio: PcmAudio;
+  audio: PcmAudio | Mp3Audio;
   startedAt: Date;
   metadata: Record<string, unknown>;
 }
@@ -70,9 +81,11 @@ export async function storeFinishedRecording(gateway: Gateway, params: StoreFini
 
   const keyMode: KeyMode = params.options.key === undefined ? 'server' : 'client';
   if (params.options.key !== undefined) assertClientKeyStrong(params.options.key);
-  let { channels, pcm } = params.audio;
-  if (params.options.stereo === false && channels === 2) {
-    pcm = downmix(pcm);
+  const encoded = 'format' in params.audio ? params.audio : null;
+  let channels: 0 | 1 | 2 = params.audio.channels;
+  let plaintext = encoded ? encoded.bytes : (params.audio as PcmAudio).pcm;
+  if (!encoded && params.options.stereo === false && channels === 2) {
+    plaintext = downmix(plaintext);
     channels = 1;
   }
   const sampleRate = params.audio.sampleRate;
@@ -87,8 +100,9 @@ export async function storeFinishedRecording(gateway: Gateway, params: StoreFini
     source: params.source,
     channels,
     sampleRate,
-    format: 'cvr1',
-    mediaType: 'application/vnd.callvault.recording',
+    // The object is a cvr1 container either way; for MP3 the row says what the media route serves.
+    format: encoded ? 'mp3' : 'cvr1',
+    mediaType: encoded ? 'audio/mpeg' : 'application/vnd.callvault.recording',
     bucket: services.bucket,
     objectKey,
     keyMode,
@@ -106,8 +120,8 @@ export async function storeFinishedRecording(gateway: Gateway, params: StoreFini
 
   let uploaded = false;
   try {
-    const { header, state } = createEncryptor({ dataKey, keyMode, keyId, salt, sampleRate, channels });
-    const { output } = encryptChunk(state, pcm, true);
+    const { header, state } = createEncryptor({ dataKey, keyMode, keyId, salt, sampleRate, channels, ...(encoded ? { sampleFormat: 'mp3' as const } : {}) });
+    const { output } = encryptChunk(state, plaintext, true);
     const body = Buffer.concat([header, output]);
     await new Upload({
       client: services.s3,
@@ -121,7 +135,7 @@ export async function storeFinishedRecording(gateway: Gateway, params: StoreFini
       queueSize: 2,
     }).done();
     uploaded = true;
-    const durationMs = Math.round((pcm.length / (2 * channels) / sampleRate) * 1000);
+    const durationMs = encoded ? encoded.durationMs : Math.round((plaintext.length / (2 * channels) / sampleRate) * 1000);
     await db.recordings.complete(claimed.id, { durationMs, sizeBytes: body.length, endedAt: new Date(services.now()) });
     services.logger.info(
       { recordingSid: claimed.recordingSid, source: params.source, externalSid: params.externalSid, durationMs, sizeBytes: body.length },

@@ -1,7 +1,8 @@
 import { init } from './0001_init.js';
 import { manage } from './0002_manage.js';
+import { elevenlabs } from './0003_elevenlabs.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init, manage];
+export const migrations: readonly Migration[] = [init, manage, elevenlabs];

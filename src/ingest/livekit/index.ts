@@ -14,6 +14,7 @@ export { RoomParticipant, mintRecorderToken, GATEWAY_IDENTITY_PREFIX, PARTICIPAN
 export { TrackTimeline, DEFAULT_GAP_THRESHOLD_MS, type TrackTimelineOptions } from './timeline.js';
 export {
   agentIdentitiesOf,
+  agentPolicyOf,
   parseMetadata,
   participantRecordingOptions,
   resolveRecordingOptions,

@@ -60,6 +60,8 @@ export function agentIdentitiesOf(roomMetadata: string | undefined | null): Set<
 
 export interface RecordingOptionsLayers {
   defaults: RecordingOptions;
+  /** The agent's policy (`/api/agents/{agentId}`, by the agent participant's identity). */
+  agent?: PartialRecordingOptions | undefined;
   room?: PartialRecordingOptions | undefined;
   participant?: PartialRecordingOptions | undefined;
   /** An explicit API request wins over everything it sets. */
@@ -67,12 +69,28 @@ export interface RecordingOptionsLayers {
 }
 
 /**
- * Field by field: request > participant metadata `recording` > room metadata (`options.recording`) > server
- * default. `requested` tells whether any metadata or request asked for a recording at all, since the server
- * default alone never starts one from a webhook.
+ * Field by field: request > participant metadata `recording` > room metadata (`options.recording`) > agent
+ * policy > server default. `requested` tells whether any metadata or request asked for a recording at all:
+ * neither the server default nor a stored agent policy alone starts one from a webhook (metadata is what
+ * says this room is meant to be recorded; the policy only shapes how).
  */
 export function resolveRecordingOptions(layers: RecordingOptionsLayers): { options: RecordingOptions; requested: boolean } {
-  const merged = { ...layers.defaults, ...layers.room, ...layers.participant, ...layers.request };
+  const merged = { ...layers.defaults, ...layers.agent, ...layers.room, ...layers.participant, ...layers.request };
   const options = RecordingOptionsSchema.parse(merged);
   return { options, requested: Boolean(layers.room || layers.participant || layers.request) };
+}
+
+/**
+ * The policy of the first of the room's agent identities that has one (identities in the order the room
+ * metadata names them), or undefined. `policyOf` is `agentRecordingOptions` bound to the organisation.
+ */
+export async function agentPolicyOf(
+  identities: Iterable<string>,
+  policyOf: (agentId: string) => Promise<PartialRecordingOptions | undefined>,
+): Promise<PartialRecordingOptions | undefined> {
+  for (const identity of identities) {
+    const policy = await policyOf(identity);
+    if (policy) return policy;
+  }
+  return undefined;
 }

@@ -5,7 +5,8 @@ import type { Gateway } from '../../gateway/gateway.js';
 import type { RecordingSummary } from '../../gateway/recording.js';
 import { LivekitRoomSession } from './room-session.js';
 import { RoomParticipant, type LivekitConnection } from './room-participant.js';
-import { agentIdentitiesOf, participantRecordingOptions, resolveRecordingOptions, roomRecordingOptions } from './room-options.js';
+import { agentRecordingOptions } from '../../api/manage/policy.js';
+import { agentIdentitiesOf, agentPolicyOf, participantRecordingOptions, resolveRecordingOptions, roomRecordingOptions } from './room-options.js';
 
 export interface LivekitIngestConfig extends LivekitConnection {
   /** The organisation that owns the LiveKit project; its rooms' recordings belong to it. */
@@ -68,6 +69,12 @@ export class LivekitRoomRecorder {
     return { sid: found.sid, metadata: found.metadata };
   }
 
+  /** The recording policy of the room's agent participant (by identity, from the room metadata), if it has one. */
+  #agentPolicy(roomMetadata: string | undefined): Promise<Partial<RecordingOptions> | undefined> {
+    const { db, options } = this.#gateway;
+    return agentPolicyOf(agentIdentitiesOf(roomMetadata), (agentId) => agentRecordingOptions(db, options.keyring, this.config.org, agentId));
+  }
+
   /**
    * Starts recording a room with the hidden participant. CONFLICT when the room is already recording,
    * NOT_FOUND when LiveKit does not know it.
@@ -84,6 +91,7 @@ export class LivekitRoomRecorder {
       const info = params.knownRoom ?? (await this.#lookupRoom(params.room));
       const { options } = resolveRecordingOptions({
         defaults: this.#gateway.options.recording.defaults,
+        agent: await this.#agentPolicy(info.metadata),
         room: roomRecordingOptions(info.metadata),
         participant: participantRecordingOptions(params.participantMetadata),
         request: params.request,
@@ -214,12 +222,15 @@ export class LivekitRoomRecorder {
         if (this.#rooms.has(room)) return;
         const participantMetadata = event.participant?.metadata ?? '';
         const roomMetadata = event.room?.metadata ?? '';
-        const { options, requested } = resolveRecordingOptions({
+        const layers = {
           defaults: this.#gateway.options.recording.defaults,
           room: roomRecordingOptions(roomMetadata),
           participant: participantRecordingOptions(participantMetadata),
-        });
-        if (!requested || !options.enabled) return;
+        };
+        if (!resolveRecordingOptions(layers).requested) return;
+        // The agent's policy may turn it off: a quiet no-op here rather than a failed start.
+        const { options } = resolveRecordingOptions({ ...layers, agent: await this.#agentPolicy(roomMetadata) });
+        if (!options.enabled) return;
         await this.startRoomRecording({
           room,
           trigger: 'webhook',
