@@ -3,8 +3,8 @@
  * idempotent claim on their external id, the options a Twilio-side recording was requested with, and the
  * calls the poller still has to look at.
  */
-import { randomBytes } from 'node:crypto';
 import type { Executor } from './executor.js';
+import { INSERT_COLUMNS, INSERT_VALUES, recordingInsertParams } from './recordings.js';
 import type { Call, CreateRecordingInput, JsonObject } from './types.js';
 
 export interface TwilioRecordingRequest {
@@ -87,29 +87,10 @@ export function createImportsRepository(db: Executor): ImportsRepository {
     async claim(input) {
       const { rows } = await db.query<{ id: string; recording_sid: string }>(
         'imports.claim',
-        `INSERT INTO recordings (recording_sid, org_id, call_id, status, source, channels, sample_rate, format,
-           media_type, bucket, object_key, key_mode, key_id, wrapped_key, started_at, metadata, external_sid)
-         VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16)
+        `INSERT INTO recordings (${INSERT_COLUMNS}, external_sid) VALUES (${INSERT_VALUES}, $16)
          ON CONFLICT (org_id, source, external_sid) WHERE external_sid IS NOT NULL DO NOTHING
          RETURNING id, recording_sid`,
-        [
-          `CR${randomBytes(16).toString('hex')}`,
-          input.orgId,
-          input.callId,
-          input.source,
-          input.channels,
-          input.sampleRate,
-          input.format,
-          input.mediaType,
-          input.bucket,
-          input.objectKey,
-          input.keyMode,
-          input.keyId ?? null,
-          input.wrappedKey ? Buffer.from(input.wrappedKey.buffer, input.wrappedKey.byteOffset, input.wrappedKey.byteLength) : null,
-          input.startedAt,
-          JSON.stringify(input.metadata ?? {}),
-          input.externalSid,
-        ],
+        [...recordingInsertParams(input), input.externalSid],
       );
       return rows[0] ? { id: rows[0].id, recordingSid: rows[0].recording_sid } : null;
     },

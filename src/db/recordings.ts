@@ -101,6 +101,32 @@ function isValidDate(value: unknown): value is Date {
   return value instanceof Date && !Number.isNaN(value.getTime());
 }
 
+/** The columns a new (in-progress) recording is inserted with, and their placeholders, for every inserting path. */
+export const INSERT_COLUMNS = `recording_sid, org_id, call_id, status, source, channels, sample_rate, format,
+  media_type, bucket, object_key, key_mode, key_id, wrapped_key, started_at, metadata`;
+export const INSERT_VALUES = `$1, $2, $3, 'in_progress', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb`;
+
+/** Parameters $1..$15 for INSERT_COLUMNS, with a fresh recording SID. */
+export function recordingInsertParams(input: CreateRecordingInput): unknown[] {
+  return [
+    newRecordingSid(),
+    input.orgId,
+    input.callId,
+    input.source,
+    input.channels,
+    input.sampleRate,
+    input.format,
+    input.mediaType,
+    input.bucket,
+    input.objectKey,
+    input.keyMode,
+    input.keyId ?? null,
+    input.wrappedKey ? Buffer.from(input.wrappedKey.buffer, input.wrappedKey.byteOffset, input.wrappedKey.byteLength) : null,
+    input.startedAt,
+    JSON.stringify(input.metadata ?? {}),
+  ];
+}
+
 export interface RecordingsRepository {
   /** Inserts an in-progress recording with a fresh id and recording SID. */
   create(input: CreateRecordingInput): Promise<Recording>;
@@ -145,27 +171,8 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
       if (!isJsonObject(input.metadata ?? {})) throw badRequest('recording metadata must be a JSON object');
       const { rows } = await db.query<RecordingRow>(
         'recordings.create',
-        `INSERT INTO recordings (recording_sid, org_id, call_id, status, source, channels, sample_rate, format,
-           media_type, bucket, object_key, key_mode, key_id, wrapped_key, started_at, metadata)
-         VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)
-         RETURNING ${COLUMNS}`,
-        [
-          newRecordingSid(),
-          input.orgId,
-          input.callId,
-          input.source,
-          input.channels,
-          input.sampleRate,
-          input.format,
-          input.mediaType,
-          input.bucket,
-          input.objectKey,
-          input.keyMode,
-          input.keyId ?? null,
-          input.wrappedKey ? Buffer.from(input.wrappedKey.buffer, input.wrappedKey.byteOffset, input.wrappedKey.byteLength) : null,
-          input.startedAt,
-          JSON.stringify(input.metadata ?? {}),
-        ],
+        `INSERT INTO recordings (${INSERT_COLUMNS}) VALUES (${INSERT_VALUES}) RETURNING ${COLUMNS}`,
+        recordingInsertParams(input),
       );
       return toRecording(rows[0]!);
     },
