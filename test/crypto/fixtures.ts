@@ -12,17 +12,7 @@ export function bytesFrom(label: string, length: number): Uint8Array {
   return out;
 }
 
-/** Small seeded PRNG (mulberry32) for reproducible random splits and ranges. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as prng } from '../support/random.js';
 
 /** Interleaved PCM16 little-endian: one sine per channel at the given frequencies. */
 export function tonePcm(sampleRate: number, frequencies: number[], frames: number, amplitude = 12000): Uint8Array {
