@@ -6,7 +6,7 @@
  * a new pin never reuses an old build and an existing build is never rebuilt.
  */
 import { spawn } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, existsSync } from 'node:fs';
 import { access, mkdir, mkdtemp, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -107,9 +107,15 @@ async function lockIsStale(lockPath) {
   }
 }
 
+/** `go` from PATH, else the toolchain's standard location (non-login shells often lack /usr/local/go/bin). */
+function goBinary() {
+  const fromPath = (process.env.PATH ?? '').split(':').some((dir) => dir && existsSync(`${dir}/go`));
+  return fromPath || !existsSync('/usr/local/go/bin/go') ? 'go' : '/usr/local/go/bin/go';
+}
+
 function goInstall(peer, gobin, log) {
   return new Promise((resolve, reject) => {
-    const child = spawn('go', ['install', `${peer.module}@${peer.version}`], {
+    const child = spawn(goBinary(), ['install', `${peer.module}@${peer.version}`], {
       env: { ...process.env, GOBIN: gobin, CGO_ENABLED: process.env.CGO_ENABLED ?? '0' },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
