@@ -30,6 +30,7 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.NotFound]: 404,
   [ErrorCode.Conflict]: 409,
   [ErrorCode.BadRequest]: 400,
+  [ErrorCode.PayloadTooLarge]: 413,
   [ErrorCode.RecordingOptionsInvalid]: 400,
   [ErrorCode.ClientKeyWeak]: 400,
   [ErrorCode.RangeNotSatisfiable]: 416,
@@ -49,6 +50,8 @@ export function statusLine(status: number): string {
 export interface RequestContext {
   method: string;
   url: string;
+  /** The query string exactly as received (signatures are computed over it). */
+  rawQuery: string;
   query: URLSearchParams;
   params: string[];
   headers: Map<string, string>;
@@ -119,15 +122,26 @@ export interface RegisteredRoute {
 const MAX_BODY_BYTES = 1024 * 1024;
 const BODY_METHODS: ReadonlySet<Method> = new Set<Method>(['post', 'put', 'patch', 'del']);
 
-/** Buffers a request body, stopping just past `maxBytes` (the rest is discarded, and readBody rejects). */
+function tooLarge(maxBytes: number): CallvaultError {
+  return new CallvaultError(ErrorCode.PayloadTooLarge, 'request body too large', { details: { maxBytes } });
+}
+
+/**
+ * Buffers a request body up to `maxBytes`. Past that nothing more is kept (memory stays bounded whatever the
+ * client sends) and the body rejects with PAYLOAD_TOO_LARGE once the request has been read.
+ */
 function collectBody(res: HttpResponse, maxBytes: number): Promise<Buffer> {
-  return new Promise<Buffer>((resolve) => {
+  return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     res.onData((chunk, isLast) => {
       size += chunk.byteLength;
-      if (size <= maxBytes + 1) chunks.push(Buffer.from(chunk.slice(0)));
-      if (isLast) resolve(Buffer.concat(chunks));
+      if (size <= maxBytes) chunks.push(Buffer.from(chunk.slice(0)));
+      else chunks.length = 0;
+      if (isLast) {
+        if (size > maxBytes) reject(tooLarge(maxBytes));
+        else resolve(Buffer.concat(chunks));
+      }
     });
   });
 }
@@ -173,22 +187,36 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
         req.forEach((k, v) => headers.set(k, v));
         // uWS hands the body only to a reader registered before the handler's first await, so it is
         // collected here, up front, for every method that may carry one.
-        const hasBody =
-          BODY_METHODS.has(method) && (headers.has('transfer-encoding') || Number(headers.get('content-length') ?? '0') > 0);
-        const body = hasBody ? collectBody(res, maxBodyBytes) : Promise.resolve(Buffer.alloc(0));
+        const declaredLength = Number(headers.get('content-length') ?? '0');
+        const hasBody = BODY_METHODS.has(method) && (headers.has('transfer-encoding') || declaredLength > 0);
+        // A body declared larger than the route accepts is refused without reading a byte of it.
+        const body = !hasBody
+          ? Promise.resolve(Buffer.alloc(0))
+          : declaredLength > maxBodyBytes
+            ? Promise.reject(tooLarge(maxBodyBytes))
+            : collectBody(res, maxBodyBytes);
         body.catch(() => undefined);
+        // A malformed escape in the path must answer 400, not throw here, outside the handler's error path.
+        let params: string[] | null = [];
+        try {
+          params = Array.from({ length: paramCount }, (_, i) => decodeURIComponent(req.getParameter(i) ?? ''));
+        } catch {
+          params = null;
+        }
+        const rawQuery = req.getQuery() ?? '';
         const ctx: RequestContext = {
           method: req.getCaseSensitiveMethod().toLowerCase(),
           url: req.getUrl(),
-          query: new URLSearchParams(req.getQuery() ?? ''),
-          params: Array.from({ length: paramCount }, (_, i) => decodeURIComponent(req.getParameter(i) ?? '')),
+          rawQuery,
+          query: new URLSearchParams(rawQuery),
+          params: params ?? [],
           headers,
           res,
           aborted: false,
           signal: abort.signal,
           readBody: (limitBytes = maxBodyBytes) =>
             body.then((b) => {
-              if (b.length > limitBytes) throw new CallvaultError(ErrorCode.BadRequest, 'request body too large');
+              if (b.length > limitBytes) throw tooLarge(limitBytes);
               return b;
             }),
         };
@@ -203,7 +231,10 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
           );
         };
         Promise.resolve()
-          .then(() => handler(ctx))
+          .then(() => {
+            if (params === null) throw new CallvaultError(ErrorCode.BadRequest, 'malformed percent-encoding in the path');
+            return handler(ctx);
+          })
           .then(
             (result) => {
               if (result && isStreamed(result)) {

@@ -39,6 +39,7 @@ export const ErrorCode = {
   NotFound: 'NOT_FOUND',
   Conflict: 'CONFLICT',
   BadRequest: 'BAD_REQUEST',
+  PayloadTooLarge: 'PAYLOAD_TOO_LARGE',
   RangeNotSatisfiable: 'RANGE_NOT_SATISFIABLE',
   Internal: 'INTERNAL',
 } as const;

@@ -26,6 +26,25 @@ const REDACT_PATHS = [
   '*.password',
 ];
 
+/**
+ * Fields HTTP client errors carry (axios, undici, the AWS SDK): the request configuration with its
+ * Authorization header, the raw request and response. They never belong in a log line.
+ */
+const TRANSPORT_ERROR_FIELDS = ['config', 'request', 'response', 'headers', 'req', 'res', 'socket', 'agent', '$response'];
+
+/** pino's error serializer, minus the transport fields of third-party errors, at every level it recurses into. */
+export function serializeError(err: unknown): unknown {
+  const serialized = pino.stdSerializers.err(err as Error) as unknown;
+  const scrub = (value: unknown, depth: number): void => {
+    if (depth > 5 || value === null || typeof value !== 'object') return;
+    const record = value as Record<string, unknown>;
+    for (const field of TRANSPORT_ERROR_FIELDS) delete record[field];
+    for (const nested of Object.values(record)) scrub(nested, depth + 1);
+  };
+  scrub(serialized, 0);
+  return serialized;
+}
+
 export interface LoggerOptions {
   level?: string;
   /** Where lines go; defaults to stdout. Tests pass a stream to assert on lines. */
@@ -37,6 +56,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     level: options.level ?? 'info',
     base: { service: 'callvault' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: { err: serializeError },
   };
   return options.destination ? pino(opts, options.destination) : pino(opts);
 }

@@ -28,8 +28,8 @@ export function registerWebhookRoutes(router: Router, gateway: Gateway): void {
     const account = twilioOptions.accounts.find((a) => a.accountSid === params['AccountSid']);
     if (!account) return signatureRefused('AccountSid is not a configured Twilio account');
     if (twilioOptions.validateSignatures) {
-      const query = ctx.query.toString();
-      const url = `${gateway.publicUrl}${ctx.url}${query ? `?${query}` : ''}`;
+      // Twilio signs the exact URL it called: the raw query, not a re-encoded one.
+      const url = `${gateway.publicUrl}${ctx.url}${ctx.rawQuery ? `?${ctx.rawQuery}` : ''}`;
       const signature = ctx.headers.get('x-twilio-signature') ?? '';
       if (!signature || !twilio.validateRequest(account.authToken, signature, url, params)) {
         logger.warn({ accountSid: account.accountSid }, 'twilio recording callback with a bad signature');
