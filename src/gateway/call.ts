@@ -35,6 +35,7 @@ export class Call extends EventEmitter<CallEvents> {
   readonly #abort = new AbortController();
   #recording: Recording | null = null;
   #starting: Promise<Recording> | null = null;
+  readonly #unsettled = new Set<Recording>();
   #mediaEndMs = 0;
   #closePromise: Promise<RecordingSummary | null> | null = null;
   #destroyed = false;
@@ -111,14 +112,24 @@ export class Call extends EventEmitter<CallEvents> {
       // Attached even if the call closed meanwhile: close() waits for this start and then finalises it,
       // before the gateway releases the workers and storage the recording still needs.
       this.#recording = recording;
+      this.#unsettled.add(recording);
       recording.once('closed', () => {
         if (this.#recording === recording) this.#recording = null;
+        this.#unsettled.delete(recording);
       });
       if (this.#destroyed) recording.destroy();
       return recording;
     } finally {
       this.#starting = null;
     }
+  }
+
+  /**
+   * Recordings of this call that have not settled yet: the current one and any still finalising after a
+   * stop. Deletion must find these too, or a finalising upload could leave an object behind.
+   */
+  get unsettledRecordings(): readonly Recording[] {
+    return [...this.#unsettled];
   }
 
   /** Stops the current recording (the call carries on, and may be recorded again). */
@@ -159,6 +170,8 @@ export class Call extends EventEmitter<CallEvents> {
       for (const track of this.#tracks.values()) track.close();
       await this.#starting?.catch(() => undefined);
       const summary = this.#recording ? await this.#recording.close(this.#mediaEndMs) : null;
+      // Recordings stopped earlier may still be finalising: the call is closed only once they are settled.
+      await Promise.allSettled([...this.#unsettled].map((recording) => recording.close(this.#mediaEndMs)));
       await this.#services.db.calls
         .end(this.dbId, new Date(this.#services.now()))
         .catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not mark call ended'));
@@ -173,7 +186,7 @@ export class Call extends EventEmitter<CallEvents> {
     this.#destroyed = true;
     for (const track of this.#tracks.values()) track.close();
     this.#abort.abort(err);
-    this.#recording?.destroy(err);
+    for (const recording of this.#unsettled) recording.destroy(err);
     if (!this.#closePromise) this.emit('closed', null);
   }
 }

@@ -165,6 +165,11 @@ export class Gateway {
       metadata: init.metadata,
     });
     const call = new Call(this.services, { ...init, dbId: row.id });
+    if (!this.acceptingStreams) {
+      // Shutdown began while the row was written: close() has already taken its list of calls.
+      await call.close();
+      throw new CallvaultError(ErrorCode.ShuttingDown, 'gateway is shutting down', { retryable: true });
+    }
     this.#calls.add(call);
     call.once('closed', () => this.#calls.delete(call));
     return call;
@@ -173,8 +178,9 @@ export class Gateway {
   /** The recording in progress on this gateway with this id, if it belongs to the organisation. */
   findLiveRecording(orgId: string, recordingId: string): Recording | null {
     for (const call of this.#calls) {
-      const recording = call.recording;
-      if (call.orgId === orgId && recording?.id === recordingId) return recording;
+      if (call.orgId !== orgId) continue;
+      const recording = call.unsettledRecordings.find((r) => r.id === recordingId);
+      if (recording) return recording;
     }
     return null;
   }
@@ -220,8 +226,12 @@ export class Gateway {
       clearTimeout(timer);
       if (outcome === 'deadline') {
         const err = new CallvaultError(ErrorCode.ShuttingDown, 'shutdown deadline passed before the call finished');
-        for (const call of this.#calls) call.destroy(err);
-        logger.error({ remaining: this.#calls.size }, 'shutdown deadline passed');
+        const remaining = [...this.#calls];
+        for (const call of remaining) call.destroy(err);
+        logger.error({ remaining: remaining.length }, 'shutdown deadline passed');
+        // The failed rows must be written before the database goes away, or they would stay "in progress".
+        const failWrites = remaining.flatMap((call) => call.unsettledRecordings.map((r) => r.settled));
+        await Promise.race([Promise.allSettled(failWrites), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
       }
       for (const close of [...this.#closers]) close(1001);
       this.#release();

@@ -193,19 +193,23 @@ export class Recording extends EventEmitter<RecordingEvents> {
       metadata: params.metadata,
     });
 
-    const spoolFile = await services.spool.create(row.id, {
-      recordingId: row.id,
-      recordingSid: row.recordingSid,
-      orgId: params.orgId,
-      bucket: services.bucket,
-      objectKey,
-      createdAt: startedAt.toISOString(),
-    });
+    let spoolFile: SpoolFile | undefined;
     try {
+      spoolFile = await services.spool.create(row.id, {
+        recordingId: row.id,
+        recordingSid: row.recordingSid,
+        orgId: params.orgId,
+        bucket: services.bucket,
+        objectKey,
+        createdAt: startedAt.toISOString(),
+      });
       await spoolFile.append(header);
     } catch (err) {
-      await spoolFile.remove().catch(() => undefined);
-      throw err;
+      // The row exists already: say why it never recorded instead of leaving it in progress for good.
+      const error = toCallvaultError(err, ErrorCode.SpoolFailed);
+      await spoolFile?.remove().catch(() => undefined);
+      await services.db.recordings.fail(row.id, { errorCode: error.code, endedAt: new Date(services.now()) }).catch(() => undefined);
+      throw error;
     }
     const metrics = services.metrics;
     const upload = startSpoolUpload({
@@ -419,12 +423,15 @@ export class Recording extends EventEmitter<RecordingEvents> {
       try {
         await this.#spoolFile.seal();
         const { size } = await this.#upload.done;
+        // A destroy() while the upload finished wins: it has aborted the upload and marked the row failed.
+        if (this.#state !== 'closing') throw this.#failure ?? new CallvaultError(ErrorCode.Destroyed, 'recording destroyed');
         const durationMs = Math.round((this.#durationSamples / services.outputSampleRate) * 1000);
+        // From here the object is complete in S3: a destroy() can no longer undo it, so it becomes a no-op.
+        this.#committing = true;
         await services.db.recordings.complete(this.id, { durationMs, sizeBytes: size, endedAt: new Date(services.now()) });
         await this.#spoolFile.remove();
         this.#state = 'closed';
-        services.metrics.activeRecordings.dec();
-        services.metrics.recordingsFinished.inc({ status: 'completed' });
+        this.#settle('completed');
         services.metrics.finalizationLatency.observe((services.now() - stoppedAt) / 1000);
         services.logger.info({ recordingSid: this.recordingSid, durationMs, sizeBytes: size }, 'recording completed');
         const summary: RecordingSummary = {
@@ -438,15 +445,36 @@ export class Recording extends EventEmitter<RecordingEvents> {
         this.#emitClosed(summary);
         return summary;
       } catch (err) {
+        this.#committing = false;
         this.destroy(toCallvaultError(err, ErrorCode.UploadFailed));
       }
     }
+    await this.#failWrite;
     const summary = this.#failedSummary();
     this.#emitClosed(summary);
     return summary;
   }
 
+  /** Gauges and counters move exactly once per recording, however it ends. */
+  #settle(status: 'completed' | 'failed'): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#services.metrics.activeRecordings.dec();
+    this.#services.metrics.recordingsFinished.inc({ status });
+  }
+
+  /** Resolves once the recording's outcome is in the database, whichever way it ended. */
+  get settled(): Promise<void> {
+    return (this.#closePromise ?? Promise.resolve()).then(
+      () => this.#failWrite,
+      () => this.#failWrite,
+    );
+  }
+
   #closedEmitted = false;
+  #settled = false;
+  #committing = false;
+  #failWrite: Promise<void> = Promise.resolve();
 
   #failedSummary(): RecordingSummary {
     return {
@@ -471,7 +499,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
    * code, and the spool file stays on disk as the record of truth for a later retry.
    */
   destroy(err: CallvaultError = new CallvaultError(ErrorCode.Destroyed, 'recording destroyed')): void {
-    if (this.#state === 'destroyed' || this.#state === 'closed') return;
+    if (this.#state === 'destroyed' || this.#state === 'closed' || this.#committing) return;
     const services = this.#services;
     this.#state = 'destroyed';
     this.#failure = err;
@@ -481,14 +509,14 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.#upload.abort(err);
     // The spool stays as the record of truth: seal it so it is final on disk and its handle is released.
     void this.#spoolFile.seal().catch(() => undefined);
-    services.metrics.activeRecordings.dec();
-    services.metrics.recordingsFinished.inc({ status: 'failed' });
+    this.#settle('failed');
     if (err.code === ErrorCode.UploadFailed) services.metrics.partUploadFailures.inc();
     services.logger.error({ recordingSid: this.recordingSid, code: err.code, err }, 'recording failed');
-    services.db.recordings
+    this.#failWrite = services.db.recordings
       .fail(this.id, { errorCode: err.code, endedAt: new Date(services.now()) })
-      .catch((dbErr: unknown) =>
-        services.logger.error({ recordingSid: this.recordingSid, err: dbErr }, 'could not mark recording failed'),
+      .then(
+        () => undefined,
+        (dbErr: unknown) => services.logger.error({ recordingSid: this.recordingSid, err: dbErr }, 'could not mark recording failed'),
       );
     // A destroy during close() is reported by close() itself, once the pipeline has stopped.
     if (!this.#closePromise) {

@@ -101,7 +101,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
     log({ code: error.code, closeCode: code, callSid: data.callSid, streamSid: data.streamSid, err: error }, 'twilio stream rejected');
     metrics.framesDropped.inc({ source: 'twilio', reason: error.code });
     closeSocket(ws, code, reason);
-    void finalise(ws);
+    void finalise(ws).catch((err: unknown) => logger.error({ callSid: data.callSid, err }, 'could not finalise call'));
   };
 
   const finalise = async (ws: TwilioSocket): Promise<void> => {
@@ -230,7 +230,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
           onMark: (e) => appendEvent(ws, 'marks', { ...e, receivedAt: new Date(now()).toISOString() }),
           onStop: () => {
             logger.info({ callSid: data.callSid, streamSid: data.streamSid }, 'twilio stream stopped');
-            void finalise(ws);
+            void finalise(ws).catch((err: unknown) => logger.error({ callSid: data.callSid, err }, 'could not finalise call'));
           },
         },
       );
