@@ -115,8 +115,6 @@ export class Recording extends EventEmitter<RecordingEvents> {
   #failure: CallvaultError | null = null;
   readonly #originMs: number;
   readonly #trackFilter: ReadonlySet<string> | null;
-  /** Media time removed from the timeline by `skip` pauses so far. */
-  #skippedMs = 0;
   #pause: PauseRecord | null = null;
   readonly #pauses: PauseRecord[] = [];
 
@@ -262,39 +260,69 @@ export class Recording extends EventEmitter<RecordingEvents> {
   }
 
   /**
-   * Queues a frame (positioned on the call's media timeline) for the pipeline. Frames of other tracks,
-   * frames while paused, and audio from before this recording started never reach storage.
-   * Throws OVERLOADED when the workers are too far behind to keep up.
+   * Queues a frame (positioned on the call's media timeline) for the pipeline. Frames of other tracks, audio
+   * from before this recording started, and audio positioned inside a pause never reach storage, whenever
+   * the frame happens to arrive. Throws OVERLOADED when the workers are too far behind to keep up.
    */
   push(callFrame: InputFrame, arrivedAt: number): void {
-    if (this.#state !== 'recording' || this.#pause) return;
+    if (this.#state !== 'recording') return;
     if (this.#trackFilter && !this.#trackFilter.has(callFrame.trackId)) return;
-    const frame = this.#toRecordingTimeline(callFrame);
-    if (!frame) return;
-    this.#pending.push(frame);
-    this.#pendingArrivals.push(arrivedAt);
-    this.#pendingMediaMs += frameMediaMs(frame);
+    for (const frame of this.#toRecordingTimeline(callFrame)) {
+      this.#pending.push(frame);
+      this.#pendingArrivals.push(arrivedAt);
+      this.#pendingMediaMs += frameMediaMs(frame);
+    }
     if (this.#pendingMediaMs > MAX_PENDING_MEDIA_MS) {
       throw new CallvaultError(ErrorCode.Overloaded, 'recording pipeline is too far behind', { retryable: true });
     }
     if (this.#pendingMediaMs >= BATCH_MEDIA_MS) this.#pump();
   }
 
-  /** Moves a frame from the call's timeline onto this recording's, cutting what precedes the origin. */
-  #toRecordingTimeline(frame: InputFrame): InputFrame | null {
+  /** A pause as a span of input samples at `perMs` samples per ms; an open pause runs to infinity. */
+  static #span(pause: PauseRecord, perMs: number): [number, number] {
+    return [Math.round(pause.fromMediaMs * perMs), pause.toMediaMs === null ? Infinity : Math.round(pause.toMediaMs * perMs)];
+  }
+
+  /** Samples removed by closed `skip` pauses that end at or before `position` (call timeline). */
+  #skippedBefore(position: number, perMs: number): number {
+    let skipped = 0;
+    for (const pause of this.#pauses) {
+      if (pause.behavior !== 'skip' || pause.toMediaMs === null) continue;
+      const [from, to] = Recording.#span(pause, perMs);
+      if (to <= position) skipped += to - from;
+    }
+    return skipped;
+  }
+
+  /**
+   * Moves a frame from the call's timeline onto this recording's: cuts what precedes the origin and what
+   * falls inside any pause (by position, so a lagging track's paused audio is dropped even if it arrives
+   * after the resume, and its audio from before the pause is kept even if it arrives during it), then
+   * shifts what remains left by the `skip` pauses before it.
+   */
+  #toRecordingTimeline(frame: InputFrame): InputFrame[] {
     const perMs = frame.sampleRate / 1000;
     const bytesPerSample = frame.encoding === 'mulaw' ? 1 : 2;
     const origin = Math.round(this.#originMs * perMs);
-    let { position, data } = frame;
-    if (position < origin) {
-      const cut = (origin - position) * bytesPerSample;
-      if (cut >= data.byteLength) return null;
-      data = data.subarray(cut);
-      position = origin;
+    const start = frame.position;
+    const end = start + frame.data.byteLength / bytesPerSample;
+    if (this.#pauses.length === 0 && start >= origin) {
+      return [origin === 0 ? frame : { ...frame, position: start - origin }];
     }
-    const shifted = position - origin - Math.round(this.#skippedMs * perMs);
-    if (shifted === frame.position && data === frame.data) return frame;
-    return { ...frame, position: shifted, data };
+    let pieces: Array<[number, number]> = [[Math.max(start, origin), end]];
+    for (const pause of this.#pauses) {
+      const [from, to] = Recording.#span(pause, perMs);
+      pieces = pieces.flatMap(([a, b]): Array<[number, number]> =>
+        b <= from || a >= to ? [[a, b]] : ([[a, Math.min(b, from)], [Math.max(a, to), b]] as Array<[number, number]>).filter(([x, y]) => y > x),
+      );
+    }
+    return pieces
+      .filter(([a, b]) => b > a)
+      .map(([a, b]) => ({
+        ...frame,
+        position: a - origin - this.#skippedBefore(a, perMs),
+        data: frame.data.subarray((a - start) * bytesPerSample, (b - start) * bytesPerSample),
+      }));
   }
 
   /**
@@ -329,7 +357,6 @@ export class Recording extends EventEmitter<RecordingEvents> {
   #endPause(pause: PauseRecord, mediaMs: number): void {
     pause.toMediaMs = Math.max(mediaMs, pause.fromMediaMs);
     pause.resumedAt = new Date(this.#services.now()).toISOString();
-    if (pause.behavior === 'skip') this.#skippedMs += pause.toMediaMs - pause.fromMediaMs;
     this.#pause = null;
   }
 
@@ -397,13 +424,14 @@ export class Recording extends EventEmitter<RecordingEvents> {
       this.#persistPauses();
       if (pause.behavior === 'silence' && end > pause.fromMediaMs) {
         const rate = 8000;
+        const pauseStart = Math.round((pause.fromMediaMs * rate) / 1000);
         const samples = Math.round(((end - pause.fromMediaMs) * rate) / 1000);
         this.#pending.push({
           trackId: PAUSE_SILENCE_TRACK,
           role: 'caller',
           encoding: 'pcm_s16le',
           sampleRate: rate,
-          position: Math.round(((pause.fromMediaMs - this.#originMs - this.#skippedMs) * rate) / 1000),
+          position: pauseStart - Math.round((this.#originMs * rate) / 1000) - this.#skippedBefore(pauseStart, rate / 1000),
           data: new Uint8Array(samples * 2),
         });
         this.#pendingArrivals.push(this.#services.now());

@@ -83,6 +83,34 @@ describe('mid-call control', () => {
     }
   });
 
+  test('pauses cut by media position: a lagging track keeps its pre-pause audio and loses its paused audio', async () => {
+    const s = await RawTwilioStream.open(t, t.accounts[0]!);
+    s.start();
+    // The agent's track lags the caller's by 200 ms when the pause lands at 1000 ms.
+    s.media(0, 1000, { inbound: 440, outbound: 0 });
+    s.media(0, 800, { inbound: 0, outbound: 440 });
+    await s.flushed(t, 'acme', 1000);
+    const call = t.gateway.liveCall('acme', s.callSid)!;
+    call.pauseRecording('silence');
+    s.media(800, 1000, { inbound: 0, outbound: 440 }); // from before the pause, arriving during it: kept
+    s.media(1000, 2000, { inbound: 660, outbound: 0 });
+    await s.flushed(t, 'acme', 2000);
+    call.resumeRecording();
+    s.media(1000, 2000, { inbound: 0, outbound: 660 }); // from inside the pause, arriving after it: dropped
+    s.media(2000, 3000, { inbound: 880, outbound: 880 });
+    s.stop();
+    await s.closed;
+    const [row] = await completedRecordings(s.callSid, 1);
+    const rec = await fetchRecording(t, row!);
+    const [left, right] = rec.channelSamples as [Int16Array, Int16Array];
+    expect(tones(right, 820, 980, [440])[0]).toBeGreaterThan(10000);
+    for (const channel of [left, right]) {
+      expect(rms(sliceMs(channel, RATE, 1005, 1995))).toBe(0);
+      expect(toneAmplitude(channel, RATE, 660)).toBeLessThan(30);
+      expect(tones(channel, 2020, 2980, [880])[0]).toBeGreaterThan(10000);
+    }
+  });
+
   test('a call that ends while paused (silence) keeps the silence up to the end', async () => {
     const s = await RawTwilioStream.open(t, t.accounts[0]!);
     s.start();
