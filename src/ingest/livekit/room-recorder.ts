@@ -166,6 +166,12 @@ export class LivekitRoomRecorder {
    */
   async attachEgress(target: { room: string; roomSid?: string }): Promise<{ session: LivekitRoomSession; detach: () => void }> {
     let entry = this.#rooms.get(target.room);
+    const current = entry ? await entry.starting.catch(() => null) : null;
+    if (current?.closed) {
+      // That recording is finalising: audio fed to it would be dropped. Let it finish, then start afresh.
+      await current.close();
+      entry = this.#rooms.get(target.room);
+    }
     if (!entry) {
       entry = this.#reserve(target.room, 'egress', async () => {
         const info = target.roomSid ? { sid: target.roomSid, metadata: '' } : await this.#lookupRoom(target.room);
