@@ -43,6 +43,7 @@ export class RoomParticipant {
   readonly #init: RoomParticipantInit;
   readonly #room: Room;
   readonly #inputs = new Map<string, RoomTrackInput>();
+  readonly #streams = new Map<string, unknown>();
   #seenParticipant = false;
   #left = false;
 
@@ -87,13 +88,19 @@ export class RoomParticipant {
       this.#inputs.set(trackSid, input);
       logger.info({ room: session.room, participant: participant.identity, track: trackSid, role: input.role }, 'livekit track subscribed');
       const stream = new AudioStream(track, { sampleRate: PARTICIPANT_SAMPLE_RATE, numChannels: 1 });
+      this.#streams.set(trackSid, stream);
       void (async () => {
         for await (const frame of stream) {
           input.push(Buffer.copyBytesFrom(frame.data), now());
         }
       })()
         .catch((err: unknown) => logger.error({ room: session.room, track: trackSid, err }, 'livekit audio stream failed'))
-        .finally(() => input.end());
+        .finally(() => {
+          // A re-subscribe of the same track reopens the same input: an old stream ending late must not end it.
+          if (this.#streams.get(trackSid) !== stream) return;
+          this.#streams.delete(trackSid);
+          input.end();
+        });
     });
 
     const onMute = (muted: boolean) => (publication: TrackPublication) => {
