@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildMediaMessage, buildStartMessage, signStreamUrl, simulateTwilioCall } from '../../dist/ingest/twilio/index.js';
 import { rms, toneAmplitude } from '../support/audio.js';
-import { fetchRecording, recordingsOfCall, startTestGateway, type TestAccount, type TestGateway } from '../support/gateway.js';
+import { fetchRecording, recordingsOfCall, startTestGateway, testAccount, type TestAccount, type TestGateway } from '../support/gateway.js';
 import { RawTwilioStream, SIGNED_URL } from '../support/twilio.js';
 let t: TestGateway;
 
@@ -159,5 +159,28 @@ describe('wall-clock bound', () => {
     const result = await simulateTwilioCall({ url: t.wsUrl, signedUrl: SIGNED_URL, accountSid: acme.accountSid, authToken: acme.authToken, durationMs: 8000 });
     expect(result.closeCode).toBe(1000);
     expect((await recordingsOfCall(t, 'acme', result.callSid))[0]).toMatchObject({ status: 'completed', durationMs: 8000 });
+  });
+});
+
+describe('signature checking switched off explicitly', () => {
+  test('an unsigned stream is accepted for a configured account and refused for an unknown one', async () => {
+    const accounts = [testAccount('acme')];
+    const local = await startTestGateway({ accounts, twilio: { accounts, validateSignatures: false, maxAheadOfClockMs: 10_000 } });
+    try {
+      const acme = local.accounts[0]!;
+      const unsigned = await RawTwilioStream.open(local, acme, { signature: null });
+      unsigned.start();
+      unsigned.media(0, 200, { inbound: 440, outbound: 1000 });
+      unsigned.stop();
+      expect((await unsigned.closed).code).toBe(1000);
+      expect(await recordingsOfCall(local, 'acme', unsigned.callSid)).toEqual([expect.objectContaining({ status: 'completed', durationMs: 200 })]);
+
+      const stranger = { org: 'nobody', accountSid: `AC${'f'.repeat(32)}`, authToken: 'x' };
+      const unknown = await RawTwilioStream.open(local, stranger, { signature: null });
+      unknown.start();
+      expect((await unknown.closed).code).toBe(4403);
+    } finally {
+      await local.dispose();
+    }
   });
 });
