@@ -9,10 +9,9 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { simulateTwilioCall } from '../../dist/ingest/twilio/simulator.js';
 import { createEncryptor, encryptChunk, generateDataKey, generateSalt, wrapDataKey } from '../../dist/crypto/index.js';
 import { parseWav, WAV_HEADER_LENGTH, wavHeader } from '../../dist/audio/wav.js';
-import { PUBLIC_URL, type TestGateway } from '../support/gateway.js';
+import type { TestGateway } from '../support/gateway.js';
 import { s3Client } from '../support/peers.js';
 import { splitChannels } from '../support/audio.js';
 
@@ -46,19 +45,7 @@ export function recordingPath(callSid: string, query = ''): string {
   return `/calls/${encodeURIComponent(callSid)}/recording${query}`;
 }
 
-export function placeCall(t: TestGateway, options: Partial<Parameters<typeof simulateTwilioCall>[0]> = {}, org = 'acme') {
-  const account = t.accounts.find((a) => a.org === org)!;
-  return simulateTwilioCall({
-    url: t.wsUrl,
-    signedUrl: `${PUBLIC_URL.replace('https', 'wss')}/twilio/media`,
-    accountSid: account.accountSid,
-    authToken: account.authToken,
-    durationMs: 2000,
-    inbound: { kind: 'tone', frequencyHz: CALLER_HZ, amplitude: TONE_AMPLITUDE },
-    outbound: { kind: 'tone', frequencyHz: AGENT_HZ, amplitude: TONE_AMPLITUDE },
-    ...options,
-  });
-}
+export { placeCall } from '../support/twilio.js';
 
 export interface DecodedWav {
   sampleRate: number;

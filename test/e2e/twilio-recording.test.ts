@@ -11,6 +11,7 @@ import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { simulateTwilioCall, randomCallSid } from '../../dist/ingest/twilio/simulator.js';
 import { sliceMs, toneAmplitude, rms } from '../support/audio.js';
 import { s3Client } from '../support/peers.js';
+import { placeCall } from '../support/twilio.js';
 import {
   PUBLIC_URL,
   fetchRecording,
@@ -37,18 +38,8 @@ function acme() {
   return t.accounts[0]!;
 }
 
-function call(options: Partial<Parameters<typeof simulateTwilioCall>[0]> = {}) {
-  const account = acme();
-  return simulateTwilioCall({
-    url: t.wsUrl,
-    signedUrl: `${PUBLIC_URL.replace('https', 'wss')}/twilio/media`,
-    accountSid: account.accountSid,
-    authToken: account.authToken,
-    durationMs: 2000,
-    inbound: { kind: 'tone', frequencyHz: CALLER_HZ, amplitude: 0.4 },
-    outbound: { kind: 'tone', frequencyHz: AGENT_HZ, amplitude: 0.4 },
-    ...options,
-  });
+function call(options: Parameters<typeof placeCall>[1] = {}) {
+  return placeCall(t, options);
 }
 
 async function onlyRecording(org: string, callSid: string) {

@@ -10,6 +10,7 @@ import {
   randomCallSid,
   randomStreamSid,
   signStreamUrl,
+  simulateTwilioCall,
 } from '../../dist/ingest/twilio/index.js';
 import { mulawEncode } from '../../dist/pipeline/index.js';
 import { generateTone } from './audio.js';
@@ -101,4 +102,19 @@ export class RawTwilioStream {
     }
     throw new Error(`gateway never held ${ms} ms of media`);
   }
+}
+
+/** A whole call placed with the simulator: 2 s, a 440 Hz caller and a 1000 Hz agent at 0.4 of full scale, unless told otherwise. */
+export function placeCall(t: TestGateway, options: Partial<Parameters<typeof simulateTwilioCall>[0]> = {}, org = 'acme') {
+  const account = t.accounts.find((a) => a.org === org)!;
+  return simulateTwilioCall({
+    url: t.wsUrl,
+    signedUrl: `${PUBLIC_URL.replace('https', 'wss')}/twilio/media`,
+    accountSid: account.accountSid,
+    authToken: account.authToken,
+    durationMs: 2000,
+    inbound: { kind: 'tone', frequencyHz: 440, amplitude: 0.4 },
+    outbound: { kind: 'tone', frequencyHz: 1000, amplitude: 0.4 },
+    ...options,
+  });
 }
