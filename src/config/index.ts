@@ -108,6 +108,8 @@ export const EnvSchema = z.object({
   LIVEKIT_API_SECRET: z.string().min(1).optional(),
   /** The organisation that owns the LiveKit project (its rooms' recordings belong to it). */
   LIVEKIT_ORG: orgId.optional(),
+  /** How long an egress-started room recording waits for a dropped egress socket to reconnect. */
+  LIVEKIT_EGRESS_RECONNECT_GRACE_SECONDS: z.coerce.number().min(0).max(300).default(5),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -79,7 +79,15 @@ function livekitOptions(env: Env, devCredentials: DevCredentials | null): Pick<G
   if (!env.LIVEKIT_URL || !env.LIVEKIT_API_KEY || !env.LIVEKIT_API_SECRET) return {};
   const org = env.LIVEKIT_ORG ?? devCredentials?.org;
   if (!org) throw new CallvaultError(ErrorCode.ConfigInvalid, 'invalid configuration: LIVEKIT_ORG: required when LIVEKIT_URL is set');
-  return { livekit: { url: env.LIVEKIT_URL, apiKey: env.LIVEKIT_API_KEY, apiSecret: env.LIVEKIT_API_SECRET, org } };
+  return {
+    livekit: {
+      url: env.LIVEKIT_URL,
+      apiKey: env.LIVEKIT_API_KEY,
+      apiSecret: env.LIVEKIT_API_SECRET,
+      org,
+      egressReconnectGraceMs: env.LIVEKIT_EGRESS_RECONNECT_GRACE_SECONDS * 1000,
+    },
+  };
 }
 
 /**

@@ -53,7 +53,7 @@ export interface GatewayOptions {
   /** ElevenLabs post-call webhooks; absent or empty: the webhook refuses every delivery (401). */
   elevenlabs?: { webhookSecrets: ElevenLabsWebhookSecret[] };
   /** The LiveKit project whose rooms the gateway records; absent when LiveKit is not configured. */
-  livekit?: { url: string; apiKey: string; apiSecret: string; org: string };
+  livekit?: { url: string; apiKey: string; apiSecret: string; org: string; egressReconnectGraceMs?: number };
   recording: {
     sampleRate: 8000 | 16000 | 24000 | 48000;
     defaults: RecordingOptions;

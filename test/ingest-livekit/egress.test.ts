@@ -66,6 +66,42 @@ function closed(ws: WebSocket): Promise<void> {
 }
 
 describe('GET /livekit/egress', () => {
+  test('a socket that reconnects within the grace period continues the same recording', async () => {
+    const peer = livekitPeer();
+    const room = uniqueName('reconnect');
+    const rooms = new RoomServiceClient(peer.url.replace('ws://', 'http://'), peer.apiKey, peer.apiSecret);
+    const created = await rooms.createRoom({ name: room, metadata: JSON.stringify({ recording: { enabled: true, stereo: false } }) });
+    const target = { room, roomSid: created.sid, participant: 'caller-1', track: 'TR_caller', role: 'caller' as const };
+    const start = clock;
+    const before = await framesSeen('caller');
+
+    const first = await connect(egressUrl(target));
+    let frames = sendTone(first, CALLER_HZ, 0, 1.0);
+    await until('first socket frames', async () => (await framesSeen('caller')) - before === frames);
+    first.close(1000);
+    await closed(first);
+
+    // The egress reconnects at t=1 and carries on where it left off.
+    clock = start + 1000;
+    const second = await connect(egressUrl(target));
+    frames += sendTone(second, CALLER_HZ, EGRESS_RATE, 1.0);
+    await until('second socket frames', async () => (await framesSeen('caller')) - before === frames);
+    clock = start + 2000;
+    second.close(1000);
+    await closed(second);
+
+    const row = await until('the recording to complete', async () => {
+      const rows = (await recordingRows(gw.databaseUrl)).filter((r) => r.call_external_id === created.sid);
+      return rows.every((r) => r.status === 'completed') && rows.length > 0 ? rows : null;
+    });
+    expect(row).toHaveLength(1);
+    expect(Number(row[0]!.duration_ms)).toBeGreaterThanOrEqual(1_990);
+    const { channels, sampleRate } = await decryptRecording(row[0]!, gw.masterKey);
+    expect(toneIn(channels[0]!, sampleRate, CALLER_HZ, 0.05, 0.95)).toBeGreaterThan(AMPLITUDE * 0.8);
+    expect(toneIn(channels[0]!, sampleRate, CALLER_HZ, 1.05, 1.95)).toBeGreaterThan(AMPLITUDE * 0.8);
+  });
+
+
   test.each([
     { case: 'stereo, room SID in the URL, server default options', stereo: true, sidInUrl: true },
     { case: 'mono from the room metadata LiveKit returns for the room', stereo: false, sidInUrl: false },

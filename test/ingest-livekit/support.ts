@@ -54,7 +54,8 @@ export async function startTestGateway(options: { now?: () => number; livekit?: 
       { org: 'other-org', key: otherOrgApiKey },
     ],
     publicUrl: 'http://127.0.0.1',
-    ...(livekit ? { livekit: { url: livekit.url, apiKey: livekit.apiKey, apiSecret: livekit.apiSecret, org } } : {}),
+    // A short reconnect grace keeps egress tests quick; long enough for a test's immediate reconnect.
+    ...(livekit ? { livekit: { url: livekit.url, apiKey: livekit.apiKey, apiSecret: livekit.apiSecret, org, egressReconnectGraceMs: 1500 } } : {}),
     recording: { sampleRate: OUTPUT_RATE, defaults: { enabled: true, stereo: true } },
     workerThreads: 1,
     presignedUrlTtlSeconds: 60,

@@ -11,7 +11,14 @@ import { agentIdentitiesOf, agentPolicyOf, participantRecordingOptions, resolveR
 export interface LivekitIngestConfig extends LivekitConnection {
   /** The organisation that owns the LiveKit project; its rooms' recordings belong to it. */
   org: string;
+  /**
+   * How long an egress-started recording outlives its last egress socket, so a socket that reconnects
+   * (network blip, egress restart) continues the same recording instead of starting a second one.
+   */
+  egressReconnectGraceMs?: number;
 }
+
+export const DEFAULT_EGRESS_RECONNECT_GRACE_MS = 5000;
 
 interface RoomEntry {
   starting: Promise<LivekitRoomSession>;
@@ -20,6 +27,8 @@ interface RoomEntry {
   /** Egress sockets feeding the room; an egress-started recording ends with the last of them. */
   egressSockets: number;
   trigger: 'api' | 'webhook' | 'egress';
+  /** Pending close of an egress-started recording whose last socket went away. */
+  graceTimer?: NodeJS.Timeout;
 }
 
 export interface StartedRoomRecording {
@@ -191,6 +200,8 @@ export class LivekitRoomRecorder {
     }
     const attached = entry;
     attached.egressSockets++;
+    clearTimeout(attached.graceTimer);
+    attached.graceTimer = undefined;
     let session: LivekitRoomSession;
     try {
       session = await attached.starting;
@@ -205,7 +216,13 @@ export class LivekitRoomRecorder {
         if (detached) return;
         detached = true;
         attached.egressSockets--;
-        if (attached.egressSockets === 0 && attached.trigger === 'egress') void session.close();
+        if (attached.egressSockets === 0 && attached.trigger === 'egress') {
+          attached.graceTimer = setTimeout(() => {
+            attached.graceTimer = undefined;
+            if (attached.egressSockets === 0) void session.close();
+          }, this.config.egressReconnectGraceMs ?? DEFAULT_EGRESS_RECONNECT_GRACE_MS);
+          attached.graceTimer.unref();
+        }
       },
     };
   }
