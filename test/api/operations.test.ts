@@ -61,7 +61,13 @@ describe('/metrics', () => {
     const result = await placeCall(t, { durationMs: 1000 });
     // A refused stream: frames dropped, by reason.
     await placeCall(t, { durationMs: 400, recording: { enabled: true, key: 'a'.repeat(64) } });
-    expect((await api(t, recordingPath(result.callSid))).status).toBe(200);
+    const fetched = await api(t, recordingPath(result.callSid));
+    expect(fetched.status).toBe(200);
+    // The request is measured when the streamed body has been sent, so read it all before scraping.
+    await fetched.arrayBuffer();
+    await expect
+      .poll(async () => value(await scrape(t.httpUrl), 'callvault_http_request_duration_seconds_count{method="GET",route="call_recording_get",status="200"}'))
+      .toBeGreaterThan(value(before, 'callvault_http_request_duration_seconds_count{method="GET",route="call_recording_get",status="200"}'));
     const after = await scrape(t.httpUrl);
 
     const moved: Array<[string, number]> = [
