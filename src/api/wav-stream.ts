@@ -10,6 +10,7 @@ import { MAX_WAV_DATA_BYTES, WAV_HEADER_LENGTH, wavHeader } from '../audio/wav.j
 import {
   TAG_LENGTH,
   ciphertextRangeForPlaintext,
+  segmentSpan,
   decryptSegmentRun,
   plaintextSize,
   type ContainerHeader,
@@ -160,20 +161,8 @@ function completedPcm(layout: SegmentLayout, plainStart: number, plainEnd: numbe
 }
 
 function livePcm(layout: SegmentLayout, plainStart: number, plainEnd: number): PcmPlan {
-  const size = layout.header.segmentSize;
-  const fullSealed = size + TAG_LENGTH;
-  const firstSegment = Math.floor(plainStart / size);
-  const lastSegment = Math.floor(plainEnd / size);
-  return {
-    firstSegment,
-    lastSegment,
-    // The live file has no final segment yet: everything served is sealed as non-final.
-    lastSegmentIsFinal: false,
-    cipherStart: layout.headerLength + firstSegment * fullSealed,
-    cipherEndInclusive: layout.headerLength + (lastSegment + 1) * fullSealed - 1,
-    plainStart,
-    plainEnd,
-  };
+  // The live file has no final segment yet: everything served is full and sealed as non-final.
+  return { ...segmentSpan(layout.header, layout.headerLength, plainStart, plainEnd), lastSegmentIsFinal: false, plainStart, plainEnd };
 }
 
 /**

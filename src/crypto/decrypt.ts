@@ -207,21 +207,41 @@ export function ciphertextRangeForPlaintext(
     });
   }
   const end = Math.min(plainEndInclusive, total - 1);
-  const size = header.segmentSize;
-  const fullSealed = size + TAG_LENGTH;
-  const firstSegment = Math.floor(plainStart / size);
-  const lastSegment = Math.floor(end / size);
+  const span = segmentSpan(header, headerLength, plainStart, end);
+  const { firstSegment, lastSegment } = span;
   return {
     firstSegment,
     lastSegment,
     lastSegmentIsFinal: lastSegment === segmentCount - 1,
-    cipherStart: headerLength + firstSegment * fullSealed,
-    cipherEndInclusive: Math.min(headerLength + (lastSegment + 1) * fullSealed, objectSize) - 1,
+    cipherStart: span.cipherStart,
+    // The final segment may be short: the object ends before a full segment would.
+    cipherEndInclusive: Math.min(span.cipherEndInclusive + 1, objectSize) - 1,
     plaintextSize: total,
-    skipBytes: plainStart - firstSegment * size,
+    skipBytes: plainStart - firstSegment * header.segmentSize,
     length: end - plainStart + 1,
     plainStart,
     plainEndInclusive: end,
+  };
+}
+
+/**
+ * The segments holding plaintext bytes plainStart..plainEndInclusive, and where they sit in the object
+ * assuming every one of them is full (true for all but a final segment).
+ */
+export function segmentSpan(
+  header: ContainerHeader,
+  headerLength: number,
+  plainStart: number,
+  plainEndInclusive: number,
+): { firstSegment: number; lastSegment: number; cipherStart: number; cipherEndInclusive: number } {
+  const fullSealed = header.segmentSize + TAG_LENGTH;
+  const firstSegment = Math.floor(plainStart / header.segmentSize);
+  const lastSegment = Math.floor(plainEndInclusive / header.segmentSize);
+  return {
+    firstSegment,
+    lastSegment,
+    cipherStart: headerLength + firstSegment * fullSealed,
+    cipherEndInclusive: headerLength + (lastSegment + 1) * fullSealed - 1,
   };
 }
 

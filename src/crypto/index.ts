@@ -16,6 +16,7 @@ export {
 } from './container.js';
 export {
   ciphertextRangeForPlaintext,
+  segmentSpan,
   decryptSegmentRun,
   decryptStream,
   plaintextSize,
