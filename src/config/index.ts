@@ -98,6 +98,7 @@ export const EnvSchema = z.object({
   TWILIO_API_BASE_URL: z.url().optional(),
   /** Twilio-side recordings are deleted from Twilio once they are stored here. */
   TWILIO_DELETE_AFTER_IMPORT: boolFromEnv.default(false),
+  SPOOL_CLIENT_KEYS: boolFromEnv.default(true),
   /** Periodically fetch completed Twilio recordings of calls that have none here (when Twilio cannot reach us). */
   TWILIO_RECORDING_POLLING: boolFromEnv.default(false),
   TWILIO_RECORDING_POLL_INTERVAL_MINUTES: z.coerce.number().positive().max(1440).default(5),

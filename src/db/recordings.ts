@@ -132,6 +132,15 @@ export interface RecordingsRepository {
   create(input: CreateRecordingInput): Promise<Recording>;
   /** in_progress → completed. Throws NOT_FOUND for unknown ids, CONFLICT if the recording already finished. */
   complete(id: string, result: CompleteRecordingInput): Promise<Recording>;
+  /**
+   * Recovery from the spool: in_progress or failed → completed (a failed recording whose spool was kept is
+   * finished after all; its error code is cleared). Throws CONFLICT if it completed already.
+   */
+  completeRecovered(id: string, result: CompleteRecordingInput): Promise<Recording>;
+  /** Stores the multipart UploadId the recording streams into (null once it is complete or aborted). */
+  setUploadId(id: string, uploadId: string | null): Promise<void>;
+  /** The stored multipart UploadId, if any. */
+  uploadId(id: string): Promise<string | null>;
   /** in_progress → failed. Throws NOT_FOUND for unknown ids, CONFLICT if the recording already finished. */
   fail(id: string, result: FailRecordingInput): Promise<Recording>;
   /** Shallow-merges `patch` into metadata (jsonb `||`); returns the merged metadata. */
@@ -185,7 +194,7 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
         ? await db.query<RecordingRow>(
             'recordings.complete',
             `UPDATE recordings
-             SET status = 'completed', duration_ms = $2, size_bytes = $3, ended_at = $4, updated_at = now()
+             SET status = 'completed', duration_ms = $2, size_bytes = $3, ended_at = $4, upload_id = NULL, updated_at = now()
              WHERE id = $1 AND status = 'in_progress'
              RETURNING ${COLUMNS}`,
             [id, durationMs, sizeBytes, endedAt],
@@ -193,6 +202,36 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
         : { rows: [] };
       if (!rows[0]) throw await transitionFailure(id, 'completed');
       return toRecording(rows[0]);
+    },
+
+    async completeRecovered(id, { durationMs, sizeBytes, endedAt }) {
+      if (!Number.isSafeInteger(durationMs) || durationMs < 0 || !Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
+        throw badRequest('durationMs and sizeBytes are non-negative integers', { durationMs, sizeBytes });
+      }
+      const { rows } = isUuid(id)
+        ? await db.query<RecordingRow>(
+            'recordings.completeRecovered',
+            `UPDATE recordings
+             SET status = 'completed', duration_ms = $2, size_bytes = $3, ended_at = $4, error_code = NULL,
+                 upload_id = NULL, updated_at = now()
+             WHERE id = $1 AND status IN ('in_progress', 'failed')
+             RETURNING ${COLUMNS}`,
+            [id, durationMs, sizeBytes, endedAt],
+          )
+        : { rows: [] };
+      if (!rows[0]) throw await transitionFailure(id, 'completed');
+      return toRecording(rows[0]);
+    },
+
+    async setUploadId(id, uploadId) {
+      if (!isUuid(id)) return;
+      await db.query('recordings.setUploadId', 'UPDATE recordings SET upload_id = $2, updated_at = now() WHERE id = $1', [id, uploadId]);
+    },
+
+    async uploadId(id) {
+      if (!isUuid(id)) return null;
+      const { rows } = await db.query<{ upload_id: string | null }>('recordings.uploadId', 'SELECT upload_id FROM recordings WHERE id = $1', [id]);
+      return rows[0]?.upload_id ?? null;
     },
 
     async fail(id, { errorCode, endedAt }) {

@@ -42,6 +42,8 @@ export const ErrorCode = {
   PayloadTooLarge: 'PAYLOAD_TOO_LARGE',
   RangeNotSatisfiable: 'RANGE_NOT_SATISFIABLE',
   Internal: 'INTERNAL',
+  // A crashed client-key recording whose data key was deliberately not kept on disk (SPOOL_CLIENT_KEYS=false).
+  RecoveryKeyUnavailable: 'RECOVERY_KEY_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

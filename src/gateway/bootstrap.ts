@@ -162,6 +162,7 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
       recording: { sampleRate: env.RECORDING_SAMPLE_RATE, defaults: env.RECORDING_DEFAULT },
       workerThreads: env.WORKER_THREADS,
       shutdownDeadlineMs: env.SHUTDOWN_DEADLINE_SECONDS * 1000,
+      spoolClientKeys: env.SPOOL_CLIENT_KEYS,
       presignedUrlTtlSeconds: env.PRESIGNED_URL_TTL_SECONDS,
       logger,
     };

@@ -39,6 +39,7 @@ export class Call extends EventEmitter<CallEvents> {
   #mediaEndMs = 0;
   #closePromise: Promise<RecordingSummary | null> | null = null;
   #destroyed = false;
+  #failure: CallvaultError | null = null;
 
   constructor(services: RecordingServices, init: CallInit) {
     super();
@@ -113,9 +114,15 @@ export class Call extends EventEmitter<CallEvents> {
       // before the gateway releases the workers and storage the recording still needs.
       this.#recording = recording;
       this.#unsettled.add(recording);
-      recording.once('closed', () => {
-        if (this.#recording === recording) this.#recording = null;
+      recording.once('closed', (summary) => {
+        const wasCurrent = this.#recording === recording;
+        if (wasCurrent) this.#recording = null;
         this.#unsettled.delete(recording);
+        // A recording that failed for good while the call runs ends the call: its stream is closed with 1011
+        // and the code, rather than the call carrying on with every later frame silently dropped.
+        if (wasCurrent && summary.status === 'failed' && !this.closed) {
+          this.destroy(recording.failure ?? new CallvaultError(ErrorCode.Internal, 'recording failed'));
+        }
       });
       if (this.#destroyed) recording.destroy();
       return recording;
@@ -181,9 +188,33 @@ export class Call extends EventEmitter<CallEvents> {
     return this.#closePromise;
   }
 
+  /** Why the call was destroyed, when it was. */
+  get failure(): CallvaultError | null {
+    return this.#failure;
+  }
+
+  /**
+   * Shutdown ran out of time: every recording is left in the spool, unjudged, for the next start to finish.
+   * The call row stays active until then.
+   */
+  abandon(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const track of this.#tracks.values()) track.close();
+    this.#abort.abort(new CallvaultError(ErrorCode.ShuttingDown, 'call left to the spool at shutdown'));
+    for (const recording of this.#unsettled) recording.abandon();
+    if (!this.#closePromise) this.emit('closed', null);
+  }
+
   destroy(err?: CallvaultError): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    this.#failure = err ?? new CallvaultError(ErrorCode.Destroyed, 'call destroyed');
+    if (!this.#closePromise) {
+      this.#services.db.calls
+        .end(this.dbId, new Date(this.#services.now()))
+        .catch((dbErr: unknown) => this.#services.logger.error({ callSid: this.externalId, err: dbErr }, 'could not mark call ended'));
+    }
     for (const track of this.#tracks.values()) track.close();
     this.#abort.abort(err);
     for (const recording of this.#unsettled) recording.destroy(err);

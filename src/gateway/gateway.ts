@@ -13,8 +13,12 @@ import { Call, type CallInit } from './call.js';
 import type { Recording } from './recording.js';
 import type { GatewayOptions } from './options.js';
 import type { RecordingServices } from './services.js';
+import { recoverSpool } from './recovery.js';
 
+/** Also the journal's group-commit cadence: frames are durable at most this long (plus one fsync) after arrival. */
 const FLUSH_TICK_MS = 50;
+/** After the drain deadline, how long recordings still get to finalise before they are left to the spool. */
+const FINALISE_GRACE_MS = 5_000;
 
 export type GatewayState = 'starting' | 'running' | 'draining' | 'closed';
 
@@ -36,6 +40,7 @@ export class Gateway {
   #state: GatewayState = 'starting';
   #ticker: NodeJS.Timeout | null = null;
   #closePromise: Promise<void> | null = null;
+  #recoveries: Promise<void> = Promise.resolve();
 
   private constructor(options: GatewayOptions, services: RecordingServices, app: TemplatedApp) {
     this.options = options;
@@ -75,10 +80,15 @@ export class Gateway {
         metrics,
         logger,
         outputSampleRate: options.recording.sampleRate,
+        ...(options.spoolClientKeys !== undefined ? { spoolClientKeys: options.spoolClientKeys } : {}),
+        ...(options.retry ? { retry: options.retry } : {}),
         now,
       };
       const app = uws.App();
       const gateway = new Gateway(options, services, app);
+      // Before any stream is accepted: what a crash left in the spool is rebuilt; its uploads go on meanwhile.
+      const recovery = await recoverSpool(services, gateway.#abort.signal);
+      gateway.#recoveries = recovery.uploads;
       registerTwilioIngest(app, gateway);
       if (options.livekit) registerLivekitIngest(app, gateway);
       registerApi(app, gateway);
@@ -217,22 +227,24 @@ export class Gateway {
       const logger = this.options.logger;
       this.#state = 'draining';
       logger.info({ activeCalls: this.#calls.size }, 'gateway draining');
-      const finishing = Promise.allSettled([...this.#calls].map((call) => call.close()));
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<'deadline'>((resolve) => {
-        timer = setTimeout(() => resolve('deadline'), this.options.shutdownDeadlineMs);
-      });
-      const outcome = await Promise.race([finishing.then(() => 'done' as const), deadline]);
-      clearTimeout(timer);
-      if (outcome === 'deadline') {
-        const err = new CallvaultError(ErrorCode.ShuttingDown, 'shutdown deadline passed before the call finished');
+      // Drain: calls in progress carry on until they end by themselves or the deadline passes.
+      const drained = await waitUntil(() => this.#allSettled(), this.options.shutdownDeadlineMs);
+      if (!drained) {
         const remaining = [...this.#calls];
-        for (const call of remaining) call.destroy(err);
-        logger.error({ remaining: remaining.length }, 'shutdown deadline passed');
-        // The failed rows must be written before the database goes away, or they would stay "in progress".
-        const failWrites = remaining.flatMap((call) => call.unsettledRecordings.map((r) => r.settled));
-        await Promise.race([Promise.allSettled(failWrites), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+        logger.warn({ remaining: remaining.length }, 'shutdown deadline passed, finalising the calls still in progress');
+        for (const call of remaining) void call.close();
+        for (const close of [...this.#closers]) close(1001);
+        const finalised = await waitUntil(() => this.#allSettled(), FINALISE_GRACE_MS);
+        if (!finalised) {
+          // Never failed for lack of time: the journal holds them and the next start finishes them.
+          const left = [...this.#calls];
+          for (const call of left) call.abandon();
+          logger.warn({ remaining: left.length }, 'recordings left in the spool for the next start');
+        }
       }
+      // Recoveries still uploading stop here; their spool stays for the next start.
+      this.#abort.abort(new CallvaultError(ErrorCode.ShuttingDown, 'gateway closed', { retryable: true }));
+      await this.#recoveries;
       for (const close of [...this.#closers]) close(1001);
       this.#release();
       await this.services.pool.close();
@@ -258,6 +270,14 @@ export class Gateway {
     this.#state = 'closed';
   }
 
+  /** Resolves once every call has closed and its recordings are final. */
+  async #allSettled(): Promise<void> {
+    // A call leaves #calls when it emits 'closed', which it does once its recordings are final.
+    while (this.#calls.size > 0) {
+      await Promise.all([...this.#calls].map((call) => new Promise<void>((resolve) => call.once('closed', () => resolve()))));
+    }
+  }
+
   #release(): void {
     if (this.#ticker) clearInterval(this.#ticker);
     this.#ticker = null;
@@ -266,4 +286,15 @@ export class Gateway {
       this.#listenSocket = null;
     }
   }
+}
+
+/** Runs `work` and tells whether it finished within `ms`. */
+async function waitUntil(work: () => Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const outcome = await Promise.race([work().then(() => true as const), deadline]);
+  clearTimeout(timer);
+  return outcome;
 }

@@ -60,6 +60,10 @@ export interface GatewayOptions {
   };
   workerThreads?: number;
   shutdownDeadlineMs: number;
+  /** Keep client-key recordings' data keys (wrapped) in their spool manifests so a crash can be recovered. Default true. */
+  spoolClientKeys?: boolean;
+  /** Backoff of upload and database retries. */
+  retry?: { initialDelayMs: number; maxDelayMs: number };
   presignedUrlTtlSeconds: number;
   logger: Logger;
   /** Wall clock in ms; tests inject their own. */

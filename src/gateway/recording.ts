@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
+import { CallvaultError, ErrorCode, isCallvaultError, toCallvaultError } from '../errors/index.js';
 import type { RecordingOptions } from '../config/index.js';
 import {
   assertClientKeyStrong,
@@ -8,12 +8,13 @@ import {
   deriveClientDataKey,
   generateDataKey,
   generateSalt,
+  unwrapDataKey,
   wrapDataKey,
   type EncryptorState,
   type KeyMode,
 } from '../crypto/index.js';
 import { createCallDspState, type CallDspState, type InputFrame } from '../pipeline/index.js';
-import { startSpoolUpload, type SpoolFile, type SpoolUpload } from '../storage/index.js';
+import { JournalWriter, startSpoolUpload, type SpoolFile, type SpoolUpload, type SpoolUploadResult } from '../storage/index.js';
 import type { RecordingServices } from './services.js';
 
 /** About this much audio per call goes to a worker in one hop; per-frame hops would drown in overhead. */
@@ -22,9 +23,65 @@ const BATCH_MEDIA_MS = 100;
 const BATCH_MAX_WAIT_MS = 200;
 /** Frames a recording may hold while its workers are behind; past it the stream is told to back off. */
 const MAX_PENDING_MEDIA_MS = 30_000;
+/** A batch that fails this many times in a row means the pipeline cannot process this call at all. */
+const MAX_CONSECUTIVE_PIPELINE_FAILURES = 3;
+/** What a spool manifest of a recording that can be recovered from its journal says it is. */
+export const RECOVERABLE_MANIFEST_VERSION = 2;
+
+/**
+ * What the spool manifest holds so that a later start can finish the recording from its journal alone.
+ * The data key is wrapped under the master key; for client-key recordings it exists nowhere else on disk
+ * and is erased with the spool when the recording completes.
+ */
+export interface RecordingManifest {
+  manifestVersion: typeof RECOVERABLE_MANIFEST_VERSION;
+  recordingId: string;
+  recordingSid: string;
+  orgId: string;
+  callDbId: string;
+  callExternalId: string;
+  bucket: string;
+  objectKey: string;
+  createdAt: string;
+  keyMode: KeyMode;
+  /** Server mode: the master key wrapping the data key. Client mode: '' (the container's key id). */
+  keyId: string;
+  salt: string;
+  sampleRate: number;
+  channels: 1 | 2;
+  /** Absent for client-key recordings when SPOOL_CLIENT_KEYS=false: such a crashed recording cannot be finished. */
+  journalKey?: { masterKeyId: string; wrapped: string };
+}
+
+/** The data key of a recoverable manifest, or null when it was deliberately not kept. */
+export function manifestDataKey(manifest: RecordingManifest, keyring: ReadonlyMap<string, Uint8Array>): Uint8Array | null {
+  if (!manifest.journalKey) return null;
+  return unwrapDataKey(keyring, manifest.journalKey.masterKeyId, Buffer.from(manifest.journalKey.wrapped, 'base64'));
+}
+
+/** Exponential backoff with jitter: half the capped delay fixed, half random, so a fleet does not retry in step. */
+export function retryDelayMs(attempt: number, initialMs: number, maxMs: number): number {
+  const capped = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
+  return capped / 2 + Math.random() * (capped / 2);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 export type RecordingSource = 'gateway' | 'livekit';
-export type RecordingState = 'recording' | 'closing' | 'closed' | 'destroyed';
+export type RecordingState = 'recording' | 'closing' | 'closed' | 'destroyed' | 'abandoned';
 
 export interface RecordingParams {
   orgId: string;
@@ -56,7 +113,10 @@ const PAUSE_SILENCE_TRACK = '__pause__';
 export interface RecordingSummary {
   id: string;
   recordingSid: string;
-  status: 'completed' | 'failed';
+  /** `interrupted`: left in the spool at shutdown, to be finished by the next start. */
+  status: 'completed' | 'failed' | 'interrupted';
+  /** Why a failed recording failed (the close reason its stream gets). */
+  errorCode?: string;
   durationMs: number;
   sizeBytes: number;
   objectKey: string;
@@ -102,7 +162,11 @@ export class Recording extends EventEmitter<RecordingEvents> {
   readonly #services: RecordingServices;
   readonly #abort = new AbortController();
   readonly #spoolFile: SpoolFile;
-  readonly #upload: SpoolUpload;
+  readonly #journal: JournalWriter;
+  #upload: SpoolUpload | null = null;
+  #uploaded: Promise<SpoolUploadResult> = Promise.resolve({ size: 0 });
+  #pipelineFailures = 0;
+  readonly #gaps: Array<{ fromMs: number; toMs: number; reason: string }> = [];
   #dsp: CallDspState;
   #encryptor: EncryptorState;
   #pending: InputFrame[] = [];
@@ -127,7 +191,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
       keyMode: KeyMode;
       channels: 1 | 2;
       spoolFile: SpoolFile;
-      upload: SpoolUpload;
+      journal: JournalWriter;
       dsp: CallDspState;
       encryptor: EncryptorState;
       originMs: number;
@@ -142,7 +206,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.keyMode = init.keyMode;
     this.channels = init.channels;
     this.#spoolFile = init.spoolFile;
-    this.#upload = init.upload;
+    this.#journal = init.journal;
     this.#dsp = init.dsp;
     this.#encryptor = init.encryptor;
     this.#originMs = init.originMs;
@@ -191,39 +255,46 @@ export class Recording extends EventEmitter<RecordingEvents> {
       metadata: params.metadata,
     });
 
+    const keepKey = keyMode === 'server' || services.spoolClientKeys !== false;
+    const manifest: RecordingManifest = {
+      manifestVersion: RECOVERABLE_MANIFEST_VERSION,
+      recordingId: row.id,
+      recordingSid: row.recordingSid,
+      orgId: params.orgId,
+      callDbId: params.callId,
+      callExternalId: params.callExternalId,
+      bucket: services.bucket,
+      objectKey,
+      createdAt: startedAt.toISOString(),
+      keyMode,
+      keyId,
+      salt: Buffer.from(salt).toString('base64'),
+      sampleRate: services.outputSampleRate,
+      channels,
+      ...(keepKey
+        ? {
+            journalKey: {
+              masterKeyId: services.keyring.currentId,
+              wrapped: Buffer.from(wrappedKey ?? wrapDataKey(services.keyring.current, services.keyring.currentId, dataKey)).toString('base64'),
+            },
+          }
+        : {}),
+    };
     let spoolFile: SpoolFile | undefined;
+    let journal: JournalWriter | undefined;
     try {
-      spoolFile = await services.spool.create(row.id, {
-        recordingId: row.id,
-        recordingSid: row.recordingSid,
-        orgId: params.orgId,
-        bucket: services.bucket,
-        objectKey,
-        createdAt: startedAt.toISOString(),
-      });
+      spoolFile = await services.spool.create(row.id, manifest as unknown as Record<string, unknown>);
       await spoolFile.append(header);
+      journal = await JournalWriter.create({ path: services.spool.journalPath(row.id), recordingId: row.id, dataKey });
     } catch (err) {
       // The row exists already: say why it never recorded instead of leaving it in progress for good.
       const error = toCallvaultError(err, ErrorCode.SpoolFailed);
-      await spoolFile?.remove().catch(() => undefined);
+      await journal?.close().catch((closeErr: unknown) => services.logger.error({ err: closeErr }, 'could not close the frame journal'));
+      await spoolFile?.remove().catch((rmErr: unknown) => services.logger.error({ err: rmErr }, 'could not remove the spool file'));
       await services.db.recordings.fail(row.id, { errorCode: error.code, endedAt: new Date(services.now()) }).catch(() => undefined);
       throw error;
     }
     const metrics = services.metrics;
-    const upload = startSpoolUpload({
-      client: services.s3,
-      bucket: services.bucket,
-      key: objectKey,
-      spoolFile,
-      partSize: services.partSize,
-      limiter: services.partLimiter,
-      contentType: 'application/vnd.callvault.recording',
-      metadata: { 'recording-sid': row.recordingSid, 'key-mode': keyMode },
-      onPartUploaded: (info) => {
-        metrics.partUploadDuration.observe(info.seconds);
-        metrics.uploadedBytes.inc(info.bytes);
-      },
-    });
     const recording = new Recording(services, {
       id: row.id,
       recordingSid: row.recordingSid,
@@ -231,14 +302,23 @@ export class Recording extends EventEmitter<RecordingEvents> {
       keyMode,
       channels,
       spoolFile,
-      upload,
+      journal,
       dsp: createCallDspState({ outputRate: services.outputSampleRate, stereo: channels === 2 }),
       encryptor,
       originMs: params.originMs ?? 0,
       tracks: params.tracks,
     });
-    // An upload that fails mid-call has already aborted its multipart upload; the spool keeps the audio.
-    upload.done.catch((err: unknown) => recording.destroy(toCallvaultError(err, ErrorCode.UploadFailed)));
+    recording.#uploaded = uploadSpoolUntilDone(services, {
+      recordingId: row.id,
+      recordingSid: row.recordingSid,
+      objectKey,
+      keyMode,
+      spoolFile,
+      signal: recording.#abort.signal,
+      onAttempt: (upload) => (recording.#upload = upload),
+    });
+    // Rejects only when the recording is destroyed or abandoned; both handle the outcome themselves.
+    recording.#uploaded.catch(() => undefined);
     metrics.activeRecordings.inc();
     return recording;
   }
@@ -268,6 +348,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     if (this.#state !== 'recording') return;
     if (this.#trackFilter && !this.#trackFilter.has(callFrame.trackId)) return;
     for (const frame of this.#toRecordingTimeline(callFrame)) {
+      this.#journal.add(frame);
       this.#pending.push(frame);
       this.#pendingArrivals.push(arrivedAt);
       this.#pendingMediaMs += frameMediaMs(frame);
@@ -369,8 +450,45 @@ export class Recording extends EventEmitter<RecordingEvents> {
 
   /** Called periodically by the gateway so that a slow trickle of frames still leaves in bounded time. */
   flushIfDue(now: number): void {
+    if (this.#state === 'recording' && this.#journal.dirty) this.#flushJournal();
     const oldest = this.#pendingArrivals[0];
     if (this.#state === 'recording' && oldest !== undefined && now - oldest >= BATCH_MAX_WAIT_MS) this.#pump();
+  }
+
+  /** Group commit: everything journaled since the last tick is sealed, written and synced at once. */
+  #flushJournal(): Promise<void> {
+    return this.#journal.flush().catch((err: unknown) => {
+      this.destroy(toCallvaultError(err, ErrorCode.SpoolFailed));
+    });
+  }
+
+  /**
+   * A batch the pipeline lost (its worker died, or it threw): the state from before the batch is still
+   * here, so the call carries on and the lost span becomes exact-length silence, recorded as a gap. The
+   * frames stay in the journal. Only a pipeline that keeps failing ends the recording.
+   */
+  #batchLost(frames: readonly InputFrame[], err: unknown): void {
+    const error = toCallvaultError(err, ErrorCode.PipelineFailed);
+    this.#pipelineFailures++;
+    const services = this.#services;
+    let fromMs = Infinity;
+    let toMs = 0;
+    for (const frame of frames) {
+      const start = (frame.position / frame.sampleRate) * 1000;
+      fromMs = Math.min(fromMs, start);
+      toMs = Math.max(toMs, start + frameMediaMs(frame));
+    }
+    services.metrics.framesDropped.inc({ source: 'pipeline', reason: 'batch_lost' }, frames.length);
+    services.logger.error({ recordingSid: this.recordingSid, code: error.code, frames: frames.length, err: error }, 'pipeline batch lost');
+    if (this.#pipelineFailures >= MAX_CONSECUTIVE_PIPELINE_FAILURES) {
+      this.destroy(error);
+      return;
+    }
+    if (frames.length === 0) return;
+    this.#gaps.push({ fromMs: Math.round(fromMs), toMs: Math.round(toMs), reason: error.code });
+    services.db.recordings
+      .mergeMetadata(this.id, { gaps: this.#gaps })
+      .catch((dbErr: unknown) => services.logger.error({ recordingSid: this.recordingSid, err: dbErr }, 'could not store gaps'));
   }
 
   #pump(final = false): Promise<void> {
@@ -382,9 +500,19 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.#pendingArrivals = [];
     this.#pendingMediaMs = 0;
     const services = this.#services;
-    const run = async (): Promise<void> => {
-      const result = await services.pool.run({ dsp: this.#dsp, encryptor: this.#encryptor, frames, final });
-      if (this.#state === 'destroyed') return;
+    const run = async (batch: InputFrame[]): Promise<void> => {
+      let result;
+      try {
+        result = await services.pool.run({ dsp: this.#dsp, encryptor: this.#encryptor, frames: batch, final });
+      } catch (err) {
+        if (this.#state === 'destroyed' || this.#state === 'abandoned') return;
+        this.#batchLost(batch, err);
+        // The final batch must still seal the container: retry it without the lost frames.
+        if (final && this.#state === 'closing') return run([]);
+        return;
+      }
+      if (this.#state === 'destroyed' || this.#state === 'abandoned') return;
+      this.#pipelineFailures = 0;
       this.#dsp = result.dsp;
       this.#encryptor = result.encryptor;
       this.#durationSamples = result.stats.durationSamples;
@@ -398,7 +526,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
       const now = services.now();
       for (const arrivedAt of arrivals) services.metrics.pipelineLatency.observe((now - arrivedAt) / 1000);
     };
-    const inFlight = run()
+    const inFlight = run(frames)
       .catch((err: unknown) => {
         this.destroy(toCallvaultError(err, ErrorCode.PipelineFailed));
       })
@@ -426,14 +554,16 @@ export class Recording extends EventEmitter<RecordingEvents> {
         const rate = 8000;
         const pauseStart = Math.round((pause.fromMediaMs * rate) / 1000);
         const samples = Math.round(((end - pause.fromMediaMs) * rate) / 1000);
-        this.#pending.push({
+        const silence: InputFrame = {
           trackId: PAUSE_SILENCE_TRACK,
           role: 'caller',
           encoding: 'pcm_s16le',
           sampleRate: rate,
           position: pauseStart - Math.round((this.#originMs * rate) / 1000) - this.#skippedBefore(pauseStart, rate / 1000),
           data: new Uint8Array(samples * 2),
-        });
+        };
+        this.#journal.add(silence);
+        this.#pending.push(silence);
         this.#pendingArrivals.push(this.#services.now());
       }
     }
@@ -449,14 +579,18 @@ export class Recording extends EventEmitter<RecordingEvents> {
     if (this.#state === 'closing') await this.#pump(true);
     if (this.#state === 'closing') {
       try {
+        await this.#journal.close();
         await this.#spoolFile.seal();
-        const { size } = await this.#upload.done;
+        const { size } = await this.#uploaded;
         // A destroy() while the upload finished wins: it has aborted the upload and marked the row failed.
         if (this.#state !== 'closing') throw this.#failure ?? new CallvaultError(ErrorCode.Destroyed, 'recording destroyed');
         const durationMs = Math.round((this.#durationSamples / services.outputSampleRate) * 1000);
         // From here the object is complete in S3: a destroy() can no longer undo it, so it becomes a no-op.
         this.#committing = true;
-        await services.db.recordings.complete(this.id, { durationMs, sizeBytes: size, endedAt: new Date(services.now()) });
+        const endedAt = new Date(services.now());
+        await retryWhileRetryable(services, this.#abort.signal, 'could not mark recording completed', { recordingSid: this.recordingSid }, () =>
+          services.db.recordings.complete(this.id, { durationMs, sizeBytes: size, endedAt }),
+        );
         await this.#spoolFile.remove();
         this.#state = 'closed';
         this.#settle('completed');
@@ -474,8 +608,13 @@ export class Recording extends EventEmitter<RecordingEvents> {
         return summary;
       } catch (err) {
         this.#committing = false;
-        this.destroy(toCallvaultError(err, ErrorCode.UploadFailed));
+        if ((this.#state as RecordingState) !== 'abandoned') this.destroy(toCallvaultError(err, ErrorCode.UploadFailed));
       }
+    }
+    if ((this.#state as RecordingState) === 'abandoned') {
+      const summary = this.#failedSummary('interrupted');
+      this.#emitClosed(summary);
+      return summary;
     }
     await this.#failWrite;
     const summary = this.#failedSummary();
@@ -484,7 +623,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
   }
 
   /** Gauges and counters move exactly once per recording, however it ends. */
-  #settle(status: 'completed' | 'failed'): void {
+  #settle(status: 'completed' | 'failed' | 'interrupted'): void {
     if (this.#settled) return;
     this.#settled = true;
     this.#services.metrics.activeRecordings.dec();
@@ -504,11 +643,12 @@ export class Recording extends EventEmitter<RecordingEvents> {
   #committing = false;
   #failWrite: Promise<void> = Promise.resolve();
 
-  #failedSummary(): RecordingSummary {
+  #failedSummary(status: 'failed' | 'interrupted' = 'failed'): RecordingSummary {
     return {
       id: this.id,
       recordingSid: this.recordingSid,
-      status: 'failed',
+      status,
+      ...(status === 'failed' && this.#failure ? { errorCode: this.#failure.code } : {}),
       durationMs: Math.round((this.#durationSamples / this.#services.outputSampleRate) * 1000),
       sizeBytes: this.#spoolFile.size,
       objectKey: this.objectKey,
@@ -527,18 +667,17 @@ export class Recording extends EventEmitter<RecordingEvents> {
    * code, and the spool file stays on disk as the record of truth for a later retry.
    */
   destroy(err: CallvaultError = new CallvaultError(ErrorCode.Destroyed, 'recording destroyed')): void {
-    if (this.#state === 'destroyed' || this.#state === 'closed' || this.#committing) return;
+    if (this.#state === 'destroyed' || this.#state === 'closed' || this.#state === 'abandoned' || this.#committing) return;
     const services = this.#services;
     this.#state = 'destroyed';
     this.#failure = err;
     this.#pending = [];
     this.#pendingArrivals = [];
     this.#abort.abort(err);
-    this.#upload.abort(err);
-    // The spool stays as the record of truth: seal it so it is final on disk and its handle is released.
-    void this.#spoolFile.seal().catch(() => undefined);
+    this.#upload?.abort(err);
+    this.#releaseSpool();
     this.#settle('failed');
-    if (err.code === ErrorCode.UploadFailed) services.metrics.partUploadFailures.inc();
+    services.metrics.recordingsFailed.inc({ reason: err.code });
     services.logger.error({ recordingSid: this.recordingSid, code: err.code, err }, 'recording failed');
     this.#failWrite = services.db.recordings
       .fail(this.id, { errorCode: err.code, endedAt: new Date(services.now()) })
@@ -552,7 +691,131 @@ export class Recording extends EventEmitter<RecordingEvents> {
     }
   }
 
+  /**
+   * The spool stays as the record of truth (retried on the next start or by the retry route): the journal
+   * is synced and closed, the data file sealed, so both are final on disk and their handles released.
+   */
+  #releaseSpool(): void {
+    const logger = this.#services.logger;
+    void this.#journal.close().catch((err: unknown) => logger.error({ recordingSid: this.recordingSid, err }, 'could not close the frame journal'));
+    void this.#spoolFile.seal().catch((err: unknown) => {
+      // Already failed or removed: the journal, not the data file, is what recovery reads.
+      if (isCallvaultError(err) && err.code === ErrorCode.Closed) return;
+      logger.error({ recordingSid: this.recordingSid, err }, 'could not seal the spool file');
+    });
+  }
+
+  /**
+   * Shutdown ran out of time: stop without a verdict. Nothing is marked failed; the row stays in progress
+   * and the journal on disk, and the next start finishes the recording from it. Idempotent; emits `closed`
+   * (status `interrupted`) once.
+   */
+  abandon(): void {
+    if (this.#state === 'destroyed' || this.#state === 'closed' || this.#state === 'abandoned' || this.#committing) return;
+    const wasClosing = this.#closePromise !== null;
+    this.#state = 'abandoned';
+    this.#pending = [];
+    this.#pendingArrivals = [];
+    const reason = new CallvaultError(ErrorCode.ShuttingDown, 'recording left to the spool at shutdown', { retryable: true });
+    this.#abort.abort(reason);
+    this.#upload?.abort(reason);
+    this.#releaseSpool();
+    this.#settle('interrupted');
+    this.#services.logger.warn({ recordingSid: this.recordingSid }, 'recording left in the spool for the next start');
+    if (!wasClosing) this.#emitClosed(this.#failedSummary('interrupted'));
+  }
+
   get failure(): CallvaultError | null {
     return this.#failure;
+  }
+}
+
+/** Runs a database write until it succeeds: a restarting PostgreSQL must not turn a finished recording into a lost one. */
+export async function retryWhileRetryable<T>(
+  services: RecordingServices,
+  signal: AbortSignal,
+  message: string,
+  ids: Record<string, unknown>,
+  write: () => Promise<T>,
+): Promise<T> {
+  const { initialDelayMs, maxDelayMs } = services.retry ?? DEFAULT_RETRY;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await write();
+    } catch (err) {
+      const error = toCallvaultError(err);
+      if (!error.retryable || signal.aborted) throw error;
+      services.logger.warn({ ...ids, code: error.code, attempt, err: error }, message);
+      await sleep(retryDelayMs(attempt, initialDelayMs, maxDelayMs), signal);
+    }
+  }
+}
+
+export const DEFAULT_RETRY = { initialDelayMs: 500, maxDelayMs: 30_000 } as const;
+
+export interface SpoolUploadTarget {
+  recordingId: string;
+  recordingSid: string;
+  objectKey: string;
+  keyMode: KeyMode;
+  spoolFile: SpoolFile;
+  signal: AbortSignal;
+  onAttempt?(upload: SpoolUpload): void;
+}
+
+/**
+ * Uploads a spool file, starting again from its first byte after every failure, with exponential backoff
+ * and jitter and no limit of time: S3 being away for minutes delays a recording, it never loses it. The
+ * multipart UploadId of each attempt is stored in the row so an orphan can be aborted by id. Rejects only
+ * when `signal` aborts (the recording was destroyed, deleted or left for the next start).
+ */
+export async function uploadSpoolUntilDone(services: RecordingServices, target: SpoolUploadTarget): Promise<SpoolUploadResult> {
+  const { initialDelayMs, maxDelayMs } = services.retry ?? DEFAULT_RETRY;
+  const metrics = services.metrics;
+  const log = { recordingSid: target.recordingSid };
+  let waiting = false;
+  try {
+    for (let attempt = 0; ; attempt++) {
+      if (target.signal.aborted) throw target.signal.reason;
+      const upload = startSpoolUpload({
+        client: services.s3,
+        bucket: services.bucket,
+        key: target.objectKey,
+        spoolFile: target.spoolFile,
+        partSize: services.partSize,
+        limiter: services.partLimiter,
+        contentType: 'application/vnd.callvault.recording',
+        metadata: { 'recording-sid': target.recordingSid, 'key-mode': target.keyMode },
+        signal: target.signal,
+        onPartUploaded: (info) => {
+          metrics.partUploadDuration.observe(info.seconds);
+          metrics.uploadedBytes.inc(info.bytes);
+        },
+        onUploadId: (uploadId) => {
+          services.db.recordings
+            .setUploadId(target.recordingId, uploadId)
+            .catch((err: unknown) => services.logger.error({ ...log, err }, 'could not store the upload id'));
+        },
+      });
+      target.onAttempt?.(upload);
+      try {
+        const result = await upload.done;
+        return result;
+      } catch (err) {
+        if (target.signal.aborted) throw target.signal.reason;
+        const error = toCallvaultError(err, ErrorCode.UploadFailed);
+        metrics.partUploadFailures.inc();
+        metrics.uploadRetries.inc();
+        if (!waiting) {
+          waiting = true;
+          metrics.uploadBacklogRecordings.inc();
+        }
+        const delayMs = retryDelayMs(attempt, initialDelayMs, maxDelayMs);
+        services.logger.warn({ ...log, code: error.code, attempt, delayMs: Math.round(delayMs), err: error }, 'upload failed, retrying from the spool');
+        await sleep(delayMs, target.signal);
+      }
+    }
+  } finally {
+    if (waiting) metrics.uploadBacklogRecordings.dec();
   }
 }

@@ -25,6 +25,13 @@ export interface RecordingServices {
   metrics: GatewayMetrics;
   logger: Logger;
   outputSampleRate: 8000 | 16000 | 24000 | 48000;
+  /**
+   * Keep a client-key recording's data key (wrapped under the master key) in its spool manifest while it is
+   * in progress, so a crash can be recovered (SPOOL_CLIENT_KEYS). Default true.
+   */
+  spoolClientKeys?: boolean;
+  /** Backoff of upload and database retries; defaults 500 ms doubling to 30 s. */
+  retry?: { initialDelayMs: number; maxDelayMs: number };
   /** Wall clock in ms; injected so tests control time. */
   now: () => number;
 }

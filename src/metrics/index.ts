@@ -75,6 +75,32 @@ export class GatewayMetrics {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
   });
+  readonly recordingsFailed = new Counter({
+    name: 'callvault_recordings_failed_total',
+    help: 'Recordings that failed for good, by error code.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly uploadRetries = new Counter({
+    name: 'callvault_s3_upload_retries_total',
+    help: 'Upload attempts that failed and are retried from the spool.',
+    registers: [this.registry],
+  });
+
+  readonly recordingsRecovered = new Counter({
+    name: 'callvault_recordings_recovered_total',
+    help: 'Recordings found in the spool at start-up, by outcome.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly uploadBacklogRecordings = new Gauge({
+    name: 'callvault_upload_backlog_recordings',
+    help: 'Recordings whose upload is waiting to be retried.',
+    registers: [this.registry],
+  });
+
   readonly recordingsFinished = new Counter({
     name: 'callvault_recordings_finished_total',
     help: 'Recordings finished, by final status.',

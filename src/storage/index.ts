@@ -3,9 +3,11 @@ export { startEmbeddedS3, type EmbeddedS3, type EmbeddedS3Options } from './embe
 export { Spool, SpoolFile, type SpoolEntry } from './spool.js';
 export { PartLimiter, type PartPermit } from './limiter.js';
 export {
+  abortMultipart,
   startSpoolUpload,
   type PartUploadedInfo,
   type SpoolUpload,
   type SpoolUploadOptions,
   type SpoolUploadResult,
 } from './upload.js';
+export { JournalWriter, readJournal, JOURNAL_SUFFIX, type JournalContents } from './journal.js';

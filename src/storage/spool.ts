@@ -8,6 +8,7 @@
 import { chmod, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
+import { JOURNAL_SUFFIX } from './journal.js';
 
 const DATA_SUFFIX = '.cvr';
 const MANIFEST_SUFFIX = '.json';
@@ -65,6 +66,27 @@ export class Spool {
       );
     }
     return new SpoolFile(recordingId, dataPath, manifestPath, handle);
+  }
+
+  /** Where a recording's frame journal lives (see journal.ts); removed together with the spool file. */
+  journalPath(recordingId: string): string {
+    assertRecordingId(recordingId);
+    return join(this.dir, recordingId + JOURNAL_SUFFIX);
+  }
+
+  /**
+   * Recovery: the data file of a recording found by list(), emptied and reopened for writing, so its
+   * container can be rebuilt from the journal. The manifest and the journal stay as they are.
+   */
+  async rewrite(recordingId: string): Promise<SpoolFile> {
+    assertRecordingId(recordingId);
+    const dataPath = join(this.dir, recordingId + DATA_SUFFIX);
+    try {
+      const handle = await open(dataPath, 'w', 0o600);
+      return new SpoolFile(recordingId, dataPath, join(this.dir, recordingId + MANIFEST_SUFFIX), handle);
+    } catch (err) {
+      throw new CallvaultError(ErrorCode.SpoolFailed, 'cannot reopen spool file', { cause: err, details: { recordingId } });
+    }
   }
 
   /** Recordings left on disk (after a crash, or not yet uploaded): the seam for recovery. */
@@ -197,6 +219,7 @@ export class SpoolFile {
     // Manifest first: a manifest without data is skipped by list(), data without one is invisible.
     await rm(this.manifestPath, { force: true });
     await rm(this.path, { force: true });
+    await rm(this.path.slice(0, -DATA_SUFFIX.length) + JOURNAL_SUFFIX, { force: true });
     this.notify();
   }
 

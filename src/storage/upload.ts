@@ -48,6 +48,8 @@ export interface SpoolUploadOptions {
   metadata?: Record<string, string>;
   signal?: AbortSignal;
   onPartUploaded?(info: PartUploadedInfo): void;
+  /** Told the multipart UploadId once S3 has assigned it, so it can be stored and aborted or resumed by id. */
+  onUploadId?(uploadId: string): void;
   /** Milliseconds clock for `seconds`; injectable for tests. */
   now?: () => number;
 }
@@ -95,8 +97,13 @@ export function startSpoolUpload(opts: SpoolUploadOptions): SpoolUpload {
     queueSize: 1,
     leavePartsOnError: false,
   });
+  let uploadIdReported = false;
   upload.on('httpUploadProgress', (progress) => {
     if (progress.part === undefined) return;
+    if (!uploadIdReported && upload.uploadId) {
+      uploadIdReported = true;
+      opts.onUploadId?.(upload.uploadId);
+    }
     const info = reader.partUploaded(progress.part);
     if (info) opts.onPartUploaded?.(info);
   });
@@ -134,7 +141,7 @@ export function startSpoolUpload(opts: SpoolUploadOptions): SpoolUpload {
           ...details,
           s3Error: errorName(err),
           status: httpStatus(err),
-          ...(cleanupError ? { multipartAbortFailed: errorName(cleanupError) ?? String(cleanupError) } : {}),
+          ...(cleanupError ? { multipartAbortFailed: errorName(cleanupError) ?? String(cleanupError), uploadId: upload.uploadId } : {}),
         },
       });
     } finally {
@@ -159,7 +166,7 @@ function isRetryable(cause: unknown): boolean {
  * lib-storage aborts on its own failure path, but not when done() lost a race with abort();
  * a second abort of the same upload id is harmless (NoSuchUpload), a dangling one costs money.
  */
-async function abortMultipart(
+export async function abortMultipart(
   client: S3Client,
   bucket: string,
   key: string,

@@ -1,8 +1,9 @@
 import { init } from './0001_init.js';
 import { manage } from './0002_manage.js';
 import { elevenlabs } from './0003_elevenlabs.js';
+import { durability } from './0004_durability.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init, manage, elevenlabs];
+export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability];

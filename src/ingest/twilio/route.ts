@@ -140,7 +140,9 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
     // with a code that says how it ended.
     call.once('closed', (summary) => {
       if (!gateway.acceptingStreams) closeSocket(ws, TWILIO_CLOSE_CODES.GoingAway, ErrorCode.ShuttingDown);
-      else if (call.destroyed || summary?.status === 'failed') closeSocket(ws, TWILIO_CLOSE_CODES.InternalError, ErrorCode.UploadFailed);
+      else if (call.destroyed || summary?.status === 'failed') {
+        closeSocket(ws, TWILIO_CLOSE_CODES.InternalError, call.failure?.code ?? summary?.errorCode ?? ErrorCode.Internal);
+      }
       else closeSocket(ws, TWILIO_CLOSE_CODES.Normal, 'stop');
     });
     const early = data.early.splice(0);

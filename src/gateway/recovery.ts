@@ -1,0 +1,163 @@
+/**
+ * Start-up recovery: every recording this gateway owned that a crash (or a shutdown that ran out of time)
+ * left in the spool is finished from its frame journal. The journal is replayed through the same
+ * deterministic pipeline into a fresh container (a new nonce prefix, so no nonce is ever reused for other
+ * plaintext), which is uploaded from the start; the orphaned multipart upload is aborted by its stored id.
+ *
+ * Two phases: rebuilding the containers on local disk happens before the gateway accepts streams; the
+ * uploads then run like any other, retried until S3 takes them, while the gateway serves.
+ */
+import { createEncryptor } from '../crypto/index.js';
+import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
+import { createCallDspState, type InputFrame } from '../pipeline/index.js';
+import { abortMultipart, readJournal, type SpoolEntry } from '../storage/index.js';
+import {
+  manifestDataKey,
+  RECOVERABLE_MANIFEST_VERSION,
+  retryWhileRetryable,
+  uploadSpoolUntilDone,
+  type RecordingManifest,
+} from './recording.js';
+import type { RecordingServices } from './services.js';
+
+/** Frames per worker hop while replaying: about ten seconds of a two-track Twilio call. */
+const REPLAY_BATCH_FRAMES = 1000;
+
+export interface RecoveryReport {
+  /** Recordings rebuilt locally whose upload and completion are under way. */
+  rebuilt: number;
+  /** Spool entries removed because their recording was already complete or no longer exists. */
+  cleaned: number;
+  /** Recordings that could not be rebuilt; their spool stays for the next start. */
+  failed: number;
+  /** Resolves once every rebuilt recording is complete in S3 and PostgreSQL (or the signal aborted). */
+  uploads: Promise<void>;
+}
+
+function isRecoverable(manifest: Record<string, unknown>): manifest is Record<string, unknown> & RecordingManifest {
+  return manifest['manifestVersion'] === RECOVERABLE_MANIFEST_VERSION && typeof manifest['recordingId'] === 'string';
+}
+
+export async function recoverSpool(services: RecordingServices, signal: AbortSignal): Promise<RecoveryReport> {
+  const { logger, metrics } = services;
+  const entries = await services.spool.list();
+  const uploads: Array<Promise<void>> = [];
+  const report: Omit<RecoveryReport, 'uploads'> = { rebuilt: 0, cleaned: 0, failed: 0 };
+  for (const entry of entries) {
+    const ids = { recordingId: entry.recordingId };
+    try {
+      const outcome = await recoverEntry(services, entry, signal);
+      if (outcome === 'cleaned') report.cleaned++;
+      else if (outcome !== 'skipped') {
+        report.rebuilt++;
+        uploads.push(
+          outcome.done.then(
+            () => metrics.recordingsRecovered.inc({ outcome: 'completed' }),
+            (err: unknown) => {
+              metrics.recordingsRecovered.inc({ outcome: 'failed' });
+              const error = toCallvaultError(err);
+              logger.error({ ...ids, code: error.code, err: error }, 'recovered recording could not be completed');
+            },
+          ),
+        );
+      }
+    } catch (err) {
+      report.failed++;
+      metrics.recordingsRecovered.inc({ outcome: 'failed' });
+      const error = toCallvaultError(err);
+      logger.error({ ...ids, code: error.code, err: error }, 'could not recover recording from the spool');
+    }
+  }
+  if (entries.length > 0) logger.info({ ...report, found: entries.length }, 'spool recovery');
+  return { ...report, uploads: Promise.all(uploads).then(() => undefined) };
+}
+
+/** 'cleaned' / 'skipped', or the promise of the rebuilt recording's completion (wrapped: an async function would await it). */
+async function recoverEntry(
+  services: RecordingServices,
+  entry: SpoolEntry,
+  signal: AbortSignal,
+): Promise<'cleaned' | 'skipped' | { done: Promise<void> }> {
+  const { db, logger } = services;
+  const manifest = entry.manifest;
+  if (!isRecoverable(manifest)) {
+    logger.warn({ recordingId: entry.recordingId }, 'spool entry has no frame journal, left as it is');
+    return 'skipped';
+  }
+  const ids = { recordingId: manifest.recordingId, recordingSid: manifest.recordingSid };
+  const row = await db.recordings.get(manifest.orgId, manifest.recordingId);
+  const spoolFile = await services.spool.rewrite(manifest.recordingId);
+  if (!row || row.status === 'completed') {
+    // Deleted meanwhile, or the crash came between completing and removing the spool.
+    await spoolFile.remove();
+    logger.info({ ...ids, status: row?.status ?? 'deleted' }, 'spool entry of a finished recording removed');
+    return 'cleaned';
+  }
+  const dataKey = manifestDataKey(manifest, services.keyring.all);
+  if (!dataKey) {
+    await db.recordings.fail(manifest.recordingId, { errorCode: ErrorCode.RecoveryKeyUnavailable, endedAt: new Date(services.now()) });
+    await db.calls.end(manifest.callDbId, new Date(services.now()));
+    await spoolFile.remove();
+    logger.error({ ...ids, code: ErrorCode.RecoveryKeyUnavailable }, 'crashed client-key recording cannot be finished: its key was not kept');
+    return 'cleaned';
+  }
+  const journal = await readJournal(services.spool.journalPath(manifest.recordingId), manifest.recordingId, dataKey);
+  const staleUpload = await db.recordings.uploadId(manifest.recordingId);
+  if (staleUpload) {
+    const abortError = await abortMultipart(services.s3, manifest.bucket, manifest.objectKey, staleUpload);
+    if (abortError) logger.warn({ ...ids, err: abortError }, 'could not abort the interrupted multipart upload');
+  }
+
+  const { header, state: encryptor } = createEncryptor({
+    dataKey,
+    keyMode: manifest.keyMode,
+    keyId: manifest.keyId,
+    salt: Buffer.from(manifest.salt, 'base64'),
+    sampleRate: manifest.sampleRate,
+    channels: manifest.channels,
+  });
+  await spoolFile.append(header);
+  let dsp = createCallDspState({ outputRate: manifest.sampleRate as RecordingServices['outputSampleRate'], stereo: manifest.channels === 2 });
+  let enc = encryptor;
+  let durationSamples = 0;
+  const frames: InputFrame[] = journal.frames;
+  for (let i = 0; i === 0 || i < frames.length; i += REPLAY_BATCH_FRAMES) {
+    const batch = frames.slice(i, i + REPLAY_BATCH_FRAMES);
+    const final = i + REPLAY_BATCH_FRAMES >= frames.length;
+    const result = await services.pool.run({ dsp, encryptor: enc, frames: batch, final });
+    dsp = result.dsp;
+    enc = result.encryptor;
+    durationSamples = result.stats.durationSamples;
+    if (result.output.byteLength > 0) await spoolFile.append(result.output);
+  }
+  await spoolFile.seal();
+  const durationMs = Math.round((durationSamples / manifest.sampleRate) * 1000);
+  logger.info(
+    { ...ids, frames: frames.length, records: journal.records, tornBytes: journal.tornBytes, durationMs },
+    'recording rebuilt from its journal',
+  );
+
+  const done = (async () => {
+    const { size } = await uploadSpoolUntilDone(services, {
+      recordingId: manifest.recordingId,
+      recordingSid: manifest.recordingSid,
+      objectKey: manifest.objectKey,
+      keyMode: manifest.keyMode,
+      spoolFile,
+      signal,
+    });
+    const endedAt = new Date(services.now());
+    await retryWhileRetryable(services, signal, 'could not mark recovered recording completed', ids, () =>
+      db.recordings.completeRecovered(manifest.recordingId, { durationMs, sizeBytes: size, endedAt }),
+    );
+    await retryWhileRetryable(services, signal, 'could not mark call ended', ids, () => db.calls.end(manifest.callDbId, endedAt)).catch(
+      (err: unknown) => {
+        // The call may have gone on on another stream and ended there; the recording is what matters here.
+        if (!(err instanceof CallvaultError) || err.code !== ErrorCode.NotFound) throw err;
+      },
+    );
+    await spoolFile.remove();
+    logger.info({ ...ids, durationMs, sizeBytes: size }, 'recording recovered');
+  })();
+  return { done };
+}

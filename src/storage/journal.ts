@@ -1,0 +1,234 @@
+/**
+ * The frame journal: every frame a recording accepts is appended here, encrypted, before the pipeline
+ * sees it, and made durable (fdatasync) at a fixed cadence. It is what a crash cannot take away: the
+ * pipeline holds audio back (the lag allowance that lets a slow track catch up, the partial segment the
+ * encryptor is still filling), so the container spool alone would lose seconds. Recovery replays the
+ * journal through the same deterministic pipeline and gets the recording the call would have produced.
+ *
+ * File `<id>.journal` next to the spool data, mode 0600, a run of records:
+ *
+ *   record = length (u32 BE, bytes of sealed) || nonce (12) || sealed (AES-256-GCM ciphertext || 16-byte tag)
+ *   AAD    = "callvault-journal-v1" || recording id (UTF-8) || record index (u32 BE)
+ *   plaintext = frame*, frame = trackIdLength (u8) || trackId || role (u8: 0 caller, 1 agent)
+ *               || encoding (u8: 0 mulaw, 1 pcm_s16le) || sampleRate (u32 BE) || position (u64 BE)
+ *               || dataLength (u32 BE) || data
+ *
+ * The record index in the AAD stops records from being reordered, dropped from the middle or replayed.
+ * A record cut short at the end of the file is a write the crash interrupted: reading stops there. Any
+ * other failure is tampering or a wrong key and reading fails.
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { CallvaultError, ErrorCode } from '../errors/index.js';
+import type { FrameEncoding, InputFrame, TrackRole } from '../pipeline/types.js';
+
+export const JOURNAL_SUFFIX = '.journal';
+const AAD_PREFIX = Buffer.from('callvault-journal-v1', 'utf8');
+const NONCE_LENGTH = 12;
+const TAG_LENGTH = 16;
+const LENGTH_BYTES = 4;
+/** A record larger than this is not something callvault wrote. */
+const MAX_RECORD_BYTES = 64 * 1024 * 1024;
+
+function aad(recordingId: string, index: number): Buffer {
+  const out = Buffer.alloc(AAD_PREFIX.length + Buffer.byteLength(recordingId) + 4);
+  AAD_PREFIX.copy(out, 0);
+  out.write(recordingId, AAD_PREFIX.length, 'utf8');
+  out.writeUInt32BE(index, out.length - 4);
+  return out;
+}
+
+function encodeFrames(frames: readonly InputFrame[]): Buffer {
+  let total = 0;
+  for (const frame of frames) total += 1 + Buffer.byteLength(frame.trackId) + 1 + 1 + 4 + 8 + 4 + frame.data.byteLength;
+  const out = Buffer.allocUnsafe(total);
+  let o = 0;
+  for (const frame of frames) {
+    const idLength = out.write(frame.trackId, o + 1, 'utf8');
+    out[o] = idLength;
+    o += 1 + idLength;
+    out[o++] = frame.role === 'agent' ? 1 : 0;
+    out[o++] = frame.encoding === 'pcm_s16le' ? 1 : 0;
+    out.writeUInt32BE(frame.sampleRate, o);
+    o += 4;
+    out.writeBigUInt64BE(BigInt(frame.position), o);
+    o += 8;
+    out.writeUInt32BE(frame.data.byteLength, o);
+    o += 4;
+    out.set(frame.data, o);
+    o += frame.data.byteLength;
+  }
+  return out;
+}
+
+function decodeFrames(plain: Buffer): InputFrame[] {
+  const frames: InputFrame[] = [];
+  let o = 0;
+  const corrupt = () => new CallvaultError(ErrorCode.SpoolFailed, 'journal record does not decode');
+  while (o < plain.length) {
+    const idLength = plain[o]!;
+    if (o + 1 + idLength + 18 > plain.length) throw corrupt();
+    const trackId = plain.toString('utf8', o + 1, o + 1 + idLength);
+    o += 1 + idLength;
+    const role: TrackRole = plain[o++] === 1 ? 'agent' : 'caller';
+    const encoding: FrameEncoding = plain[o++] === 1 ? 'pcm_s16le' : 'mulaw';
+    const sampleRate = plain.readUInt32BE(o);
+    o += 4;
+    const position = Number(plain.readBigUInt64BE(o));
+    o += 8;
+    const length = plain.readUInt32BE(o);
+    o += 4;
+    if (o + length > plain.length) throw corrupt();
+    frames.push({ trackId, role, encoding, sampleRate, position, data: new Uint8Array(plain.subarray(o, o + length)) });
+    o += length;
+  }
+  return frames;
+}
+
+export interface JournalWriterOptions {
+  path: string;
+  recordingId: string;
+  dataKey: Uint8Array;
+}
+
+/**
+ * Appends frames to a recording's journal. `add()` only buffers; `flush()` seals what is buffered into one
+ * record, writes it and waits for fdatasync (group commit: one write and one sync per flush, whatever the
+ * number of frames). Flushes run one at a time, in order.
+ */
+export class JournalWriter {
+  readonly path: string;
+  readonly #recordingId: string;
+  readonly #key: Uint8Array;
+  #handle: FileHandle | null;
+  #buffered: InputFrame[] = [];
+  #records = 0;
+  #tail: Promise<void> = Promise.resolve();
+  #failure: CallvaultError | null = null;
+  #closed = false;
+  /** Frames made durable so far. */
+  durableFrames = 0;
+
+  private constructor(handle: FileHandle, opts: JournalWriterOptions, records: number) {
+    this.#handle = handle;
+    this.path = opts.path;
+    this.#recordingId = opts.recordingId;
+    this.#key = Uint8Array.from(opts.dataKey);
+    this.#records = records;
+  }
+
+  static async create(opts: JournalWriterOptions): Promise<JournalWriter> {
+    try {
+      const handle = await open(opts.path, 'wx', 0o600);
+      await handle.datasync();
+      return new JournalWriter(handle, opts, 0);
+    } catch (cause) {
+      throw new CallvaultError(ErrorCode.SpoolFailed, 'cannot create the frame journal', { cause, details: { recordingId: opts.recordingId } });
+    }
+  }
+
+  get failure(): CallvaultError | null {
+    return this.#failure;
+  }
+
+  get dirty(): boolean {
+    return this.#buffered.length > 0;
+  }
+
+  add(frame: InputFrame): void {
+    if (this.#closed) return;
+    this.#buffered.push(frame);
+  }
+
+  /** Seals and syncs everything added so far; rejects with SPOOL_FAILED once a write failed. */
+  flush(): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#buffered.length === 0) return this.#tail;
+    const frames = this.#buffered;
+    this.#buffered = [];
+    const index = this.#records++;
+    const next = this.#tail.then(async () => {
+      if (this.#failure) throw this.#failure;
+      const handle = this.#handle;
+      if (!handle) throw new CallvaultError(ErrorCode.Closed, 'journal is closed');
+      const nonce = randomBytes(NONCE_LENGTH);
+      const cipher = createCipheriv('aes-256-gcm', this.#key, nonce, { authTagLength: TAG_LENGTH });
+      cipher.setAAD(aad(this.#recordingId, index));
+      const body = Buffer.concat([cipher.update(encodeFrames(frames)), cipher.final(), cipher.getAuthTag()]);
+      const head = Buffer.allocUnsafe(LENGTH_BYTES);
+      head.writeUInt32BE(body.length, 0);
+      try {
+        await handle.writev([head, nonce, body]);
+        await handle.datasync();
+      } catch (cause) {
+        this.#failure = new CallvaultError(ErrorCode.SpoolFailed, 'frame journal write failed', {
+          cause,
+          details: { recordingId: this.#recordingId },
+        });
+        throw this.#failure;
+      }
+      this.durableFrames += frames.length;
+    });
+    this.#tail = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Flushes what is left and releases the file (it stays on disk until the recording is complete). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.flush().catch(() => undefined);
+    this.#closed = true;
+    await this.#tail;
+    const handle = this.#handle;
+    this.#handle = null;
+    await handle?.close();
+  }
+}
+
+export interface JournalContents {
+  frames: InputFrame[];
+  records: number;
+  /** Bytes at the end of the file that did not form a whole record (a write the crash interrupted). */
+  tornBytes: number;
+}
+
+/** Reads a journal back; stops at a torn final record, fails (SPOOL_FAILED) on any record that does not authenticate. */
+export async function readJournal(path: string, recordingId: string, dataKey: Uint8Array): Promise<JournalContents> {
+  let bytes: Buffer;
+  try {
+    const handle = await open(path, 'r');
+    try {
+      bytes = await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+  } catch (cause) {
+    throw new CallvaultError(ErrorCode.SpoolFailed, 'cannot read the frame journal', { cause, details: { recordingId } });
+  }
+  const frames: InputFrame[] = [];
+  let offset = 0;
+  let index = 0;
+  while (offset + LENGTH_BYTES + NONCE_LENGTH <= bytes.length) {
+    const length = bytes.readUInt32BE(offset);
+    if (length < TAG_LENGTH || length > MAX_RECORD_BYTES) {
+      throw new CallvaultError(ErrorCode.SpoolFailed, 'journal record has an impossible length', { details: { recordingId, index } });
+    }
+    const end = offset + LENGTH_BYTES + NONCE_LENGTH + length;
+    if (end > bytes.length) break;
+    const nonce = bytes.subarray(offset + LENGTH_BYTES, offset + LENGTH_BYTES + NONCE_LENGTH);
+    const body = bytes.subarray(offset + LENGTH_BYTES + NONCE_LENGTH, end);
+    const decipher = createDecipheriv('aes-256-gcm', dataKey, nonce, { authTagLength: TAG_LENGTH });
+    decipher.setAAD(aad(recordingId, index));
+    decipher.setAuthTag(body.subarray(body.length - TAG_LENGTH));
+    let plain: Buffer;
+    try {
+      plain = Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_LENGTH)), decipher.final()]);
+    } catch (cause) {
+      throw new CallvaultError(ErrorCode.SpoolFailed, 'journal record failed authentication', { cause, details: { recordingId, index } });
+    }
+    for (const frame of decodeFrames(plain)) frames.push(frame);
+    offset = end;
+    index++;
+  }
+  return { frames, records: index, tornBytes: bytes.length - offset };
+}
