@@ -166,7 +166,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
   #upload: SpoolUpload | null = null;
   #uploaded: Promise<SpoolUploadResult> = Promise.resolve({ size: 0 });
   #pipelineFailures = 0;
-  readonly #gaps: Array<{ fromMs: number; toMs: number; reason: string }> = [];
+  readonly #gaps: Array<{ track: string; fromMs: number; toMs: number; reason: string }> = [];
   #dsp: CallDspState;
   #encryptor: EncryptorState;
   #pending: InputFrame[] = [];
@@ -471,12 +471,14 @@ export class Recording extends EventEmitter<RecordingEvents> {
     const error = toCallvaultError(err, ErrorCode.PipelineFailed);
     this.#pipelineFailures++;
     const services = this.#services;
-    let fromMs = Infinity;
-    let toMs = 0;
+    // One gap per track: the tracks of a batch cover different spans of the timeline.
+    const spans = new Map<string, { fromMs: number; toMs: number }>();
     for (const frame of frames) {
       const start = (frame.position / frame.sampleRate) * 1000;
-      fromMs = Math.min(fromMs, start);
-      toMs = Math.max(toMs, start + frameMediaMs(frame));
+      const span = spans.get(frame.trackId) ?? { fromMs: Infinity, toMs: 0 };
+      span.fromMs = Math.min(span.fromMs, start);
+      span.toMs = Math.max(span.toMs, start + frameMediaMs(frame));
+      spans.set(frame.trackId, span);
     }
     services.metrics.framesDropped.inc({ source: 'pipeline', reason: 'batch_lost' }, frames.length);
     services.logger.error({ recordingSid: this.recordingSid, code: error.code, frames: frames.length, err: error }, 'pipeline batch lost');
@@ -485,7 +487,9 @@ export class Recording extends EventEmitter<RecordingEvents> {
       return;
     }
     if (frames.length === 0) return;
-    this.#gaps.push({ fromMs: Math.round(fromMs), toMs: Math.round(toMs), reason: error.code });
+    for (const [track, span] of spans) {
+      this.#gaps.push({ track, fromMs: Math.round(span.fromMs), toMs: Math.round(span.toMs), reason: error.code });
+    }
     services.db.recordings
       .mergeMetadata(this.id, { gaps: this.#gaps })
       .catch((dbErr: unknown) => services.logger.error({ recordingSid: this.recordingSid, err: dbErr }, 'could not store gaps'));

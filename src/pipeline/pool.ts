@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import type { PipelineTask, PipelineResult } from './worker.js';
@@ -47,6 +48,14 @@ export class PipelinePool {
   /** Callers waiting for room in the queue. */
   get waiting(): number {
     return this.#waiters.length;
+  }
+
+  /**
+   * The live worker threads. Piscina replaces one that exits; tests terminate one here to prove a call
+   * survives losing the batch it had in flight.
+   */
+  get workers(): readonly Worker[] {
+    return this.#piscina.threads;
   }
 
   get utilization(): number {

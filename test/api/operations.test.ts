@@ -112,8 +112,11 @@ describe('health', () => {
     expect(await ready.json()).toEqual({ status: 'ready', checks: { accepting: true, workers: true, database: true, storage: true } });
   });
 
-  test('/readyz goes unready as soon as shutdown begins, while the call in progress is still finalised', async () => {
-    const local = await startTestGateway();
+  test.each([
+    ['drains: the call in progress carries on to its end', 20_000, 1000],
+    ['at the deadline, the call still in progress is finalised and its stream closed with 1001', 1500, 1001],
+  ])('/readyz goes unready as soon as shutdown begins; %s', async (_name, shutdownDeadlineMs, closeCode) => {
+    const local = await startTestGateway({ shutdownDeadlineMs });
     try {
       const calling = placeCall(local, { durationMs: 5000, realtime: true });
       const row = await until(async () => (await local.gateway.db.recordings.list('acme', { status: 'in_progress', page: 0, limit: 1 })).rows[0], 'a recording');
@@ -126,12 +129,16 @@ describe('health', () => {
       expect(await unready.json()).toMatchObject({ status: 'unready', checks: { accepting: false } });
       await closing;
       const result = await calling;
-      expect(result.closeCode).toBe(1001);
+      expect(result.closeCode).toBe(closeCode);
       const call = await createDatabase({ url: local.gateway.options.databaseUrl, logger: createLogger({ level: 'silent' }) });
       try {
         const finished = await call.recordings.get('acme', row.id);
         expect(finished).toMatchObject({ status: 'completed' });
-        expect(finished!.durationMs).toBeGreaterThan(0);
+        if (closeCode === 1000) expect(finished!.durationMs).toBe(5000);
+        else {
+          expect(finished!.durationMs).toBeGreaterThanOrEqual(shutdownDeadlineMs - 500);
+          expect(finished!.durationMs).toBeLessThan(5000);
+        }
       } finally {
         await call.close();
       }
@@ -142,7 +149,7 @@ describe('health', () => {
 });
 
 describe('SIGTERM', () => {
-  test('node dist/main.js finishes the call in progress, finalises its recording with the audio received, and exits 0', async () => {
+  test('node dist/main.js drains: the call in progress runs to its end, its whole recording is finalised, and it exits 0', async () => {
     const db = await freshDatabase();
     const bucket = await freshBucket();
     const dataDir = await mkdtemp(join(tmpdir(), 'callvault-main-'));
@@ -207,7 +214,8 @@ describe('SIGTERM', () => {
       const result = await calling;
       expect(code).toBe(0);
       expect(stderr).not.toContain('callvault:');
-      expect(result.closeCode).toBe(1001);
+      // Draining, not cutting: the call carried on to its own end before the process exited.
+      expect(result.closeCode).toBe(1000);
       expect(lines.map((l) => l['msg'])).toEqual(expect.arrayContaining(['shutdown requested', 'gateway draining', 'recording completed', 'gateway closed']));
 
       const reader = createDatabase({ url: db.url, logger: createLogger({ level: 'silent' }) });
@@ -218,9 +226,9 @@ describe('SIGTERM', () => {
         expect(row.status).toBe('completed');
         // Everything the gateway had received before the signal is in, nothing beyond what was sent.
         const framesSentPerTrack = result.framesSent / 2;
-        expect(row.durationMs!).toBeGreaterThanOrEqual(framesBefore * 20);
-        expect(row.durationMs!).toBeLessThanOrEqual(framesSentPerTrack * 20);
-        expect(row.durationMs!).toBeLessThan(6000);
+        expect(framesBefore * 20).toBeLessThan(6000);
+        expect(row.durationMs!).toBe(framesSentPerTrack * 20);
+        expect(row.durationMs!).toBe(6000);
 
         const client = s3Client();
         const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: row.objectKey }));
