@@ -140,7 +140,7 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
     let file: FileHandle;
     try {
       // One handle for the whole response: the spool file is removed once the upload completes.
-      file = await open(join(services.spool.dir, `${row.id}.cvr`), 'r');
+      file = await open(services.spool.dataPath(row.id), 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw new CallvaultError(ErrorCode.SpoolFailed, 'could not open the live recording', { cause: err });
@@ -327,9 +327,7 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
     if (row.status === 'in_progress') await stopLive(orgId, row);
     // Object first, row last: a failure half-way leaves a row to retry the deletion with, never an orphan object.
     await purgeObject(row);
-    const spool = join(services.spool.dir, row.id);
-    await rm(`${spool}.json`, { force: true });
-    await rm(`${spool}.cvr`, { force: true });
+    await services.spool.removeFiles(row.id);
     await db.recordings.delete(orgId, row.id);
   };
 

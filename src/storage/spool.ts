@@ -68,6 +68,18 @@ export class Spool {
     return new SpoolFile(recordingId, dataPath, manifestPath, handle);
   }
 
+  /** Where a recording's container data lives while it is spooled. */
+  dataPath(recordingId: string): string {
+    assertRecordingId(recordingId);
+    return join(this.dir, recordingId + DATA_SUFFIX);
+  }
+
+  /** Deletes every file of a recording (manifest first, so list() never sees a half-removed entry). */
+  async removeFiles(recordingId: string): Promise<void> {
+    assertRecordingId(recordingId);
+    for (const suffix of [MANIFEST_SUFFIX, DATA_SUFFIX, JOURNAL_SUFFIX]) await rm(join(this.dir, recordingId + suffix), { force: true });
+  }
+
   /** Where a recording's frame journal lives (see journal.ts); removed together with the spool file. */
   journalPath(recordingId: string): string {
     assertRecordingId(recordingId);

@@ -77,6 +77,7 @@ describe('migrate', () => {
       { version: 1, name: 'init' },
       { version: 2, name: 'manage' },
       { version: 3, name: 'elevenlabs' },
+      { version: 4, name: 'durability' },
     ]);
   });
 

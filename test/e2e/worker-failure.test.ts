@@ -3,6 +3,8 @@
  * replaces the thread, the call's timeline keeps its length (the lost span is exact-length silence, kept
  * in the recording's metadata as a gap with its reason), and every other call is untouched.
  */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { rms, sliceMs, toneAmplitude } from '../support/audio.js';
 import { fetchRecording, recordingsOfCall, startTestGateway, type TestGateway } from '../support/gateway.js';
@@ -69,5 +71,27 @@ test('a worker terminated mid-call loses one batch of one call as a recorded gap
       // The lost span is silence of its exact length: what follows sits where it was sent.
       if (gap) expect(rms(sliceMs(samples, 16000, gap.fromMs + 3, gap.toMs - 3))).toBeLessThan(TONE * 0.05);
     }
+  }
+});
+
+test('a pipeline that keeps failing fails the recording for good: 1011 with the code, one error log, a metric, the journal kept', async () => {
+  const pool = t.gateway.services.pool;
+  const run = pool.run.bind(pool);
+  pool.run = () => Promise.reject(Object.assign(new Error('worker gone'), { code: 'PIPELINE_FAILED' }));
+  try {
+    const result = await placeCall(t, { durationMs: 2000, realtime: true });
+    expect(result.closeCode).toBe(1011);
+    expect(result.closeReason).toBe('PIPELINE_FAILED');
+    const [row] = await recordingsOfCall(t, 'acme', result.callSid);
+    expect(row).toMatchObject({ status: 'failed', errorCode: 'PIPELINE_FAILED' });
+    expect(t.logs.find('recording failed')).toEqual([expect.objectContaining({ code: 'PIPELINE_FAILED', recordingSid: row!.recordingSid })]);
+    const metrics = await (await fetch(`${t.httpUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^callvault_recordings_failed_total\{reason="PIPELINE_FAILED"\} 1$/m);
+    // Kept for the next start (or a retry) to finish: the journal holds what the call sent.
+    await expect.poll(async () => (await readdir(join(t.dataDir, 'spool'))).sort()).toEqual(
+      [`${row!.id}.cvr`, `${row!.id}.journal`, `${row!.id}.json`].sort(),
+    );
+  } finally {
+    pool.run = run;
   }
 });

@@ -31,6 +31,8 @@ interface SocketData {
   streamSid?: string;
   open: boolean;
   closing: boolean;
+  /** Twilio said `stop`: the call ended by itself, even if the gateway is draining meanwhile. */
+  stopped?: boolean;
   untrack?: () => void;
 }
 
@@ -139,10 +141,9 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
     // However the call ends (stop, API, shutdown, failure), its stream is closed once the recording is final,
     // with a code that says how it ended.
     call.once('closed', (summary) => {
-      if (!gateway.acceptingStreams) closeSocket(ws, TWILIO_CLOSE_CODES.GoingAway, ErrorCode.ShuttingDown);
-      else if (call.destroyed || summary?.status === 'failed') {
+      if (call.failure || summary?.status === 'failed') {
         closeSocket(ws, TWILIO_CLOSE_CODES.InternalError, call.failure?.code ?? summary?.errorCode ?? ErrorCode.Internal);
-      }
+      } else if (!data.stopped && !gateway.acceptingStreams) closeSocket(ws, TWILIO_CLOSE_CODES.GoingAway, ErrorCode.ShuttingDown);
       else closeSocket(ws, TWILIO_CLOSE_CODES.Normal, 'stop');
     });
     const early = data.early.splice(0);
@@ -231,6 +232,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
           onDtmf: (e) => appendEvent(ws, 'dtmf', { ...e, receivedAt: new Date(now()).toISOString() }),
           onMark: (e) => appendEvent(ws, 'marks', { ...e, receivedAt: new Date(now()).toISOString() }),
           onStop: () => {
+            data.stopped = true;
             logger.info({ callSid: data.callSid, streamSid: data.streamSid }, 'twilio stream stopped');
             void finalise(ws).catch((err: unknown) => logger.error({ callSid: data.callSid, err }, 'could not finalise call'));
           },
