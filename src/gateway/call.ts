@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import type { RecordingOptions } from '../config/index.js';
 import type { InputFrame } from '../pipeline/index.js';
-import { Recording, type PauseBehavior, type PauseRecord, type RecordingSummary } from './recording.js';
+import { Recording, retryWhileRetryable, type PauseBehavior, type PauseRecord, type RecordingSummary } from './recording.js';
 import { Track, type TrackInfo } from './track.js';
 import type { RecordingServices } from './services.js';
 
@@ -179,9 +179,10 @@ export class Call extends EventEmitter<CallEvents> {
       const summary = this.#recording ? await this.#recording.close(this.#mediaEndMs) : null;
       // Recordings stopped earlier may still be finalising: the call is closed only once they are settled.
       await Promise.allSettled([...this.#unsettled].map((recording) => recording.close(this.#mediaEndMs)));
-      await this.#services.db.calls
-        .end(this.dbId, new Date(this.#services.now()))
-        .catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not mark call ended'));
+      const endedAt = new Date(this.#services.now());
+      await retryWhileRetryable(this.#services, this.#abort.signal, 'could not mark call ended, retrying', { callSid: this.externalId }, () =>
+        this.#services.db.calls.end(this.dbId, endedAt),
+      ).catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not mark call ended'));
       this.emit('closed', summary);
       return summary;
     })();

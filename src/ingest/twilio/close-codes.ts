@@ -48,6 +48,8 @@ const CLOSE_CODE_BY_ERROR: Partial<Record<ErrorCode, TwilioCloseCode>> = {
   [ErrorCode.RecordingOptionsInvalid]: TWILIO_CLOSE_CODES.RecordingOptionsInvalid,
   [ErrorCode.ClientKeyWeak]: TWILIO_CLOSE_CODES.RecordingOptionsInvalid,
   [ErrorCode.Overloaded]: TWILIO_CLOSE_CODES.Overloaded,
+  // A stream that arrives while PostgreSQL is away cannot get its call row: try again later.
+  [ErrorCode.DatabaseUnavailable]: TWILIO_CLOSE_CODES.Overloaded,
   [ErrorCode.ShuttingDown]: TWILIO_CLOSE_CODES.GoingAway,
 };
 
