@@ -33,7 +33,8 @@ afterAll(async () => {
 test('a database restart mid-call delays the row updates; the recording completes whole and new streams meanwhile get 1013', async () => {
   const port = Number(new URL(pg.url).port);
   const callSid = randomCallSid();
-  const calling = placeCall(t, { callSid, durationMs: 4000, realtime: true });
+  // The stream stays open until its recording is final, which waits for the database: the simulator waits too.
+  const calling = placeCall(t, { callSid, durationMs: 4000, realtime: true, closeTimeoutMs: 45_000 });
   await expect.poll(() => t.gateway.liveCall('acme', callSid)?.recording ?? undefined).toBeDefined();
   await pg.stop();
 
@@ -42,7 +43,7 @@ test('a database restart mid-call delays the row updates; the recording complete
   expect(refused.closeReason).toBe('DATABASE_UNAVAILABLE');
 
   // The call ends while the database is still away; its completion waits and retries.
-  await new Promise((resolve) => setTimeout(resolve, 5000));
+  await new Promise((resolve) => setTimeout(resolve, 20_000));
   expect(t.logs.find('could not mark recording completed').length).toBeGreaterThan(0);
   pg = await startEmbeddedPostgres({ dataDir: pgDir, port });
   const result = await calling;
