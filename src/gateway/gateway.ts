@@ -1,6 +1,6 @@
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { CallvaultError, ErrorCode } from '../errors/index.js';
+import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
 import { GatewayMetrics } from '../metrics/index.js';
 import { PipelinePool } from '../pipeline/pool.js';
 import { createDatabase, type Database } from '../db/index.js';
@@ -13,7 +13,7 @@ import { Call, type CallInit } from './call.js';
 import type { Recording } from './recording.js';
 import type { GatewayOptions } from './options.js';
 import type { RecordingServices } from './services.js';
-import { recoverSpool } from './recovery.js';
+import { recoverRecording, recoverSpool } from './recovery.js';
 
 /** Also the journal's group-commit cadence: frames are durable at most this long (plus one fsync) after arrival. */
 const FLUSH_TICK_MS = 50;
@@ -41,6 +41,7 @@ export class Gateway {
   #ticker: NodeJS.Timeout | null = null;
   #closePromise: Promise<void> | null = null;
   #recoveries: Promise<void> = Promise.resolve();
+  readonly #retrying = new Set<string>();
 
   private constructor(options: GatewayOptions, services: RecordingServices, app: TemplatedApp) {
     this.options = options;
@@ -193,6 +194,41 @@ export class Gateway {
       if (recording) return recording;
     }
     return null;
+  }
+
+  /**
+   * Finishes a recording from its spool now instead of at the next start (a recording that failed for good
+   * keeps its journal). Resolves once the container is rebuilt; the upload and completion go on in the
+   * background like any recovery. CONFLICT when it is live here, already being retried, or has no spool here.
+   */
+  async retryRecording(orgId: string, recordingId: string): Promise<void> {
+    if (this.findLiveRecording(orgId, recordingId)) {
+      throw new CallvaultError(ErrorCode.Conflict, 'the recording is still in progress');
+    }
+    if (this.#retrying.has(recordingId)) throw new CallvaultError(ErrorCode.Conflict, 'the recording is already being retried');
+    const entry = (await this.services.spool.list()).find((e) => e.recordingId === recordingId && e.manifest['orgId'] === orgId);
+    if (!entry) throw new CallvaultError(ErrorCode.Conflict, 'this gateway holds no spool for the recording');
+    this.#retrying.add(recordingId);
+    try {
+      const outcome = await recoverRecording(this.services, entry, this.#abort.signal);
+      if (typeof outcome === 'string') {
+        this.#retrying.delete(recordingId);
+        if (outcome === 'skipped') throw new CallvaultError(ErrorCode.Conflict, 'the spool of this recording has no frame journal');
+        return;
+      }
+      const done = outcome.done.then(
+        () => this.metrics.recordingsRecovered.inc({ outcome: 'completed' }),
+        (err: unknown) => {
+          this.metrics.recordingsRecovered.inc({ outcome: 'failed' });
+          const error = toCallvaultError(err);
+          this.options.logger.error({ recordingId, code: error.code, err: error }, 'retried recording could not be completed');
+        },
+      ).finally(() => this.#retrying.delete(recordingId));
+      this.#recoveries = Promise.all([this.#recoveries, done]).then(() => undefined);
+    } catch (err) {
+      this.#retrying.delete(recordingId);
+      throw err;
+    }
   }
 
   /** The live call with this external id (CallSid, room SID) in the organisation, if any. */

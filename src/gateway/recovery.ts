@@ -46,7 +46,7 @@ export async function recoverSpool(services: RecordingServices, signal: AbortSig
   for (const entry of entries) {
     const ids = { recordingId: entry.recordingId };
     try {
-      const outcome = await recoverEntry(services, entry, signal);
+      const outcome = await recoverRecording(services, entry, signal);
       if (outcome === 'cleaned') report.cleaned++;
       else if (outcome !== 'skipped') {
         report.rebuilt++;
@@ -73,7 +73,7 @@ export async function recoverSpool(services: RecordingServices, signal: AbortSig
 }
 
 /** 'cleaned' / 'skipped', or the promise of the rebuilt recording's completion (wrapped: an async function would await it). */
-async function recoverEntry(
+export async function recoverRecording(
   services: RecordingServices,
   entry: SpoolEntry,
   signal: AbortSignal,

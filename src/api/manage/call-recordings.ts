@@ -372,6 +372,16 @@ export function registerCallRecordingRoutes(router: Router, gateway: Gateway, de
   router.route('post', `${CALL_RECORDINGS_PATH}/:id/pause`, 'call_recordings_pause', control('pause'));
   router.route('post', `${CALL_RECORDINGS_PATH}/:id/resume`, 'call_recordings_resume', control('resume'));
 
+  router.route('post', `${CALL_RECORDINGS_PATH}/:id/retry`, 'call_recordings_retry', async (ctx) => {
+    const { orgId } = await authenticate(ctx, db);
+    const row = await rowOf(orgId, ctx.params[0] ?? '');
+    if (row.status === 'completed') {
+      throw new CallvaultError(ErrorCode.Conflict, 'the recording is already complete', { details: { status: row.status } });
+    }
+    await gateway.retryRecording(orgId, row.id);
+    return json(202, { success: true, recordingSid: row.recordingSid, status: 'retrying' });
+  });
+
   router.route('post', `${CALL_RECORDINGS_PATH}/poll`, 'call_recordings_poll', async (ctx) => {
     const { orgId } = await authenticate(ctx, db);
     const calls = await pollTwilioRecordings(gateway, orgId);

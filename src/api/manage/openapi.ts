@@ -192,6 +192,25 @@ const paths: Record<string, PathItem> = {
   },
 };
 
+paths['/api/call-recordings/{id}/retry'] = {
+  post: {
+    operationId: 'retryCallRecording',
+    summary: 'Finish a failed or interrupted recording from the spool this gateway holds, now rather than at the next start',
+    description:
+      'The recording is rebuilt from its frame journal; the upload and completion then go on in the background (poll the recording for `completed`).',
+    ...secured,
+    parameters: [idParameter],
+    responses: {
+      '202': ok('Rebuilt from the spool; uploading.'),
+      '401': unauthorized,
+      '404': recordingNotFound,
+      '409': controlConflict('Already complete, still in progress, already being retried, or no spool on this gateway.'),
+      '503': unavailable,
+      default: internal,
+    },
+  },
+};
+
 for (const action of ['pause', 'resume'] as const) {
   paths[`/api/call-recordings/{id}/${action}`] = {
     post: {
