@@ -1,4 +1,5 @@
 export { registerLivekitIngest, EGRESS_CLOSE_CODES, LIVEKIT_ROOM_RECORDING_PATH, LIVEKIT_WEBHOOK_PATH } from './route.js';
+export { parseEgressTextFrame } from './egress-frame.js';
 export {
   signEgressUrl,
   verifyEgressQuery,

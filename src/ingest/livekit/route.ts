@@ -5,6 +5,7 @@ import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.
 import { authenticate } from '../../api/auth.js';
 import { createRouter, json, type RequestContext } from '../../api/http.js';
 import type { Gateway } from '../../gateway/gateway.js';
+import { parseEgressTextFrame } from './egress-frame.js';
 import { LIVEKIT_EGRESS_PATH, verifyEgressQuery, type VerifiedEgressTarget } from './egress-url.js';
 import { LivekitRoomRecorder, type LivekitIngestConfig } from './room-recorder.js';
 import { LIVEKIT_METRICS_SOURCE, type LivekitRoomSession, type RoomTrackInput } from './room-session.js';
@@ -45,19 +46,6 @@ async function readJson(ctx: RequestContext, limit: number): Promise<unknown> {
   } catch (cause) {
     throw new CallvaultError(ErrorCode.BadRequest, 'request body is not JSON', { cause });
   }
-}
-
-/** Track Egress text frames carry `{"muted": true|false}`; other events are ignored. */
-function mutedFlag(text: string): boolean | null {
-  try {
-    const value: unknown = JSON.parse(text);
-    if (value !== null && typeof value === 'object' && typeof (value as { muted?: unknown }).muted === 'boolean') {
-      return (value as { muted: boolean }).muted;
-    }
-  } catch {
-    // fall through
-  }
-  return null;
 }
 
 /**
@@ -224,7 +212,7 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: Gateway, confi
         else data.early.push({ kind: 'audio', data: pcm, arrivedAt });
         return;
       }
-      const muted = mutedFlag(Buffer.from(message).toString('utf8'));
+      const muted = parseEgressTextFrame(Buffer.from(message).toString('utf8'));
       if (muted === null) return;
       if (data.input) data.input.setMuted(muted);
       else data.early.push({ kind: 'muted', muted });
