@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { rms, sliceMs, toneAmplitude } from '../support/audio.js';
 import { fetchRecording, recordingsOfCall, startTestGateway, type TestGateway } from '../support/gateway.js';
 import { placeCall } from '../support/twilio.js';
+import { api } from '../api/support.js';
 
 let t: TestGateway;
 beforeAll(async () => {
@@ -78,12 +79,14 @@ test('a pipeline that keeps failing fails the recording for good: 1011 with the 
   const pool = t.gateway.services.pool;
   const run = pool.run.bind(pool);
   pool.run = () => Promise.reject(Object.assign(new Error('worker gone'), { code: 'PIPELINE_FAILED' }));
+  let failed: Awaited<ReturnType<typeof recordingsOfCall>>[number] | undefined;
   try {
     const result = await placeCall(t, { durationMs: 2000, realtime: true });
     expect(result.closeCode).toBe(1011);
     expect(result.closeReason).toBe('PIPELINE_FAILED');
     const [row] = await recordingsOfCall(t, 'acme', result.callSid);
     expect(row).toMatchObject({ status: 'failed', errorCode: 'PIPELINE_FAILED' });
+    failed = row;
     expect(t.logs.find('recording failed')).toEqual([expect.objectContaining({ code: 'PIPELINE_FAILED', recordingSid: row!.recordingSid })]);
     const metrics = await (await fetch(`${t.httpUrl}/metrics`)).text();
     expect(metrics).toMatch(/^callvault_recordings_failed_total\{reason="PIPELINE_FAILED"\} 1$/m);
@@ -94,4 +97,21 @@ test('a pipeline that keeps failing fails the recording for good: 1011 with the 
   } finally {
     pool.run = run;
   }
+
+  // The retry route finishes it from the journal now, with the pipeline working again: everything the gateway
+  // accepted before the failure closed the stream (three batches of about 50 ms per track).
+  const retried = await api(t, `/api/call-recordings/${failed!.recordingSid}/retry`, { method: 'POST' });
+  expect(retried.status).toBe(202);
+  await expect.poll(async () => (await t.gateway.db.recordings.get('acme', failed!.id))?.status).toBe('completed');
+  const row = (await t.gateway.db.recordings.get('acme', failed!.id))!;
+  expect(row).toMatchObject({ errorCode: null });
+  expect(row.durationMs!).toBeGreaterThanOrEqual(100);
+  expect(row.durationMs!).toBeLessThan(1000);
+  const [left, right] = (await fetchRecording(t, row)).channelSamples as [Int16Array, Int16Array];
+  expect(left.length).toBe((row.durationMs! * 16000) / 1000);
+  expect(toneAmplitude(sliceMs(left, 16000, 20, row.durationMs! - 20), 16000, 440)).toBeGreaterThan(TONE * 0.9);
+  expect(toneAmplitude(sliceMs(right, 16000, 20, row.durationMs! - 20), 16000, 1000)).toBeGreaterThan(TONE * 0.9);
+  await expect.poll(async () => readdir(join(t.dataDir, 'spool'))).toEqual([]);
+  // Once complete there is nothing left to retry.
+  expect((await api(t, `/api/call-recordings/${failed!.recordingSid}/retry`, { method: 'POST' })).status).toBe(409);
 });
