@@ -55,8 +55,12 @@ export function registerApi(app: TemplatedApp, gateway: Gateway): void {
         gateway.storageReachable(),
       ]);
     }
-    const ready = Object.values(checks).every(Boolean);
-    return json(ready ? 200 : 503, { status: ready ? 'ready' : 'unready', checks });
+    // S3 being away degrades the gateway but does not make it unready: calls record into the spool and their
+    // uploads are retried, so a load balancer should keep sending streams.
+    const ready = checks['accepting']! && checks['workers']! && checks['database']!;
+    const degraded = ready && !checks['storage'];
+    const uploadBacklog = { recordings: gateway.metrics.uploadBacklog.size, bytes: [...gateway.metrics.uploadBacklog].reduce((sum, f) => sum + f.size, 0) };
+    return json(ready ? 200 : 503, { status: degraded ? 'degraded' : ready ? 'ready' : 'unready', checks, uploadBacklog });
   });
 
   router.route('get', '/metrics', 'metrics', async () => {

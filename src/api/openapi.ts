@@ -148,10 +148,11 @@ const basePaths: Record<string, PathItem> = {
   '/readyz': {
     get: {
       operationId: 'readyz',
-      summary: 'Readiness: accepting streams, workers up, PostgreSQL and object storage reachable',
-      description: 'Goes unready (503) as soon as a shutdown begins, before any stream is refused.',
+      summary: 'Readiness: accepting streams, workers up, PostgreSQL reachable; object storage reported',
+      description:
+        'Goes unready (503) as soon as a shutdown begins, before any stream is refused. Object storage being unreachable answers 200 `degraded`: calls record into the spool and their uploads are retried.',
       responses: {
-        '200': { description: 'Ready.', content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } } },
+        '200': { description: 'Ready (or degraded: storage unreachable, uploads waiting).', content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } } },
         '503': { description: 'Not ready; `checks` says why.', content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } } },
       },
     },
@@ -300,7 +301,7 @@ const document = {
       Readiness: {
         type: 'object',
         properties: {
-          status: { type: 'string', enum: ['ready', 'unready'] },
+          status: { type: 'string', enum: ['ready', 'degraded', 'unready'] },
           checks: {
             type: 'object',
             properties: {
@@ -309,6 +310,11 @@ const document = {
               database: { type: 'boolean' },
               storage: { type: 'boolean' },
             },
+          },
+          uploadBacklog: {
+            type: 'object',
+            description: 'Recordings whose upload waits for S3 to be retried, and their spooled bytes.',
+            properties: { recordings: { type: 'integer' }, bytes: { type: 'integer' } },
           },
         },
       },

@@ -813,6 +813,7 @@ export async function uploadSpoolUntilDone(services: RecordingServices, target: 
         if (!waiting) {
           waiting = true;
           metrics.uploadBacklogRecordings.inc();
+          metrics.uploadBacklog.add(target.spoolFile);
         }
         const delayMs = retryDelayMs(attempt, initialDelayMs, maxDelayMs);
         services.logger.warn({ ...log, code: error.code, attempt, delayMs: Math.round(delayMs), err: error }, 'upload failed, retrying from the spool');
@@ -820,6 +821,9 @@ export async function uploadSpoolUntilDone(services: RecordingServices, target: 
       }
     }
   } finally {
-    if (waiting) metrics.uploadBacklogRecordings.dec();
+    if (waiting) {
+      metrics.uploadBacklogRecordings.dec();
+      metrics.uploadBacklog.delete(target.spoolFile);
+    }
   }
 }

@@ -95,10 +95,24 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  /** Spool files whose upload is waiting to be retried; their sizes are the backlog in bytes. */
+  readonly uploadBacklog = new Set<{ readonly size: number }>();
+
   readonly uploadBacklogRecordings = new Gauge({
     name: 'callvault_upload_backlog_recordings',
     help: 'Recordings whose upload is waiting to be retried.',
     registers: [this.registry],
+  });
+
+  readonly uploadBacklogBytes = new Gauge({
+    name: 'callvault_upload_backlog_bytes',
+    help: 'Encrypted bytes in the spool of recordings whose upload is waiting to be retried.',
+    registers: [this.registry],
+    collect: () => {
+      let bytes = 0;
+      for (const file of this.uploadBacklog) bytes += file.size;
+      this.uploadBacklogBytes.set(bytes);
+    },
   });
 
   readonly recordingsFinished = new Counter({

@@ -109,7 +109,11 @@ describe('health', () => {
     expect(await (await fetch(`${t.httpUrl}/healthz`)).json()).toEqual({ status: 'ok' });
     const ready = await fetch(`${t.httpUrl}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: 'ready', checks: { accepting: true, workers: true, database: true, storage: true } });
+    expect(await ready.json()).toEqual({
+      status: 'ready',
+      checks: { accepting: true, workers: true, database: true, storage: true },
+      uploadBacklog: { recordings: 0, bytes: 0 },
+    });
   });
 
   test.each([

@@ -38,6 +38,15 @@ test('a bucket that disappears mid-call delays the recording, retried from the s
   const [waiting] = await recordingsOfCall(t, 'acme', callSid);
   expect(waiting).toMatchObject({ status: 'in_progress' });
   expect(t.logs.find('recording failed')).toEqual([]);
+  // Alive, still accepting streams, and saying what waits.
+  expect((await fetch(`${t.httpUrl}/healthz`)).status).toBe(200);
+  const ready = await fetch(`${t.httpUrl}/readyz`);
+  expect(ready.status).toBe(200);
+  expect(await ready.json()).toMatchObject({ status: 'degraded', checks: { storage: false, accepting: true }, uploadBacklog: { recordings: 1 } });
+  const metric = async (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await (await fetch(`${t.httpUrl}/metrics`)).text())?.[1]);
+  expect(await metric('callvault_upload_backlog_recordings')).toBe(1);
+  // The whole second of stereo 16 kHz audio (64 000 bytes of PCM, sealed) waits in the spool.
+  await expect.poll(() => metric('callvault_upload_backlog_bytes')).toBeGreaterThan(64_000);
 
   await client.send(new CreateBucketCommand({ Bucket: t.bucket }));
   client.destroy();
