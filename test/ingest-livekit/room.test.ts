@@ -4,17 +4,18 @@
  * tone is in which channel, silence where a participant was absent or muted, and its duration.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { AudioFrame, AudioSource, LocalAudioTrack, Room, TrackPublishOptions, TrackSource, dispose } from '@livekit/rtc-node';
+import { dispose } from '@livekit/rtc-node';
 import { AccessToken, RoomServiceClient } from 'livekit-server-sdk';
 import { generateTone, toneAmplitude } from '../support/audio.js';
 import { uniqueName } from '../support/peers.js';
-import { decryptRecording, livekitPeer, recordingRows, rmsIn, startTestGateway, toneIn, until, type TestGateway } from './support.js';
+import {
+  PUBLISHED_AMPLITUDE as AMPLITUDE,
+  decryptRecording,
+  livekitPeer,
+  publisher, recordingRows, rmsIn, startTestGateway, toneIn, until, type Publisher, type TestGateway } from './support.js';
 
-const RATE = 48_000;
-const FRAME = 480;
 const CALLER_HZ = 440;
 const AGENT_HZ = 1_000;
-const AMPLITUDE = 8_000;
 /** Join, subscription and jitter-buffer delay between capture and the gateway: generous but bounded. */
 const MAX_DELIVERY_S = 0.6;
 
@@ -29,53 +30,6 @@ afterAll(async () => {
   await gw?.stop();
   await dispose();
 });
-
-interface Publisher {
-  identity: string;
-  trackSid: string;
-  /**
-   * Captures `seconds` of tone in real time; returns the wall time (ms) the first frame was captured.
-   * Each cue runs (not awaited) once capture reaches its offset, so the tone itself never pauses.
-   */
-  speak(seconds: number, cues?: Array<{ atS: number; run: () => unknown }>): Promise<number>;
-  leave(): Promise<void>;
-}
-
-async function publisher(room: string, identity: string, frequency: number, extra: { kind?: 'agent'; metadata?: string } = {}): Promise<Publisher> {
-  const token = new AccessToken(peer.apiKey, peer.apiSecret, { identity, ...(extra.metadata ? { metadata: extra.metadata } : {}) });
-  token.addGrant({ room, roomJoin: true, canPublish: true, canSubscribe: false });
-  if (extra.kind) token.kind = extra.kind;
-  const lkRoom = new Room();
-  await lkRoom.connect(peer.url, await token.toJwt(), { autoSubscribe: false, dynacast: false });
-  // A short queue keeps capture paced by real time, so capture times are when audio really left.
-  const source = new AudioSource(RATE, 1, 50);
-  const track = LocalAudioTrack.createAudioTrack('mic', source);
-  const options = new TrackPublishOptions();
-  options.source = TrackSource.SOURCE_MICROPHONE;
-  const publication = await lkRoom.localParticipant!.publishTrack(track, options);
-  let sample = 0;
-  return {
-    identity,
-    trackSid: publication.sid!,
-    async speak(seconds, cues = []) {
-      const startedAt = Date.now();
-      const frames = Math.round((seconds * RATE) / FRAME);
-      const pending = [...cues].sort((a, b) => a.atS - b.atS);
-      for (let i = 0; i < frames; i++) {
-        while (pending.length > 0 && pending[0]!.atS * RATE <= i * FRAME) pending.shift()!.run();
-        const tone = generateTone({ frequency, sampleRate: RATE, samples: FRAME, amplitude: AMPLITUDE, startSample: sample });
-        sample += FRAME;
-        await source.captureFrame(new AudioFrame(tone, RATE, 1, FRAME));
-      }
-      await source.waitForPlayout();
-      return startedAt;
-    },
-    async leave() {
-      await lkRoom.disconnect();
-      await source.close();
-    },
-  };
-}
 
 /** Seconds from the start of `channel` to the first 20 ms window carrying the tone. */
 function onset(channel: Int16Array, sampleRate: number, frequency: number): number {

@@ -6,7 +6,9 @@ import type { Gateway } from '../../dist/gateway/gateway.js';
 import { decryptStream, unwrapDataKey } from '../../dist/crypto/index.js';
 import { s3Client } from '../support/peers.js';
 import { startTestGateway as startSharedTestGateway } from '../support/gateway.js';
-import { splitChannels, toneAmplitude, rms } from '../support/audio.js';
+import { AudioFrame, AudioSource, LocalAudioTrack, Room, TrackPublishOptions, TrackSource } from '@livekit/rtc-node';
+import { AccessToken } from 'livekit-server-sdk';
+import { generateTone, splitChannels, toneAmplitude, rms } from '../support/audio.js';
 
 export const OUTPUT_RATE = 16_000;
 
@@ -138,3 +140,59 @@ export async function until<T>(what: string, probe: () => T | Promise<T>, timeou
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+const RATE = 48_000;
+const FRAME = 480;
+/** The amplitude publishers send their tone at. */
+export const PUBLISHED_AMPLITUDE = 8_000;
+const AMPLITUDE = PUBLISHED_AMPLITUDE;
+
+export interface Publisher {
+  identity: string;
+  trackSid: string;
+  /**
+   * Captures `seconds` of tone in real time; returns the wall time (ms) the first frame was captured.
+   * Each cue runs (not awaited) once capture reaches its offset, so the tone itself never pauses.
+   */
+  speak(seconds: number, cues?: Array<{ atS: number; run: () => unknown }>): Promise<number>;
+  leave(): Promise<void>;
+}
+
+/** A participant that joins `room` and publishes a tone in real time with rtc-node. */
+export async function publisher(room: string, identity: string, frequency: number, extra: { kind?: 'agent'; metadata?: string } = {}): Promise<Publisher> {
+  const peer = livekitPeer();
+  const token = new AccessToken(peer.apiKey, peer.apiSecret, { identity, ...(extra.metadata ? { metadata: extra.metadata } : {}) });
+  token.addGrant({ room, roomJoin: true, canPublish: true, canSubscribe: false });
+  if (extra.kind) token.kind = extra.kind;
+  const lkRoom = new Room();
+  await lkRoom.connect(peer.url, await token.toJwt(), { autoSubscribe: false, dynacast: false });
+  // A short queue keeps capture paced by real time, so capture times are when audio really left.
+  const source = new AudioSource(RATE, 1, 50);
+  const track = LocalAudioTrack.createAudioTrack('mic', source);
+  const options = new TrackPublishOptions();
+  options.source = TrackSource.SOURCE_MICROPHONE;
+  const publication = await lkRoom.localParticipant!.publishTrack(track, options);
+  let sample = 0;
+  return {
+    identity,
+    trackSid: publication.sid!,
+    async speak(seconds, cues = []) {
+      const startedAt = Date.now();
+      const frames = Math.round((seconds * RATE) / FRAME);
+      const pending = [...cues].sort((a, b) => a.atS - b.atS);
+      for (let i = 0; i < frames; i++) {
+        while (pending.length > 0 && pending[0]!.atS * RATE <= i * FRAME) pending.shift()!.run();
+        const tone = generateTone({ frequency, sampleRate: RATE, samples: FRAME, amplitude: AMPLITUDE, startSample: sample });
+        sample += FRAME;
+        await source.captureFrame(new AudioFrame(tone, RATE, 1, FRAME));
+      }
+      await source.waitForPlayout();
+      return startedAt;
+    },
+    async leave() {
+      await lkRoom.disconnect();
+      await source.close();
+    },
+  };
+}
+
