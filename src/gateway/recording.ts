@@ -21,8 +21,15 @@ import type { RecordingServices } from './services.js';
 const BATCH_MEDIA_MS = 100;
 /** A batch also leaves once its oldest frame has waited this long, so quiet calls still move. */
 const BATCH_MAX_WAIT_MS = 200;
-/** Frames a recording may hold while its workers are behind; past it the stream is told to back off. */
+/**
+ * Audio a recording holds in memory while its workers are behind. Beyond it, frames are kept only in the
+ * journal on disk and the pipeline catches up from there: a fast sender is slowed down, never cut off.
+ */
 const MAX_PENDING_MEDIA_MS = 30_000;
+/** Frames read back from the journal per batch while catching up: about two seconds of a two-track call. */
+const CATCH_UP_FRAMES = 200;
+/** The hard bound: a sender this far ahead of the pipeline (journal bytes not yet processed) is closed. */
+const MAX_JOURNAL_BACKLOG_BYTES = 256 * 1024 * 1024;
 /** A batch that fails this many times in a row means the pipeline cannot process this call at all. */
 const MAX_CONSECUTIVE_PIPELINE_FAILURES = 3;
 /** What a spool manifest of a recording that can be recovered from its journal says it is. */
@@ -166,6 +173,11 @@ export class Recording extends EventEmitter<RecordingEvents> {
   #upload: SpoolUpload | null = null;
   #uploaded: Promise<SpoolUploadResult> = Promise.resolve({ size: 0 });
   #pipelineFailures = 0;
+  /** Frames added to the journal so far. */
+  #journaledFrames = 0;
+  /** Journal index of the first frame not held in memory, while the pipeline catches up; else null. */
+  #catchUpFrom: number | null = null;
+  #catchUpBytes = 0;
   readonly #gaps: Array<{ track: string; fromMs: number; toMs: number; reason: string }> = [];
   #dsp: CallDspState;
   #encryptor: EncryptorState;
@@ -347,16 +359,41 @@ export class Recording extends EventEmitter<RecordingEvents> {
   push(callFrame: InputFrame, arrivedAt: number): void {
     if (this.#state !== 'recording') return;
     if (this.#trackFilter && !this.#trackFilter.has(callFrame.trackId)) return;
-    for (const frame of this.#toRecordingTimeline(callFrame)) {
-      this.#journal.add(frame);
-      this.#pending.push(frame);
-      this.#pendingArrivals.push(arrivedAt);
-      this.#pendingMediaMs += frameMediaMs(frame);
+    for (const frame of this.#toRecordingTimeline(callFrame)) this.#accept(frame, arrivedAt);
+    if (this.#catchUpFrom !== null && this.#journal.bytes - this.#catchUpBytes > MAX_JOURNAL_BACKLOG_BYTES) {
+      throw new CallvaultError(ErrorCode.Overloaded, 'stream is too far ahead of the recording pipeline', { retryable: true });
     }
-    if (this.#pendingMediaMs > MAX_PENDING_MEDIA_MS) {
-      throw new CallvaultError(ErrorCode.Overloaded, 'recording pipeline is too far behind', { retryable: true });
+    if (this.#pendingMediaMs >= BATCH_MEDIA_MS || this.#catchUpFrom !== null) this.#pump();
+  }
+
+  /**
+   * Every accepted frame goes to the journal first. It is also kept in memory for the next batch, unless the
+   * workers are behind by more than MAX_PENDING_MEDIA_MS: then this and every later frame is read back from
+   * the journal once the pipeline gets there (frames stay in order: memory holds only older ones).
+   */
+  #accept(frame: InputFrame, arrivedAt: number): void {
+    this.#journal.add(frame);
+    const index = this.#journaledFrames++;
+    if (this.#catchUpFrom === null && this.#pendingMediaMs + frameMediaMs(frame) > MAX_PENDING_MEDIA_MS) {
+      this.#catchUpFrom = index;
+      this.#catchUpBytes = this.#journal.bytes;
+      this.#services.logger.warn({ recordingSid: this.recordingSid }, 'stream ahead of the pipeline, catching up from the journal');
     }
-    if (this.#pendingMediaMs >= BATCH_MEDIA_MS) this.#pump();
+    if (this.#catchUpFrom !== null) return;
+    this.#pending.push(frame);
+    this.#pendingArrivals.push(arrivedAt);
+    this.#pendingMediaMs += frameMediaMs(frame);
+  }
+
+  /** The next frames to catch up on, read back from the journal (made durable first, so they can be read). */
+  async #catchUpBatch(): Promise<InputFrame[]> {
+    const from = this.#catchUpFrom!;
+    await this.#journal.flush();
+    const frames = await this.#journal.readFrames(from, CATCH_UP_FRAMES);
+    this.#catchUpFrom = from + frames.length;
+    this.#catchUpBytes = this.#journal.bytes;
+    if (this.#catchUpFrom >= this.#journaledFrames) this.#catchUpFrom = null;
+    return frames;
   }
 
   /** A pause as a span of input samples at `perMs` samples per ms; an open pause runs to infinity. */
@@ -497,49 +534,68 @@ export class Recording extends EventEmitter<RecordingEvents> {
 
   #pump(final = false): Promise<void> {
     if (this.#inFlight) return this.#inFlight;
+    if (this.#pending.length === 0 && this.#catchUpFrom !== null) return this.#pumpCatchUp();
     if (this.#pending.length === 0 && !final) return Promise.resolve();
     const frames = packFrames(this.#pending);
     const arrivals = this.#pendingArrivals;
     this.#pending = [];
     this.#pendingArrivals = [];
     this.#pendingMediaMs = 0;
+    return this.#track(this.#runBatch(frames, final, arrivals));
+  }
+
+  /** Runs one batch through a worker and appends its sealed segments to the spool. */
+  async #runBatch(batch: InputFrame[], final: boolean, arrivals: readonly number[]): Promise<void> {
     const services = this.#services;
-    const run = async (batch: InputFrame[]): Promise<void> => {
-      let result;
-      try {
-        result = await services.pool.run({ dsp: this.#dsp, encryptor: this.#encryptor, frames: batch, final });
-      } catch (err) {
-        if (this.#state === 'destroyed' || this.#state === 'abandoned') return;
-        this.#batchLost(batch, err);
-        // The final batch must still seal the container: retry it without the lost frames.
-        if (final && this.#state === 'closing') return run([]);
-        return;
-      }
+    let result;
+    try {
+      result = await services.pool.run({ dsp: this.#dsp, encryptor: this.#encryptor, frames: batch, final });
+    } catch (err) {
       if (this.#state === 'destroyed' || this.#state === 'abandoned') return;
-      this.#pipelineFailures = 0;
-      this.#dsp = result.dsp;
-      this.#encryptor = result.encryptor;
-      this.#durationSamples = result.stats.durationSamples;
-      if (result.stats.duplicateSamplesDropped > 0) {
-        services.metrics.framesDropped.inc({ source: 'pipeline', reason: 'duplicate' }, result.stats.duplicateSamplesDropped);
-      }
-      if (result.stats.lateSamplesDropped > 0) {
-        services.metrics.framesDropped.inc({ source: 'pipeline', reason: 'late' }, result.stats.lateSamplesDropped);
-      }
-      if (result.output.byteLength > 0) await this.#spoolFile.append(result.output);
-      const now = services.now();
-      for (const arrivedAt of arrivals) services.metrics.pipelineLatency.observe((now - arrivedAt) / 1000);
-    };
-    const inFlight = run(frames)
+      this.#batchLost(batch, err);
+      // The final batch must still seal the container: retry it without the lost frames.
+      if (final && this.#state === 'closing') return this.#runBatch([], final, []);
+      return;
+    }
+    if (this.#state === 'destroyed' || this.#state === 'abandoned') return;
+    this.#pipelineFailures = 0;
+    this.#dsp = result.dsp;
+    this.#encryptor = result.encryptor;
+    this.#durationSamples = result.stats.durationSamples;
+    if (result.stats.duplicateSamplesDropped > 0) {
+      services.metrics.framesDropped.inc({ source: 'pipeline', reason: 'duplicate' }, result.stats.duplicateSamplesDropped);
+    }
+    if (result.stats.lateSamplesDropped > 0) {
+      services.metrics.framesDropped.inc({ source: 'pipeline', reason: 'late' }, result.stats.lateSamplesDropped);
+    }
+    if (result.output.byteLength > 0) await this.#spoolFile.append(result.output);
+    const now = services.now();
+    for (const arrivedAt of arrivals) services.metrics.pipelineLatency.observe((now - arrivedAt) / 1000);
+  }
+
+  /** Registers a batch as the one in flight; when it ends, the next one starts if enough is waiting. */
+  #track(batch: Promise<void>): Promise<void> {
+    const inFlight = batch
       .catch((err: unknown) => {
         this.destroy(toCallvaultError(err, ErrorCode.PipelineFailed));
       })
       .finally(() => {
         this.#inFlight = null;
-        if (this.#state === 'recording' && this.#pendingMediaMs >= BATCH_MEDIA_MS) void this.#pump();
+        if (this.#state === 'recording' && (this.#pendingMediaMs >= BATCH_MEDIA_MS || this.#catchUpFrom !== null)) void this.#pump();
       });
     this.#inFlight = inFlight;
     return inFlight;
+  }
+
+  /** One catch-up batch: frames read back from the journal, through the same pipeline step. */
+  #pumpCatchUp(): Promise<void> {
+    return this.#track(
+      (async () => {
+        const frames = await this.#catchUpBatch();
+        if (frames.length === 0) return;
+        await this.#runBatch(frames, false, []);
+      })(),
+    );
   }
 
   /**
@@ -566,9 +622,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
           position: pauseStart - Math.round((this.#originMs * rate) / 1000) - this.#skippedBefore(pauseStart, rate / 1000),
           data: new Uint8Array(samples * 2),
         };
-        this.#journal.add(silence);
-        this.#pending.push(silence);
-        this.#pendingArrivals.push(this.#services.now());
+        this.#accept(silence, this.#services.now());
       }
     }
     this.#closePromise = this.#finish();
@@ -579,7 +633,12 @@ export class Recording extends EventEmitter<RecordingEvents> {
     const services = this.#services;
     const stoppedAt = services.now();
     if (this.#state === 'recording') this.#state = 'closing';
-    while (this.#inFlight) await this.#inFlight;
+    // Everything accepted is recorded: what memory holds, then whatever is still to catch up on from the journal.
+    for (;;) {
+      while (this.#inFlight) await this.#inFlight;
+      if (this.#state !== 'closing' || this.#catchUpFrom === null) break;
+      await this.#pump();
+    }
     if (this.#state === 'closing') await this.#pump(true);
     if (this.#state === 'closing') {
       try {

@@ -102,19 +102,24 @@ export class JournalWriter {
   readonly #key: Uint8Array;
   #handle: FileHandle | null;
   #buffered: InputFrame[] = [];
-  #records = 0;
+  #recordCount = 0;
   #tail: Promise<void> = Promise.resolve();
   #failure: CallvaultError | null = null;
   #closed = false;
   /** Frames made durable so far. */
   durableFrames = 0;
+  /** Bytes written to the file so far. */
+  bytes = 0;
+  /** Where each durable record sits, so frames can be read back by index (a sender faster than the pipeline). */
+  readonly #records: Array<{ offset: number; length: number; firstFrame: number; frames: number }> = [];
+  #reader: FileHandle | null = null;
 
   private constructor(handle: FileHandle, opts: JournalWriterOptions, records: number) {
     this.#handle = handle;
     this.path = opts.path;
     this.#recordingId = opts.recordingId;
     this.#key = Uint8Array.from(opts.dataKey);
-    this.#records = records;
+    this.#recordCount = records;
   }
 
   static async create(opts: JournalWriterOptions): Promise<JournalWriter> {
@@ -146,7 +151,7 @@ export class JournalWriter {
     if (this.#buffered.length === 0) return this.#tail;
     const frames = this.#buffered;
     this.#buffered = [];
-    const index = this.#records++;
+    const index = this.#recordCount++;
     const next = this.#tail.then(async () => {
       if (this.#failure) throw this.#failure;
       const handle = this.#handle;
@@ -167,10 +172,32 @@ export class JournalWriter {
         });
         throw this.#failure;
       }
+      this.#records.push({ offset: this.bytes, length: LENGTH_BYTES + NONCE_LENGTH + body.length, firstFrame: this.durableFrames, frames: frames.length });
+      this.bytes += LENGTH_BYTES + NONCE_LENGTH + body.length;
       this.durableFrames += frames.length;
     });
     this.#tail = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * Reads durable frames back, from frame index `from` on, whole records at a time, at least one record and
+   * about `atLeast` frames; [] when nothing from `from` on is durable yet.
+   */
+  async readFrames(from: number, atLeast: number): Promise<InputFrame[]> {
+    let i = this.#records.findIndex((r) => r.firstFrame + r.frames > from);
+    if (i < 0) return [];
+    this.#reader ??= await open(this.path, 'r');
+    const frames: InputFrame[] = [];
+    for (; i < this.#records.length && frames.length < atLeast; i++) {
+      const record = this.#records[i]!;
+      const bytes = Buffer.allocUnsafe(record.length);
+      const { bytesRead } = await this.#reader.read(bytes, 0, record.length, record.offset);
+      if (bytesRead !== record.length) throw new CallvaultError(ErrorCode.SpoolFailed, 'frame journal is shorter than written');
+      const decoded = openRecord(bytes, this.#recordingId, this.#key, i);
+      frames.push(...decoded.slice(Math.max(0, from - record.firstFrame)));
+    }
+    return frames;
   }
 
   /** Flushes what is left and releases the file (it stays on disk until the recording is complete). */
@@ -182,7 +209,26 @@ export class JournalWriter {
     const handle = this.#handle;
     this.#handle = null;
     await handle?.close();
+    const reader = this.#reader;
+    this.#reader = null;
+    await reader?.close();
   }
+}
+
+/** Decrypts one whole record (length prefix included) at record index `index`. */
+function openRecord(record: Buffer, recordingId: string, dataKey: Uint8Array, index: number): InputFrame[] {
+  const nonce = record.subarray(LENGTH_BYTES, LENGTH_BYTES + NONCE_LENGTH);
+  const body = record.subarray(LENGTH_BYTES + NONCE_LENGTH);
+  const decipher = createDecipheriv('aes-256-gcm', dataKey, nonce, { authTagLength: TAG_LENGTH });
+  decipher.setAAD(aad(recordingId, index));
+  decipher.setAuthTag(body.subarray(body.length - TAG_LENGTH));
+  let plain: Buffer;
+  try {
+    plain = Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_LENGTH)), decipher.final()]);
+  } catch (cause) {
+    throw new CallvaultError(ErrorCode.SpoolFailed, 'journal record failed authentication', { cause, details: { recordingId, index } });
+  }
+  return decodeFrames(plain);
 }
 
 export interface JournalContents {
@@ -215,18 +261,7 @@ export async function readJournal(path: string, recordingId: string, dataKey: Ui
     }
     const end = offset + LENGTH_BYTES + NONCE_LENGTH + length;
     if (end > bytes.length) break;
-    const nonce = bytes.subarray(offset + LENGTH_BYTES, offset + LENGTH_BYTES + NONCE_LENGTH);
-    const body = bytes.subarray(offset + LENGTH_BYTES + NONCE_LENGTH, end);
-    const decipher = createDecipheriv('aes-256-gcm', dataKey, nonce, { authTagLength: TAG_LENGTH });
-    decipher.setAAD(aad(recordingId, index));
-    decipher.setAuthTag(body.subarray(body.length - TAG_LENGTH));
-    let plain: Buffer;
-    try {
-      plain = Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_LENGTH)), decipher.final()]);
-    } catch (cause) {
-      throw new CallvaultError(ErrorCode.SpoolFailed, 'journal record failed authentication', { cause, details: { recordingId, index } });
-    }
-    for (const frame of decodeFrames(plain)) frames.push(frame);
+    for (const frame of openRecord(bytes.subarray(offset, end), recordingId, dataKey, index)) frames.push(frame);
     offset = end;
     index++;
   }
