@@ -175,6 +175,26 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
     });
   }
 
+  /** → completed from one of `from`; clears the error code and the upload id, which no longer apply. */
+  async function completeFrom(id: string, { durationMs, sizeBytes, endedAt }: CompleteRecordingInput, from: RecordingStatus[]): Promise<Recording> {
+    if (!Number.isSafeInteger(durationMs) || durationMs < 0 || !Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
+      throw badRequest('durationMs and sizeBytes are non-negative integers', { durationMs, sizeBytes });
+    }
+    const { rows } = isUuid(id)
+      ? await db.query<RecordingRow>(
+          'recordings.complete',
+          `UPDATE recordings
+           SET status = 'completed', duration_ms = $2, size_bytes = $3, ended_at = $4, error_code = NULL, upload_id = NULL,
+               updated_at = now()
+           WHERE id = $1 AND status = ANY($5::text[])
+           RETURNING ${COLUMNS}`,
+          [id, durationMs, sizeBytes, endedAt, from],
+        )
+      : { rows: [] };
+    if (!rows[0]) throw await transitionFailure(id, 'completed');
+    return toRecording(rows[0]);
+  }
+
   return {
     async create(input) {
       if (!isJsonObject(input.metadata ?? {})) throw badRequest('recording metadata must be a JSON object');
@@ -186,42 +206,10 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
       return toRecording(rows[0]!);
     },
 
-    async complete(id, { durationMs, sizeBytes, endedAt }) {
-      if (!Number.isSafeInteger(durationMs) || durationMs < 0 || !Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
-        throw badRequest('durationMs and sizeBytes are non-negative integers', { durationMs, sizeBytes });
-      }
-      const { rows } = isUuid(id)
-        ? await db.query<RecordingRow>(
-            'recordings.complete',
-            `UPDATE recordings
-             SET status = 'completed', duration_ms = $2, size_bytes = $3, ended_at = $4, upload_id = NULL, updated_at = now()
-             WHERE id = $1 AND status = 'in_progress'
-             RETURNING ${COLUMNS}`,
-            [id, durationMs, sizeBytes, endedAt],
-          )
-        : { rows: [] };
-      if (!rows[0]) throw await transitionFailure(id, 'completed');
-      return toRecording(rows[0]);
-    },
+    complete: (id, result) => completeFrom(id, result, ['in_progress']),
 
-    async completeRecovered(id, { durationMs, sizeBytes, endedAt }) {
-      if (!Number.isSafeInteger(durationMs) || durationMs < 0 || !Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
-        throw badRequest('durationMs and sizeBytes are non-negative integers', { durationMs, sizeBytes });
-      }
-      const { rows } = isUuid(id)
-        ? await db.query<RecordingRow>(
-            'recordings.completeRecovered',
-            `UPDATE recordings
-             SET status = 'completed', duration_ms = $2, size_bytes = $3, ended_at = $4, error_code = NULL,
-                 upload_id = NULL, updated_at = now()
-             WHERE id = $1 AND status IN ('in_progress', 'failed')
-             RETURNING ${COLUMNS}`,
-            [id, durationMs, sizeBytes, endedAt],
-          )
-        : { rows: [] };
-      if (!rows[0]) throw await transitionFailure(id, 'completed');
-      return toRecording(rows[0]);
-    },
+    // A failed recording whose spool was kept is finished after all: its error code no longer applies.
+    completeRecovered: (id, result) => completeFrom(id, result, ['in_progress', 'failed']),
 
     async setUploadId(id, uploadId) {
       if (!isUuid(id)) return;
