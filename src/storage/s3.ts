@@ -13,6 +13,9 @@ export interface S3ClientOptions {
 export function createS3Client(opts: S3ClientOptions): S3Client {
   return new S3Client({
     region: opts.region,
+    // An S3 that hangs must fail the request so the upload is retried from the spool, instead of waiting forever:
+    // connecting is bounded, and so is a socket that stops moving (idle time, not a cap on a long part upload).
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
     ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
     ...(opts.forcePathStyle !== undefined ? { forcePathStyle: opts.forcePathStyle } : {}),
     ...(opts.credentials ? { credentials: opts.credentials } : {}),
