@@ -1,5 +1,6 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Gateway } from '../gateway/gateway.js';
+import { ErrorCode } from '../errors/index.js';
 import { createRouter, json } from './http.js';
 import { openApiDocument } from './openapi.js';
 import { registerRecordingRoutes } from './recordings.js';
@@ -45,6 +46,7 @@ export function registerApi(app: TemplatedApp, gateway: Gateway): void {
       workers: gateway.services.pool.ready,
       database: false,
       storage: false,
+      spool: gateway.spoolHasRoom,
     };
     if (checks['accepting']) {
       [checks['database'], checks['storage']] = await Promise.all([
@@ -56,7 +58,11 @@ export function registerApi(app: TemplatedApp, gateway: Gateway): void {
       ]);
     }
     const ready = Object.values(checks).every(Boolean);
-    return json(ready ? 200 : 503, { status: ready ? 'ready' : 'unready', checks });
+    const reasons: { check: string; code: string; message: string }[] = [];
+    if (!checks['spool']) {
+      reasons.push({ check: 'spool', code: ErrorCode.SpoolFull, message: `free space under DATA_DIR (${gateway.spoolFreeBytes ?? '?'} bytes) is below the ${gateway.spoolMinFreeBytes}-byte reserve` });
+    }
+    return json(ready ? 200 : 503, { status: ready ? 'ready' : 'unready', checks, ...(reasons.length > 0 ? { reasons } : {}) });
   });
 
   router.route('get', '/metrics', 'metrics', async () => {

@@ -148,7 +148,7 @@ const basePaths: Record<string, PathItem> = {
   '/readyz': {
     get: {
       operationId: 'readyz',
-      summary: 'Readiness: accepting streams, workers up, PostgreSQL and object storage reachable',
+      summary: 'Readiness: accepting streams, workers up, PostgreSQL and object storage reachable, spool above its free-space reserve',
       description: 'Goes unready (503) as soon as a shutdown begins, before any stream is refused.',
       responses: {
         '200': { description: 'Ready.', content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } } },
@@ -308,6 +308,16 @@ const document = {
               workers: { type: 'boolean' },
               database: { type: 'boolean' },
               storage: { type: 'boolean' },
+              spool: { type: 'boolean', description: 'free space under DATA_DIR is at least SPOOL_MIN_FREE_MIB' },
+            },
+          },
+          reasons: {
+            type: 'array',
+            description: 'Present when unready for a reason with a stable code (e.g. SPOOL_FULL).',
+            items: {
+              type: 'object',
+              properties: { check: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } },
+              required: ['check', 'code', 'message'],
             },
           },
         },
