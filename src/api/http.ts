@@ -21,8 +21,10 @@ const STATUS_TEXT: Record<number, string> = {
   413: 'Payload Too Large',
   416: 'Range Not Satisfiable',
   422: 'Unprocessable Entity',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
+  507: 'Insufficient Storage',
 };
 
 const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
@@ -37,6 +39,8 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.ShuttingDown]: 503,
   [ErrorCode.DatabaseUnavailable]: 503,
   [ErrorCode.StorageUnavailable]: 503,
+  [ErrorCode.SpoolFull]: 507,
+  [ErrorCode.StreamLimitReached]: 429,
 };
 
 export function statusLine(status: number): string {

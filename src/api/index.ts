@@ -1,5 +1,6 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Gateway } from '../gateway/gateway.js';
+import { ErrorCode } from '../errors/index.js';
 import { createRouter, json } from './http.js';
 import { openApiDocument } from './openapi.js';
 import { registerRecordingRoutes } from './recordings.js';
@@ -45,6 +46,7 @@ export function registerApi(app: TemplatedApp, gateway: Gateway): void {
       workers: gateway.services.pool.ready,
       database: false,
       storage: false,
+      spool: gateway.spoolHasRoom,
     };
     if (checks['accepting']) {
       [checks['database'], checks['storage']] = await Promise.all([
@@ -56,11 +58,20 @@ export function registerApi(app: TemplatedApp, gateway: Gateway): void {
       ]);
     }
     // S3 being away degrades the gateway but does not make it unready: calls record into the spool and their
-    // uploads are retried, so a load balancer should keep sending streams.
-    const ready = checks['accepting']! && checks['workers']! && checks['database']!;
+    // uploads are retried, so a load balancer should keep sending streams. A full spool disk does make it unready.
+    const ready = checks['accepting']! && checks['workers']! && checks['database']! && checks['spool']!;
     const degraded = ready && !checks['storage'];
     const uploadBacklog = { recordings: gateway.metrics.uploadBacklog.size, bytes: [...gateway.metrics.uploadBacklog].reduce((sum, f) => sum + f.size, 0) };
-    return json(ready ? 200 : 503, { status: degraded ? 'degraded' : ready ? 'ready' : 'unready', checks, uploadBacklog });
+    const reasons: { check: string; code: string; message: string }[] = [];
+    if (!checks['spool']) {
+      reasons.push({ check: 'spool', code: ErrorCode.SpoolFull, message: `free space under DATA_DIR (${gateway.spoolFreeBytes ?? '?'} bytes) is below the ${gateway.spoolMinFreeBytes}-byte reserve` });
+    }
+    return json(ready ? 200 : 503, {
+      status: degraded ? 'degraded' : ready ? 'ready' : 'unready',
+      checks,
+      uploadBacklog,
+      ...(reasons.length > 0 ? { reasons } : {}),
+    });
   });
 
   router.route('get', '/metrics', 'metrics', async () => {

@@ -148,7 +148,7 @@ const basePaths: Record<string, PathItem> = {
   '/readyz': {
     get: {
       operationId: 'readyz',
-      summary: 'Readiness: accepting streams, workers up, PostgreSQL reachable; object storage reported',
+      summary: 'Readiness: accepting streams, workers up, PostgreSQL reachable, spool above its free-space reserve; object storage reported',
       description:
         'Goes unready (503) as soon as a shutdown begins, before any stream is refused. Object storage being unreachable answers 200 `degraded`: calls record into the spool and their uploads are retried.',
       responses: {
@@ -309,6 +309,16 @@ const document = {
               workers: { type: 'boolean' },
               database: { type: 'boolean' },
               storage: { type: 'boolean' },
+              spool: { type: 'boolean', description: 'free space under DATA_DIR is at least SPOOL_MIN_FREE_MIB' },
+            },
+          },
+          reasons: {
+            type: 'array',
+            description: 'Present when unready for a reason with a stable code (e.g. SPOOL_FULL).',
+            items: {
+              type: 'object',
+              properties: { check: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } },
+              required: ['check', 'code', 'message'],
             },
           },
           uploadBacklog: {

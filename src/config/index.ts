@@ -111,6 +111,12 @@ export const EnvSchema = z.object({
   LIVEKIT_ORG: orgId.optional(),
   /** How long an egress-started room recording waits for a dropped egress socket to reconnect. */
   LIVEKIT_EGRESS_RECONNECT_GRACE_SECONDS: z.coerce.number().min(0).max(300).default(5),
+  /** A signed Twilio stream that sends no `start` within this long is closed (4407). */
+  STREAM_START_TIMEOUT_SECONDS: z.coerce.number().positive().max(3600).default(10),
+  /** Concurrent streams per Twilio account (and per LiveKit project); the excess is refused (HTTP 429). */
+  MAX_STREAMS_PER_ACCOUNT: z.coerce.number().int().min(1).default(1000),
+  /** Below this much free space under DATA_DIR no new stream is admitted (HTTP 507) and /readyz is unready. */
+  SPOOL_MIN_FREE_MIB: z.coerce.number().min(0).default(512),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -16,6 +16,9 @@ export const ErrorCode = {
   RecordingOptionsInvalid: 'RECORDING_OPTIONS_INVALID',
   ClientKeyWeak: 'CLIENT_KEY_WEAK',
   Overloaded: 'OVERLOADED',
+  StreamStartTimeout: 'STREAM_START_TIMEOUT',
+  StreamLimitReached: 'STREAM_LIMIT_REACHED',
+  SpoolFull: 'SPOOL_FULL',
   // crypto
   ContainerInvalid: 'CONTAINER_INVALID',
   ContainerTruncated: 'CONTAINER_TRUNCATED',

@@ -160,6 +160,11 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
       elevenlabs: { webhookSecrets: env.ELEVENLABS_WEBHOOK_SECRETS ?? [] },
       ...livekitOptions(env, devCredentials),
       recording: { sampleRate: env.RECORDING_SAMPLE_RATE, defaults: env.RECORDING_DEFAULT },
+      admission: {
+        streamStartTimeoutMs: env.STREAM_START_TIMEOUT_SECONDS * 1000,
+        maxStreamsPerAccount: env.MAX_STREAMS_PER_ACCOUNT,
+        spoolMinFreeBytes: env.SPOOL_MIN_FREE_MIB * 1024 * 1024,
+      },
       workerThreads: env.WORKER_THREADS,
       shutdownDeadlineMs: env.SHUTDOWN_DEADLINE_SECONDS * 1000,
       spoolClientKeys: env.SPOOL_CLIENT_KEYS,

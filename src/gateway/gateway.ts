@@ -1,3 +1,4 @@
+import { statfs } from 'node:fs/promises';
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
@@ -19,6 +20,16 @@ import { recoverRecording, recoverSpool } from './recovery.js';
 const FLUSH_TICK_MS = 50;
 /** After the drain deadline, how long recordings still get to finalise before they are left to the spool. */
 const FINALISE_GRACE_MS = 5_000;
+const DEFAULT_STREAM_START_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_STREAMS_PER_ACCOUNT = 1000;
+const DEFAULT_SPOOL_MIN_FREE_BYTES = 512 * 1024 * 1024;
+const DEFAULT_SPOOL_PROBE_INTERVAL_MS = 5000;
+
+/** Bytes available to an unprivileged writer on the filesystem holding `dir`. */
+export async function statfsFreeBytes(dir: string): Promise<number> {
+  const stats = await statfs(dir);
+  return stats.bavail * stats.bsize;
+}
 
 export type GatewayState = 'starting' | 'running' | 'draining' | 'closed';
 
@@ -42,6 +53,11 @@ export class Gateway {
   #closePromise: Promise<void> | null = null;
   #recoveries: Promise<void> = Promise.resolve();
   readonly #retrying = new Set<string>();
+  readonly #streamsByAccount = new Map<string, number>();
+  #spoolFreeBytes: number | null = null;
+  #spoolLow = false;
+  #spoolProbe: NodeJS.Timeout | null = null;
+  #probing: Promise<void> | null = null;
 
   private constructor(options: GatewayOptions, services: RecordingServices, app: TemplatedApp) {
     this.options = options;
@@ -93,7 +109,10 @@ export class Gateway {
       registerTwilioIngest(app, gateway);
       if (options.livekit) registerLivekitIngest(app, gateway);
       registerApi(app, gateway);
+      await gateway.sampleSpoolFreeSpace();
       await gateway.#listen(uws);
+      gateway.#spoolProbe = setInterval(() => void gateway.sampleSpoolFreeSpace(), options.admission?.spoolProbeIntervalMs ?? DEFAULT_SPOOL_PROBE_INTERVAL_MS);
+      gateway.#spoolProbe.unref();
       gateway.#ticker = setInterval(() => gateway.#tick(), FLUSH_TICK_MS);
       gateway.#ticker.unref();
       gateway.#state = 'running';
@@ -145,6 +164,86 @@ export class Gateway {
     return this.#state === 'running';
   }
 
+  get streamStartTimeoutMs(): number {
+    return this.options.admission?.streamStartTimeoutMs ?? DEFAULT_STREAM_START_TIMEOUT_MS;
+  }
+
+  get spoolMinFreeBytes(): number {
+    return this.options.admission?.spoolMinFreeBytes ?? DEFAULT_SPOOL_MIN_FREE_BYTES;
+  }
+
+  /** Free bytes under DATA_DIR as last sampled (null until a sample succeeded). */
+  get spoolFreeBytes(): number | null {
+    return this.#spoolFreeBytes;
+  }
+
+  /** False while free space under DATA_DIR is below the reserve: no new stream is admitted. */
+  get spoolHasRoom(): boolean {
+    return !this.#spoolLow;
+  }
+
+  /**
+   * Samples free space under DATA_DIR (periodically, never per frame). A failed probe is logged and keeps
+   * the previous verdict, so a transient statfs error neither admits onto a full disk nor refuses everything.
+   */
+  sampleSpoolFreeSpace(): Promise<void> {
+    if (this.#probing) return this.#probing;
+    const probe = this.options.admission?.freeSpaceProbe ?? statfsFreeBytes;
+    this.#probing = (async () => {
+      try {
+        const free = await probe(this.options.dataDir);
+        this.#spoolFreeBytes = free;
+        this.metrics.spoolFreeBytes.set(free);
+        const low = free < this.spoolMinFreeBytes;
+        if (low !== this.#spoolLow) {
+          const fields = { code: ErrorCode.SpoolFull, freeBytes: free, minFreeBytes: this.spoolMinFreeBytes };
+          if (low) this.options.logger.error(fields, 'spool free space below reserve: refusing new streams');
+          else this.options.logger.info(fields, 'spool free space restored: admitting new streams');
+        }
+        this.#spoolLow = low;
+      } catch (err) {
+        this.options.logger.error({ code: ErrorCode.SpoolFailed, dir: this.options.dataDir, err }, 'spool free space probe failed');
+      } finally {
+        this.#probing = null;
+      }
+    })();
+    return this.#probing;
+  }
+
+  /**
+   * Why a new stream would be refused right now (shutdown, spool below its reserve), or null.
+   * Streams and calls already admitted are never affected.
+   */
+  admissionError(): CallvaultError | null {
+    if (!this.acceptingStreams) return new CallvaultError(ErrorCode.ShuttingDown, 'gateway is shutting down', { retryable: true });
+    if (this.#spoolLow) {
+      return new CallvaultError(ErrorCode.SpoolFull, 'free space under DATA_DIR is below SPOOL_MIN_FREE_MIB', {
+        retryable: true,
+        details: { freeBytes: this.#spoolFreeBytes, minFreeBytes: this.spoolMinFreeBytes },
+      });
+    }
+    return null;
+  }
+
+  /** Whether `account` may open one more stream (MAX_STREAMS_PER_ACCOUNT). */
+  streamSlotFree(account: string): boolean {
+    return (this.#streamsByAccount.get(account) ?? 0) < (this.options.admission?.maxStreamsPerAccount ?? DEFAULT_MAX_STREAMS_PER_ACCOUNT);
+  }
+
+  /** Takes one of the account's stream slots; null at the limit. The returned release is idempotent. */
+  acquireStreamSlot(account: string): (() => void) | null {
+    if (!this.streamSlotFree(account)) return null;
+    this.#streamsByAccount.set(account, (this.#streamsByAccount.get(account) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.#streamsByAccount.get(account) ?? 1) - 1;
+      if (left <= 0) this.#streamsByAccount.delete(account);
+      else this.#streamsByAccount.set(account, left);
+    };
+  }
+
   get signal(): AbortSignal {
     return this.#abort.signal;
   }
@@ -167,7 +266,8 @@ export class Gateway {
 
   /** Upserts the call row and registers a live Call; it unregisters itself when it closes. */
   async openCall(init: Omit<CallInit, 'dbId'> & { startedAt: Date }): Promise<Call> {
-    if (!this.acceptingStreams) throw new CallvaultError(ErrorCode.ShuttingDown, 'gateway is shutting down', { retryable: true });
+    const refused = this.admissionError();
+    if (refused) throw refused;
     const row = await this.db.calls.upsertActive({
       orgId: init.orgId,
       source: init.source,
@@ -317,6 +417,8 @@ export class Gateway {
   #release(): void {
     if (this.#ticker) clearInterval(this.#ticker);
     this.#ticker = null;
+    if (this.#spoolProbe) clearInterval(this.#spoolProbe);
+    this.#spoolProbe = null;
     if (this.#listenSocket) {
       loadNativeUws().us_listen_socket_close(this.#listenSocket);
       this.#listenSocket = null;

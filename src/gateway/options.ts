@@ -58,6 +58,19 @@ export interface GatewayOptions {
     sampleRate: 8000 | 16000 | 24000 | 48000;
     defaults: RecordingOptions;
   };
+  /** Admission control of new streams; every field has a default. */
+  admission?: {
+    /** A Twilio stream that sends no `start` within this long is closed with 4407. Default 10 000. */
+    streamStartTimeoutMs?: number;
+    /** Concurrent streams per Twilio account / LiveKit project. Default 1000. */
+    maxStreamsPerAccount?: number;
+    /** Free bytes under DATA_DIR below which new streams are refused. Default 512 MiB. */
+    spoolMinFreeBytes?: number;
+    /** How often free space is sampled. Default 5000. */
+    spoolProbeIntervalMs?: number;
+    /** Free bytes available under `dir`; statfs by default. Tests inject their own to simulate a full disk. */
+    freeSpaceProbe?: (dir: string) => Promise<number>;
+  };
   workerThreads?: number;
   shutdownDeadlineMs: number;
   /** Keep client-key recordings' data keys (wrapped) in their spool manifests so a crash can be recovered. Default true. */

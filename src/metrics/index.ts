@@ -128,6 +128,17 @@ export class GatewayMetrics {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
+  readonly spoolFreeBytes = new Gauge({
+    name: 'callvault_spool_free_bytes',
+    help: 'Free bytes available to the gateway under DATA_DIR, as last sampled.',
+    registers: [this.registry],
+  });
+  readonly streamsRefused = new Counter({
+    name: 'callvault_streams_refused_total',
+    help: 'New streams refused by admission control, by source and error code.',
+    labelNames: ['source', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly workerUtilization = new Gauge({
     name: 'callvault_worker_pool_utilization_ratio',
     help: 'Share of worker thread capacity in use since start.',

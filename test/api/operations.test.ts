@@ -111,7 +111,7 @@ describe('health', () => {
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({
       status: 'ready',
-      checks: { accepting: true, workers: true, database: true, storage: true },
+      checks: { accepting: true, workers: true, database: true, storage: true, spool: true },
       uploadBacklog: { recordings: 0, bytes: 0 },
     });
   });

@@ -22,6 +22,8 @@ export const EGRESS_CLOSE_CODES = {
   GoingAway: 1001,
   InternalError: 1011,
   RecordingFailed: 4500,
+  /** The project already had MAX_STREAMS_PER_ACCOUNT egress sockets open (normally refused at upgrade with HTTP 429). */
+  StreamLimit: 4408,
 } as const;
 
 interface EgressSocketData {
@@ -34,6 +36,8 @@ interface EgressSocketData {
   open: boolean;
   closing: boolean;
   untrack?: () => void;
+  /** Releases this socket's slot of the project's MAX_STREAMS_PER_ACCOUNT. */
+  releaseSlot?: () => void;
 }
 
 type EgressSocket = WebSocket<EgressSocketData>;
@@ -61,6 +65,8 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: Gateway, confi
   const recorder = new LivekitRoomRecorder(gateway, livekit);
   const receiver = new WebhookReceiver(livekit.apiKey, livekit.apiSecret);
   const router = createRouter(app, { logger, metrics });
+  /** Egress sockets count against MAX_STREAMS_PER_ACCOUNT per LiveKit project (its organisation). */
+  const slotKey = `livekit:${livekit.org}`;
 
   const authorizeRoom = async (ctx: RequestContext): Promise<string> => {
     const principal = await authenticate(ctx, gateway.db);
@@ -82,7 +88,11 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: Gateway, confi
         details: { issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) },
       });
     }
-    if (!gateway.acceptingStreams) throw new CallvaultError(ErrorCode.ShuttingDown, 'gateway is shutting down', { retryable: true });
+    const refused = gateway.admissionError();
+    if (refused) {
+      metrics.streamsRefused.inc({ source: LIVEKIT_METRICS_SOURCE, reason: refused.code });
+      throw refused;
+    }
     // Asking the API to record is itself the request: enabled defaults to true here.
     const started = await recorder.startRoomRecording({ room, trigger: 'api', request: { enabled: true, ...parsed.data } });
     return json(201, { callId: started.roomSid, recordingSid: started.recordingSid });
@@ -184,6 +194,18 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: Gateway, confi
         else refuse('403 Forbidden', ErrorCode.SignatureInvalid, error.message);
         return;
       }
+      // A socket joining (or reconnecting to) a room already being recorded belongs to an admitted call.
+      const refused = recorder.session(target.room) ? null : gateway.admissionError();
+      if (refused) {
+        metrics.streamsRefused.inc({ source: LIVEKIT_METRICS_SOURCE, reason: refused.code });
+        refuse(refused.code === ErrorCode.SpoolFull ? '507 Insufficient Storage' : '503 Service Unavailable', refused.code, refused.message);
+        return;
+      }
+      if (!gateway.streamSlotFree(slotKey)) {
+        metrics.streamsRefused.inc({ source: LIVEKIT_METRICS_SOURCE, reason: ErrorCode.StreamLimitReached });
+        refuse('429 Too Many Requests', ErrorCode.StreamLimitReached, 'the LiveKit project has MAX_STREAMS_PER_ACCOUNT egress sockets open');
+        return;
+      }
       const data: EgressSocketData = { target, early: [], open: false, closing: false };
       res.upgrade(data, key, protocol, extensions, context);
     },
@@ -193,6 +215,14 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: Gateway, confi
       data.open = true;
       metrics.activeStreams.inc({ source: LIVEKIT_METRICS_SOURCE });
       data.untrack = gateway.trackSocket((code) => closeSocket(ws, code, ErrorCode.ShuttingDown));
+      const release = gateway.acquireStreamSlot(slotKey);
+      if (!release) {
+        // Checked at upgrade; only a race between upgrade and open lands here.
+        logger.warn({ room: data.target.room, code: ErrorCode.StreamLimitReached }, 'livekit egress refused');
+        closeSocket(ws, EGRESS_CLOSE_CODES.StreamLimit, ErrorCode.StreamLimitReached);
+        return;
+      }
+      data.releaseSlot = release;
       logger.info({ room: data.target.room, participant: data.target.participant, track: data.target.track, role: data.target.role }, 'livekit egress socket opened');
       attach(ws).catch((err: unknown) => {
         const error = toCallvaultError(err);
@@ -222,6 +252,7 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: Gateway, confi
       const data = ws.getUserData();
       data.open = false;
       data.untrack?.();
+      data.releaseSlot?.();
       metrics.activeStreams.dec({ source: LIVEKIT_METRICS_SOURCE });
       metrics.streamsClosed.inc({ source: LIVEKIT_METRICS_SOURCE, code: String(code) });
       data.input?.end();

@@ -32,6 +32,13 @@ export const TWILIO_CLOSE_CODES = {
   AheadOfClock: 4405,
   /** The recording options in the custom parameters were invalid, or the client key too weak. */
   RecordingOptionsInvalid: 4406,
+  /** A signed stream sent no `start` within STREAM_START_TIMEOUT_SECONDS of opening. */
+  StartTimeout: 4407,
+  /** The account already has MAX_STREAMS_PER_ACCOUNT streams open (only after open when signatures are not
+   * validated: with signatures the upgrade itself is refused with HTTP 429). */
+  StreamLimit: 4408,
+  /** `start` arrived while free space under DATA_DIR was below SPOOL_MIN_FREE_MIB (new upgrades get HTTP 507). */
+  SpoolFull: 4409,
 } as const;
 
 export type TwilioCloseCode = (typeof TWILIO_CLOSE_CODES)[keyof typeof TWILIO_CLOSE_CODES];
@@ -50,6 +57,9 @@ const CLOSE_CODE_BY_ERROR: Partial<Record<ErrorCode, TwilioCloseCode>> = {
   [ErrorCode.Overloaded]: TWILIO_CLOSE_CODES.Overloaded,
   // A stream that arrives while PostgreSQL is away cannot get its call row: try again later.
   [ErrorCode.DatabaseUnavailable]: TWILIO_CLOSE_CODES.Overloaded,
+  [ErrorCode.StreamStartTimeout]: TWILIO_CLOSE_CODES.StartTimeout,
+  [ErrorCode.StreamLimitReached]: TWILIO_CLOSE_CODES.StreamLimit,
+  [ErrorCode.SpoolFull]: TWILIO_CLOSE_CODES.SpoolFull,
   [ErrorCode.ShuttingDown]: TWILIO_CLOSE_CODES.GoingAway,
 };
 

@@ -34,6 +34,9 @@ interface SocketData {
   /** Twilio said `stop`: the call ended by itself, even if the gateway is draining meanwhile. */
   stopped?: boolean;
   untrack?: () => void;
+  /** Releases this stream's per-account slot (MAX_STREAMS_PER_ACCOUNT). */
+  releaseSlot?: () => void;
+  startTimer?: NodeJS.Timeout;
 }
 
 type TwilioSocket = WebSocket<SocketData>;
@@ -118,6 +121,15 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
     const data = ws.getUserData();
     const account = data.account ?? twilio.accounts.find((a) => a.accountSid === start.accountSid);
     if (!account) throw new CallvaultError(ErrorCode.StreamAccountMismatch, 'stream account is not configured');
+    if (!data.releaseSlot) {
+      // Unsigned streams (validation off) name their account only here.
+      const release = gateway.acquireStreamSlot(account.accountSid);
+      if (!release) {
+        metrics.streamsRefused.inc({ source: 'twilio', reason: ErrorCode.StreamLimitReached });
+        throw new CallvaultError(ErrorCode.StreamLimitReached, 'the account has MAX_STREAMS_PER_ACCOUNT streams open', { retryable: true });
+      }
+      data.releaseSlot = release;
+    }
     const options = await recordingOptionsFor(gateway, account.org, start);
     const agentId = start.customParameters['agentId'];
     const call = await gateway.openCall({
@@ -179,8 +191,10 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
           res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code, message } }));
         });
       };
-      if (!gateway.acceptingStreams) {
-        refuse('503 Service Unavailable', ErrorCode.ShuttingDown, 'gateway is shutting down');
+      const refused = gateway.admissionError();
+      if (refused) {
+        metrics.streamsRefused.inc({ source: 'twilio', reason: refused.code });
+        refuse(refused.code === ErrorCode.SpoolFull ? '507 Insufficient Storage' : '503 Service Unavailable', refused.code, refused.message);
         return;
       }
       let account: TwilioAccount | null = null;
@@ -189,6 +203,11 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
         account = identifyTwilioAccount(twilio.accounts, signature || undefined, url);
         if (!account) {
           refuse('403 Forbidden', ErrorCode.SignatureInvalid, 'X-Twilio-Signature does not match any configured account');
+          return;
+        }
+        if (!gateway.streamSlotFree(account.accountSid)) {
+          metrics.streamsRefused.inc({ source: 'twilio', reason: ErrorCode.StreamLimitReached });
+          refuse('429 Too Many Requests', ErrorCode.StreamLimitReached, 'the account has MAX_STREAMS_PER_ACCOUNT streams open');
           return;
         }
       }
@@ -201,10 +220,29 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
       data.open = true;
       metrics.activeStreams.inc({ source: 'twilio' });
       data.untrack = gateway.trackSocket((code) => closeSocket(ws, code, ErrorCode.ShuttingDown));
+      if (data.account) {
+        const release = gateway.acquireStreamSlot(data.account.accountSid);
+        if (!release) {
+          // Checked at upgrade; only a race between upgrade and open lands here.
+          metrics.streamsRefused.inc({ source: 'twilio', reason: ErrorCode.StreamLimitReached });
+          fail(ws, new CallvaultError(ErrorCode.StreamLimitReached, 'the account has MAX_STREAMS_PER_ACCOUNT streams open', { retryable: true }));
+          return;
+        }
+        data.releaseSlot = release;
+      }
+      const startTimeoutMs = gateway.streamStartTimeoutMs;
+      data.startTimer = setTimeout(() => {
+        if (data.callSid !== undefined || data.closing) return;
+        const code = TWILIO_CLOSE_CODES.StartTimeout;
+        logger.warn({ code: ErrorCode.StreamStartTimeout, closeCode: code, timeoutMs: startTimeoutMs, account: data.account?.accountSid }, 'twilio stream sent no start');
+        metrics.streamsRefused.inc({ source: 'twilio', reason: ErrorCode.StreamStartTimeout });
+        closeSocket(ws, code, ErrorCode.StreamStartTimeout);
+      }, startTimeoutMs);
       data.session = new TwilioStreamSession(
         { now, maxAheadOfClockMs: twilio.maxAheadOfClockMs, expectedAccountSid: data.account?.accountSid ?? null },
         {
           onStart: (start) => {
+            clearTimeout(data.startTimer);
             data.callSid = start.callSid;
             data.streamSid = start.streamSid;
             logger.info({ callSid: start.callSid, streamSid: start.streamSid, tracks: start.tracks }, 'twilio stream started');
@@ -258,6 +296,8 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void 
       const data = ws.getUserData();
       data.open = false;
       data.untrack?.();
+      clearTimeout(data.startTimer);
+      data.releaseSlot?.();
       metrics.activeStreams.dec({ source: 'twilio' });
       metrics.streamsClosed.inc({ source: 'twilio', code: String(code) });
       if (!data.closing && code === 1006) {
