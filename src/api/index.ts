@@ -61,7 +61,7 @@ export function registerApi(app: TemplatedApp, gateway: Gateway): void {
     // uploads are retried, so a load balancer should keep sending streams. A full spool disk does make it unready.
     const ready = checks['accepting']! && checks['workers']! && checks['database']! && checks['spool']!;
     const degraded = ready && !checks['storage'];
-    const uploadBacklog = { recordings: gateway.metrics.uploadBacklog.size, bytes: [...gateway.metrics.uploadBacklog].reduce((sum, f) => sum + f.size, 0) };
+    const uploadBacklog = gateway.metrics.uploadBacklogTotals();
     const reasons: { check: string; code: string; message: string }[] = [];
     if (!checks['spool']) {
       reasons.push({ check: 'spool', code: ErrorCode.SpoolFull, message: `free space under DATA_DIR (${gateway.spoolFreeBytes ?? '?'} bytes) is below the ${gateway.spoolMinFreeBytes}-byte reserve` });

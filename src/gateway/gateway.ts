@@ -14,7 +14,7 @@ import { Call, type CallInit } from './call.js';
 import type { Recording } from './recording.js';
 import type { GatewayOptions } from './options.js';
 import type { RecordingServices } from './services.js';
-import { recoverRecording, recoverSpool } from './recovery.js';
+import { recoverRecording, recoverSpool, settleRecovery } from './recovery.js';
 
 /** Also the journal's group-commit cadence: frames are durable at most this long (plus one fsync) after arrival. */
 const FLUSH_TICK_MS = 50;
@@ -316,14 +316,7 @@ export class Gateway {
         if (outcome === 'skipped') throw new CallvaultError(ErrorCode.Conflict, 'the spool of this recording has no frame journal');
         return;
       }
-      const done = outcome.done.then(
-        () => this.metrics.recordingsRecovered.inc({ outcome: 'completed' }),
-        (err: unknown) => {
-          this.metrics.recordingsRecovered.inc({ outcome: 'failed' });
-          const error = toCallvaultError(err);
-          this.options.logger.error({ recordingId, code: error.code, err: error }, 'retried recording could not be completed');
-        },
-      ).finally(() => this.#retrying.delete(recordingId));
+      const done = settleRecovery(this.services, recordingId, outcome.done).finally(() => this.#retrying.delete(recordingId));
       this.#recoveries = Promise.all([this.#recoveries, done]).then(() => undefined);
     } catch (err) {
       this.#retrying.delete(recordingId);

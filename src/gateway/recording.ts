@@ -871,7 +871,6 @@ export async function uploadSpoolUntilDone(services: RecordingServices, target: 
         metrics.uploadRetries.inc();
         if (!waiting) {
           waiting = true;
-          metrics.uploadBacklogRecordings.inc();
           metrics.uploadBacklog.add(target.spoolFile);
         }
         const delayMs = retryDelayMs(attempt, initialDelayMs, maxDelayMs);
@@ -880,9 +879,6 @@ export async function uploadSpoolUntilDone(services: RecordingServices, target: 
       }
     }
   } finally {
-    if (waiting) {
-      metrics.uploadBacklogRecordings.dec();
-      metrics.uploadBacklog.delete(target.spoolFile);
-    }
+    if (waiting) metrics.uploadBacklog.delete(target.spoolFile);
   }
 }

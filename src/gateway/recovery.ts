@@ -50,16 +50,7 @@ export async function recoverSpool(services: RecordingServices, signal: AbortSig
       if (outcome === 'cleaned') report.cleaned++;
       else if (outcome !== 'skipped') {
         report.rebuilt++;
-        uploads.push(
-          outcome.done.then(
-            () => metrics.recordingsRecovered.inc({ outcome: 'completed' }),
-            (err: unknown) => {
-              metrics.recordingsRecovered.inc({ outcome: 'failed' });
-              const error = toCallvaultError(err);
-              logger.error({ ...ids, code: error.code, err: error }, 'recovered recording could not be completed');
-            },
-          ),
-        );
+        uploads.push(settleRecovery(services, entry.recordingId, outcome.done));
       }
     } catch (err) {
       report.failed++;
@@ -70,6 +61,18 @@ export async function recoverSpool(services: RecordingServices, signal: AbortSig
   }
   if (entries.length > 0) logger.info({ ...report, found: entries.length }, 'spool recovery');
   return { ...report, uploads: Promise.all(uploads).then(() => undefined) };
+}
+
+/** Counts and logs how a rebuilt recording's upload and completion ended; never rejects. */
+export function settleRecovery(services: RecordingServices, recordingId: string, done: Promise<void>): Promise<void> {
+  return done.then(
+    () => services.metrics.recordingsRecovered.inc({ outcome: 'completed' }),
+    (err: unknown) => {
+      services.metrics.recordingsRecovered.inc({ outcome: 'failed' });
+      const error = toCallvaultError(err);
+      services.logger.error({ recordingId, code: error.code, err: error }, 'recovered recording could not be completed');
+    },
+  );
 }
 
 /** 'cleaned' / 'skipped', or the promise of the rebuilt recording's completion (wrapped: an async function would await it). */

@@ -98,21 +98,25 @@ export class GatewayMetrics {
   /** Spool files whose upload is waiting to be retried; their sizes are the backlog in bytes. */
   readonly uploadBacklog = new Set<{ readonly size: number }>();
 
-  readonly uploadBacklogRecordings = new Gauge({
+  /** Recordings waiting for an upload retry, and their spooled bytes: one count for the gauges and /readyz. */
+  uploadBacklogTotals(): { recordings: number; bytes: number } {
+    let bytes = 0;
+    for (const file of this.uploadBacklog) bytes += file.size;
+    return { recordings: this.uploadBacklog.size, bytes };
+  }
+
+  readonly uploadBacklogRecordings: Gauge = new Gauge({
     name: 'callvault_upload_backlog_recordings',
     help: 'Recordings whose upload is waiting to be retried.',
     registers: [this.registry],
+    collect: (): void => this.uploadBacklogRecordings.set(this.uploadBacklog.size),
   });
 
-  readonly uploadBacklogBytes = new Gauge({
+  readonly uploadBacklogBytes: Gauge = new Gauge({
     name: 'callvault_upload_backlog_bytes',
     help: 'Encrypted bytes in the spool of recordings whose upload is waiting to be retried.',
     registers: [this.registry],
-    collect: () => {
-      let bytes = 0;
-      for (const file of this.uploadBacklog) bytes += file.size;
-      this.uploadBacklogBytes.set(bytes);
-    },
+    collect: (): void => this.uploadBacklogBytes.set(this.uploadBacklogTotals().bytes),
   });
 
   readonly recordingsFinished = new Counter({
