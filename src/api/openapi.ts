@@ -49,7 +49,7 @@ const wavHeaders = {
   'Accept-Ranges': { schema: { type: 'string', const: 'bytes' } },
   'Content-Length': { schema: { type: 'integer' } },
   'X-Recording-Sid': { schema: { type: 'string', pattern: '^CR[0-9a-f]{32}$' } },
-  'X-Recording-Status': { schema: { type: 'string', enum: ['completed', 'in_progress'] } },
+  'X-Recording-Status': { schema: { type: 'string', enum: ['completed', 'uploading', 'in_progress'] } },
 };
 
 function recordingRetrieval(verb: 'get' | 'head'): OperationObject {

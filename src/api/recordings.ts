@@ -2,21 +2,13 @@
  * `GET|HEAD|DELETE /calls/:callId/recording`: a call's recording, as a WAV decrypted on the fly (server
  * key mode), as a redirect to the encrypted object (client key mode), or deleted everywhere.
  */
-import { rm, open, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import {
-  AbortMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { CallvaultError, ErrorCode, isCallvaultError, toCallvaultError } from '../errors/index.js';
 import { MAX_HEADER_LENGTH, parseHeader, unwrapDataKey } from '../crypto/index.js';
 import type { Recording as RecordingRow } from '../db/index.js';
+import { abortMultipart } from '../storage/index.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { authenticate } from './auth.js';
 import { json, streamed, type HttpResult, type RequestContext, type Router, type StreamedResult } from './http.js';
@@ -36,9 +28,6 @@ export const CALL_RECORDING_PATH = '/calls/:callId/recording';
 /** The issue caps presigned URLs at five minutes whatever the configuration says. */
 export const MAX_PRESIGNED_URL_TTL_SECONDS = 300;
 const HEADER_CACHE_LIMIT = 1024;
-/** destroy() marks a recording failed asynchronously; deleting its row first would make that update miss. */
-const SETTLE_POLL_MS = 10;
-const SETTLE_POLL_LIMIT = 200;
 
 function notFound(): CallvaultError {
   // Deliberately the same for "no such call", "no recording" and "another organisation's call".
@@ -137,19 +126,15 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
 
   /** Null when this gateway holds no spool file for the recording (finished meanwhile, or another instance). */
   const spoolSource = async (row: RecordingRow): Promise<CiphertextSource | null> => {
-    let file: FileHandle;
-    try {
-      // One handle for the whole response: the spool file is removed once the upload completes.
-      file = await open(services.spool.dataPath(row.id), 'r');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw new CallvaultError(ErrorCode.SpoolFailed, 'could not open the live recording', { cause: err });
-    }
+    // One handle for the whole response: the spool file is removed once the upload completes.
+    const file = await services.spool.openData(row.id);
+    if (!file) return null;
     try {
       const { size } = await file.stat();
       const head = Buffer.alloc(Math.min(MAX_HEADER_LENGTH, size));
       await file.read(head, 0, head.length, 0);
-      const layout = liveLayout(prefixFrom(head), size);
+      // An uploading recording's spool is sealed and whole; a live one ends in a segment still being written.
+      const layout = row.status === 'uploading' ? completedLayout(prefixFrom(head), size) : liveLayout(prefixFrom(head), size);
       let released = false;
       const release = async () => {
         if (released) return;
@@ -208,7 +193,7 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
       'cache-control': 'private, no-store',
       'content-disposition': `inline; filename="${row.recordingSid}.${plan.extension}"`,
       'x-recording-sid': row.recordingSid,
-      'x-recording-status': live ? 'in_progress' : row.status,
+      'x-recording-status': row.status,
       ...(plan.partial ? { 'content-range': `bytes ${plan.range.start}-${plan.range.end}/${plan.size}` } : {}),
     };
     if (ctx.method === 'head') {
@@ -239,8 +224,20 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
     return streamed(status);
   };
 
-  /** A completed recording's media: the WAV or MP3 (with Range) in server key mode, a presigned redirect in client key mode. */
+  /** A completed (or uploading) recording's media: the WAV or MP3 (with Range) in server key mode, a presigned redirect in client key mode. */
   const serveMedia = async (ctx: RequestContext, row: RecordingRow): Promise<HttpResult | StreamedResult> => {
+    if (row.status === 'uploading' && row.keyMode === 'server') {
+      // Complete on this gateway's disk, S3 still behind: served from the spool. Once the upload is done
+      // the spool is gone and the object serves it.
+      const source = await spoolSource(row);
+      if (source) {
+        try {
+          return await sendMedia(ctx, row, source, false);
+        } finally {
+          await source.release();
+        }
+      }
+    }
     if (row.keyMode === 'client') return presignedRedirect(row);
     const source = await objectSource(row, ctx.signal);
     return sendMedia(ctx, row, source, false);
@@ -276,7 +273,7 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
       }
       return retrieve(ctx);
     }
-    const completed = rows.find((r) => r.status === 'completed');
+    const completed = rows.find((r) => r.status === 'completed') ?? rows.find((r) => r.status === 'uploading');
     if (!completed) {
       const current = rows[0]!;
       throw new CallvaultError(ErrorCode.Conflict, `the call's recording is ${current.status.replace('_', ' ')}`, {
@@ -289,17 +286,16 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
   router.route('get', CALL_RECORDING_PATH, 'call_recording_get', retrieve);
   router.route('head', CALL_RECORDING_PATH, 'call_recording_head', retrieve);
 
-  /** Leaves nothing of the recording in S3: the object, and any multipart upload still open for its key. */
+  /**
+   * Leaves nothing of the recording in S3: the object, and the multipart upload still open for it, aborted by
+   * the UploadId its row keeps (no ListMultipartUploads, which not every S3 endpoint implements).
+   */
   const purgeObject = async (row: RecordingRow): Promise<void> => {
     try {
-      const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: row.bucket, Prefix: row.objectKey }));
-      for (const upload of uploads.Uploads ?? []) {
-        if (upload.Key !== row.objectKey || !upload.UploadId) continue;
-        await s3
-          .send(new AbortMultipartUploadCommand({ Bucket: row.bucket, Key: row.objectKey, UploadId: upload.UploadId }))
-          .catch((err: unknown) => {
-            if ((err as Error).name !== 'NoSuchUpload') throw err;
-          });
+      const uploadId = await db.recordings.uploadId(row.id);
+      if (uploadId) {
+        const abortError = await abortMultipart(s3, row.bucket, row.objectKey, uploadId);
+        if (abortError) throw abortError;
       }
       // Deleting a missing key succeeds, so concurrent deletions all get here without error.
       await s3.send(new DeleteObjectCommand({ Bucket: row.bucket, Key: row.objectKey }));
@@ -313,18 +309,15 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
     const live = gateway.findLiveRecording(orgId, row.id);
     if (!live) return;
     live.destroy(new CallvaultError(ErrorCode.Destroyed, 'recording deleted through the API'));
-    // Settles a finalisation already under way (its upload may have completed the object just now).
+    // Settles a finalisation already under way (its upload may have completed the object just now), and
+    // waits until the row says how it ended.
     await live.close();
-    for (let i = 0; i < SETTLE_POLL_LIMIT; i++) {
-      const current = await db.recordings.get(orgId, row.id);
-      if (current?.status !== 'in_progress') return;
-      await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
-    }
+    await live.settled;
   };
 
   /** Stops the recording if it is live here, then removes its object, spool files and metadata. */
   const remove = async (orgId: string, row: RecordingRow): Promise<void> => {
-    if (row.status === 'in_progress') await stopLive(orgId, row);
+    if (row.status === 'in_progress' || row.status === 'uploading') await stopLive(orgId, row);
     // Object first, row last: a failure half-way leaves a row to retry the deletion with, never an orphan object.
     await purgeObject(row);
     await services.spool.removeFiles(row.id);

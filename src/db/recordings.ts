@@ -74,7 +74,7 @@ function toRecording(row: RecordingRow): Recording {
 
 const RECORDING_SID = /^CR[0-9a-f]{32}$/;
 const METADATA_LIST_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
-const STATUSES: readonly RecordingStatus[] = ['in_progress', 'completed', 'failed'];
+const STATUSES: readonly RecordingStatus[] = ['in_progress', 'uploading', 'completed', 'failed'];
 const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'elevenlabs'];
 export const MAX_PAGE_SIZE = 1000;
 
@@ -130,10 +130,10 @@ export function recordingInsertParams(input: CreateRecordingInput): unknown[] {
 export interface RecordingsRepository {
   /** Inserts an in-progress recording with a fresh id and recording SID. */
   create(input: CreateRecordingInput): Promise<Recording>;
-  /** in_progress → completed. Throws NOT_FOUND for unknown ids, CONFLICT if the recording already finished. */
+  /** in_progress or uploading → completed. Throws NOT_FOUND for unknown ids, CONFLICT if the recording already finished. */
   complete(id: string, result: CompleteRecordingInput): Promise<Recording>;
   /**
-   * Recovery from the spool: in_progress or failed → completed (a failed recording whose spool was kept is
+   * Recovery from the spool: in_progress, uploading or failed → completed (a failed recording whose spool was kept is
    * finished after all; its error code is cleared). Throws CONFLICT if it completed already.
    */
   completeRecovered(id: string, result: CompleteRecordingInput): Promise<Recording>;
@@ -141,7 +141,9 @@ export interface RecordingsRepository {
   setUploadId(id: string, uploadId: string | null): Promise<void>;
   /** The stored multipart UploadId, if any. */
   uploadId(id: string): Promise<string | null>;
-  /** in_progress → failed. Throws NOT_FOUND for unknown ids, CONFLICT if the recording already finished. */
+  /** in_progress → uploading: the audio is complete in the spool, S3 is behind. A no-op in any other status. */
+  markUploading(id: string): Promise<void>;
+  /** in_progress or uploading → failed. Throws NOT_FOUND for unknown ids, CONFLICT if the recording already finished. */
   fail(id: string, result: FailRecordingInput): Promise<Recording>;
   /** Shallow-merges `patch` into metadata (jsonb `||`); returns the merged metadata. */
   mergeMetadata(id: string, patch: JsonObject): Promise<JsonObject>;
@@ -206,10 +208,15 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
       return toRecording(rows[0]!);
     },
 
-    complete: (id, result) => completeFrom(id, result, ['in_progress']),
+    complete: (id, result) => completeFrom(id, result, ['in_progress', 'uploading']),
 
     // A failed recording whose spool was kept is finished after all: its error code no longer applies.
-    completeRecovered: (id, result) => completeFrom(id, result, ['in_progress', 'failed']),
+    completeRecovered: (id, result) => completeFrom(id, result, ['in_progress', 'uploading', 'failed']),
+
+    async markUploading(id) {
+      if (!isUuid(id)) return;
+      await db.query('recordings.markUploading', `UPDATE recordings SET status = 'uploading', updated_at = now() WHERE id = $1 AND status = 'in_progress'`, [id]);
+    },
 
     async setUploadId(id, uploadId) {
       if (!isUuid(id)) return;
@@ -228,7 +235,7 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
             'recordings.fail',
             `UPDATE recordings
              SET status = 'failed', error_code = $2, ended_at = $3, updated_at = now()
-             WHERE id = $1 AND status = 'in_progress'
+             WHERE id = $1 AND status IN ('in_progress', 'uploading')
              RETURNING ${COLUMNS}`,
             [id, errorCode, endedAt],
           )

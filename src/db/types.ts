@@ -53,7 +53,8 @@ export interface UpsertActiveCallInput {
   metadata?: JsonObject;
 }
 
-export type RecordingStatus = 'in_progress' | 'completed' | 'failed';
+/** `uploading`: the audio is complete in the spool and S3 is still taking it. */
+export type RecordingStatus = 'in_progress' | 'uploading' | 'completed' | 'failed';
 export type RecordingSource = 'gateway' | 'livekit' | 'twilio' | 'elevenlabs';
 export type KeyMode = 'server' | 'client';
 

@@ -10,14 +10,10 @@
 import { createEncryptor } from '../crypto/index.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
 import { createCallDspState, type InputFrame } from '../pipeline/index.js';
-import { abortMultipart, readJournal, type SpoolEntry } from '../storage/index.js';
-import {
-  manifestDataKey,
-  RECOVERABLE_MANIFEST_VERSION,
-  retryWhileRetryable,
-  uploadSpoolUntilDone,
-  type RecordingManifest,
-} from './recording.js';
+import { abortMultipart, readJournal, type SpoolEntry, type SpoolFile } from '../storage/index.js';
+import { uploadSpoolUntilDone } from './durable-sink.js';
+import { isRecoverableManifest, manifestDataKey, type RecordingManifest } from './envelope.js';
+import { retryWhileRetryable } from './retry.js';
 import type { RecordingServices } from './services.js';
 
 /** Frames per worker hop while replaying: about ten seconds of a two-track Twilio call. */
@@ -32,10 +28,6 @@ export interface RecoveryReport {
   failed: number;
   /** Resolves once every rebuilt recording is complete in S3 and PostgreSQL (or the signal aborted). */
   uploads: Promise<void>;
-}
-
-function isRecoverable(manifest: Record<string, unknown>): manifest is Record<string, unknown> & RecordingManifest {
-  return manifest['manifestVersion'] === RECOVERABLE_MANIFEST_VERSION && typeof manifest['recordingId'] === 'string';
 }
 
 export async function recoverSpool(services: RecordingServices, signal: AbortSignal): Promise<RecoveryReport> {
@@ -83,33 +75,39 @@ export async function recoverRecording(
 ): Promise<'cleaned' | 'skipped' | { done: Promise<void> }> {
   const { db, logger } = services;
   const manifest = entry.manifest;
-  if (!isRecoverable(manifest)) {
+  if (!isRecoverableManifest(manifest)) {
     logger.warn({ recordingId: entry.recordingId }, 'spool entry has no frame journal, left as it is');
     return 'skipped';
   }
   const ids = { recordingId: manifest.recordingId, recordingSid: manifest.recordingSid };
   const row = await db.recordings.get(manifest.orgId, manifest.recordingId);
-  const spoolFile = await services.spool.rewrite(manifest.recordingId);
   if (!row || row.status === 'completed') {
     // Deleted meanwhile, or the crash came between completing and removing the spool.
-    await spoolFile.remove();
+    await services.spool.removeFiles(manifest.recordingId);
     logger.info({ ...ids, status: row?.status ?? 'deleted' }, 'spool entry of a finished recording removed');
     return 'cleaned';
   }
-  const dataKey = manifestDataKey(manifest, services.keyring.all);
-  if (!dataKey) {
-    await db.recordings.fail(manifest.recordingId, { errorCode: ErrorCode.RecoveryKeyUnavailable, endedAt: new Date(services.now()) });
-    await db.calls.end(manifest.callDbId, new Date(services.now()));
-    await spoolFile.remove();
-    logger.error({ ...ids, code: ErrorCode.RecoveryKeyUnavailable }, 'crashed client-key recording cannot be finished: its key was not kept');
-    return 'cleaned';
-  }
-  const journal = await readJournal(services.spool.journalPath(manifest.recordingId), manifest.recordingId, dataKey);
   const staleUpload = await db.recordings.uploadId(manifest.recordingId);
   if (staleUpload) {
     const abortError = await abortMultipart(services.s3, manifest.bucket, manifest.objectKey, staleUpload);
     if (abortError) logger.warn({ ...ids, err: abortError }, 'could not abort the interrupted multipart upload');
   }
+  if (manifest.sealedDurationMs !== undefined) {
+    // An import: its data file was complete and sealed before its upload began; it goes up as it is.
+    const spoolFile = await services.spool.reopenSealed(manifest.recordingId);
+    logger.info({ ...ids, durationMs: manifest.sealedDurationMs }, 'sealed recording found in the spool');
+    return { done: finishUpload(services, manifest, spoolFile, manifest.sealedDurationMs, signal) };
+  }
+  const spoolFile = await services.spool.rewrite(manifest.recordingId);
+  const dataKey = manifestDataKey(manifest, services.keyring.all);
+  if (!dataKey) {
+    await db.recordings.fail(manifest.recordingId, { errorCode: ErrorCode.RecoveryKeyUnavailable, endedAt: new Date(services.now()) });
+    if (manifest.callDbId) await db.calls.end(manifest.callDbId, new Date(services.now()));
+    await spoolFile.remove();
+    logger.error({ ...ids, code: ErrorCode.RecoveryKeyUnavailable }, 'crashed client-key recording cannot be finished: its key was not kept');
+    return 'cleaned';
+  }
+  const journal = await readJournal(services.spool.journalPath(manifest.recordingId), manifest.recordingId, dataKey);
 
   const { header, state: encryptor } = createEncryptor({
     dataKey,
@@ -140,27 +138,42 @@ export async function recoverRecording(
     'recording rebuilt from its journal',
   );
 
-  const done = (async () => {
-    const { size } = await uploadSpoolUntilDone(services, {
-      recordingId: manifest.recordingId,
-      recordingSid: manifest.recordingSid,
-      objectKey: manifest.objectKey,
-      keyMode: manifest.keyMode,
-      spoolFile,
-      signal,
+  return { done: finishUpload(services, manifest, spoolFile, durationMs, signal) };
+}
+
+/** Uploads a rebuilt (or sealed) spool file until S3 takes it, then completes the row and ends the call. */
+async function finishUpload(
+  services: RecordingServices,
+  manifest: RecordingManifest,
+  spoolFile: SpoolFile,
+  durationMs: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const { db, logger } = services;
+  const ids = { recordingId: manifest.recordingId, recordingSid: manifest.recordingSid };
+  // The audio is complete on local disk: until S3 has it, the API shows it as uploading.
+  await db.recordings
+    .markUploading(manifest.recordingId)
+    .catch((err: unknown) => logger.error({ ...ids, code: toCallvaultError(err).code, err }, 'could not mark recording uploading'));
+  const { size } = await uploadSpoolUntilDone(services, {
+    recordingId: manifest.recordingId,
+    recordingSid: manifest.recordingSid,
+    objectKey: manifest.objectKey,
+    keyMode: manifest.keyMode,
+    spoolFile,
+    signal,
+  });
+  const endedAt = new Date(services.now());
+  await retryWhileRetryable(services, signal, 'could not mark recovered recording completed', ids, () =>
+    db.recordings.completeRecovered(manifest.recordingId, { durationMs, sizeBytes: size, endedAt }),
+  );
+  const callDbId = manifest.callDbId;
+  if (callDbId) {
+    await retryWhileRetryable(services, signal, 'could not mark call ended', ids, () => db.calls.end(callDbId, endedAt)).catch((err: unknown) => {
+      // The call may have gone on on another stream and ended there; the recording is what matters here.
+      if (!(err instanceof CallvaultError) || err.code !== ErrorCode.NotFound) throw err;
     });
-    const endedAt = new Date(services.now());
-    await retryWhileRetryable(services, signal, 'could not mark recovered recording completed', ids, () =>
-      db.recordings.completeRecovered(manifest.recordingId, { durationMs, sizeBytes: size, endedAt }),
-    );
-    await retryWhileRetryable(services, signal, 'could not mark call ended', ids, () => db.calls.end(manifest.callDbId, endedAt)).catch(
-      (err: unknown) => {
-        // The call may have gone on on another stream and ended there; the recording is what matters here.
-        if (!(err instanceof CallvaultError) || err.code !== ErrorCode.NotFound) throw err;
-      },
-    );
-    await spoolFile.remove();
-    logger.info({ ...ids, durationMs, sizeBytes: size }, 'recording recovered');
-  })();
-  return { done };
+  }
+  await spoolFile.remove();
+  logger.info({ ...ids, durationMs, sizeBytes: size }, 'recording recovered');
 }

@@ -74,6 +74,19 @@ export class Spool {
     return join(this.dir, recordingId + DATA_SUFFIX);
   }
 
+  /**
+   * The data file of a recording, open for reading (live audio, or audio waiting for S3); null when this
+   * gateway holds no spool for it. The handle stays valid after the upload completes and removes the file.
+   */
+  async openData(recordingId: string): Promise<FileHandle | null> {
+    try {
+      return await open(this.dataPath(recordingId), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new CallvaultError(ErrorCode.SpoolFailed, 'could not open the spooled recording', { cause: err, details: { recordingId } });
+    }
+  }
+
   /** Deletes every file of a recording (manifest first, so list() never sees a half-removed entry). */
   async removeFiles(recordingId: string): Promise<void> {
     assertRecordingId(recordingId);
@@ -96,6 +109,21 @@ export class Spool {
     try {
       const handle = await open(dataPath, 'w', 0o600);
       return new SpoolFile(recordingId, dataPath, join(this.dir, recordingId + MANIFEST_SUFFIX), handle);
+    } catch (err) {
+      throw new CallvaultError(ErrorCode.SpoolFailed, 'cannot reopen spool file', { cause: err, details: { recordingId } });
+    }
+  }
+
+  /**
+   * Recovery: the data file of a recording that was written whole and sealed before its upload began (an
+   * import), as a sealed SpoolFile its upload can read.
+   */
+  async reopenSealed(recordingId: string): Promise<SpoolFile> {
+    assertRecordingId(recordingId);
+    const dataPath = join(this.dir, recordingId + DATA_SUFFIX);
+    try {
+      const { size } = await stat(dataPath);
+      return SpoolFile.sealedOnDisk(recordingId, dataPath, join(this.dir, recordingId + MANIFEST_SUFFIX), size);
     } catch (err) {
       throw new CallvaultError(ErrorCode.SpoolFailed, 'cannot reopen spool file', { cause: err, details: { recordingId } });
     }
@@ -148,9 +176,18 @@ export class SpoolFile {
     readonly recordingId: string,
     readonly path: string,
     readonly manifestPath: string,
-    writer: FileHandle,
+    writer: FileHandle | undefined,
   ) {
     this.writer = writer;
+  }
+
+  /** @internal a data file already complete on disk (Spool.reopenSealed) */
+  static sealedOnDisk(recordingId: string, path: string, manifestPath: string, size: number): SpoolFile {
+    const file = new SpoolFile(recordingId, path, manifestPath, undefined);
+    file.written = size;
+    file.state = 'sealed';
+    file.wasSealed = true;
+    return file;
   }
 
   /** Bytes appended and written to the file so far. */

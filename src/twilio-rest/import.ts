@@ -83,7 +83,8 @@ export async function importTwilioRecording(gateway: Gateway, account: TwilioAcc
   });
   if (result.outcome === 'stored') {
     await db.imports.deleteTwilioRequest(orgId, ref.recordingSid);
-    if (gateway.options.twilio.deleteAfterImport) {
+    // Twilio's copy goes only once S3 holds ours: a copy still waiting in one gateway's spool is not yet safe.
+    if (gateway.options.twilio.deleteAfterImport && result.status === 'completed') {
       try {
         await createTwilioRestClient(account, { baseUrl }).recordings(ref.recordingSid).remove();
         await db.recordings.mergeMetadata(result.id, { deletedFromTwilioAt: new Date(services.now()).toISOString() });

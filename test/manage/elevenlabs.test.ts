@@ -5,7 +5,7 @@
  * Layer III unless a case says otherwise) with random frame bodies: the gateway never decodes audio, it only
  * reads those headers for rate, channels and duration, and treats the bytes as opaque.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { decryptRecordingToWav, parseHeader } from '../../dist/crypto/index.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { s3Client } from '../support/peers.js';
 import { expectAnsweredStatusesDocumented } from '../support/openapi.js';
-import { apiJson } from './support.js';
+import { apiJson, elevenLabsSignature, mpegFrames } from './support.js';
 
 const ACME_SECRET = `wsec_${randomBytes(24).toString('hex')}`;
 const GLOBEX_SECRET = `wsec_${randomBytes(24).toString('hex')}`;
@@ -30,12 +30,6 @@ const MPEG1_L3_44K_MONO = { header: [0xff, 0xfb, 0x90, 0xc0], length: 417, sampl
 /** MPEG-2 Layer III, 64 kbit/s, 22.05 kHz, stereo: 208-byte frames of 576 samples. */
 const MPEG2_L3_22K_STEREO = { header: [0xff, 0xf3, 0x80, 0x00], length: 208, samples: 576, sampleRate: 22050, channels: 2 };
 
-function mpegFrames(kind: { header: number[]; length: number }, count: number): Buffer {
-  const frames: Buffer[] = [];
-  for (let i = 0; i < count; i++) frames.push(Buffer.concat([Buffer.from(kind.header), randomBytes(kind.length - 4)]));
-  return Buffer.concat(frames);
-}
-
 /** An ID3v2.4 tag of `size` bytes of body, as encoders put in front of MP3s. */
 function id3v2(size: number): Buffer {
   const header = Buffer.from([0x49, 0x44, 0x33, 4, 0, 0, (size >> 21) & 0x7f, (size >> 14) & 0x7f, (size >> 7) & 0x7f, size & 0x7f]);
@@ -43,8 +37,7 @@ function id3v2(size: number): Buffer {
 }
 
 function sign(body: string, secret: string, timestamp = nowSeconds): string {
-  const v0 = createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
-  return `t=${timestamp},v0=${v0}`;
+  return elevenLabsSignature(body, secret, timestamp);
 }
 
 interface AudioEvent {

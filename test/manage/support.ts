@@ -3,13 +3,26 @@
  * update, media download, delete), reached by the real `twilio` client through TWILIO_API_BASE_URL, and
  * signed status callbacks.
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import twilio from 'twilio';
 import { wavHeader } from '../../dist/audio/wav.js';
 import { generateTone } from '../support/audio.js';
 import { PUBLIC_URL, type TestAccount, type TestGateway } from '../support/gateway.js';
 import { apiKeyOf } from '../api/support.js';
+
+/** A run of real MPEG audio frame headers with random bodies: what the gateway reads of an MP3 is only its headers. */
+export function mpegFrames(kind: { header: number[]; length: number }, count: number): Buffer {
+  const frames: Buffer[] = [];
+  for (let i = 0; i < count; i++) frames.push(Buffer.concat([Buffer.from(kind.header), randomBytes(kind.length - 4)]));
+  return Buffer.concat(frames);
+}
+
+/** The `ElevenLabs-Signature` header: HMAC-SHA256 over "<t>.<raw body>", as ElevenLabs signs. */
+export function elevenLabsSignature(body: string, secret: string, timestamp: number): string {
+  const v0 = createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
+  return `t=${timestamp},v0=${v0}`;
+}
 
 export const TWILIO_LEFT_HZ = 500;
 export const TWILIO_RIGHT_HZ = 1200;

@@ -19,7 +19,7 @@ export const CALL_RECORDINGS_PATH = '/api/call-recordings';
 export const DEFAULT_LIST_LIMIT = 20;
 export const MAX_LIST_LIMIT = 100;
 
-const STATUSES: readonly RecordingStatus[] = ['in_progress', 'completed', 'failed'];
+const STATUSES: readonly RecordingStatus[] = ['in_progress', 'uploading', 'completed', 'failed'];
 const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'elevenlabs'];
 
 /** Serves a recording row's media (WAV with Range for server keys, a presigned redirect for client keys). */
@@ -179,7 +179,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: Gateway, de
   router.route('get', `${CALL_RECORDINGS_PATH}/:id/media`, 'call_recordings_media', async (ctx) => {
     const { orgId } = await authenticate(ctx, db);
     const row = await rowOf(orgId, ctx.params[0] ?? '');
-    if (row.status !== 'completed') {
+    if (row.status !== 'completed' && row.status !== 'uploading') {
       throw new CallvaultError(ErrorCode.Conflict, `the recording is ${row.status.replace('_', ' ')}`, { details: { status: row.status } });
     }
     return deps.serveMedia(ctx, row);

@@ -193,7 +193,7 @@ async function handlePostCall(gateway: Gateway, ctx: RequestContext): Promise<Ht
       recordingOptions: { keyMode: options.key ? 'client' : 'server' },
     },
   });
-  return json(200, { success: true, outcome: result.outcome, recordingSid: result.recordingSid });
+  return json(200, { success: true, outcome: result.outcome, recordingSid: result.recordingSid, status: result.status });
 }
 
 export function registerElevenLabsRoutes(router: Router, gateway: Gateway): void {

@@ -1,26 +1,18 @@
 /**
  * Stores a recording that was finished elsewhere (Twilio's recorder, ElevenLabs) like any recording: the
- * same encrypted container (at the audio's own sample rate and channel count, which the header carries, so
- * nothing is resampled), the same metadata row, linked to its call. Keyed on the external id so that
- * retries and concurrent duplicates store it once. MP3 (ElevenLabs) goes into the container undecoded, with
- * sample format `mp3`, and is served back as the same MP3.
+ * same envelope (keys, header, object name), the same durable sink (spool → upload, retried until S3 takes
+ * it, recovered after a crash), the same row lifecycle, linked to its call. The container keeps the audio's
+ * own sample rate and channel count (the header carries them), so nothing is resampled. Keyed on the
+ * external id so that retries and concurrent duplicates store it once. MP3 (ElevenLabs) goes into the
+ * container undecoded, with sample format `mp3`, and is served back as the same MP3.
  */
-import { randomUUID } from 'node:crypto';
-import { DeleteObjectCommand } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import type { RecordingOptions } from '../../config/index.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.js';
-import {
-  assertClientKeyStrong,
-  createEncryptor,
-  deriveClientDataKey,
-  encryptChunk,
-  generateDataKey,
-  generateSalt,
-  wrapDataKey,
-  type KeyMode,
-} from '../../crypto/index.js';
+import { encryptChunk } from '../../crypto/index.js';
 import type { RecordingSource } from '../../db/index.js';
+import { DurableSink } from '../../gateway/durable-sink.js';
+import { openEnvelope, recordingManifest } from '../../gateway/envelope.js';
+import { retryWhileRetryable } from '../../gateway/retry.js';
 import type { Gateway } from '../../gateway/gateway.js';
 
 export interface PcmAudio {
@@ -54,8 +46,19 @@ export interface StoreFinishedParams {
 }
 
 export type StoreFinishedResult =
-  | { outcome: 'stored'; id: string; recordingSid: string; durationMs: number; sizeBytes: number }
+  | {
+      outcome: 'stored';
+      id: string;
+      recordingSid: string;
+      /** `uploading`: durable in the spool, S3 has not taken it yet; it completes on its own. */
+      status: 'completed' | 'uploading';
+      durationMs: number;
+      sizeBytes: number;
+    }
   | { outcome: 'duplicate'; id: string; recordingSid: string; status: string };
+
+/** An import still uploading after this long is answered as `uploading`: it is durable, the sender need not wait. */
+const IMPORT_UPLOAD_WAIT_MS = 10_000;
 
 /** Averages a stereo frame into one sample: `stereo: false` asks for a mono recording. */
 function downmix(pcm: Uint8Array): Uint8Array {
@@ -70,17 +73,17 @@ function downmix(pcm: Uint8Array): Uint8Array {
   return out;
 }
 
-function safeObjectPart(value: string): string {
-  return value.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 100) || 'unknown';
-}
-
+/**
+ * Resolves once the recording is durable: with `completed` when S3 took it at the first attempt, with
+ * `uploading` as soon as that attempt failed or IMPORT_UPLOAD_WAIT_MS passed (the spool holds it; the upload goes on, retried until S3 is
+ * back, and the next start finishes it after a crash). Rejects, undoing the claim, only when it could not
+ * be made durable at all, so the sender's retry starts afresh.
+ */
 export async function storeFinishedRecording(gateway: Gateway, params: StoreFinishedParams): Promise<StoreFinishedResult> {
   const { db, services } = gateway;
   const existing = await db.imports.findByExternalSid(params.orgId, params.source, params.externalSid);
   if (existing) return { outcome: 'duplicate', ...existing };
 
-  const keyMode: KeyMode = params.options.key === undefined ? 'server' : 'client';
-  if (params.options.key !== undefined) assertClientKeyStrong(params.options.key);
   const encoded = 'format' in params.audio ? params.audio : null;
   let channels: 0 | 1 | 2 = params.audio.channels;
   let plaintext = encoded ? encoded.bytes : (params.audio as PcmAudio).pcm;
@@ -89,11 +92,15 @@ export async function storeFinishedRecording(gateway: Gateway, params: StoreFini
     channels = 1;
   }
   const sampleRate = params.audio.sampleRate;
-  const salt = generateSalt();
-  const dataKey = keyMode === 'server' ? generateDataKey() : deriveClientDataKey(params.options.key as string, salt);
-  const keyId = keyMode === 'server' ? services.keyring.currentId : '';
-  const day = params.startedAt.toISOString().slice(0, 10).replaceAll('-', '/');
-  const objectKey = `${params.orgId}/${day}/${safeObjectPart(params.callExternalId)}/${randomUUID()}.cvr`;
+  const envelope = openEnvelope(services, {
+    orgId: params.orgId,
+    callExternalId: params.callExternalId,
+    ...(params.options.key !== undefined ? { clientKey: params.options.key } : {}),
+    startedAt: params.startedAt,
+    sampleRate,
+    channels,
+    ...(encoded ? { sampleFormat: 'mp3' as const } : {}),
+  });
   const claimed = await db.imports.claim({
     orgId: params.orgId,
     callId: params.callId,
@@ -104,10 +111,10 @@ export async function storeFinishedRecording(gateway: Gateway, params: StoreFini
     format: encoded ? 'mp3' : 'cvr1',
     mediaType: encoded ? 'audio/mpeg' : 'application/vnd.callvault.recording',
     bucket: services.bucket,
-    objectKey,
-    keyMode,
-    keyId: keyMode === 'server' ? keyId : null,
-    wrappedKey: keyMode === 'server' ? wrapDataKey(services.keyring.current, keyId, dataKey) : null,
+    objectKey: envelope.objectKey,
+    keyMode: envelope.keyMode,
+    keyId: envelope.keyMode === 'server' ? envelope.keyId : null,
+    wrappedKey: envelope.keyMode === 'server' ? envelope.wrappedKey : null,
     startedAt: params.startedAt,
     metadata: params.metadata,
     externalSid: params.externalSid,
@@ -118,34 +125,69 @@ export async function storeFinishedRecording(gateway: Gateway, params: StoreFini
     return { outcome: 'duplicate', ...winner };
   }
 
-  let uploaded = false;
+  const ids = { recordingSid: claimed.recordingSid, source: params.source, externalSid: params.externalSid };
+  const durationMs = encoded ? encoded.durationMs : Math.round((plaintext.length / (2 * channels) / sampleRate) * 1000);
+  const { output } = encryptChunk(envelope.encryptor, plaintext, true);
+  let backlogged!: () => void;
+  const firstAttemptFailed = new Promise<'uploading'>((resolve) => (backlogged = () => resolve('uploading')));
+  let sink: DurableSink;
   try {
-    const { header, state } = createEncryptor({ dataKey, keyMode, keyId, salt, sampleRate, channels, ...(encoded ? { sampleFormat: 'mp3' as const } : {}) });
-    const { output } = encryptChunk(state, plaintext, true);
-    const body = Buffer.concat([header, output]);
-    await new Upload({
-      client: services.s3,
-      params: {
-        Bucket: services.bucket,
-        Key: objectKey,
-        Body: body,
-        ContentType: 'application/vnd.callvault.recording',
-        Metadata: { 'recording-sid': claimed.recordingSid, 'key-mode': keyMode },
-      },
-      queueSize: 2,
-    }).done();
-    uploaded = true;
-    const durationMs = encoded ? encoded.durationMs : Math.round((plaintext.length / (2 * channels) / sampleRate) * 1000);
-    await db.recordings.complete(claimed.id, { durationMs, sizeBytes: body.length, endedAt: new Date(services.now()) });
-    services.logger.info(
-      { recordingSid: claimed.recordingSid, source: params.source, externalSid: params.externalSid, durationMs, sizeBytes: body.length },
-      'imported recording stored',
-    );
-    return { outcome: 'stored', id: claimed.id, recordingSid: claimed.recordingSid, durationMs, sizeBytes: body.length };
+    sink = await DurableSink.open(services, {
+      manifest: recordingManifest(services, envelope, {
+        recordingId: claimed.id,
+        recordingSid: claimed.recordingSid,
+        orgId: params.orgId,
+        callDbId: params.callId,
+        callExternalId: params.callExternalId,
+        sampleRate,
+        channels,
+        startedAt: params.startedAt,
+        sealedDurationMs: durationMs,
+      }),
+      header: envelope.header,
+      body: output,
+      onBacklogged: backlogged,
+      signal: gateway.signal,
+    });
   } catch (err) {
+    const error = toCallvaultError(err, ErrorCode.SpoolFailed);
+    services.logger.error({ ...ids, code: error.code, err: error }, 'imported recording could not be spooled');
     // Undo the claim so the sender's retry starts afresh rather than finding a half-imported recording.
-    if (uploaded) await services.s3.send(new DeleteObjectCommand({ Bucket: services.bucket, Key: objectKey })).catch(() => undefined);
-    await db.imports.release(claimed.id).catch(() => undefined);
-    throw toCallvaultError(err, ErrorCode.StorageUnavailable);
+    await db.imports
+      .release(claimed.id)
+      .catch((releaseErr: unknown) => services.logger.error({ ...ids, code: toCallvaultError(releaseErr).code, err: releaseErr }, 'could not release the import claim'));
+    throw error;
   }
+
+  const completion = (async () => {
+    const { size } = await sink.finish();
+    await retryWhileRetryable(services, sink.signal, 'could not mark imported recording completed', ids, () =>
+      db.recordings.complete(claimed.id, { durationMs, sizeBytes: size, endedAt: new Date(services.now()) }),
+    );
+    await sink.remove();
+    services.logger.info({ ...ids, durationMs, sizeBytes: size }, 'imported recording stored');
+    return size;
+  })();
+  let timer: NodeJS.Timeout | undefined;
+  const slow = new Promise<'uploading'>((resolve) => (timer = setTimeout(resolve, IMPORT_UPLOAD_WAIT_MS, 'uploading')));
+  const first = await Promise.race([completion, firstAttemptFailed, slow])
+    .catch((err: unknown) => {
+      throw toCallvaultError(err, ErrorCode.StorageUnavailable);
+    })
+    .finally(() => clearTimeout(timer));
+  if (first !== 'uploading') {
+    return { outcome: 'stored', id: claimed.id, recordingSid: claimed.recordingSid, status: 'completed', durationMs, sizeBytes: first };
+  }
+  // Durable locally, S3 away: the sender is done; the gateway finishes the upload (or its next start does).
+  await db.recordings
+    .markUploading(claimed.id)
+    .catch((err: unknown) => services.logger.error({ ...ids, code: toCallvaultError(err).code, err }, 'could not mark recording uploading'));
+  services.logger.warn(ids, 'imported recording spooled, waiting for S3');
+  completion.catch((err: unknown) => {
+    const error = toCallvaultError(err);
+    // Aborted at shutdown: the spool stays and the next start completes it.
+    if (error.code === ErrorCode.ShuttingDown) return;
+    services.logger.error({ ...ids, code: error.code, err: error }, 'imported recording could not be completed');
+  });
+  return { outcome: 'stored', id: claimed.id, recordingSid: claimed.recordingSid, status: 'uploading', durationMs, sizeBytes: output.length + envelope.header.length };
 }

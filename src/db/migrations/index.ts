@@ -2,8 +2,9 @@ import { init } from './0001_init.js';
 import { manage } from './0002_manage.js';
 import { elevenlabs } from './0003_elevenlabs.js';
 import { durability } from './0004_durability.js';
+import { uploading } from './0005_uploading.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability];
+export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading];
