@@ -75,6 +75,10 @@ export async function recoverRecording(
 ): Promise<'cleaned' | 'skipped' | { done: Promise<void> }> {
   const { db, logger } = services;
   const manifest = entry.manifest;
+  if (entry.unreadable) {
+    logger.error({ recordingId: entry.recordingId, reason: entry.unreadable }, 'spool entry unreadable, left as it is');
+    return 'skipped';
+  }
   if (!isRecoverableManifest(manifest)) {
     logger.warn({ recordingId: entry.recordingId }, 'spool entry has no frame journal, left as it is');
     return 'skipped';

@@ -200,11 +200,19 @@ export class JournalWriter {
     return frames;
   }
 
-  /** Flushes what is left and releases the file (it stays on disk until the recording is complete). */
+  /**
+   * Flushes what is left and releases the file (it stays on disk until the recording is complete). Rejects
+   * with SPOOL_FAILED when the journal could not be made whole, after releasing the file all the same.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.flush().catch(() => undefined);
+    // The last frames' flush decides whether the journal is whole: its failure is the caller's to report.
+    const lastFlush = this.flush().then(
+      () => null,
+      (err: unknown) => err,
+    );
     this.#closed = true;
+    const failure = await lastFlush;
     await this.#tail;
     const handle = this.#handle;
     this.#handle = null;
@@ -212,6 +220,7 @@ export class JournalWriter {
     const reader = this.#reader;
     this.#reader = null;
     await reader?.close();
+    if (failure) throw failure;
   }
 }
 

@@ -20,6 +20,8 @@ export interface SpoolEntry {
   manifest: Record<string, unknown>;
   /** Bytes of data on disk for this recording. */
   size: number;
+  /** Why the entry could not be read (its manifest or data file is missing or malformed); left alone. */
+  unreadable?: string;
 }
 
 export class Spool {
@@ -148,11 +150,15 @@ export class Spool {
       try {
         manifest = JSON.parse(await readFile(join(this.dir, name), 'utf8'));
         size = (await stat(join(this.dir, recordingId + DATA_SUFFIX))).size;
-      } catch {
-        // A manifest without data (removal interrupted half-way) or an unreadable one has nothing to recover.
+      } catch (err) {
+        // A manifest without data (removal interrupted half-way) or an unreadable one: listed so recovery says so.
+        entries.push({ recordingId, manifest: {}, size: 0, unreadable: (err as NodeJS.ErrnoException).code ?? (err as Error).name });
         continue;
       }
-      if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) continue;
+      if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) {
+        entries.push({ recordingId, manifest: {}, size: 0, unreadable: 'manifest is not an object' });
+        continue;
+      }
       entries.push({ recordingId, manifest: manifest as Record<string, unknown>, size });
     }
     return entries;

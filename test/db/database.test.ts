@@ -78,6 +78,7 @@ describe('migrate', () => {
       { version: 2, name: 'manage' },
       { version: 3, name: 'elevenlabs' },
       { version: 4, name: 'durability' },
+      { version: 5, name: 'uploading' },
     ]);
   });
 
