@@ -1,7 +1,7 @@
 import { loadEnv } from './config/index.js';
 import { isCallvaultError } from './errors/index.js';
 import { createLogger } from './log/index.js';
-import { startFromEnv } from './gateway/bootstrap.js';
+import { startFromEnv } from './bootstrap/from-env.js';
 
 async function main(): Promise<void> {
   let env;

@@ -1,12 +1,12 @@
 import type { TemplatedApp } from 'uWebSockets.js';
-import type { Gateway } from '../gateway/gateway.js';
+import type { GatewayPort, TwilioImports } from '../gateway/port.js';
 import { ErrorCode } from '../errors/index.js';
-import { createRouter, json } from './http.js';
+import { createRouter, json } from '../http/http.js';
 import { openApiDocument } from './openapi.js';
 import { registerRecordingRoutes } from './recordings.js';
 import { registerManageRoutes } from './manage/index.js';
 
-export { authenticate, type Principal } from './auth.js';
+export { authenticate, type Principal } from '../http/auth.js';
 export {
   createRouter,
   errorResult,
@@ -20,7 +20,7 @@ export {
   type RequestContext,
   type Router,
   type StreamedResult,
-} from './http.js';
+} from '../http/http.js';
 export {
   addPaths,
   errorResponse,
@@ -34,8 +34,8 @@ export {
 export { CALL_RECORDING_PATH, MAX_PRESIGNED_URL_TTL_SECONDS } from './recordings.js';
 export { parseRange, planMedia, planWav, type ByteRange, type MediaPlan, type WavPlan } from './wav-stream.js';
 
-/** Registers every HTTP route of the gateway on the uWS app. */
-export function registerApi(app: TemplatedApp, gateway: Gateway): void {
+/** Registers every HTTP route of the gateway on the uWS app; the Twilio side comes from twilio-rest, through bootstrap. */
+export function registerApi(app: TemplatedApp, gateway: GatewayPort, twilio: TwilioImports): void {
   const router = createRouter(app, { logger: gateway.options.logger, metrics: gateway.metrics });
 
   router.route('get', '/healthz', 'healthz', () => json(200, { status: 'ok' }));
@@ -43,7 +43,7 @@ export function registerApi(app: TemplatedApp, gateway: Gateway): void {
   router.route('get', '/readyz', 'readyz', async () => {
     const checks: Record<string, boolean> = {
       accepting: gateway.acceptingStreams,
-      workers: gateway.services.pool.ready,
+      workers: gateway.workersReady,
       database: false,
       storage: false,
       spool: gateway.spoolHasRoom,
@@ -82,5 +82,5 @@ export function registerApi(app: TemplatedApp, gateway: Gateway): void {
   router.route('get', '/openapi.json', 'openapi', () => json(200, openApiDocument()));
 
   const media = registerRecordingRoutes(router, gateway);
-  registerManageRoutes(router, gateway, media);
+  registerManageRoutes(router, gateway, { ...media, twilio });
 }

@@ -3,15 +3,12 @@
  * key mode), as a redirect to the encrypted object (client key mode), or deleted everywhere.
  */
 import type { Readable } from 'node:stream';
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { CallvaultError, ErrorCode, isCallvaultError, toCallvaultError } from '../errors/index.js';
-import { MAX_HEADER_LENGTH, parseHeader, unwrapDataKey } from '../crypto/index.js';
+import { MAX_HEADER_LENGTH, parseHeader } from '../crypto/index.js';
 import type { Recording as RecordingRow } from '../db/index.js';
-import { abortMultipart } from '../storage/index.js';
-import type { Gateway } from '../gateway/gateway.js';
-import { authenticate } from './auth.js';
-import { json, streamed, type HttpResult, type RequestContext, type Router, type StreamedResult } from './http.js';
+import type { GatewayPort } from '../gateway/port.js';
+import { authenticate } from '../http/auth.js';
+import { json, streamed, type HttpResult, type RequestContext, type Router, type StreamedResult } from '../http/http.js';
 import {
   BackpressuredBody,
   ClientGone,
@@ -32,16 +29,6 @@ const HEADER_CACHE_LIMIT = 1024;
 function notFound(): CallvaultError {
   // Deliberately the same for "no such call", "no recording" and "another organisation's call".
   return new CallvaultError(ErrorCode.NotFound, 'no recording for this call');
-}
-
-function storageError(err: unknown, what: string): CallvaultError {
-  if (isCallvaultError(err)) return err;
-  const name = err instanceof Error ? err.name : '';
-  const status = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
-  if (name === 'NoSuchKey' || name === 'NotFound' || status === 404) {
-    return new CallvaultError(ErrorCode.NotFound, 'recording object is gone', { cause: err });
-  }
-  return new CallvaultError(ErrorCode.StorageUnavailable, `object storage failed to ${what}`, { cause: err, retryable: true });
 }
 
 /** Immutable once complete, so a seeking client (many Range requests) needs S3 for the header only once. */
@@ -82,40 +69,16 @@ export interface RecordingMedia {
   remove(orgId: string, row: RecordingRow): Promise<void>;
 }
 
-export function registerRecordingRoutes(router: Router, gateway: Gateway): RecordingMedia {
-  const { db, services } = gateway;
-  const s3: S3Client = services.s3;
+export function registerRecordingRoutes(router: Router, gateway: GatewayPort): RecordingMedia {
+  const { db, objects } = gateway;
   const headers = new HeaderCache();
 
   const recordingsOfCall = async (orgId: string, callId: string): Promise<RecordingRow[]> =>
     (await db.recordings.list(orgId, { callSid: callId, page: 0, limit: 1000 })).rows;
 
-  const dataKeyOf = (row: RecordingRow): Uint8Array => {
-    if (!row.keyId || !row.wrappedKey) {
-      throw new CallvaultError(ErrorCode.KeyUnknown, 'recording has no wrapped data key', { details: { recordingSid: row.recordingSid } });
-    }
-    return unwrapDataKey(services.keyring.all, row.keyId, row.wrappedKey);
-  };
-
   const objectSource = async (row: RecordingRow, signal: AbortSignal): Promise<CiphertextSource> => {
-    let objectSize = row.sizeBytes;
-    if (objectSize === null) {
-      const head = await s3.send(new HeadObjectCommand({ Bucket: row.bucket, Key: row.objectKey }), { abortSignal: signal }).catch((err: unknown) => {
-        throw storageError(err, 'describe the recording');
-      });
-      objectSize = Number(head.ContentLength);
-    }
-    const open = async (start: number, endInclusive: number, abortSignal: AbortSignal): Promise<Readable> => {
-      try {
-        const object = await s3.send(
-          new GetObjectCommand({ Bucket: row.bucket, Key: row.objectKey, Range: `bytes=${start}-${endInclusive}` }),
-          { abortSignal },
-        );
-        return object.Body as Readable;
-      } catch (err) {
-        throw storageError(err, 'read the recording');
-      }
-    };
+    const objectSize = await objects.objectSize(row, signal);
+    const open = (start: number, endInclusive: number, abortSignal: AbortSignal): Promise<Readable> => objects.openObjectRange(row, start, endInclusive, abortSignal);
     let prefix = headers.get(row.objectKey);
     if (!prefix) {
       prefix = prefixFrom(await readAll(await open(0, Math.min(MAX_HEADER_LENGTH, objectSize) - 1, signal)));
@@ -127,7 +90,7 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
   /** Null when this gateway holds no spool file for the recording (finished meanwhile, or another instance). */
   const spoolSource = async (row: RecordingRow): Promise<CiphertextSource | null> => {
     // One handle for the whole response: the spool file is removed once the upload completes.
-    const file = await services.spool.openData(row.id);
+    const file = await objects.openSpoolFile(row);
     if (!file) return null;
     try {
       const { size } = await file.stat();
@@ -154,11 +117,7 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
 
   const presignedRedirect = async (row: RecordingRow): Promise<HttpResult> => {
     const ttl = Math.min(gateway.options.presignedUrlTtlSeconds, MAX_PRESIGNED_URL_TTL_SECONDS);
-    const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket: row.bucket, Key: row.objectKey }), {
-      expiresIn: ttl,
-      // The injected clock signs, so the URL's lifetime follows the gateway's notion of now.
-      signingDate: new Date(services.now()),
-    });
+    const url = await objects.presignedUrl(row, ttl);
     return {
       status: 302,
       headers: {
@@ -174,7 +133,7 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
   /** The audio as a file: PCM behind a synthesized WAV header, MP3 exactly as stored; both with Range. */
   const sendMedia = async (ctx: RequestContext, row: RecordingRow, source: CiphertextSource, live: boolean): Promise<StreamedResult | HttpResult> => {
     const { layout } = source;
-    const dataKey = dataKeyOf(row);
+    const dataKey = objects.dataKey(row);
     let plan;
     try {
       plan = planMedia(layout, ctx.headers.get('range'));
@@ -286,25 +245,6 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
   router.route('get', CALL_RECORDING_PATH, 'call_recording_get', retrieve);
   router.route('head', CALL_RECORDING_PATH, 'call_recording_head', retrieve);
 
-  /**
-   * Leaves nothing of the recording in S3: the object, and the multipart upload still open for it, aborted by
-   * the UploadId its row keeps (no ListMultipartUploads, which not every S3 endpoint implements).
-   */
-  const purgeObject = async (row: RecordingRow): Promise<void> => {
-    try {
-      const uploadId = await db.recordings.uploadId(row.id);
-      if (uploadId) {
-        const abortError = await abortMultipart(s3, row.bucket, row.objectKey, uploadId);
-        if (abortError) throw abortError;
-      }
-      // Deleting a missing key succeeds, so concurrent deletions all get here without error.
-      await s3.send(new DeleteObjectCommand({ Bucket: row.bucket, Key: row.objectKey }));
-    } catch (err) {
-      throw storageError(err, 'delete the recording');
-    }
-    headers.delete(row.objectKey);
-  };
-
   const stopLive = async (orgId: string, row: RecordingRow): Promise<void> => {
     const live = gateway.findLiveRecording(orgId, row.id);
     if (!live) return;
@@ -319,8 +259,8 @@ export function registerRecordingRoutes(router: Router, gateway: Gateway): Recor
   const remove = async (orgId: string, row: RecordingRow): Promise<void> => {
     if (row.status === 'in_progress' || row.status === 'uploading') await stopLive(orgId, row);
     // Object first, row last: a failure half-way leaves a row to retry the deletion with, never an orphan object.
-    await purgeObject(row);
-    await services.spool.removeFiles(row.id);
+    await objects.purge(row);
+    headers.delete(row.objectKey);
     await db.recordings.delete(orgId, row.id);
   };
 

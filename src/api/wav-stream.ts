@@ -15,7 +15,7 @@ import {
   plaintextSize,
   type ContainerHeader,
 } from '../crypto/index.js';
-import { statusLine } from './http.js';
+import { statusLine } from '../http/http.js';
 
 /** The parsed header of a container and its exact bytes (every segment's AAD). */
 export interface ContainerPrefix {

@@ -39,6 +39,7 @@ export class Call extends EventEmitter<CallEvents> {
   #mediaEndMs = 0;
   #closePromise: Promise<RecordingSummary | null> | null = null;
   #destroyed = false;
+  #closedEmitted = false;
   #failure: CallvaultError | null = null;
 
   constructor(services: RecordingServices, init: CallInit) {
@@ -173,6 +174,8 @@ export class Call extends EventEmitter<CallEvents> {
 
   close(): Promise<RecordingSummary | null> {
     if (this.#closePromise) return this.#closePromise;
+    // Destroyed or abandoned first: its recordings are already aborted or left to the spool; nothing to finish.
+    if (this.#destroyed) return (this.#closePromise = Promise.resolve(null));
     this.#closePromise = (async () => {
       for (const track of this.#tracks.values()) track.close();
       await this.#starting?.catch(() => undefined);
@@ -183,7 +186,7 @@ export class Call extends EventEmitter<CallEvents> {
       await retryWhileRetryable(this.#services, this.#abort.signal, 'could not mark call ended, retrying', { callSid: this.externalId }, () =>
         this.#services.db.calls.end(this.dbId, endedAt),
       ).catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not mark call ended'));
-      this.emit('closed', summary);
+      this.#emitClosed(summary);
       return summary;
     })();
     return this.#closePromise;
@@ -204,7 +207,7 @@ export class Call extends EventEmitter<CallEvents> {
     for (const track of this.#tracks.values()) track.close();
     this.#abort.abort(new CallvaultError(ErrorCode.ShuttingDown, 'call left to the spool at shutdown'));
     for (const recording of this.#unsettled) recording.abandon();
-    if (!this.#closePromise) this.emit('closed', null);
+    if (!this.#closePromise) this.#emitClosed(null);
   }
 
   destroy(err?: CallvaultError): void {
@@ -216,9 +219,15 @@ export class Call extends EventEmitter<CallEvents> {
         .end(this.dbId, new Date(this.#services.now()))
         .catch((dbErr: unknown) => this.#services.logger.error({ callSid: this.externalId, err: dbErr }, 'could not mark call ended'));
     }
-    for (const track of this.#tracks.values()) track.close();
-    this.#abort.abort(err);
-    for (const recording of this.#unsettled) recording.destroy(err);
-    if (!this.#closePromise) this.emit('closed', null);
+    for (const track of this.#tracks.values()) track.destroy(this.#failure);
+    this.#abort.abort(this.#failure);
+    for (const recording of this.#unsettled) recording.destroy(this.#failure);
+    if (!this.#closePromise) this.#emitClosed(null);
+  }
+
+  #emitClosed(summary: RecordingSummary | null): void {
+    if (this.#closedEmitted) return;
+    this.#closedEmitted = true;
+    this.emit('closed', summary);
   }
 }

@@ -6,14 +6,15 @@ import { GatewayMetrics } from '../metrics/index.js';
 import { PipelinePool } from '../pipeline/pool.js';
 import { createDatabase, type Database } from '../db/index.js';
 import { createS3Client, ensureBucket, PartLimiter, Spool } from '../storage/index.js';
+import { EventEmitter } from 'node:events';
 import { loadNativeUws } from '../server/uws.js';
-import { registerTwilioIngest } from '../ingest/twilio/route.js';
-import { registerLivekitIngest } from '../ingest/livekit/index.js';
-import { registerApi } from '../api/index.js';
 import { Call, type CallInit } from './call.js';
 import type { Recording } from './recording.js';
 import type { GatewayOptions } from './options.js';
 import type { RecordingServices } from './services.js';
+import type { EdgeMount, GatewayPort, GatewayState } from './port.js';
+import { recordingObjects, type RecordingObjects } from './recording-objects.js';
+import { storeFinishedRecording, type StoreFinishedParams, type StoreFinishedResult } from './imported-recording.js';
 import { recoverRecording, recoverSpool, settleRecovery } from './recovery.js';
 
 /** Also the journal's group-commit cadence: frames are durable at most this long (plus one fsync) after arrival. */
@@ -31,18 +32,27 @@ export async function statfsFreeBytes(dir: string): Promise<number> {
   return stats.bavail * stats.bsize;
 }
 
-export type GatewayState = 'starting' | 'running' | 'draining' | 'closed';
+export type { GatewayState } from './port.js';
+
+export interface GatewayEvents {
+  /** Once, when close() or destroy() has released everything. */
+  closed: [];
+}
 
 /**
  * The root lifecycle object: owns the HTTP/WebSocket server, the worker pool, the database and the
- * storage clients, and every live Call. `close()` drains gracefully; `destroy(err)` aborts.
+ * storage clients, and every live Call. `close()` drains gracefully; `destroy(err)` aborts; both are
+ * idempotent and `closed` is emitted once. The edges see it only as a GatewayPort.
  */
-export class Gateway {
+export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort {
   readonly options: GatewayOptions;
   readonly metrics: GatewayMetrics;
   readonly services: RecordingServices;
   readonly db: Database;
+  readonly objects: RecordingObjects;
   readonly app: TemplatedApp;
+  /** The gateway's clock, bound so it can be passed around. */
+  readonly now: () => number;
   readonly #calls = new Set<Call>();
   readonly #closers = new Set<(code: number) => void>();
   readonly #abort = new AbortController();
@@ -51,6 +61,8 @@ export class Gateway {
   #state: GatewayState = 'starting';
   #ticker: NodeJS.Timeout | null = null;
   #closePromise: Promise<void> | null = null;
+  #closedEmitted = false;
+  #released: Promise<void> | null = null;
   #recoveries: Promise<void> = Promise.resolve();
   readonly #retrying = new Set<string>();
   readonly #streamsByAccount = new Map<string, number>();
@@ -60,14 +72,21 @@ export class Gateway {
   #probing: Promise<void> | null = null;
 
   private constructor(options: GatewayOptions, services: RecordingServices, app: TemplatedApp) {
+    super();
     this.options = options;
+    this.objects = recordingObjects(services);
+    this.now = services.now;
     this.services = services;
     this.metrics = services.metrics;
     this.db = services.db;
     this.app = app;
   }
 
-  static async start(options: GatewayOptions): Promise<Gateway> {
+  /**
+   * Starts the core (database, storage, workers), finishes what a crash left in the spool, then lets
+   * `mount` register the edges (ingest, API) on the server before it listens.
+   */
+  static async start(options: GatewayOptions, mount: EdgeMount): Promise<Gateway> {
     const uws = loadNativeUws();
     const logger = options.logger;
     const now = options.now ?? Date.now;
@@ -106,9 +125,7 @@ export class Gateway {
       // Before any stream is accepted: what a crash left in the spool is rebuilt; its uploads go on meanwhile.
       const recovery = await recoverSpool(services, gateway.#abort.signal);
       gateway.#recoveries = recovery.uploads;
-      registerTwilioIngest(app, gateway);
-      if (options.livekit) registerLivekitIngest(app, gateway);
-      registerApi(app, gateway);
+      mount(app, gateway);
       await gateway.sampleSpoolFreeSpace();
       await gateway.#listen(uws);
       gateway.#spoolProbe = setInterval(() => void gateway.sampleSpoolFreeSpace(), options.admission?.spoolProbeIntervalMs ?? DEFAULT_SPOOL_PROBE_INTERVAL_MS);
@@ -145,6 +162,14 @@ export class Gateway {
     this.metrics.workerUtilization.set(this.services.pool.utilization);
     this.metrics.workerQueueDepth.set(this.services.pool.pending + this.services.pool.waiting);
     this.metrics.partsInFlight.set(this.services.partLimiter.inFlight);
+  }
+
+  get workersReady(): boolean {
+    return this.services.pool.ready;
+  }
+
+  storeFinishedRecording(params: StoreFinishedParams): Promise<StoreFinishedResult> {
+    return storeFinishedRecording(this.services, params, this.#abort.signal);
   }
 
   get port(): number {
@@ -375,12 +400,10 @@ export class Gateway {
       this.#abort.abort(new CallvaultError(ErrorCode.ShuttingDown, 'gateway closed', { retryable: true }));
       await this.#recoveries;
       for (const close of [...this.#closers]) close(1001);
-      this.#release();
-      await this.services.pool.close();
-      this.services.s3.destroy();
-      await this.db.close();
+      await this.#releaseResources();
       this.#state = 'closed';
       logger.info({}, 'gateway closed');
+      this.#emitClosed();
     })();
     return this.#closePromise;
   }
@@ -392,11 +415,29 @@ export class Gateway {
     this.#state = 'draining';
     for (const call of this.#calls) call.destroy(err);
     for (const close of [...this.#closers]) close(1001);
-    this.#release();
-    void this.services.pool.close();
-    this.services.s3.destroy();
-    void this.db.close();
+    // A close() under way settles too: it finds the resources released and the state closed.
+    this.#closePromise ??= Promise.resolve();
+    void this.#releaseResources().catch((releaseErr: unknown) =>
+      this.options.logger.error({ code: toCallvaultError(releaseErr).code, err: releaseErr }, 'gateway resources did not close cleanly'),
+    );
     this.#state = 'closed';
+    this.#emitClosed();
+  }
+
+  /** Server socket, timers, workers, S3 client and database pool: released once, whoever asks first. */
+  #releaseResources(): Promise<void> {
+    this.#released ??= (async () => {
+      this.#release();
+      this.services.s3.destroy();
+      await Promise.all([this.services.pool.close(), this.db.close()]);
+    })();
+    return this.#released;
+  }
+
+  #emitClosed(): void {
+    if (this.#closedEmitted) return;
+    this.#closedEmitted = true;
+    this.emit('closed');
   }
 
   /** Resolves once every call has closed and its recordings are final. */

@@ -271,7 +271,7 @@ export class SpoolFile {
     }
     this.state = 'removed';
     await writer?.close().catch(() => undefined);
-    // Manifest first: a manifest without data is skipped by list(), data without one is invisible.
+    // Manifest first: data left without one (removal interrupted) is invisible to list(), never half-listed.
     await rm(this.manifestPath, { force: true });
     await rm(this.path, { force: true });
     await rm(this.path.slice(0, -DATA_SUFFIX.length) + JOURNAL_SUFFIX, { force: true });

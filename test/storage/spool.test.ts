@@ -65,7 +65,7 @@ describe('Spool', () => {
     await expect(readdir(join(root, 'spool')).catch(() => [])).resolves.toEqual([]);
   });
 
-  test('list() returns what is left on disk, for recovery; remove() deletes both files', async () => {
+  test('list() returns what is left on disk, for recovery, naming what it cannot read; remove() deletes both files', async () => {
     const a = await spool.create('a', { n: 1 });
     await a.append(Buffer.alloc(5));
     const b = await spool.create('b', { n: 2 });
@@ -80,12 +80,14 @@ describe('Spool', () => {
     expect(await reopened.list()).toEqual([
       { recordingId: 'a', manifest: { n: 1 }, size: 5 },
       { recordingId: 'b', manifest: { n: 2 }, size: 7 },
+      // Listed, so recovery logs it, rather than passed over in silence.
+      { recordingId: 'c', manifest: {}, size: 0, unreadable: 'SyntaxError' },
     ]);
 
     await b.remove();
     await a.remove();
     await expect(a.append(Buffer.alloc(1))).rejects.toMatchObject({ code: 'CLOSED' });
-    expect(await reopened.list()).toEqual([]);
+    expect((await reopened.list()).map((e) => e.recordingId)).toEqual(['c']);
     expect((await readdir(join(root, 'spool'))).sort()).toEqual(['c.cvr', 'c.json', 'd.cvr']);
   });
 });

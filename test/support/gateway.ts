@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { Gateway } from '../../dist/gateway/gateway.js';
+import type { Gateway } from '../../dist/gateway/gateway.js';
+import { startGateway } from '../../dist/bootstrap/wiring.js';
 import type { GatewayOptions } from '../../dist/gateway/options.js';
 import { createLogger } from '../../dist/log/index.js';
 import { decryptStream, deriveClientDataKey, unwrapDataKey } from '../../dist/crypto/index.js';
@@ -88,7 +89,7 @@ export async function startTestGateway(
     logger: createLogger({ level: 'debug', destination: logs }),
     ...rest,
   };
-  const gateway = await Gateway.start(options);
+  const gateway = await startGateway(options);
   return {
     gateway,
     bucket,

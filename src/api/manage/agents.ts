@@ -8,11 +8,11 @@ import { z } from 'zod';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
 import { assertClientKeyStrong } from '../../crypto/index.js';
 import type { AgentPolicyRow } from '../../db/index.js';
-import type { Gateway } from '../../gateway/gateway.js';
-import { authenticate } from '../auth.js';
-import { json, type RequestContext, type Router } from '../http.js';
+import type { GatewayPort } from '../../gateway/port.js';
+import { authenticate } from '../../http/auth.js';
+import { json, type RequestContext, type Router } from '../../http/http.js';
 import { jsonBody } from './common.js';
-import { agentKeyContext, sealClientKey } from './policy.js';
+import { agentKeyContext, sealClientKey } from '../../gateway/port.js';
 
 export const AGENT_PATH = '/api/agents/:agentId';
 const AGENT_ID = /^[A-Za-z0-9._:@-]{1,200}$/;
@@ -52,7 +52,7 @@ function agentIdOf(ctx: RequestContext): string {
   return agentId;
 }
 
-export function registerAgentRoutes(router: Router, gateway: Gateway): void {
+export function registerAgentRoutes(router: Router, gateway: GatewayPort): void {
   const { db } = gateway;
 
   router.route('put', AGENT_PATH, 'agents_put', async (ctx) => {

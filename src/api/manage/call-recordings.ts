@@ -6,14 +6,12 @@ import { z } from 'zod';
 import { CallvaultError, ErrorCode, isCallvaultError } from '../../errors/index.js';
 import { assertClientKeyStrong } from '../../crypto/index.js';
 import type { CallSummary, Recording as RecordingRow, RecordingSource, RecordingStatus } from '../../db/index.js';
-import type { Gateway } from '../../gateway/gateway.js';
-import type { PauseRecord } from '../../gateway/recording.js';
-import { createTwilioRestClient, twilioError } from '../../twilio-rest/client.js';
-import { pollTwilioRecordings } from '../../twilio-rest/poller.js';
-import { authenticate } from '../auth.js';
-import { json, type HttpResult, type RequestContext, type Router, type StreamedResult } from '../http.js';
+import type { GatewayPort, PauseRecord, TwilioImports } from '../../gateway/port.js';
+import { createTwilioRestClient, twilioError } from '../../twilio-client/index.js';
+import { authenticate } from '../../http/auth.js';
+import { json, type HttpResult, type RequestContext, type Router, type StreamedResult } from '../../http/http.js';
 import { jsonBody, twilioAccountOf, TWILIO_RECORDING_SID } from './common.js';
-import { agentRecordingOptions, layerRecordingOptions, sealClientKey, twilioRequestKeyContext } from './policy.js';
+import { agentRecordingOptions, layerRecordingOptions, sealClientKey, twilioRequestKeyContext } from '../../gateway/port.js';
 
 export const CALL_RECORDINGS_PATH = '/api/call-recordings';
 export const DEFAULT_LIST_LIMIT = 20;
@@ -123,9 +121,10 @@ const PauseSchema = z.object({ behavior: z.enum(['skip', 'silence']).default('si
 export interface CallRecordingRoutesDeps {
   serveMedia: RecordingMediaServer;
   remove: RecordingRemover;
+  twilio: TwilioImports;
 }
 
-export function registerCallRecordingRoutes(router: Router, gateway: Gateway, deps: CallRecordingRoutesDeps): void {
+export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort, deps: CallRecordingRoutesDeps): void {
   const { db } = gateway;
 
   const twilioClient = (orgId: string, accountSid: unknown) =>
@@ -384,7 +383,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: Gateway, de
 
   router.route('post', `${CALL_RECORDINGS_PATH}/poll`, 'call_recordings_poll', async (ctx) => {
     const { orgId } = await authenticate(ctx, db);
-    const calls = await pollTwilioRecordings(gateway, orgId);
+    const calls = await deps.twilio.poll(orgId);
     return json(200, { success: true, calls });
   });
 }

@@ -1,8 +1,7 @@
 import { z } from 'zod';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
-import type { TwilioAccount } from '../../gateway/options.js';
-import type { Gateway } from '../../gateway/gateway.js';
-import type { RequestContext } from '../http.js';
+import type { GatewayPort, TwilioAccount } from '../../gateway/port.js';
+import type { RequestContext } from '../../http/http.js';
 
 /** Reads and validates a JSON body; anything unreadable or off-schema is BAD_REQUEST with the issues. */
 export async function jsonBody<T extends z.ZodType>(ctx: RequestContext, schema: T): Promise<z.infer<T>> {
@@ -25,7 +24,7 @@ export async function jsonBody<T extends z.ZodType>(ctx: RequestContext, schema:
 }
 
 /** The organisation's Twilio account that placed the call (by its AccountSid), else its first one. */
-export function twilioAccountOf(gateway: Gateway, orgId: string, accountSid: unknown): TwilioAccount {
+export function twilioAccountOf(gateway: GatewayPort, orgId: string, accountSid: unknown): TwilioAccount {
   const accounts = gateway.options.twilio.accounts.filter((a) => a.org === orgId);
   const account = accounts.find((a) => a.accountSid === accountSid) ?? accounts[0];
   if (!account) throw new CallvaultError(ErrorCode.Conflict, 'the organisation has no Twilio account configured');

@@ -11,11 +11,9 @@ import { z } from 'zod';
 import { describeMpegAudio } from '../../audio/mpeg.js';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
 import type { Call } from '../../db/index.js';
-import type { Gateway } from '../../gateway/gateway.js';
-import type { ElevenLabsWebhookSecret } from '../../gateway/options.js';
-import { json, type HttpResult, type RequestContext, type Router } from '../http.js';
-import { agentRecordingOptions, layerRecordingOptions } from './policy.js';
-import { storeFinishedRecording } from './store.js';
+import type { ElevenLabsWebhookSecret, GatewayPort } from '../../gateway/port.js';
+import { json, type HttpResult, type RequestContext, type Router } from '../../http/http.js';
+import { agentRecordingOptions, layerRecordingOptions } from '../../gateway/port.js';
 
 export const ELEVENLABS_POST_CALL_WEBHOOK_PATH = '/webhooks/elevenlabs-post-call';
 /** ElevenLabs' own SDKs refuse signatures older than this; a captured delivery cannot be replayed later. */
@@ -104,7 +102,7 @@ function startOf(data: Record<string, unknown>, fallbackMs: number): Date {
  * The call this conversation belongs to: the Twilio call with its CallSid, else the conversation's own call.
  * A call the gateway never saw is created already ended, like Twilio-side imports do.
  */
-async function callFor(gateway: Gateway, orgId: string, conversationId: string, callSid: string | undefined, startedAt: Date, agentId: string): Promise<Call> {
+async function callFor(gateway: GatewayPort, orgId: string, conversationId: string, callSid: string | undefined, startedAt: Date, agentId: string): Promise<Call> {
   const { db } = gateway;
   const source = callSid ? 'twilio' : 'elevenlabs';
   const externalId = callSid ?? conversationId;
@@ -117,7 +115,7 @@ async function callFor(gateway: Gateway, orgId: string, conversationId: string, 
     startedAt,
     metadata: { elevenlabsConversationId: conversationId, elevenlabsAgentId: agentId },
   });
-  return db.calls.end(created.id, new Date(gateway.services.now()));
+  return db.calls.end(created.id, new Date(gateway.now()));
 }
 
 function decodeAudio(base64: string): Buffer {
@@ -128,11 +126,11 @@ function decodeAudio(base64: string): Buffer {
   return bytes;
 }
 
-async function handlePostCall(gateway: Gateway, ctx: RequestContext): Promise<HttpResult> {
+async function handlePostCall(gateway: GatewayPort, ctx: RequestContext): Promise<HttpResult> {
   const { logger } = gateway.options;
-  const { db, services } = gateway;
+  const { db } = gateway;
   const raw = await ctx.readBody();
-  const check = verifyElevenLabsSignature(ctx.headers.get('elevenlabs-signature'), raw, gateway.options.elevenlabs?.webhookSecrets ?? [], services.now());
+  const check = verifyElevenLabsSignature(ctx.headers.get('elevenlabs-signature'), raw, gateway.options.elevenlabs?.webhookSecrets ?? [], gateway.now());
   if (!check.ok) {
     logger.warn({ reason: check.reason }, 'elevenlabs webhook refused');
     return refused(check.reason);
@@ -173,9 +171,9 @@ async function handlePostCall(gateway: Gateway, ctx: RequestContext): Promise<Ht
   const audio = decodeAudio(data.full_audio);
   const mpeg = describeMpegAudio(audio);
   const callSid = callSidOf(data);
-  const startedAt = startOf(data, services.now());
+  const startedAt = startOf(data, gateway.now());
   const call = await callFor(gateway, orgId, conversationId, callSid, startedAt, agentId);
-  const result = await storeFinishedRecording(gateway, {
+  const result = await gateway.storeFinishedRecording({
     orgId,
     callId: call.id,
     callExternalId: callSid ?? conversationId,
@@ -196,7 +194,7 @@ async function handlePostCall(gateway: Gateway, ctx: RequestContext): Promise<Ht
   return json(200, { success: true, outcome: result.outcome, recordingSid: result.recordingSid, status: result.status });
 }
 
-export function registerElevenLabsRoutes(router: Router, gateway: Gateway): void {
+export function registerElevenLabsRoutes(router: Router, gateway: GatewayPort): void {
   // Unsigned deliveries are buffered before their signature can be checked: with no secret configured every
   // delivery is refused anyway, so nothing large is read at all.
   const configured = (gateway.options.elevenlabs?.webhookSecrets.length ?? 0) > 0;

@@ -1,10 +1,9 @@
-import type { Gateway } from '../../gateway/gateway.js';
-import type { Router } from '../http.js';
+import type { GatewayPort } from '../../gateway/port.js';
+import type { Router } from '../../http/http.js';
 import { registerAgentRoutes } from './agents.js';
 import { registerCallRecordingRoutes, type CallRecordingRoutesDeps } from './call-recordings.js';
 import { registerWebhookRoutes } from './webhooks.js';
 import { registerElevenLabsRoutes } from './elevenlabs.js';
-import { startTwilioPoller } from '../../twilio-rest/poller.js';
 import { addManagePaths } from './openapi.js';
 
 export { CALL_RECORDINGS_PATH, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, recordingView, type CallRecordingRoutesDeps } from './call-recordings.js';
@@ -16,15 +15,12 @@ export {
   ELEVENLABS_SIGNATURE_TOLERANCE_MS,
   verifyElevenLabsSignature,
 } from './elevenlabs.js';
-export { layerRecordingOptions, agentRecordingOptions, sealClientKey, openClientKey, type PartialRecordingOptions } from './policy.js';
-export { storeFinishedRecording, type Mp3Audio, type PcmAudio, type StoreFinishedParams, type StoreFinishedResult } from './store.js';
 
-/** Registers the management routes (recordings, agents, webhooks) and starts the Twilio poller if configured. */
-export function registerManageRoutes(router: Router, gateway: Gateway, deps: CallRecordingRoutesDeps): void {
+/** Registers the management routes (recordings, agents, webhooks). */
+export function registerManageRoutes(router: Router, gateway: GatewayPort, deps: CallRecordingRoutesDeps): void {
   addManagePaths();
   registerCallRecordingRoutes(router, gateway, deps);
   registerAgentRoutes(router, gateway);
-  registerWebhookRoutes(router, gateway);
+  registerWebhookRoutes(router, gateway, deps.twilio);
   registerElevenLabsRoutes(router, gateway);
-  startTwilioPoller(gateway);
 }

@@ -6,9 +6,8 @@
  */
 import twilio from 'twilio';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
-import type { Gateway } from '../../gateway/gateway.js';
-import { importTwilioRecording } from '../../twilio-rest/import.js';
-import { json, type HttpResult, type Router } from '../http.js';
+import type { GatewayPort, TwilioImports } from '../../gateway/port.js';
+import { json, type HttpResult, type Router } from '../../http/http.js';
 import { TWILIO_RECORDING_SID } from './common.js';
 
 export const TWILIO_RECORDING_WEBHOOK_PATH = '/webhooks/twilio-recording';
@@ -17,7 +16,7 @@ function signatureRefused(message: string): HttpResult {
   return json(403, { error: { code: ErrorCode.SignatureInvalid, message } });
 }
 
-export function registerWebhookRoutes(router: Router, gateway: Gateway): void {
+export function registerWebhookRoutes(router: Router, gateway: GatewayPort, twilioSide: TwilioImports): void {
   const { logger, twilio: twilioOptions } = gateway.options;
 
   router.route('post', TWILIO_RECORDING_WEBHOOK_PATH, 'webhook_twilio_recording', async (ctx) => {
@@ -47,7 +46,7 @@ export function registerWebhookRoutes(router: Router, gateway: Gateway): void {
       return json(200, { success: true, outcome: 'ignored', status });
     }
     const startTime = params['RecordingStartTime'] ? new Date(params['RecordingStartTime']) : undefined;
-    const result = await importTwilioRecording(gateway, account, {
+    const result = await twilioSide.importRecording(account, {
       recordingSid,
       callSid,
       startTime: startTime && !Number.isNaN(startTime.getTime()) ? startTime : undefined,

@@ -1,6 +1,6 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
-import type { TrackRole } from '../../gateway/track.js';
+import type { TrackRole } from '../../gateway/port.js';
 
 export const LIVEKIT_EGRESS_PATH = '/livekit/egress';
 export const EGRESS_URL_KEY_INFO = 'callvault/egress-url';

@@ -1,11 +1,10 @@
 import { RoomServiceClient, type WebhookEvent } from 'livekit-server-sdk';
 import type { RecordingOptions } from '../../config/index.js';
-import { CallvaultError, ErrorCode } from '../../errors/index.js';
-import type { Gateway } from '../../gateway/gateway.js';
-import type { RecordingSummary } from '../../gateway/recording.js';
+import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.js';
+import type { GatewayPort, RecordingSummary } from '../../gateway/port.js';
 import { LivekitRoomSession } from './room-session.js';
 import { RoomParticipant, type LivekitConnection } from './room-participant.js';
-import { agentRecordingOptions } from '../../api/manage/policy.js';
+import { agentRecordingOptions } from '../../gateway/port.js';
 import { agentIdentitiesOf, agentPolicyOf, participantRecordingOptions, resolveRecordingOptions, roomRecordingOptions } from './room-options.js';
 
 export interface LivekitIngestConfig extends LivekitConnection {
@@ -47,11 +46,11 @@ function httpUrl(url: string): string {
  */
 export class LivekitRoomRecorder {
   readonly config: LivekitIngestConfig;
-  readonly #gateway: Gateway;
+  readonly #gateway: GatewayPort;
   readonly #rooms = new Map<string, RoomEntry>();
   readonly #roomService: RoomServiceClient;
 
-  constructor(gateway: Gateway, config: LivekitIngestConfig) {
+  constructor(gateway: GatewayPort, config: LivekitIngestConfig) {
     this.#gateway = gateway;
     this.config = config;
     this.#roomService = new RoomServiceClient(httpUrl(config.url), config.apiKey, config.apiSecret);
@@ -119,8 +118,8 @@ export class LivekitRoomRecorder {
           session,
           agentIdentities: agentIdentitiesOf(info.metadata),
           logger: this.#gateway.options.logger,
-          now: this.#gateway.services.now,
-          onRoomEmpty: () => void this.finish(params.room).catch(() => undefined),
+          now: this.#gateway.now,
+          onRoomEmpty: () => void this.finish(params.room).catch((err: unknown) => this.#logged(err, params.room, 'could not finish an empty room')),
         });
         const current = this.#rooms.get(params.room);
         if (current) current.participant = participant;
@@ -141,10 +140,10 @@ export class LivekitRoomRecorder {
     entry.starting = start().then(
       (session) => {
         entry.session = session;
-        const untrack = this.#gateway.trackSocket(() => void this.finish(room).catch(() => undefined));
+        const untrack = this.#gateway.trackSocket(() => void this.finish(room).catch((err: unknown) => this.#logged(err, room, 'could not finish a room at shutdown')));
         session.once('closed', () => {
           untrack();
-          void entry.participant?.leave().catch(() => undefined);
+          void entry.participant?.leave().catch((err: unknown) => this.#logged(err, room, 'hidden participant could not leave the room'));
           if (this.#rooms.get(room) === entry) this.#rooms.delete(room);
         });
         this.#gateway.options.logger.info({ room, roomSid: session.roomSid, recordingSid: session.recording.recordingSid, trigger }, 'livekit room recording started');
@@ -160,12 +159,18 @@ export class LivekitRoomRecorder {
     return entry;
   }
 
+  /** A failure off the recording's path (leaving a room, a fire-and-forget finish): logged, never thrown. */
+  #logged(err: unknown, room: string, message: string): void {
+    const error = toCallvaultError(err);
+    this.#gateway.options.logger.warn({ room, code: error.code, err: error }, message);
+  }
+
   /** Finishes a room's recording (API stop, room finished, room empty). NOT_FOUND when it is not recording. */
   async finish(room: string): Promise<RecordingSummary | null> {
     const entry = this.#rooms.get(room);
     if (!entry) throw new CallvaultError(ErrorCode.NotFound, `room ${room} is not recording`);
     const session = await entry.starting;
-    await entry.participant?.leave().catch(() => undefined);
+    await entry.participant?.leave().catch((err: unknown) => this.#logged(err, room, 'hidden participant could not leave the room'));
     return session.close();
   }
 

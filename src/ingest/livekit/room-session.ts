@@ -1,10 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { RecordingOptions } from '../../config/index.js';
-import { isCallvaultError, ErrorCode } from '../../errors/index.js';
-import type { Call } from '../../gateway/call.js';
-import type { Gateway } from '../../gateway/gateway.js';
-import type { Recording, RecordingSummary } from '../../gateway/recording.js';
-import type { TrackRole } from '../../gateway/track.js';
+import { ErrorCode, isCallvaultError, toCallvaultError, type CallvaultError } from '../../errors/index.js';
+import type { Call, GatewayPort, Recording, RecordingSummary, TrackRole } from '../../gateway/port.js';
 import type { InputFrame } from '../../pipeline/index.js';
 import { TrackTimeline } from './timeline.js';
 
@@ -37,12 +34,13 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
   readonly recording: Recording;
   /** Wall time (ms) of position 0. */
   readonly originMs: number;
-  readonly #gateway: Gateway;
+  readonly #gateway: GatewayPort;
   readonly #gapThresholdMs: number | undefined;
   readonly #inputs = new Map<string, RoomTrackInput>();
   #closing: Promise<RecordingSummary | null> | null = null;
+  #closedEmitted = false;
 
-  private constructor(gateway: Gateway, init: RoomSessionInit, call: Call, recording: Recording, originMs: number) {
+  private constructor(gateway: GatewayPort, init: RoomSessionInit, call: Call, recording: Recording, originMs: number) {
     super();
     this.#gateway = gateway;
     this.room = init.room;
@@ -57,8 +55,8 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
     });
   }
 
-  static async start(gateway: Gateway, init: RoomSessionInit): Promise<LivekitRoomSession> {
-    const now = gateway.services.now;
+  static async start(gateway: GatewayPort, init: RoomSessionInit): Promise<LivekitRoomSession> {
+    const now = gateway.now;
     // The LiveKit org may own no API key or Twilio account, so start-up has not created it.
     await gateway.db.organisations.ensure(init.orgId);
     const call = await gateway.openCall({
@@ -79,8 +77,8 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
       });
       return new LivekitRoomSession(gateway, init, call, recording, originMs);
     } catch (err) {
-      call.destroy();
-      await call.close().catch(() => undefined);
+      // The recording never started: the call is aborted (its row ended), the cause goes to the caller.
+      call.destroy(toCallvaultError(err));
       throw err;
     }
   }
@@ -116,15 +114,33 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
     return input;
   }
 
+  /** Finishes the room's recording: every input ends, the call is closed and its recording finalised. Idempotent. */
   close(): Promise<RecordingSummary | null> {
     if (this.#closing) return this.#closing;
     this.#closing = (async () => {
       for (const input of this.#inputs.values()) input.end();
       const summary = await this.call.close();
-      this.emit('closed', summary);
+      this.#emitClosed(summary);
       return summary;
     })();
     return this.#closing;
+  }
+
+  /**
+   * Aborts the room's recording with `err` (the call is destroyed: upload aborted, row failed, spool kept for
+   * a retry). Idempotent; a close() under way settles with what the destroyed call gives. Emits `closed` once.
+   */
+  destroy(err: CallvaultError): void {
+    for (const input of this.#inputs.values()) input.end();
+    this.call.destroy(err);
+    if (!this.#closing) this.#closing = Promise.resolve(null);
+    this.#emitClosed(null);
+  }
+
+  #emitClosed(summary: RecordingSummary | null): void {
+    if (this.#closedEmitted) return;
+    this.#closedEmitted = true;
+    this.emit('closed', summary);
   }
 }
 
@@ -133,7 +149,7 @@ export class RoomTrackInput {
   readonly id: string;
   readonly role: TrackRole;
   readonly sampleRate: number;
-  readonly #gateway: Gateway;
+  readonly #gateway: GatewayPort;
   readonly #call: Call;
   readonly #timeline: TrackTimeline;
   readonly #room: string;
@@ -141,7 +157,7 @@ export class RoomTrackInput {
   #ended = false;
   #carry: Buffer | null = null;
 
-  constructor(gateway: Gateway, call: Call, init: { id: string; role: TrackRole; sampleRate: number; timeline: TrackTimeline; room: string }) {
+  constructor(gateway: GatewayPort, call: Call, init: { id: string; role: TrackRole; sampleRate: number; timeline: TrackTimeline; room: string }) {
     this.#gateway = gateway;
     this.#call = call;
     this.id = init.id;

@@ -2,9 +2,9 @@ import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { WebhookReceiver } from 'livekit-server-sdk';
 import { RecordingOptionsSchema } from '../../config/index.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.js';
-import { authenticate } from '../../api/auth.js';
-import { createRouter, json, type RequestContext } from '../../api/http.js';
-import type { Gateway } from '../../gateway/gateway.js';
+import { authenticate } from '../../http/auth.js';
+import { createRouter, json, type RequestContext } from '../../http/http.js';
+import type { GatewayPort } from '../../gateway/port.js';
 import { parseEgressTextFrame } from './egress-frame.js';
 import { LIVEKIT_EGRESS_PATH, verifyEgressQuery, type VerifiedEgressTarget } from './egress-url.js';
 import { LivekitRoomRecorder, type LivekitIngestConfig } from './room-recorder.js';
@@ -56,12 +56,12 @@ async function readJson(ctx: RequestContext, limit: number): Promise<unknown> {
  * LiveKit routes: start/stop a room recording (API), the webhook that starts them automatically, and the
  * Track Egress WebSocket. Returns the recorder so the gateway (and tests) can reach live room sessions.
  */
-export function registerLivekitIngest(app: TemplatedApp, gateway: Gateway, config?: LivekitIngestConfig): LivekitRoomRecorder | null {
+export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, config?: LivekitIngestConfig): LivekitRoomRecorder | null {
   const livekit = config ?? gateway.options.livekit;
   if (!livekit) return null;
   const { logger } = gateway.options;
   const metrics = gateway.metrics;
-  const now = gateway.services.now;
+  const now = gateway.now;
   const recorder = new LivekitRoomRecorder(gateway, livekit);
   const receiver = new WebhookReceiver(livekit.apiKey, livekit.apiSecret);
   const router = createRouter(app, { logger, metrics });

@@ -1,10 +1,8 @@
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { RecordingOptionsSchema, type RecordingOptions } from '../../config/index.js';
-import { agentRecordingOptions, layerRecordingOptions } from '../../api/manage/policy.js';
+import { agentRecordingOptions, layerRecordingOptions } from '../../gateway/port.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.js';
-import type { Call } from '../../gateway/call.js';
-import type { Gateway } from '../../gateway/gateway.js';
-import type { TwilioAccount } from '../../gateway/options.js';
+import type { Call, GatewayPort, TwilioAccount } from '../../gateway/port.js';
 import type { InputFrame } from '../../pipeline/index.js';
 import { closeFrameFor, TWILIO_CLOSE_CODES, TWILIO_SAMPLE_RATE } from './protocol.js';
 import { TwilioStreamSession, type TwilioStartInfo } from './session.js';
@@ -64,7 +62,7 @@ function streamRecordingOptions(start: TwilioStartInfo): RecordingOptions | unde
  * Field by field: the stream's `recording` parameter, then the policy of the agent its `agentId` parameter
  * names, then the server default.
  */
-async function recordingOptionsFor(gateway: Gateway, orgId: string, start: TwilioStartInfo): Promise<RecordingOptions> {
+async function recordingOptionsFor(gateway: GatewayPort, orgId: string, start: TwilioStartInfo): Promise<RecordingOptions> {
   const instance = streamRecordingOptions(start);
   const agent = await agentRecordingOptions(gateway.db, gateway.options.keyring, orgId, start.customParameters['agentId']);
   return layerRecordingOptions(gateway.options.recording.defaults, agent, instance);
@@ -85,10 +83,10 @@ function streamMetadata(start: TwilioStartInfo, options: RecordingOptions): Reco
   };
 }
 
-export function registerTwilioIngest(app: TemplatedApp, gateway: Gateway): void {
+export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): void {
   const { logger, twilio } = gateway.options;
   const metrics = gateway.metrics;
-  const now = gateway.services.now;
+  const now = gateway.now;
 
   const closeSocket = (ws: TwilioSocket, code: number, reason: string): void => {
     const data = ws.getUserData();

@@ -7,7 +7,6 @@ import twilio from 'twilio';
 
 type RequestOptions<TData> = Parameters<InstanceType<typeof twilio.RequestClient>['request']>[0] & { data?: TData };
 import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
-import type { TwilioAccount } from '../gateway/options.js';
 
 export const TWILIO_API_ORIGIN = 'https://api.twilio.com';
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -35,7 +34,13 @@ export interface TwilioRestOptions {
   baseUrl?: string | undefined;
 }
 
-export function createTwilioRestClient(account: TwilioAccount, opts: TwilioRestOptions = {}): TwilioRestClient {
+/** The credentials of one Twilio account: its AccountSid and AuthToken. */
+export interface TwilioCredentials {
+  accountSid: string;
+  authToken: string;
+}
+
+export function createTwilioRestClient(account: TwilioCredentials, opts: TwilioRestOptions = {}): TwilioRestClient {
   return twilio(account.accountSid, account.authToken, {
     ...(opts.baseUrl ? { httpClient: new BaseUrlRequestClient(opts.baseUrl) } : {}),
     timeout: REQUEST_TIMEOUT_MS,
@@ -61,7 +66,7 @@ export function twilioError(err: unknown, what: string): CallvaultError {
  * gateway fetch (and store) an arbitrary URL.
  */
 export async function downloadRecordingWav(
-  account: TwilioAccount,
+  account: TwilioCredentials,
   recordingSid: string,
   opts: TwilioRestOptions & { signal?: AbortSignal } = {},
 ): Promise<Uint8Array> {

@@ -4,10 +4,10 @@
  * the server default, field by field.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { RecordingOptionsSchema, type RecordingOptions } from '../../config/index.js';
-import { CallvaultError, ErrorCode } from '../../errors/index.js';
-import type { Database } from '../../db/index.js';
-import type { MasterKeyring } from '../../gateway/services.js';
+import { RecordingOptionsSchema, type RecordingOptions } from '../config/index.js';
+import { CallvaultError, ErrorCode } from '../errors/index.js';
+import type { Database } from '../db/index.js';
+import type { MasterKeyring } from './services.js';
 
 export type PartialRecordingOptions = Partial<RecordingOptions>;
 

@@ -7,9 +7,10 @@ import type { Logger } from '../log/index.js';
 import { startEmbeddedPostgres } from '../db/embedded.js';
 import { startEmbeddedS3 } from '../storage/index.js';
 import { loadNativeUws } from '../server/uws.js';
-import { Gateway } from './gateway.js';
-import type { GatewayOptions, TwilioAccount } from './options.js';
-import type { MasterKeyring } from './services.js';
+import { startGateway } from './wiring.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { GatewayOptions, TwilioAccount } from '../gateway/options.js';
+import type { MasterKeyring } from '../gateway/services.js';
 
 export interface DevCredentials {
   org: string;
@@ -171,7 +172,7 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
       presignedUrlTtlSeconds: env.PRESIGNED_URL_TTL_SECONDS,
       logger,
     };
-    const gateway = await Gateway.start(options);
+    const gateway = await startGateway(options);
     return {
       gateway,
       devCredentials,

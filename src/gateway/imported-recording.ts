@@ -6,14 +6,14 @@
  * external id so that retries and concurrent duplicates store it once. MP3 (ElevenLabs) goes into the
  * container undecoded, with sample format `mp3`, and is served back as the same MP3.
  */
-import type { RecordingOptions } from '../../config/index.js';
-import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.js';
-import { encryptChunk } from '../../crypto/index.js';
-import type { RecordingSource } from '../../db/index.js';
-import { DurableSink } from '../../gateway/durable-sink.js';
-import { openEnvelope, recordingManifest } from '../../gateway/envelope.js';
-import { retryWhileRetryable } from '../../gateway/retry.js';
-import type { Gateway } from '../../gateway/gateway.js';
+import type { RecordingOptions } from '../config/index.js';
+import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
+import { encryptChunk } from '../crypto/index.js';
+import type { RecordingSource } from '../db/index.js';
+import { DurableSink } from './durable-sink.js';
+import { openEnvelope, recordingManifest } from './envelope.js';
+import { retryWhileRetryable } from './retry.js';
+import type { RecordingServices } from './services.js';
 
 export interface PcmAudio {
   sampleRate: number;
@@ -79,8 +79,13 @@ function downmix(pcm: Uint8Array): Uint8Array {
  * back, and the next start finishes it after a crash). Rejects, undoing the claim, only when it could not
  * be made durable at all, so the sender's retry starts afresh.
  */
-export async function storeFinishedRecording(gateway: Gateway, params: StoreFinishedParams): Promise<StoreFinishedResult> {
-  const { db, services } = gateway;
+export async function storeFinishedRecording(
+  services: RecordingServices,
+  params: StoreFinishedParams,
+  /** The gateway's: aborted when it is destroyed, which leaves the upload to the next start. */
+  signal: AbortSignal,
+): Promise<StoreFinishedResult> {
+  const { db } = services;
   const existing = await db.imports.findByExternalSid(params.orgId, params.source, params.externalSid);
   if (existing) return { outcome: 'duplicate', ...existing };
 
@@ -147,7 +152,7 @@ export async function storeFinishedRecording(gateway: Gateway, params: StoreFini
       header: envelope.header,
       body: output,
       onBacklogged: backlogged,
-      signal: gateway.signal,
+      signal,
     });
   } catch (err) {
     const error = toCallvaultError(err, ErrorCode.SpoolFailed);
