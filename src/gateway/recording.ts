@@ -279,7 +279,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     const services = this.#services;
     let result;
     try {
-      result = await services.pool.run({ dsp: this.#dsp, encryptor: this.#encryptor, frames: batch, final });
+      result = await services.pool.run({ dsp: this.#dsp, encryptor: this.#encryptor, frames: batch, final }, this.#sink.signal);
     } catch (err) {
       if (this.#state === 'destroyed' || this.#state === 'abandoned') return;
       this.#batchLost(batch, err);

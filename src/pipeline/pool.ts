@@ -66,16 +66,26 @@ export class PipelinePool {
     return !this.#closed && this.#piscina.threads.length > 0;
   }
 
-  async run(task: PipelineTask): Promise<PipelineResult> {
+  /**
+   * Runs one batch. `signal` is the owner's (a recording's): once it aborts, a batch still waiting for a
+   * thread is dropped, and one running has its thread terminated (piscina replaces it); either rejects
+   * with the abort reason, so the owner's work stops where it is.
+   */
+  async run(task: PipelineTask, signal?: AbortSignal): Promise<PipelineResult> {
     if (this.#closed) throw new CallvaultError(ErrorCode.Closed, 'pipeline pool is closed');
     while (this.#running >= this.#maxQueued + this.threads) {
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
       if (this.#closed) throw new CallvaultError(ErrorCode.Closed, 'pipeline pool is closed');
     }
+    if (signal?.aborted) {
+      this.#waiters.shift()?.();
+      throw signal.reason;
+    }
     this.#running++;
     try {
-      return await this.#piscina.run(task);
+      return await this.#piscina.run(task, signal ? { signal } : {});
     } catch (err) {
+      if (signal?.aborted) throw signal.reason;
       throw new CallvaultError(ErrorCode.PipelineFailed, 'pipeline batch failed', { cause: err });
     } finally {
       this.#running--;

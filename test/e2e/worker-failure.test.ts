@@ -84,8 +84,9 @@ test('a pipeline that keeps failing fails the recording for good: 1011 with the 
     const result = await placeCall(t, { durationMs: 2000, realtime: true });
     expect(result.closeCode).toBe(1011);
     expect(result.closeReason).toBe('PIPELINE_FAILED');
+    // The stream closes as the recording fails; the row's update follows (it is retried while PostgreSQL is away).
+    await expect.poll(async () => (await recordingsOfCall(t, 'acme', result.callSid))[0]).toMatchObject({ status: 'failed', errorCode: 'PIPELINE_FAILED' });
     const [row] = await recordingsOfCall(t, 'acme', result.callSid);
-    expect(row).toMatchObject({ status: 'failed', errorCode: 'PIPELINE_FAILED' });
     failed = row;
     expect(t.logs.find('recording failed')).toEqual([expect.objectContaining({ code: 'PIPELINE_FAILED', recordingSid: row!.recordingSid })]);
     const metrics = await (await fetch(`${t.httpUrl}/metrics`)).text();
