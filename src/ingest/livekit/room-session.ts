@@ -156,6 +156,9 @@ export class RoomTrackInput {
   #muted = false;
   #ended = false;
   #carry: Buffer | null = null;
+  // Resolved once per track: a label lookup per message costs more than the increment.
+  readonly #framesReceived;
+  readonly #bytesReceived;
 
   constructor(gateway: GatewayPort, call: Call, init: { id: string; role: TrackRole; sampleRate: number; timeline: TrackTimeline; room: string }) {
     this.#gateway = gateway;
@@ -165,6 +168,8 @@ export class RoomTrackInput {
     this.sampleRate = init.sampleRate;
     this.#timeline = init.timeline;
     this.#room = init.room;
+    this.#framesReceived = gateway.metrics.framesReceived.labels({ source: LIVEKIT_METRICS_SOURCE, track: init.role });
+    this.#bytesReceived = gateway.metrics.bytesReceived.labels({ source: LIVEKIT_METRICS_SOURCE });
   }
 
   get muted(): boolean {
@@ -174,8 +179,8 @@ export class RoomTrackInput {
   /** Places and records `pcm` (s16le mono) that arrived at `arrivedAt` (wall ms). */
   push(pcm: Uint8Array, arrivedAt: number): void {
     const metrics = this.#gateway.metrics;
-    metrics.framesReceived.inc({ source: LIVEKIT_METRICS_SOURCE, track: this.role });
-    metrics.bytesReceived.inc({ source: LIVEKIT_METRICS_SOURCE }, pcm.byteLength);
+    this.#framesReceived.inc();
+    this.#bytesReceived.inc(pcm.byteLength);
     if (this.#ended || this.#muted) {
       metrics.framesDropped.inc({ source: LIVEKIT_METRICS_SOURCE, reason: this.#ended ? 'ended' : 'muted' });
       return;

@@ -1,5 +1,6 @@
 export {
   parseTwilioMessage,
+  parseTwilioMessageWithSchema,
   decodeMediaPayload,
   mediaPayloadDurationMs,
   TWILIO_EVENTS,
