@@ -147,6 +147,8 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
         bucket: env.S3_BUCKET,
         partSizeBytes: env.S3_PART_SIZE_MIB * 1024 * 1024,
         maxInflightParts: env.S3_MAX_INFLIGHT_PARTS,
+        connectTimeoutMs: env.S3_CONNECT_TIMEOUT_MS,
+        requestTimeoutMs: env.S3_REQUEST_TIMEOUT_MS,
       },
       keyring,
       twilio: {

@@ -78,6 +78,10 @@ export const EnvSchema = z.object({
   S3_FORCE_PATH_STYLE: boolFromEnv.optional(),
   S3_PART_SIZE_MIB: z.coerce.number().int().min(5).max(512).default(5),
   S3_MAX_INFLIGHT_PARTS: z.coerce.number().int().min(1).max(1024).default(16),
+  /** A connection to S3 not established within this long fails the request; the upload is retried. */
+  S3_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+  /** A request to S3 whose connection sends and receives nothing this long fails (a hanging S3); retried. */
+  S3_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
   MASTER_KEY: base64Key32.optional(),
   MASTER_KEY_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
   /** Earlier master keys, `id:base64,...`, kept so recordings wrapped before a rotation stay readable. */

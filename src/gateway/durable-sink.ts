@@ -5,7 +5,7 @@
  */
 import { ErrorCode, toCallvaultError, type CallvaultError } from '../errors/index.js';
 import type { KeyMode } from '../crypto/index.js';
-import { startSpoolUpload, type SpoolFile, type SpoolUpload, type SpoolUploadResult } from '../storage/index.js';
+import { abortMultipart, startSpoolUpload, type SpoolFile, type SpoolUpload, type SpoolUploadResult } from '../storage/index.js';
 import { DEFAULT_RETRY, retryDelayMs, sleep } from './retry.js';
 import type { RecordingManifest } from './envelope.js';
 import type { RecordingServices } from './services.js';
@@ -36,6 +36,8 @@ export async function uploadSpoolUntilDone(services: RecordingServices, target: 
   const metrics = services.metrics;
   const log = { recordingSid: target.recordingSid };
   let waiting = false;
+  /** Multipart uploads of failed attempts that could not be aborted while S3 was away. */
+  const orphans = new Set<string>();
   try {
     for (let attempt = 0; ; attempt++) {
       if (target.signal.aborted) throw target.signal.reason;
@@ -61,8 +63,12 @@ export async function uploadSpoolUntilDone(services: RecordingServices, target: 
       });
       target.onAttempt?.(upload);
       try {
-        return await upload.done;
+        const result = await upload.done;
+        // S3 answers again: what the outage left open goes now, so no orphaned parts are billed for good.
+        if (orphans.size > 0) await abortOrphans(services, target, orphans);
+        return result;
       } catch (err) {
+        if (upload.orphanedUploadId) orphans.add(upload.orphanedUploadId);
         if (target.signal.aborted) throw target.signal.reason;
         const error = toCallvaultError(err, ErrorCode.UploadFailed);
         metrics.partUploadFailures.inc();
@@ -79,6 +85,35 @@ export async function uploadSpoolUntilDone(services: RecordingServices, target: 
     }
   } finally {
     if (waiting) metrics.uploadBacklog.delete(target.spoolFile);
+    if (orphans.size > 0) {
+      services.logger.error({ ...log, objectKey: target.objectKey, uploadIds: [...orphans] }, 'multipart uploads left open in S3');
+    }
+  }
+}
+
+/** Attempts per orphaned multipart upload once S3 answers again; S3 just took the object, so one usually does. */
+const ORPHAN_ABORT_ATTEMPTS = 3;
+
+/** Aborts the multipart uploads earlier attempts left open; those it cannot are left in `orphans` (and logged). */
+async function abortOrphans(services: RecordingServices, target: SpoolUploadTarget, orphans: Set<string>): Promise<void> {
+  const { initialDelayMs, maxDelayMs } = services.retry ?? DEFAULT_RETRY;
+  for (const uploadId of [...orphans]) {
+    for (let attempt = 0; attempt < ORPHAN_ABORT_ATTEMPTS; attempt++) {
+      const err = await abortMultipart(services.s3, services.bucket, target.objectKey, uploadId);
+      if (!err) {
+        orphans.delete(uploadId);
+        services.logger.info({ recordingSid: target.recordingSid, uploadId }, 'multipart upload of a failed attempt aborted');
+        break;
+      }
+      services.logger.warn({ recordingSid: target.recordingSid, uploadId, attempt, err }, 'could not abort the multipart upload of a failed attempt');
+      if (attempt + 1 < ORPHAN_ABORT_ATTEMPTS) {
+        const slept = await sleep(retryDelayMs(attempt, initialDelayMs, maxDelayMs), target.signal).then(
+          () => true,
+          () => false,
+        );
+        if (!slept) return;
+      }
+    }
   }
 }
 

@@ -101,6 +101,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
         region: options.s3.region,
         forcePathStyle: options.s3.forcePathStyle,
         credentials: options.s3.credentials,
+        ...(options.s3.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.s3.connectTimeoutMs } : {}),
+        ...(options.s3.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.s3.requestTimeoutMs } : {}),
       });
       await ensureBucket(s3, options.s3.bucket);
       const metrics = new GatewayMetrics();

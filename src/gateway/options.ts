@@ -36,6 +36,10 @@ export interface GatewayOptions {
     bucket: string;
     partSizeBytes: number;
     maxInflightParts: number;
+    /** A connection to S3 not established within this long fails the request (then retried). Default 5000. */
+    connectTimeoutMs?: number;
+    /** A request to S3 whose socket stays idle this long fails (then retried): a hanging S3. Default 60 000. */
+    requestTimeoutMs?: number;
   };
   keyring: MasterKeyring;
   twilio: {

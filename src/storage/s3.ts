@@ -8,14 +8,30 @@ export interface S3ClientOptions {
   forcePathStyle?: boolean;
   /** Omitted: the SDK's default chain (env, shared config, instance or task role). */
   credentials?: { accessKeyId: string; secretAccessKey: string };
+  /** A connection not established within this long fails the request. Default 5000 (S3_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs?: number;
+  /**
+   * A request whose socket has sent and received nothing for this long fails. Idle time, not a cap on the
+   * whole request: a long part upload that keeps moving is never cut. Default 60 000 (S3_REQUEST_TIMEOUT_MS).
+   */
+  requestTimeoutMs?: number;
 }
+
+export const DEFAULT_S3_CONNECT_TIMEOUT_MS = 5_000;
+export const DEFAULT_S3_REQUEST_TIMEOUT_MS = 60_000;
 
 export function createS3Client(opts: S3ClientOptions): S3Client {
   return new S3Client({
     region: opts.region,
     // An S3 that hangs must fail the request so the upload is retried from the spool, instead of waiting forever:
-    // connecting is bounded, and so is a socket that stops moving (idle time, not a cap on a long part upload).
-    requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
+    // connecting is bounded, and so is a socket that stops moving. In @smithy/node-http-handler 4.x that idle
+    // bound is `socketTimeout`; its `requestTimeout` is a whole-request timer that only logs a warning unless
+    // `throwOnRequestTimeout` is set, so a hanging S3 would never fail with it (and a slow but moving part
+    // upload would be cut if it did throw). Above 6 s the handler arms the idle timer 3 s after the request starts.
+    requestHandler: {
+      connectionTimeout: opts.connectTimeoutMs ?? DEFAULT_S3_CONNECT_TIMEOUT_MS,
+      socketTimeout: opts.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS,
+    },
     ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
     ...(opts.forcePathStyle !== undefined ? { forcePathStyle: opts.forcePathStyle } : {}),
     ...(opts.credentials ? { credentials: opts.credentials } : {}),

@@ -70,6 +70,11 @@ export interface SpoolUpload {
    * first (lib-storage cannot cancel it). If the object was already complete, `done` resolves.
    */
   abort(reason?: unknown): void;
+  /**
+   * Once `done` rejected: the multipart UploadId this attempt left open in S3 because aborting it failed too
+   * (S3 was away), so the caller can abort it once S3 answers again. Undefined otherwise.
+   */
+  readonly orphanedUploadId: string | undefined;
 }
 
 const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -110,6 +115,7 @@ export function startSpoolUpload(opts: SpoolUploadOptions): SpoolUpload {
 
   let settled = false;
   let abortReason: unknown;
+  let orphanedUploadId: string | undefined;
   const abort = (reason?: unknown) => {
     if (settled || abortReason !== undefined) return;
     abortReason = reason ?? new CallvaultError(ErrorCode.Closed, 'upload aborted');
@@ -132,6 +138,7 @@ export function startSpoolUpload(opts: SpoolUploadOptions): SpoolUpload {
       return { size: reader.bytesPushed, ...(result.ETag ? { etag: result.ETag } : {}) };
     } catch (err) {
       const cleanupError = await abortMultipart(opts.client, opts.bucket, opts.key, upload.uploadId);
+      if (cleanupError) orphanedUploadId = upload.uploadId;
       const aborted = abortReason !== undefined;
       const cause = aborted ? abortReason : (reader.failure ?? err);
       throw new CallvaultError(ErrorCode.UploadFailed, aborted ? 'upload aborted' : 'upload to object storage failed', {
@@ -154,7 +161,13 @@ export function startSpoolUpload(opts: SpoolUploadOptions): SpoolUpload {
   // A failure may come long before the caller awaits `done` (it typically waits for the call to
   // end first); that must not count as an unhandled rejection, which would kill the process.
   done.catch(() => undefined);
-  return { done, abort };
+  return {
+    done,
+    abort,
+    get orphanedUploadId() {
+      return orphanedUploadId;
+    },
+  };
 }
 
 function isRetryable(cause: unknown): boolean {

@@ -5,7 +5,7 @@ import pg from 'pg';
 import type { Gateway } from '../../dist/gateway/gateway.js';
 import { decryptStream, unwrapDataKey } from '../../dist/crypto/index.js';
 import { s3Client } from '../support/peers.js';
-import { startTestGateway as startSharedTestGateway } from '../support/gateway.js';
+import { startTestGateway as startSharedTestGateway, type LogCapture } from '../support/gateway.js';
 import { AudioFrame, AudioSource, LocalAudioTrack, Room, TrackPublishOptions, TrackSource } from '@livekit/rtc-node';
 import { AccessToken } from 'livekit-server-sdk';
 import { generateTone, splitChannels, toneAmplitude, rms } from '../support/audio.js';
@@ -41,6 +41,8 @@ export interface TestGateway {
   otherOrgApiKey: string;
   masterKey: Uint8Array;
   databaseUrl: string;
+  /** The gateway's log lines, parsed. */
+  logs: LogCapture;
   stop(): Promise<void>;
 }
 
@@ -71,6 +73,7 @@ export async function startTestGateway(options: { now?: () => number; livekit?: 
     otherOrgApiKey,
     masterKey: t.gateway.options.keyring.current,
     databaseUrl: t.databaseUrl,
+    logs: t.logs,
     stop: () => t.dispose(),
   };
 }

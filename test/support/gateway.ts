@@ -53,8 +53,12 @@ export interface TestGateway {
   dispose(): Promise<void>;
 }
 
+/**
+ * `s3` is merged over the test defaults (MinIO, a fresh bucket): pass only what differs, e.g. an endpoint
+ * behind a fault proxy and short timeouts (`connectTimeoutMs`, `requestTimeoutMs`).
+ */
 export async function startTestGateway(
-  overrides: Partial<Omit<GatewayOptions, 'logger'>> & { accounts?: TestAccount[] } = {},
+  overrides: Partial<Omit<GatewayOptions, 'logger' | 's3'>> & { accounts?: TestAccount[]; s3?: Partial<GatewayOptions['s3']> } = {},
 ): Promise<TestGateway> {
   const db = await freshDatabase();
   const bucket = await freshBucket();
@@ -63,7 +67,7 @@ export async function startTestGateway(
   const accounts = overrides.accounts ?? [testAccount('acme'), testAccount('globex')];
   const logs = new LogCapture();
   const masterKey = randomBytes(32);
-  const { accounts: _a, ...rest } = overrides;
+  const { accounts: _a, s3: s3Overrides, ...rest } = overrides;
   const options: GatewayOptions = {
     host: '127.0.0.1',
     port: 0,
@@ -78,6 +82,7 @@ export async function startTestGateway(
       bucket,
       partSizeBytes: 5 * 1024 * 1024,
       maxInflightParts: 4,
+      ...s3Overrides,
     },
     keyring: { currentId: 'test-key-1', current: masterKey, all: new Map([['test-key-1', masterKey]]) },
     twilio: { accounts, validateSignatures: true, maxAheadOfClockMs: 10_000 },
@@ -92,7 +97,7 @@ export async function startTestGateway(
   const gateway = await startGateway(options);
   return {
     gateway,
-    bucket,
+    bucket: options.s3.bucket,
     accounts,
     logs,
     wsUrl: `ws://127.0.0.1:${gateway.port}/twilio/media`,
