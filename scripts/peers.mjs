@@ -1,26 +1,38 @@
 #!/usr/bin/env node
 /**
- * Installs the Go-built peers tests and load runs need (MinIO, LiveKit, k6), pinned by version,
- * into a cache shared across checkouts: `node scripts/peers.mjs ensure <minio|livekit|k6|all>`.
+ * Installs the peers tests need, pinned by version, into a cache shared across checkouts:
+ * `node scripts/peers.mjs ensure <minio|livekit|prometheus|all>`.
+ * MinIO and LiveKit are built with `go install`; Prometheus (and its promtool) come from Debian's
+ * `prometheus` package at a pinned version, fetched with `apt-get download` and unpacked with `dpkg-deb`
+ * (not `apt-get install`: that would pull in the web UI's JavaScript packages and start a system service).
  * Each peer lives in `<cache>/bin/<dir>-<version>/<binary>`; the version is part of the path, so
- * a new pin never reuses an old build and an existing build is never rebuilt.
+ * a new pin never reuses an old install and an existing install is never redone.
  */
 import { spawn } from 'node:child_process';
 import { constants as fsConstants, existsSync } from 'node:fs';
-import { access, mkdir, mkdtemp, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const PEERS = Object.freeze({
-  minio: { dir: 'minio', module: 'github.com/minio/minio', version: 'v0.0.0-20260212201848-7aac2a2c5b7c', binary: 'minio' },
+  minio: { source: 'go', dir: 'minio', module: 'github.com/minio/minio', version: 'v0.0.0-20260212201848-7aac2a2c5b7c', binary: 'minio' },
   livekit: {
+    source: 'go',
     dir: 'livekit-server',
     module: 'github.com/livekit/livekit-server/cmd/server',
     version: 'v1.13.5',
     binary: 'server',
   },
-  k6: { dir: 'k6', module: 'go.k6.io/k6', version: 'v1.8.1', binary: 'k6' },
+  prometheus: {
+    source: 'debian',
+    dir: 'prometheus',
+    package: 'prometheus',
+    version: '2.42.0+ds-5+deb12u1',
+    binary: 'prometheus',
+    // Installed next to the binary, from the same package.
+    tools: ['promtool'],
+  },
 });
 
 // A build of MinIO or LiveKit on two cores takes many minutes; a lock younger than this is a live build.
@@ -38,6 +50,13 @@ export function peerInstallDir(name, env = process.env) {
 
 export function peerBinaryPath(name, env = process.env) {
   return join(peerInstallDir(name, env), peerSpec(name).binary);
+}
+
+/** A tool installed with a peer (e.g. promtool with prometheus); present once ensurePeer has returned. */
+export function peerToolPath(name, tool, env = process.env) {
+  const peer = peerSpec(name);
+  if (!(peer.tools ?? []).includes(tool)) throw new Error(`peer "${name}" has no tool "${tool}"`);
+  return join(peerInstallDir(name, env), tool);
 }
 
 function peerSpec(name) {
@@ -128,7 +147,84 @@ function goInstall(peer, gobin, log) {
   });
 }
 
-/** Returns the path of the peer's binary, building it first when it is not cached. */
+/** Runs a command to its end; resolves with its exit code and output, rejects only when it cannot start. */
+function run(command, args, { cwd, log } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd,
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let failedToStart = false;
+    const keep = (chunk) => {
+      output = (output + chunk.toString('utf8')).slice(-8000);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    child.on('error', (err) => {
+      failedToStart = true;
+      if (err.code === 'ENOENT') reject(new Error(`${command} is not available on this machine (${err.message})`, { cause: err }));
+      else reject(new Error(`cannot run ${command}: ${err.message}`, { cause: err }));
+    });
+    child.on('close', (code, signal) => {
+      if (failedToStart) return;
+      if (code !== 0) log?.(`${command} ${args.join(' ')} exited with ${code ?? signal}`);
+      resolve({ code: code ?? -1, output });
+    });
+  });
+}
+
+function isRoot() {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/**
+ * Debian peer: `apt-get download <package>=<version>` into the staging directory (no root needed while the
+ * apt lists know that version; else `apt-get update` first, which needs root), then `dpkg-deb -x`, and the
+ * binary and tools are moved up to the staging directory's top. Every failure says why, with apt's output.
+ */
+async function debianInstall(peer, staging, log) {
+  const pin = `${peer.package}=${peer.version}`;
+  const reason = `the ${peer.dir} peer is installed from Debian's package ${pin}`;
+  const download = () => run('apt-get', ['download', pin], { cwd: staging, log });
+  log(`downloading Debian package ${pin}`);
+  let result = await download().catch((err) => {
+    throw new Error(`${err.message}: ${reason}, which needs apt-get and dpkg-deb`, { cause: err });
+  });
+  if (result.code !== 0) {
+    if (!isRoot()) {
+      throw new Error(
+        `apt-get download ${pin} failed and refreshing the apt lists (apt-get update) needs root, but this runs as uid ${process.getuid?.()}: ${reason}\n${result.output.trim()}`,
+      );
+    }
+    log('apt-get update (the apt lists do not offer the pinned version yet)');
+    const update = await run('apt-get', ['update'], { log });
+    if (update.code !== 0) throw new Error(`apt-get update failed (exit ${update.code}): ${reason}\n${update.output.trim()}`);
+    result = await download();
+    if (result.code !== 0) throw new Error(`apt-get download ${pin} failed (exit ${result.code}) after apt-get update: ${reason}\n${result.output.trim()}`);
+  }
+  const debs = (await readdir(staging)).filter((name) => name.endsWith('.deb'));
+  if (debs.length !== 1) throw new Error(`apt-get download ${pin} left ${debs.length} .deb files in ${staging}, expected one`);
+  const root = join(staging, 'root');
+  const unpack = await run('dpkg-deb', ['-x', join(staging, debs[0]), root], { log }).catch((err) => {
+    throw new Error(`${err.message}: ${reason}`, { cause: err });
+  });
+  if (unpack.code !== 0) throw new Error(`dpkg-deb -x ${debs[0]} failed (exit ${unpack.code})\n${unpack.output.trim()}`);
+  for (const file of [peer.binary, ...(peer.tools ?? [])]) {
+    const from = join(root, 'usr', 'bin', file);
+    if (!(await isExecutable(from))) throw new Error(`Debian package ${pin} has no executable usr/bin/${file}`);
+    await rename(from, join(staging, file));
+  }
+}
+
+function installInto(peer, staging, log) {
+  if (peer.source === 'go') return goInstall(peer, staging, log);
+  if (peer.source === 'debian') return debianInstall(peer, staging, log);
+  throw new Error(`peer ${peer.dir}: unknown source "${peer.source}"`);
+}
+
+/** Returns the path of the peer's binary, installing it first when it is not cached. */
 export async function ensurePeer(name, { env = process.env, log = (msg) => process.stderr.write(`[peers] ${msg}\n`) } = {}) {
   const peer = peerSpec(name);
   const installDir = peerInstallDir(name, env);
@@ -145,13 +241,14 @@ export async function ensurePeer(name, { env = process.env, log = (msg) => proce
     // readers see either no binary or a complete one, never a half-written file.
     const staging = await mkdtemp(join(binRoot, `.${peer.dir}-${peer.version}.build-`));
     try {
-      await goInstall(peer, staging, log);
+      await installInto(peer, staging, log);
       if (!(await isExecutable(join(staging, peer.binary)))) {
-        throw new Error(`go install ${peer.module}@${peer.version} did not produce ${peer.binary}`);
+        throw new Error(`installing ${peer.dir} ${peer.version} did not produce ${peer.binary}`);
       }
-      // The file, not the directory, is renamed: an existing install dir (e.g. one a manual build
-      // is writing into) is left alone rather than replaced.
+      // The files, not the directory, are renamed: an existing install dir (e.g. one a manual build
+      // is writing into) is left alone rather than replaced. The binary goes last: it marks the install done.
       await mkdir(installDir, { recursive: true });
+      for (const tool of peer.tools ?? []) await rename(join(staging, tool), join(installDir, tool));
       await rename(join(staging, peer.binary), binary);
     } finally {
       await rm(staging, { recursive: true, force: true });
@@ -172,7 +269,7 @@ export async function ensurePeers(names, options) {
 async function main(argv) {
   const [command, target] = argv;
   if (command !== 'ensure' || !target) {
-    process.stderr.write('usage: node scripts/peers.mjs ensure <minio|livekit|k6|all>\n');
+    process.stderr.write('usage: node scripts/peers.mjs ensure <minio|livekit|prometheus|all>\n');
     return 2;
   }
   const names = target === 'all' ? Object.keys(PEERS) : [target];

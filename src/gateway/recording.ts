@@ -181,6 +181,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
       throw error;
     }
     services.metrics.activeRecordings.inc();
+    services.metrics.recordingsStarted.inc();
     return new Recording(services, {
       id: row.id,
       recordingSid: row.recordingSid,

@@ -1,5 +1,8 @@
 import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client';
 
+/** The `status` values of callvault_recordings_finished_total. */
+export const RECORDING_FINAL_STATUSES = ['completed', 'failed', 'interrupted'] as const;
+
 /**
  * One registry per gateway rather than prom-client's global one, so several gateways can live in one
  * process (tests, embedded use) without their series colliding.
@@ -73,6 +76,11 @@ export class GatewayMetrics {
     name: 'callvault_recording_finalization_seconds',
     help: 'Stream stop until the recording object is complete in S3.',
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly recordingsStarted = new Counter({
+    name: 'callvault_recordings_started_total',
+    help: 'Recordings started (spool and journal open; each one then counts once in callvault_recordings_finished_total).',
     registers: [this.registry],
   });
   readonly recordingsFailed = new Counter({
@@ -157,6 +165,9 @@ export class GatewayMetrics {
   constructor() {
     // Event-loop lag, process memory and the other standard process series.
     collectDefaultMetrics({ register: this.registry, prefix: 'callvault_' });
+    // A labelled counter's series appears at its first increment, and rate() cannot see an increase into a
+    // series' first sample: the final statuses (a closed set) start at 0 so the first completion or failure shows.
+    for (const status of RECORDING_FINAL_STATUSES) this.recordingsFinished.inc({ status }, 0);
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

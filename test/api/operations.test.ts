@@ -79,6 +79,7 @@ describe('/metrics', () => {
       ['callvault_s3_part_upload_duration_seconds_count', 1],
       ['callvault_s3_uploaded_bytes_total', 1000 * 64],
       ['callvault_recording_finalization_seconds_count', 1],
+      ['callvault_recordings_started_total', 1],
       ['callvault_recordings_finished_total{status="completed"}', 1],
       ['callvault_streams_closed_total{source="twilio",code="1000"}', 1],
       ['callvault_http_request_duration_seconds_count{method="GET",route="call_recording_get",status="200"}', 1],
@@ -96,6 +97,9 @@ describe('/metrics', () => {
       'callvault_nodejs_eventloop_lag_seconds',
       'callvault_process_resident_memory_bytes',
       'callvault_nodejs_heap_size_used_bytes',
+      // Final statuses start at 0, so rate() sees the first recording of each.
+      'callvault_recordings_finished_total{status="failed"}',
+      'callvault_recordings_finished_total{status="interrupted"}',
     ];
     for (const name of present) expect(after.has(name), name).toBe(true);
     expect(value(after, 'callvault_active_streams{source="twilio"}')).toBe(0);
