@@ -141,6 +141,10 @@ export interface RecordingsRepository {
   setUploadId(id: string, uploadId: string | null): Promise<void>;
   /** The stored multipart UploadId, if any. */
   uploadId(id: string): Promise<string | null>;
+  /** Every multipart upload of the recording that may still be open in S3 (attempts not completed nor known aborted). */
+  openUploadIds(id: string): Promise<string[]>;
+  /** Forgets uploads now completed or aborted. */
+  closeUploadIds(id: string, uploadIds: readonly string[]): Promise<void>;
   /** in_progress → uploading: the audio is complete in the spool, S3 is behind. A no-op in any other status. */
   markUploading(id: string): Promise<void>;
   /** in_progress or uploading → failed. Throws NOT_FOUND for unknown ids, CONFLICT if the recording already finished. */
@@ -187,6 +191,7 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
           'recordings.complete',
           `UPDATE recordings
            SET status = 'completed', duration_ms = $2, size_bytes = $3, ended_at = $4, error_code = NULL, upload_id = NULL,
+               open_upload_ids = array_remove(open_upload_ids, upload_id),
                updated_at = now()
            WHERE id = $1 AND status = ANY($5::text[])
            RETURNING ${COLUMNS}`,
@@ -220,13 +225,40 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
 
     async setUploadId(id, uploadId) {
       if (!isUuid(id)) return;
-      await db.query('recordings.setUploadId', 'UPDATE recordings SET upload_id = $2, updated_at = now() WHERE id = $1', [id, uploadId]);
+      await db.query(
+        'recordings.setUploadId',
+        `UPDATE recordings
+         SET upload_id = $2,
+             open_upload_ids = CASE WHEN $2::text IS NULL THEN open_upload_ids ELSE array_append(array_remove(open_upload_ids, $2::text), $2::text) END,
+             updated_at = now()
+         WHERE id = $1`,
+        [id, uploadId],
+      );
     },
 
     async uploadId(id) {
       if (!isUuid(id)) return null;
       const { rows } = await db.query<{ upload_id: string | null }>('recordings.uploadId', 'SELECT upload_id FROM recordings WHERE id = $1', [id]);
       return rows[0]?.upload_id ?? null;
+    },
+
+    async openUploadIds(id) {
+      if (!isUuid(id)) return [];
+      const { rows } = await db.query<{ open_upload_ids: string[] }>('recordings.openUploadIds', 'SELECT open_upload_ids FROM recordings WHERE id = $1', [id]);
+      return rows[0]?.open_upload_ids ?? [];
+    },
+
+    async closeUploadIds(id, uploadIds) {
+      if (!isUuid(id) || uploadIds.length === 0) return;
+      await db.query(
+        'recordings.closeUploadIds',
+        `UPDATE recordings
+         SET open_upload_ids = ARRAY(SELECT u FROM unnest(open_upload_ids) AS u WHERE u <> ALL($2::text[])),
+             upload_id = CASE WHEN upload_id = ANY($2::text[]) THEN NULL ELSE upload_id END,
+             updated_at = now()
+         WHERE id = $1`,
+        [id, uploadIds],
+      );
     },
 
     async fail(id, { errorCode, endedAt }) {

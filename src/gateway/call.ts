@@ -121,7 +121,9 @@ export class Call extends EventEmitter<CallEvents> {
         this.#unsettled.delete(recording);
         // A recording that failed for good while the call runs ends the call: its stream is closed with 1011
         // and the code, rather than the call carrying on with every later frame silently dropped.
-        if (wasCurrent && summary.status === 'failed' && !this.closed) {
+        // A recording destroyed on purpose (deleted through the API) is not a failure of the call: it carries on
+        // unrecorded, as after a stop.
+        if (wasCurrent && summary.status === 'failed' && !this.closed && recording.failure?.code !== ErrorCode.Destroyed) {
           this.destroy(recording.failure ?? new CallvaultError(ErrorCode.Internal, 'recording failed'));
         }
       });

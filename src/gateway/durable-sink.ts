@@ -27,20 +27,23 @@ export interface SpoolUploadTarget {
 
 /**
  * Uploads a spool file, starting again from its first byte after every failure, with exponential backoff
- * and jitter and no limit of time: S3 being away for minutes delays a recording, it never loses it. The
- * multipart UploadId of each attempt is stored in the row so an orphan can be aborted by id. Rejects only
- * when `signal` aborts (the recording was destroyed, deleted or left for the next start).
+ * and jitter and no limit of time: S3 being away for minutes delays a recording, it never loses it. Each
+ * attempt's multipart UploadId is added to the row's open uploads when it starts and removed once it is
+ * aborted; an attempt whose abort failed (S3 away) stays listed, and is aborted by id once S3 answers again,
+ * here or, after a crash, by recovery. Rejects only when `signal` aborts (the recording was destroyed,
+ * deleted or left for the next start).
  */
 export async function uploadSpoolUntilDone(services: RecordingServices, target: SpoolUploadTarget): Promise<SpoolUploadResult> {
   const { initialDelayMs, maxDelayMs } = services.retry ?? DEFAULT_RETRY;
   const metrics = services.metrics;
   const log = { recordingSid: target.recordingSid };
   let waiting = false;
-  /** Multipart uploads of failed attempts that could not be aborted while S3 was away. */
+  /** Multipart uploads of failed attempts that could not be aborted while S3 was away (also in the row). */
   const orphans = new Set<string>();
   try {
     for (let attempt = 0; ; attempt++) {
       if (target.signal.aborted) throw target.signal.reason;
+      let attemptUploadId: string | undefined;
       const upload = startSpoolUpload({
         client: services.s3,
         bucket: services.bucket,
@@ -56,19 +59,21 @@ export async function uploadSpoolUntilDone(services: RecordingServices, target: 
           metrics.uploadedBytes.inc(info.bytes);
         },
         onUploadId: (uploadId) => {
+          attemptUploadId = uploadId;
           services.db.recordings
             .setUploadId(target.recordingId, uploadId)
-            .catch((err: unknown) => services.logger.error({ ...log, err }, 'could not store the upload id'));
+            .catch((err: unknown) => services.logger.error({ ...log, code: toCallvaultError(err).code, err }, 'could not store the upload id'));
         },
       });
       target.onAttempt?.(upload);
       try {
         const result = await upload.done;
         // S3 answers again: what the outage left open goes now, so no orphaned parts are billed for good.
-        if (orphans.size > 0) await abortOrphans(services, target, orphans);
+        await abortOrphans(services, target, orphans, attemptUploadId);
         return result;
       } catch (err) {
         if (upload.orphanedUploadId) orphans.add(upload.orphanedUploadId);
+        else if (attemptUploadId) forgetUploads(services, target, [attemptUploadId]);
         if (target.signal.aborted) throw target.signal.reason;
         const error = toCallvaultError(err, ErrorCode.UploadFailed);
         metrics.partUploadFailures.inc();
@@ -86,22 +91,39 @@ export async function uploadSpoolUntilDone(services: RecordingServices, target: 
   } finally {
     if (waiting) metrics.uploadBacklog.delete(target.spoolFile);
     if (orphans.size > 0) {
+      // Still listed in the row: the next start (recovery) or a DELETE aborts them by id.
       services.logger.error({ ...log, objectKey: target.objectKey, uploadIds: [...orphans] }, 'multipart uploads left open in S3');
     }
   }
 }
 
+/** The row forgets uploads that are aborted; a failed write only leaves an id that aborts as NoSuchUpload later. */
+function forgetUploads(services: RecordingServices, target: SpoolUploadTarget, uploadIds: string[]): void {
+  services.db.recordings
+    .closeUploadIds(target.recordingId, uploadIds)
+    .catch((err: unknown) => services.logger.warn({ recordingSid: target.recordingSid, code: toCallvaultError(err).code, err }, 'could not forget aborted upload ids'));
+}
+
 /** Attempts per orphaned multipart upload once S3 answers again; S3 just took the object, so one usually does. */
 const ORPHAN_ABORT_ATTEMPTS = 3;
 
-/** Aborts the multipart uploads earlier attempts left open; those it cannot are left in `orphans` (and logged). */
-async function abortOrphans(services: RecordingServices, target: SpoolUploadTarget, orphans: Set<string>): Promise<void> {
+/**
+ * Aborts the multipart uploads earlier attempts left open: those this process saw, and those the row lists
+ * (a previous process's, before a crash), except `completed`. Those it cannot abort stay in `orphans`.
+ */
+async function abortOrphans(services: RecordingServices, target: SpoolUploadTarget, orphans: Set<string>, completed: string | undefined): Promise<void> {
+  const listed = await services.db.recordings.openUploadIds(target.recordingId).catch((err: unknown) => {
+    services.logger.warn({ recordingSid: target.recordingSid, code: toCallvaultError(err).code, err }, 'could not read the open upload ids');
+    return [] as string[];
+  });
+  for (const uploadId of listed) if (uploadId !== completed) orphans.add(uploadId);
   const { initialDelayMs, maxDelayMs } = services.retry ?? DEFAULT_RETRY;
   for (const uploadId of [...orphans]) {
     for (let attempt = 0; attempt < ORPHAN_ABORT_ATTEMPTS; attempt++) {
       const err = await abortMultipart(services.s3, services.bucket, target.objectKey, uploadId);
       if (!err) {
         orphans.delete(uploadId);
+        forgetUploads(services, target, [uploadId]);
         services.logger.info({ recordingSid: target.recordingSid, uploadId }, 'multipart upload of a failed attempt aborted');
         break;
       }
@@ -115,6 +137,23 @@ async function abortOrphans(services: RecordingServices, target: SpoolUploadTarg
       }
     }
   }
+}
+
+/**
+ * Aborts every multipart upload the row lists as possibly open (recovery after a crash, DELETE) and forgets
+ * those aborted. Returns the first error when one could not be aborted (it stays listed).
+ */
+export async function abortOpenUploads(services: RecordingServices, recordingId: string, bucket: string, objectKey: string): Promise<unknown> {
+  const uploadIds = await services.db.recordings.openUploadIds(recordingId);
+  const aborted: string[] = [];
+  let failure: unknown;
+  for (const uploadId of uploadIds) {
+    const err = await abortMultipart(services.s3, bucket, objectKey, uploadId);
+    if (err) failure ??= err;
+    else aborted.push(uploadId);
+  }
+  if (aborted.length > 0) await services.db.recordings.closeUploadIds(recordingId, aborted);
+  return failure;
 }
 
 export interface DurableSinkParams {

@@ -10,7 +10,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
 import { unwrapDataKey } from '../crypto/index.js';
 import type { Recording as RecordingRow } from '../db/index.js';
-import { abortMultipart } from '../storage/index.js';
+import { abortOpenUploads } from './durable-sink.js';
 import type { RecordingServices } from './services.js';
 
 /** An open spool data file: one handle for a whole response (the file is removed once the upload completes). */
@@ -46,7 +46,7 @@ export function storageError(err: unknown, what: string): CallvaultError {
 }
 
 export function recordingObjects(services: RecordingServices): RecordingObjects {
-  const { s3, spool, db } = services;
+  const { s3, spool } = services;
   return {
     async objectSize(row, signal) {
       if (row.sizeBytes !== null) return row.sizeBytes;
@@ -85,11 +85,8 @@ export function recordingObjects(services: RecordingServices): RecordingObjects 
 
     async purge(row) {
       try {
-        const uploadId = await db.recordings.uploadId(row.id);
-        if (uploadId) {
-          const abortError = await abortMultipart(s3, row.bucket, row.objectKey, uploadId);
-          if (abortError) throw abortError;
-        }
+        const abortError = await abortOpenUploads(services, row.id, row.bucket, row.objectKey);
+        if (abortError) throw abortError;
         // Deleting a missing key succeeds, so concurrent deletions all get here without error.
         await s3.send(new DeleteObjectCommand({ Bucket: row.bucket, Key: row.objectKey }));
       } catch (err) {

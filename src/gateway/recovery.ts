@@ -10,8 +10,8 @@
 import { createEncryptor } from '../crypto/index.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
 import { createCallDspState, type InputFrame } from '../pipeline/index.js';
-import { abortMultipart, readJournal, type SpoolEntry, type SpoolFile } from '../storage/index.js';
-import { uploadSpoolUntilDone } from './durable-sink.js';
+import { readJournal, type SpoolEntry, type SpoolFile } from '../storage/index.js';
+import { abortOpenUploads, uploadSpoolUntilDone } from './durable-sink.js';
 import { isRecoverableManifest, manifestDataKey, type RecordingManifest } from './envelope.js';
 import { retryWhileRetryable } from './retry.js';
 import type { RecordingServices } from './services.js';
@@ -91,11 +91,9 @@ export async function recoverRecording(
     logger.info({ ...ids, status: row?.status ?? 'deleted' }, 'spool entry of a finished recording removed');
     return 'cleaned';
   }
-  const staleUpload = await db.recordings.uploadId(manifest.recordingId);
-  if (staleUpload) {
-    const abortError = await abortMultipart(services.s3, manifest.bucket, manifest.objectKey, staleUpload);
-    if (abortError) logger.warn({ ...ids, err: abortError }, 'could not abort the interrupted multipart upload');
-  }
+  // The interrupted attempt, and any earlier one whose abort failed while S3 was away: aborted by id.
+  const abortError = await abortOpenUploads(services, manifest.recordingId, manifest.bucket, manifest.objectKey);
+  if (abortError) logger.warn({ ...ids, err: abortError }, 'could not abort the interrupted multipart upload');
   if (manifest.sealedDurationMs !== undefined) {
     // An import: its data file was complete and sealed before its upload began; it goes up as it is.
     const spoolFile = await services.spool.reopenSealed(manifest.recordingId);

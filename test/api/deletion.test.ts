@@ -92,8 +92,9 @@ describe('deleting a recording in progress', () => {
     expect(await recordingsOfCall(t, 'acme', callSid)).toEqual([]);
     await expectNoOrphans();
 
-    // The stream carries on to its end; nothing it sends afterwards resurrects the recording.
-    await calling;
+    // The stream carries on to its end, which closes it normally (a deletion is not a failure of the call);
+    // nothing it sends afterwards resurrects the recording.
+    expect((await calling).closeCode).toBe(1000);
     expect(await recordingsOfCall(t, 'acme', callSid)).toEqual([]);
     expect((await api(t, recordingPath(callSid))).status).toBe(404);
     expect(await spoolFilesOf(t, row.id)).toEqual([]);

@@ -79,6 +79,7 @@ describe('migrate', () => {
       { version: 3, name: 'elevenlabs' },
       { version: 4, name: 'durability' },
       { version: 5, name: 'uploading' },
+      { version: 6, name: 'open_uploads' },
     ]);
   });
 

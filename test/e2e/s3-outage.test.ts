@@ -12,6 +12,7 @@ import { FaultProxy, type FaultMode } from '../support/fault-proxy.js';
 import { s3Peer } from '../support/peers.js';
 import { fetchRecording, listBucket, recordingsOfCall, startTestGateway, testAccount, type TestGateway } from '../support/gateway.js';
 import { SIGNED_URL } from '../support/twilio.js';
+import { startGateway } from '../../dist/bootstrap/wiring.js';
 import { api, decodeWav, recordingPath } from '../api/support.js';
 
 /** 100 s of stereo 16 kHz audio: 6.4 MB of PCM, more than one 5 MiB part (81.9 s). */
@@ -160,3 +161,66 @@ test.each<{ mode: FaultMode; what: string }>([
   },
   240_000,
 );
+
+test('multipart uploads S3 could not abort outlive the gateway: the next start aborts every one by the ids its row keeps', async () => {
+  const peer = s3Peer();
+  proxy = await FaultProxy.start(peer.endpoint);
+  const accounts = [testAccount('acme')];
+  const gw = (t = await startTestGateway({
+    accounts,
+    twilio: { accounts, validateSignatures: true, maxAheadOfClockMs: AHEAD_MS + 30_000 },
+    retry: { initialDelayMs: 100, maxDelayMs: 1_000 },
+    s3: { endpoint: proxy.endpoint, connectTimeoutMs: 1_000, requestTimeoutMs: 1_000 },
+  }));
+  const acme = accounts[0]!;
+  const callSid = randomCallSid();
+  const calling = simulateTwilioCall({
+    url: gw.wsUrl,
+    signedUrl: SIGNED_URL,
+    accountSid: acme.accountSid,
+    authToken: acme.authToken,
+    callSid,
+    durationMs: CALL_MS,
+    maxAheadMs: AHEAD_MS,
+    closeTimeoutMs: 60_000,
+    inbound: { kind: 'tone', frequencyHz: 440, amplitude: 0.4 },
+    outbound: { kind: 'tone', frequencyHz: 1000, amplitude: 0.4 },
+  });
+  await expect.poll(() => metric(gw, 'callvault_s3_uploaded_bytes_total'), { timeout: 60_000 }).toBeGreaterThanOrEqual(PART_BYTES);
+  const [row] = await recordingsOfCall(gw, 'acme', callSid);
+  await proxy.setMode('refuse');
+  // The attempt under way fails and so does its abort: the row keeps its UploadId, and S3 still has it open.
+  await expect.poll(() => gw.logs.find('upload failed, retrying from the spool').length, { timeout: 60_000 }).toBeGreaterThanOrEqual(2);
+  const [first] = await gw.gateway.db.recordings.openUploadIds(row!.id);
+  expect(first).toBeDefined();
+  // S3 answers for a moment: a new attempt opens another multipart upload (the row's latest UploadId)...
+  await proxy.setMode('forward');
+  await expect.poll(async () => (await gw.gateway.db.recordings.openUploadIds(row!.id)).length, { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
+  // ...and goes away again before that attempt can finish: now two uploads are open, the older one no longer the row's latest.
+  const failuresSoFar = gw.logs.find('upload failed, retrying from the spool').length;
+  await proxy.setMode('refuse');
+  await expect.poll(() => gw.logs.find('upload failed, retrying from the spool').length, { timeout: 60_000 }).toBeGreaterThan(failuresSoFar);
+  const open = await gw.gateway.db.recordings.openUploadIds(row!.id);
+  expect(open).toContain(first);
+  expect(open.length).toBeGreaterThanOrEqual(2);
+  expect(await gw.gateway.db.recordings.uploadId(row!.id)).not.toBe(first);
+  expect((await listBucket(gw.bucket)).multipartUploads).toBeGreaterThanOrEqual(2);
+
+  // The gateway goes away before S3 is back (its memory of the orphan with it); then S3 returns.
+  gw.gateway.destroy();
+  await calling.catch(() => undefined);
+  await proxy.setMode('forward');
+  const restarted = await startGateway({ ...gw.gateway.options, port: 0 });
+  try {
+    await expect.poll(async () => (await restarted.db.recordings.get('acme', row!.id))?.status, { timeout: 60_000 }).toBe('completed');
+    const done = (await restarted.db.recordings.get('acme', row!.id))!;
+    expect(await restarted.db.recordings.openUploadIds(row!.id)).toEqual([]);
+    expect(await listBucket(gw.bucket)).toEqual({ objects: [done.objectKey], multipartUploads: 0 });
+    // What reached the journal before the crash is the recording: at least the 85 s sent at once.
+    expect(done.durationMs).toBeGreaterThanOrEqual(AHEAD_MS);
+    const rec = await fetchRecording(gw, done);
+    expectTones(rec.channelSamples[0]!, rec.channelSamples[1]!, [1_000, 50_000, 84_000]);
+  } finally {
+    await restarted.close();
+  }
+}, 240_000);

@@ -3,8 +3,9 @@ import { manage } from './0002_manage.js';
 import { elevenlabs } from './0003_elevenlabs.js';
 import { durability } from './0004_durability.js';
 import { uploading } from './0005_uploading.js';
+import { openUploads } from './0006_open_uploads.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading];
+export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads];
