@@ -120,6 +120,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
         outputSampleRate: options.recording.sampleRate,
         ...(options.spoolClientKeys !== undefined ? { spoolClientKeys: options.spoolClientKeys } : {}),
         ...(options.retry ? { retry: options.retry } : {}),
+        ...(options.batcherLimits ? { batcherLimits: options.batcherLimits } : {}),
         now,
       };
       const app = uws.App();

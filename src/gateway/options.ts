@@ -81,6 +81,8 @@ export interface GatewayOptions {
   spoolClientKeys?: boolean;
   /** Backoff of upload and database retries. */
   retry?: { initialDelayMs: number; maxDelayMs: number };
+  /** How much audio waits in memory, and how far a sender may get ahead in the journal (defaults: 30 s, 256 MiB). */
+  batcherLimits?: { maxPendingMediaMs: number; maxJournalBacklogBytes: number };
   presignedUrlTtlSeconds: number;
   logger: Logger;
   /** Wall clock in ms; tests inject their own. */

@@ -122,7 +122,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.#batcher = new FrameBatcher(parts.journal, (frames, final, arrivals) => this.#runBatch(frames, final, arrivals), {
       onFailure: (err) => this.destroy(err),
       onCatchUpStarted: () => services.logger.warn({ recordingSid: this.recordingSid }, 'stream ahead of the pipeline, catching up from the journal'),
-    });
+    }, services.batcherLimits);
   }
 
   /**

@@ -32,6 +32,8 @@ export interface RecordingServices {
   spoolClientKeys?: boolean;
   /** Backoff of upload and database retries; defaults 500 ms doubling to 30 s. */
   retry?: { initialDelayMs: number; maxDelayMs: number };
+  /** The batcher's bounds (memory, then journal backlog); defaults 30 s and 256 MiB. */
+  batcherLimits?: { maxPendingMediaMs: number; maxJournalBacklogBytes: number };
   /** Wall clock in ms; injected so tests control time. */
   now: () => number;
 }

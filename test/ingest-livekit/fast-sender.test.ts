@@ -161,3 +161,42 @@ test.each<{ case: string; roles: Role[]; lockstepSeconds: number | null }>([
   },
   360_000,
 );
+
+test('an egress sender beyond the hard bound is closed with 1013, and everything it sent before is recorded', async () => {
+  // Bounds small enough to reach: 1 s of audio in memory, then 256 KiB of journal ahead of the pipeline.
+  const bounded = await startTestGateway({ now: () => clock, batcherLimits: { maxPendingMediaMs: 1_000, maxJournalBacklogBytes: 256 * 1024 } });
+  try {
+    const room = uniqueName('overloaded-egress');
+    const roomSid = `RM_${room}`;
+    const url = signEgressUrl(bounded.baseUrl, { room, roomSid, participant: 'caller-1', track: 'TR_caller', role: 'caller', sampleRate: EGRESS_RATE }, { masterKey: bounded.masterKey, expiresAtMs: clock + 3_600_000 });
+    const ws = await connect(url);
+    const closing = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    let sent = 0;
+    // Flat out, far beyond the bound, until the gateway closes the socket.
+    for (; sent < FRAMES && ws.readyState === WebSocket.OPEN; sent++) await send(ws, frame('caller', sent)).catch(() => undefined);
+    expect(await closing).toEqual({ code: 1013, reason: 'OVERLOADED' });
+    expect(sent).toBeLessThan(FRAMES);
+    const { values } = await bounded.gateway.metrics.framesReceived.get();
+    const taken = values.filter((v) => v.labels['source'] === 'livekit').reduce((n, v) => n + v.value, 0);
+
+    const row = await until(
+      'the recording to complete',
+      async () => {
+        const rows = (await recordingRows(bounded.databaseUrl)).filter((r) => r.call_external_id === roomSid);
+        return rows.length === 1 && rows[0]!.status === 'completed' ? rows[0] : null;
+      },
+      120_000,
+    );
+    // Every frame the gateway took in, the one that crossed the bound included (journaled before the check), is
+    // in the recording, in order; what arrived after the close began was never taken.
+    expect(Number(row.duration_ms)).toBe(taken * 20);
+    expect(bounded.logs.find('livekit egress socket closed: its audio cannot be taken')).toHaveLength(1);
+    const { channels } = await decryptRecording(row, bounded.masterKey);
+    const left = channels[0]!;
+    for (const atMs of [500, Math.floor(Number(row.duration_ms) / 2), Number(row.duration_ms) - 600]) {
+      expect(toneAmplitude(sliceMs(left, OUTPUT_RATE, atMs, atMs + 500), OUTPUT_RATE, CALLER_HZ), `caller at ${atMs} ms`).toBeGreaterThan(AMPLITUDE * 0.9);
+    }
+  } finally {
+    await bounded.stop();
+  }
+}, 240_000);

@@ -46,7 +46,9 @@ export interface TestGateway {
   stop(): Promise<void>;
 }
 
-export async function startTestGateway(options: { now?: () => number; livekit?: LivekitPeerEnv | null } = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  options: { now?: () => number; livekit?: LivekitPeerEnv | null; batcherLimits?: { maxPendingMediaMs: number; maxJournalBacklogBytes: number } } = {},
+): Promise<TestGateway> {
   const org = 'lk-org';
   const apiKey = `cvtest_${randomBytes(16).toString('hex')}`;
   const otherOrgApiKey = `cvtest_${randomBytes(16).toString('hex')}`;
@@ -64,6 +66,7 @@ export async function startTestGateway(options: { now?: () => number; livekit?: 
     workerThreads: 1,
     presignedUrlTtlSeconds: 60,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.batcherLimits ? { batcherLimits: options.batcherLimits } : {}),
   });
   return {
     gateway: t.gateway,

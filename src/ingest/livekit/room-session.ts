@@ -205,11 +205,9 @@ export class RoomTrackInput {
     try {
       this.#call.pushFrame(frame, arrivedAt);
     } catch (err) {
-      if (isCallvaultError(err, ErrorCode.Overloaded)) {
-        metrics.framesDropped.inc({ source: LIVEKIT_METRICS_SOURCE, reason: err.code });
-        this.#gateway.options.logger.warn({ room: this.#room, track: this.id, code: err.code }, 'livekit frame dropped');
-        return;
-      }
+      // Beyond the hard bound (the sender is that far ahead of the pipeline): the source must stop, not have its
+      // frames dropped one by one. The caller closes it (egress: 1013); everything before is in the journal.
+      if (isCallvaultError(err, ErrorCode.Overloaded)) metrics.framesDropped.inc({ source: LIVEKIT_METRICS_SOURCE, reason: err.code });
       throw err;
     }
   }

@@ -22,9 +22,18 @@ export const EGRESS_CLOSE_CODES = {
   GoingAway: 1001,
   InternalError: 1011,
   RecordingFailed: 4500,
+  /**
+   * The sender is further ahead of the pipeline than the hard bound (the journal backlog, or the audio held
+   * while the room's recording is set up): everything it sent before is kept; it may reconnect and go on.
+   */
+  Overloaded: 1013,
   /** The project already had MAX_STREAMS_PER_ACCOUNT egress sockets open (normally refused at upgrade with HTTP 429). */
   StreamLimit: 4408,
 } as const;
+
+/** Audio an egress socket may send while its room's recording is still being set up (≈ 11 min at 48 kHz): a sender
+ * replaying a room flat out can send minutes of it in that time; beyond this it is closed (1013). */
+const MAX_EARLY_BYTES = 64 * 1024 * 1024;
 
 interface EgressSocketData {
   target: VerifiedEgressTarget;
@@ -33,6 +42,7 @@ interface EgressSocketData {
   detach?: () => void;
   /** Audio and events that arrived while the room's recording was being set up, in order. */
   early: Array<{ kind: 'audio'; data: Buffer; arrivedAt: number } | { kind: 'muted'; muted: boolean }>;
+  earlyBytes: number;
   open: boolean;
   closing: boolean;
   untrack?: () => void;
@@ -140,10 +150,27 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, c
     ws.end(code, reason);
   };
 
+  /** Records one message; false when the socket had to be closed (overloaded, or the recording refused it). */
+  const pushAudio = (ws: EgressSocket, input: RoomTrackInput, pcm: Buffer, arrivedAt: number): boolean => {
+    try {
+      input.push(pcm, arrivedAt);
+      return true;
+    } catch (err) {
+      const error = toCallvaultError(err);
+      const data = ws.getUserData();
+      const overloaded = error.code === ErrorCode.Overloaded;
+      logger.warn({ room: data.target.room, track: data.target.track, code: error.code }, 'livekit egress socket closed: its audio cannot be taken');
+      closeSocket(ws, overloaded ? EGRESS_CLOSE_CODES.Overloaded : EGRESS_CLOSE_CODES.InternalError, error.code);
+      return false;
+    }
+  };
+
   const attach = async (ws: EgressSocket): Promise<void> => {
     const data = ws.getUserData();
     const { session, detach } = await recorder.attachEgress(data.target);
-    if (!data.open || data.closing) {
+    // A socket that went away (or was closed for sending too much) while the recording was set up still has
+    // what it sent recorded: nothing it sent is thrown away.
+    if (!data.open && data.early.length === 0) {
       detach();
       return;
     }
@@ -155,9 +182,17 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, c
       data.target.sampleRate,
     );
     data.input = input;
+    data.earlyBytes = 0;
     for (const item of data.early.splice(0)) {
-      if (item.kind === 'audio') input.push(item.data, item.arrivedAt);
-      else input.setMuted(item.muted);
+      if (item.kind === 'audio') {
+        if (!pushAudio(ws, input, item.data, item.arrivedAt)) break;
+      } else input.setMuted(item.muted);
+    }
+    data.early.length = 0;
+    if (!data.open) {
+      input.end();
+      detach();
+      return;
     }
     session.once('closed', (summary) => {
       closeSocket(ws, summary?.status === 'failed' ? EGRESS_CLOSE_CODES.RecordingFailed : EGRESS_CLOSE_CODES.Normal, 'recording finished');
@@ -206,7 +241,7 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, c
         refuse('429 Too Many Requests', ErrorCode.StreamLimitReached, 'the LiveKit project has MAX_STREAMS_PER_ACCOUNT egress sockets open');
         return;
       }
-      const data: EgressSocketData = { target, early: [], open: false, closing: false };
+      const data: EgressSocketData = { target, early: [], earlyBytes: 0, open: false, closing: false };
       res.upgrade(data, key, protocol, extensions, context);
     },
 
@@ -238,8 +273,18 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, c
       if (isBinary) {
         // uWS reuses the message buffer after this callback returns.
         const pcm = Buffer.from(new Uint8Array(message).slice());
-        if (data.input) data.input.push(pcm, arrivedAt);
-        else data.early.push({ kind: 'audio', data: pcm, arrivedAt });
+        if (data.input) {
+          pushAudio(ws, data.input, pcm, arrivedAt);
+          return;
+        }
+        data.earlyBytes += pcm.byteLength;
+        if (data.earlyBytes > MAX_EARLY_BYTES) {
+          metrics.framesDropped.inc({ source: LIVEKIT_METRICS_SOURCE, reason: ErrorCode.Overloaded });
+          logger.warn({ room: data.target.room, track: data.target.track, code: ErrorCode.Overloaded, bytes: data.earlyBytes }, 'livekit egress socket sent too much before its recording started');
+          closeSocket(ws, EGRESS_CLOSE_CODES.Overloaded, ErrorCode.Overloaded);
+          return;
+        }
+        data.early.push({ kind: 'audio', data: pcm, arrivedAt });
         return;
       }
       const muted = parseEgressTextFrame(Buffer.from(message).toString('utf8'));
