@@ -8,7 +8,6 @@
  */
 import type { RecordingOptions } from '../config/index.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
-import { encryptChunk } from '../crypto/index.js';
 import type { RecordingSource } from '../db/index.js';
 import { DurableSink } from './durable-sink.js';
 import { openEnvelope, recordingManifest } from './envelope.js';
@@ -132,11 +131,13 @@ export async function storeFinishedRecording(
 
   const ids = { recordingSid: claimed.recordingSid, source: params.source, externalSid: params.externalSid };
   const durationMs = encoded ? encoded.durationMs : Math.round((plaintext.length / (2 * channels) / sampleRate) * 1000);
-  const { output } = encryptChunk(envelope.encryptor, plaintext, true);
   let backlogged!: () => void;
   const firstAttemptFailed = new Promise<'uploading'>((resolve) => (backlogged = () => resolve('uploading')));
   let sink: DurableSink;
+  let output: Uint8Array;
   try {
+    // Up to 32 MiB: encrypted on a worker thread, so live calls are not held up.
+    output = await services.pool.seal({ encryptor: envelope.encryptor, plaintext });
     sink = await DurableSink.open(services, {
       manifest: recordingManifest(services, envelope, {
         recordingId: claimed.id,
@@ -156,7 +157,7 @@ export async function storeFinishedRecording(
     });
   } catch (err) {
     const error = toCallvaultError(err, ErrorCode.SpoolFailed);
-    services.logger.error({ ...ids, code: error.code, err: error }, 'imported recording could not be spooled');
+    services.logger.error({ ...ids, code: error.code, err: error }, 'imported recording could not be sealed and spooled');
     // Undo the claim so the sender's retry starts afresh rather than finding a half-imported recording.
     await db.imports
       .release(claimed.id)

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
-import type { PipelineTask, PipelineResult } from './worker.js';
+import type { PipelineTask, PipelineResult, SealTask } from './worker.js';
 
 export interface PipelinePoolOptions {
   threads?: number;
@@ -19,7 +19,7 @@ export interface PipelinePoolOptions {
  * batches in flight, so state can travel with the task.
  */
 export class PipelinePool {
-  readonly #piscina: Piscina<PipelineTask, PipelineResult>;
+  readonly #piscina: Piscina<PipelineTask | SealTask, PipelineResult | Uint8Array>;
   readonly #maxQueued: number;
   readonly #waiters: Array<() => void> = [];
   #running = 0;
@@ -83,13 +83,28 @@ export class PipelinePool {
     }
     this.#running++;
     try {
-      return await this.#piscina.run(task, signal ? { signal } : {});
+      return (await this.#piscina.run(task, signal ? { signal } : {})) as PipelineResult;
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       throw new CallvaultError(ErrorCode.PipelineFailed, 'pipeline batch failed', { cause: err });
     } finally {
       this.#running--;
       this.#waiters.shift()?.();
+    }
+  }
+
+  /**
+   * Encrypts and seals a whole finished recording (an import) on a worker thread. The plaintext's memory is
+   * moved there when it owns it (it is not used afterwards), copied otherwise.
+   */
+  async seal(task: SealTask): Promise<Uint8Array> {
+    if (this.#closed) throw new CallvaultError(ErrorCode.Closed, 'pipeline pool is closed');
+    const { plaintext } = task;
+    const owned = plaintext.byteOffset === 0 && plaintext.byteLength === plaintext.buffer.byteLength && plaintext.byteLength > 64 * 1024;
+    try {
+      return (await this.#piscina.run(task, { name: 'seal', ...(owned ? { transferList: [plaintext.buffer as ArrayBuffer] } : {}) })) as Uint8Array;
+    } catch (err) {
+      throw new CallvaultError(ErrorCode.PipelineFailed, 'sealing the recording failed', { cause: err });
     }
   }
 

@@ -30,3 +30,14 @@ export default function runPipelineBatch(task: PipelineTask): PipelineResult {
   // Moving the ciphertext's buffer back avoids a copy on the hot path.
   return { dsp, encryptor, output, stats };
 }
+
+export interface SealTask {
+  encryptor: EncryptorState;
+  /** A finished recording's whole plaintext (an import): encrypted and sealed in one go. */
+  plaintext: Uint8Array;
+}
+
+/** Named task `seal`: an import's audio (up to 32 MiB) is encrypted here, never on the main thread. */
+export function seal(task: SealTask): Uint8Array {
+  return encryptChunk(task.encryptor, task.plaintext, true).output;
+}
