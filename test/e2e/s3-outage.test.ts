@@ -47,40 +47,46 @@ function expectTones(left: Int16Array, right: Int16Array, atMs: readonly number[
   }
 }
 
+/**
+ * A gateway whose S3 is behind the fault proxy, and a 100 s two-track call on it (the first 85 s sent at once),
+ * once its first 5 MiB part is in S3: a multipart upload is open when the test breaks S3.
+ */
+async function callThroughProxy(closeTimeoutMs: number): Promise<{ gw: TestGateway; proxy: FaultProxy; callSid: string; calling: ReturnType<typeof simulateTwilioCall> }> {
+  const fault = (proxy = await FaultProxy.start(s3Peer().endpoint));
+  const accounts = [testAccount('acme')];
+  const gw = (t = await startTestGateway({
+    accounts,
+    twilio: { accounts, validateSignatures: true, maxAheadOfClockMs: AHEAD_MS + 30_000 },
+    retry: { initialDelayMs: 100, maxDelayMs: 1_000 },
+    // A hanging S3 fails each request after 1 s of silence instead of the default 60 s.
+    s3: { endpoint: fault.endpoint, connectTimeoutMs: 1_000, requestTimeoutMs: 1_000 },
+  }));
+  const acme = accounts[0]!;
+  const callSid = randomCallSid();
+  const calling = simulateTwilioCall({
+    url: gw.wsUrl,
+    signedUrl: SIGNED_URL,
+    accountSid: acme.accountSid,
+    authToken: acme.authToken,
+    callSid,
+    durationMs: CALL_MS,
+    maxAheadMs: AHEAD_MS,
+    closeTimeoutMs,
+    inbound: { kind: 'tone', frequencyHz: 440, amplitude: 0.4 },
+    outbound: { kind: 'tone', frequencyHz: 1000, amplitude: 0.4 },
+  });
+  await expect.poll(() => metric(gw, 'callvault_s3_uploaded_bytes_total'), { timeout: 60_000 }).toBeGreaterThanOrEqual(PART_BYTES);
+  return { gw, proxy: fault, callSid, calling };
+}
+
 test.each<{ mode: FaultMode; what: string }>([
   { mode: 'refuse', what: 'refuses connections' },
   { mode: 'hang', what: 'accepts connections and never answers' },
 ])(
   'S3 that $what mid-call and through finalisation: recorded into the spool, retried, completed whole when it is back',
   async ({ mode }) => {
-    const peer = s3Peer();
-    proxy = await FaultProxy.start(peer.endpoint);
-    const accounts = [testAccount('acme')];
-    const gw = (t = await startTestGateway({
-      accounts,
-      twilio: { accounts, validateSignatures: true, maxAheadOfClockMs: AHEAD_MS + 30_000 },
-      retry: { initialDelayMs: 100, maxDelayMs: 1_000 },
-      // A hanging S3 fails each request after 1 s of silence instead of the default 60 s.
-      s3: { endpoint: proxy.endpoint, connectTimeoutMs: 1_000, requestTimeoutMs: 1_000 },
-    }));
-    const acme = accounts[0]!;
-    const callSid = randomCallSid();
-    const calling = simulateTwilioCall({
-      url: gw.wsUrl,
-      signedUrl: SIGNED_URL,
-      accountSid: acme.accountSid,
-      authToken: acme.authToken,
-      callSid,
-      durationMs: CALL_MS,
-      maxAheadMs: AHEAD_MS,
-      // The gateway closes the stream once the recording is in S3: after the outage.
-      closeTimeoutMs: 180_000,
-      inbound: { kind: 'tone', frequencyHz: 440, amplitude: 0.4 },
-      outbound: { kind: 'tone', frequencyHz: 1000, amplitude: 0.4 },
-    });
-
-    // The first part reached S3 through the proxy: a multipart upload is open when S3 goes away.
-    await expect.poll(() => metric(gw, 'callvault_s3_uploaded_bytes_total'), { timeout: 60_000 }).toBeGreaterThanOrEqual(PART_BYTES);
+    // The gateway closes the stream once the recording is in S3: after the outage.
+    const { gw, proxy, callSid, calling } = await callThroughProxy(180_000);
     const mediaAtFaultMs = gw.gateway.liveCall('acme', callSid)?.mediaEndMs;
     // At least the last 5 s of the call are sent while S3 is away.
     expect(mediaAtFaultMs).toBeLessThan(CALL_MS - 5_000);
@@ -163,30 +169,7 @@ test.each<{ mode: FaultMode; what: string }>([
 );
 
 test('multipart uploads S3 could not abort outlive the gateway: the next start aborts every one by the ids its row keeps', async () => {
-  const peer = s3Peer();
-  proxy = await FaultProxy.start(peer.endpoint);
-  const accounts = [testAccount('acme')];
-  const gw = (t = await startTestGateway({
-    accounts,
-    twilio: { accounts, validateSignatures: true, maxAheadOfClockMs: AHEAD_MS + 30_000 },
-    retry: { initialDelayMs: 100, maxDelayMs: 1_000 },
-    s3: { endpoint: proxy.endpoint, connectTimeoutMs: 1_000, requestTimeoutMs: 1_000 },
-  }));
-  const acme = accounts[0]!;
-  const callSid = randomCallSid();
-  const calling = simulateTwilioCall({
-    url: gw.wsUrl,
-    signedUrl: SIGNED_URL,
-    accountSid: acme.accountSid,
-    authToken: acme.authToken,
-    callSid,
-    durationMs: CALL_MS,
-    maxAheadMs: AHEAD_MS,
-    closeTimeoutMs: 60_000,
-    inbound: { kind: 'tone', frequencyHz: 440, amplitude: 0.4 },
-    outbound: { kind: 'tone', frequencyHz: 1000, amplitude: 0.4 },
-  });
-  await expect.poll(() => metric(gw, 'callvault_s3_uploaded_bytes_total'), { timeout: 60_000 }).toBeGreaterThanOrEqual(PART_BYTES);
+  const { gw, proxy, callSid, calling } = await callThroughProxy(60_000);
   const [row] = await recordingsOfCall(gw, 'acme', callSid);
   await proxy.setMode('refuse');
   // The attempt under way fails and so does its abort: the row keeps its UploadId, and S3 still has it open.
