@@ -55,9 +55,21 @@ async function freePort() {
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
 async function cpuSeconds(pid) {
+  const { user, system } = await cpuSplit(pid);
+  return user + system;
+}
+
+async function cpuSplit(pid) {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK };
+}
+
+/** CPU a process burns doing nothing (timers, probes), per second: subtracted from the whole-run figures. */
+async function idleCpuPerSecond(pid) {
+  const before = await cpuSeconds(pid);
+  await sleep(2000);
+  return ((await cpuSeconds(pid)) - before) / 2;
 }
 
 async function rssBytes(pid) {
@@ -252,8 +264,11 @@ async function main() {
     cleanups.push(() => stop(sink));
     const sinkPort = Number(await waitFor('the sink', async () => /listening (\d+)/.exec(sink.output())?.[1]));
     log(`sink: ${CALLS} calls × ${SECONDS} s`);
+    const sinkIdle = await idleCpuPerSecond(sink.proc.pid);
+    const sinkStart = { cpu: await cpuSplit(sink.proc.pid), at: Date.now() };
     const bare = await placeCalls(`ws://127.0.0.1:${sinkPort}/twilio/media`, measurer(sink.proc.pid));
     const sinkMessages = Number(await (await fetch(`http://127.0.0.1:${sinkPort}/messages`)).text());
+    const sinkEnd = { cpu: await cpuSplit(sink.proc.pid), at: Date.now() };
     for (const call of bare.calls) call.ws.close();
     await stop(sink);
 
@@ -286,7 +301,9 @@ async function main() {
     await waitFor('the gateway', async () => (await fetch(`${base}/readyz`)).ok);
     await sleep(1000);
     const idleRss = await rssBytes(gateway.proc.pid);
+    const gatewayIdle = await idleCpuPerSecond(gateway.proc.pid);
     log(`gateway: ${CALLS} calls × ${SECONDS} s`);
+    const gatewayStart = { cpu: await cpuSplit(gateway.proc.pid), at: Date.now() };
     const full = await placeCalls(`ws://127.0.0.1:${gatewayPort}/twilio/media`, measurer(gateway.proc.pid));
     const completed = await waitFor(
       'every recording to complete',
@@ -297,6 +314,7 @@ async function main() {
       },
       120_000,
     );
+    const gatewayEnd = { cpu: await cpuSplit(gateway.proc.pid), at: Date.now() };
     const text = completed.text;
     const received = metric(text, /^callvault_frames_received_total\{source="twilio"[^}]*\} (\S+)$/gm);
     const dropped = metric(text, /^callvault_frames_dropped_total\{[^}]*\} (\S+)$/gm);
@@ -304,16 +322,29 @@ async function main() {
     const badCloses = full.calls.filter((c) => c.closeCode !== 1000).length;
 
     const perCallSecond = (w) => (w.cpu / (CALLS * w.seconds)) * 1e6;
-    const sinkUs = perCallSecond(bare.window);
-    const gatewayUs = perCallSecond(full.window);
+    // The whole run: from the first call to the last recording complete (for the sink: the last frame taken),
+    // less idle CPU. A gateway behind the traffic does part of the work after the calls, so this is the
+    // figure that counts all of it; the window figure (all calls streaming) is shown beside it.
+    const wholeRun = (start, end, idle) => {
+      const user = end.cpu.user - start.cpu.user;
+      const system = end.cpu.system - start.cpu.system;
+      const net = user + system - (idle * (end.at - start.at)) / 1000;
+      return { us: (net / (CALLS * SECONDS)) * 1e6, systemShare: system / Math.max(1e-9, user + system) };
+    };
+    const sinkRun = wholeRun(sinkStart, sinkEnd, sinkIdle);
+    const gatewayRun = wholeRun(gatewayStart, gatewayEnd, gatewayIdle);
+    const sinkUs = sinkRun.us;
+    const gatewayUs = gatewayRun.us;
     const result = {
       calls: CALLS,
       seconds: SECONDS,
       sampleRate: Number(values.rate),
       stereo: values.stereo === 'true',
-      sink: { cpuUsPerCallSecond: Math.round(sinkUs), messages: sinkMessages },
+      sink: { cpuUsPerCallSecond: Math.round(sinkUs), steadyWindowCpuUsPerCallSecond: Math.round(perCallSecond(bare.window)), messages: sinkMessages },
       gateway: {
         cpuUsPerCallSecond: Math.round(gatewayUs),
+        steadyWindowCpuUsPerCallSecond: Math.round(perCallSecond(full.window)),
+        systemCpuShare: Number(gatewayRun.systemShare.toFixed(2)),
         ratioToSink: Number((gatewayUs / sinkUs).toFixed(2)),
         callsPerCore: Math.floor(1e6 / gatewayUs),
         rssPerCallKiB: Math.round((full.window.peakRss - idleRss) / CALLS / 1024),
