@@ -7,7 +7,9 @@
  *   time:     streams INPUT through one resampler per round, CHUNK input samples per soxr_process call
  *             (the gateway hands its resampler about 100 ms at a time), and prints one line of JSON
  *             with the processing time of each round (soxr_create, which designs the filter, is not
- *             timed: the JavaScript side's designs are cached too). OUTPUT gets the last round's output.
+ *             timed: the JavaScript side's designs are cached too). Round 0 collects the whole output
+ *             into OUTPUT; later rounds write each call's output over the same small buffer, as a
+ *             streaming consumer would (and as the JavaScript side accumulates into one 100 ms buffer).
  *   segments: INPUT is a sequence of independent segments of CHUNK samples each (test tones); each
  *             is resampled on its own with soxr_oneshot and the outputs are concatenated into OUTPUT.
  * OUTPUT is raw float32 (native endianness), which keeps quality measurements clear of int16 rounding.
@@ -92,14 +94,16 @@ int main(int argc, char **argv) {
     double start = now();
     for (size_t at = 0; at < in_count; at += chunk) {
       size_t len = in_count - at < chunk ? in_count - at : chunk, idone = 0, odone = 0;
-      e = soxr_process(s, input + at, len, &idone, output + total, out_cap - total, &odone);
+      float *to = r == 0 ? output + total : output;
+      e = soxr_process(s, input + at, len, &idone, to, r == 0 ? out_cap - total : out_cap, &odone);
       if (e) die("soxr_process", e);
       if (idone != len) die("soxr_process left input unconsumed", NULL);
       total += odone;
     }
     for (;;) { /* Flush the filter's tail. */
       size_t odone = 0;
-      e = soxr_process(s, NULL, 0, NULL, output + total, out_cap - total, &odone);
+      float *to = r == 0 ? output + total : output;
+      e = soxr_process(s, NULL, 0, NULL, to, r == 0 ? out_cap - total : out_cap, &odone);
       if (e) die("soxr_process", e);
       if (odone == 0) break;
       total += odone;
@@ -107,9 +111,9 @@ int main(int argc, char **argv) {
     double elapsed = now() - start;
     soxr_delete(s);
     printf("%s%.9f", r ? "," : "", elapsed);
+    if (r == 0) fwrite(output, sizeof(float), total, out);
   }
   printf("],\"outputSamples\":%zu,\"engine\":\"%s\"}\n", total, engine);
-  fwrite(output, sizeof(float), total, out);
   fclose(out);
   return 0;
 }

@@ -14,8 +14,11 @@
  * time n / outRate exactly, whatever the input rate. Tracks recorded at different rates therefore
  * line up with each other to the sample.
  *
+ * 8 kHz → 48 kHz runs as 8 → 16 → 48 kHz (see CASCADE_UP); `taps` is then the exact equivalent single
+ * prototype, and the index arithmetic below is unchanged.
+ *
  * Designs depend only on (L, M); they are computed once per thread and cached here, never carried in
- * the per-call state. Designing takes tens of milliseconds (about 0.1 to 0.3 s for 8 kHz → 48 kHz, the
+ * the per-call state. Designing takes a few tens of milliseconds (about 0.1 s for 48 kHz → 8 kHz, the
  * longest), once per worker thread and ratio. How the dot products run (float32, WebAssembly SIMD,
  * bit-identical scalar reference) is described further down, above resampleAccumulate's helpers.
  */
@@ -54,7 +57,18 @@ export interface ResamplerQuality {
   passbandRippleDb?: number;
 }
 
-export interface ResamplerDesign {
+/** One rational rate change: what the index arithmetic and the kernels need. */
+export interface ResamplerStage {
+  up: number;
+  down: number;
+  taps: Float64Array;
+  delay: number;
+  tapsPerPhase: number;
+  phaseTable: Float32Array;
+  kernel: Kernel;
+}
+
+export interface ResamplerDesign extends ResamplerStage {
   inRate: number;
   outRate: number;
   /** Upsampling factor L = outRate / gcd. */
@@ -269,6 +283,10 @@ function designPrototype(up: number, down: number, attenuationDb: number, passDe
   const nyquist = 1 / (2 * Math.max(up, down));
   const passEdge = RESAMPLER_SPEC.passbandEdgeFraction * nyquist;
   const stopEdge = RESAMPLER_SPEC.stopbandEdgeFraction * nyquist;
+  return designLowpass(up, down, passEdge, stopEdge, attenuationDb, passDeviation);
+}
+
+function designLowpass(up: number, down: number, passEdge: number, stopEdge: number, attenuationDb: number, passDeviation: number): Float64Array {
   const lowpass =
     Math.max(up, down) <= MAX_EQUIRIPPLE_FACTOR
       ? equirippleLowpass(passEdge, stopEdge, attenuationDb, passDeviation)
@@ -287,13 +305,8 @@ interface Polyphase {
 const polyphaseByRatio = new Map<string, Polyphase>();
 const designsByRates = new Map<string, ResamplerDesign>();
 
-function polyphaseFor(up: number, down: number, attenuationDb: number, passDeviation: number): Polyphase {
-  const key = `${up}/${down}/${attenuationDb}/${passDeviation}`;
-  const cached = polyphaseByRatio.get(key);
-  if (cached) return cached;
-  // The arithmetic is single precision (see resampleAccumulate); `taps` holds exactly the values used.
-  const taps = designPrototype(up, down, attenuationDb, passDeviation).map(Math.fround);
-  const tapsPerPhase = Math.ceil(taps.length / up);
+/** Phase p's taps, ordered to match ascending input index (zero where a phase is shorter). */
+function phaseTableOf(taps: Float64Array, up: number, tapsPerPhase: number): Float32Array {
   const phaseTable = new Float32Array(up * tapsPerPhase);
   for (let phase = 0; phase < up; phase++) {
     for (let k = 0; k < tapsPerPhase; k++) {
@@ -301,9 +314,64 @@ function polyphaseFor(up: number, down: number, attenuationDb: number, passDevia
       phaseTable[phase * tapsPerPhase + (tapsPerPhase - 1 - k)] = tapIndex < taps.length ? taps[tapIndex]! : 0;
     }
   }
-  const polyphase = { taps, tapsPerPhase, phaseTable, kernel: createKernel(up, down, tapsPerPhase, phaseTable) };
+  return phaseTable;
+}
+
+function stageOf(up: number, down: number, taps: Float64Array): ResamplerStage {
+  const tapsPerPhase = Math.ceil(taps.length / up);
+  const phaseTable = phaseTableOf(taps, up, tapsPerPhase);
+  return { up, down, taps, delay: (taps.length - 1) / 2, tapsPerPhase, phaseTable, kernel: createKernel(up, down, tapsPerPhase, phaseTable) };
+}
+
+/**
+ * Upsampling by 2·K (8 kHz → 48 kHz: K = 3) runs as two stages: ×2 with the sharp filter (the same
+ * design as 8 kHz → 16 kHz, 58 taps per output), then ×K with a short one that only has to remove the
+ * images of that band, which the first stage has already cleared up to 1.5·fs_in (pass 0.85·fN, stop
+ * from 2·fs_in − fN: a wide transition, about 10 taps per output). About half the arithmetic of the
+ * single 6× prototype. The first stage keeps the whole passband deviation allowed and the second a
+ * tenth of it; the stopband is the first stage's up to 1.5·fs_in and the second's beyond.
+ */
+const CASCADE_UP: readonly number[] = [4, 6];
+
+function polyphaseFor(up: number, down: number, attenuationDb: number, passDeviation: number): Polyphase {
+  const key = `${up}/${down}/${attenuationDb}/${passDeviation}`;
+  const cached = polyphaseByRatio.get(key);
+  if (cached) return cached;
+  let polyphase: Polyphase;
+  if (down === 1 && CASCADE_UP.includes(up)) {
+    polyphase = cascadeFor(up, attenuationDb, passDeviation);
+  } else {
+    // The arithmetic is single precision (see resampleAccumulate); `taps` holds exactly the values used.
+    const { taps, tapsPerPhase, phaseTable, kernel } = stageOf(up, down, designPrototype(up, down, attenuationDb, passDeviation).map(Math.fround));
+    polyphase = { taps, tapsPerPhase, phaseTable, kernel };
+  }
   polyphaseByRatio.set(key, polyphase);
   return polyphase;
+}
+
+function cascadeFor(up: number, attenuationDb: number, passDeviation: number): Polyphase {
+  const rest = up / 2;
+  const doubling = polyphaseFor(2, 1, attenuationDb, passDeviation);
+  const first: ResamplerStage = { up: 2, down: 1, delay: (doubling.taps.length - 1) / 2, ...doubling };
+  // In cycles per sample at the final rate, where the input rate is 1 / up.
+  const passEdge = (RESAMPLER_SPEC.passbandEdgeFraction * 0.5) / up;
+  const stopEdge = (2 - 0.5) / up;
+  const second = stageOf(rest, 1, designLowpass(rest, 1, passEdge, stopEdge, attenuationDb, passDeviation / 10).map(Math.fround));
+  // The equivalent single prototype: the first stage's taps spread `rest` apart, convolved with the second's.
+  const taps = new Float64Array(rest * (first.taps.length - 1) + second.taps.length);
+  for (let i = 0; i < first.taps.length; i++) {
+    for (let j = 0; j < second.taps.length; j++) taps[rest * i + j]! += first.taps[i]! * second.taps[j]!;
+  }
+  const delay = (taps.length - 1) / 2;
+  // Input an output reads through both stages: its span is periodic in the output index with period up.
+  let tapsPerPhase = 0;
+  for (let n = 0; n < up; n++) {
+    const last = lastInputFor(first, lastInputFor(second, n));
+    const lowest = firstInputFor(first, firstInputFor(second, n));
+    tapsPerPhase = Math.max(tapsPerPhase, last - lowest + 1);
+  }
+  const kernel: Kernel = { kind: 'cascade', residues: 1, groups: [], stages: [first, second] };
+  return { taps, tapsPerPhase, phaseTable: phaseTableOf(taps, up, tapsPerPhase), kernel };
 }
 
 export function designResampler(inRate: number, outRate: number, quality?: ResamplerQuality): ResamplerDesign {
@@ -337,17 +405,17 @@ export function designResampler(inRate: number, outRate: number, quality?: Resam
 }
 
 /** Highest input index output n reads. */
-export function lastInputFor(design: ResamplerDesign, outputIndex: number): number {
+export function lastInputFor(design: ResamplerStage, outputIndex: number): number {
   return Math.floor((outputIndex * design.down + design.delay) / design.up);
 }
 
 /** Lowest input index output n reads (negative indices are the silence before the call). */
-export function firstInputFor(design: ResamplerDesign, outputIndex: number): number {
+export function firstInputFor(design: ResamplerStage, outputIndex: number): number {
   return lastInputFor(design, outputIndex) - design.tapsPerPhase + 1;
 }
 
 /** How many outputs (from index 0) can be computed once input [0, inputEnd) is known. */
-export function outputsComputable(design: ResamplerDesign, inputEnd: number): number {
+export function outputsComputable(design: ResamplerStage, inputEnd: number): number {
   // Output n is computable while n·M + delay < inputEnd·L.
   const limit = inputEnd * design.up - 1 - design.delay;
   if (limit < 0) return 0;
@@ -363,10 +431,12 @@ export function outputsComputable(design: ResamplerDesign, inputEnd: number): nu
  *     (R = M where the SIMD kernel takes M, see createKernel; else 1);
  *   - a phase whose taps are symmetric (every phase when L ≤ 2, and when downsampling by an integer, since
  *     the prototype is; some of the others) is folded: only the first half is visited, and tap k
- *     multiplies x[k] + x[T′ − 1 − k] (an exact sum of two int16 values; T′ the phase's length without
- *     the zeros that pad it; the middle tap of an odd T′ is halved, which makes its product exact too);
- *   - every product and every partial sum is rounded to float32, and the float32 result is added to
- *     the float64 accumulator.
+ *     multiplies x[k] + x[T′ − 1 − k] (T′ the phase's length without the zeros that pad it; the middle
+ *     tap of an odd T′ is halved and multiplies 2·x[k], the same product);
+ *   - every pair sum, product and partial sum is rounded to float32 (a pair of int16 samples sums
+ *     exactly), and the float32 result is added to the float64 accumulator;
+ *   - a cascade (8 kHz → 48 kHz, see CASCADE_UP) does that twice: its first stage's outputs, float32,
+ *     are the second stage's input samples.
  *
  * So the result is a property of the output index alone: batching cannot change a single bit.
  *
@@ -400,11 +470,13 @@ export interface TapGroup {
 }
 
 export interface Kernel {
-  kind: 'identity' | 'simd' | 'scalar';
+  kind: 'identity' | 'simd' | 'scalar' | 'cascade';
   /** R: the stride between the taps of a group. */
   residues: number;
   /** Per phase, its groups in summation order. */
   groups: TapGroup[][];
+  /** Cascade only: ×2, then ×L/2; the first stage's outputs are float32 and are the second's input. */
+  stages?: [ResamplerStage, ResamplerStage];
 }
 
 function leb(value: number): number[] {
@@ -589,6 +661,26 @@ function scatterBody(): number[] {
   ];
 }
 
+/**
+ *   store(y, dst, count, stride)   (count ≥ 1)
+ *     for j < count: f32[dst + j·stride] = f32[y + 4j]
+ *   a cascade's first stage: one phase class of the intermediate signal, L samples apart.
+ */
+function storeBody(): number[] {
+  const [Y, DST, COUNT, STRIDE] = [0, 1, 2, 3];
+  return [
+    0,
+    0x03, 0x40,
+    ...get(DST), ...get(Y), 0x2a, ...memarg(2), 0x38, ...memarg(2), // f32.store(dst, f32.load(y))
+    ...get(DST), ...get(STRIDE), add32, ...set(DST),
+    ...get(Y), ...i32(4), add32, ...set(Y),
+    ...get(COUNT), ...i32(1), sub32, ...tee(COUNT),
+    0x0d, 0,
+    0x0b,
+    0x0b,
+  ];
+}
+
 /** The kernels' WebAssembly module, assembled here rather than shipped as a binary. */
 function kernelModule(): Uint8Array {
   const code = (body: number[]): number[] => [...leb(body.length), ...body];
@@ -599,15 +691,16 @@ function kernelModule(): Uint8Array {
     ['scatter', 0, 3],
     ['widen8', 0, 4],
     ['zero', 0, 5],
+    ['store', 0, 6],
     ['memory', 2, 0],
   ];
   return Uint8Array.from([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, [4, 0x60, 7, I32, I32, I32, I32, I32, I32, I32, 0, 0x60, 4, I32, I32, I32, I32, 0, 0x60, 3, I32, I32, I32, 0, 0x60, 2, I32, I32, 0]),
-    ...section(3, [6, 0, 0, 1, 1, 2, 3]),
+    ...section(3, [7, 0, 0, 1, 1, 2, 3, 1]),
     ...section(5, [1, 0x00, 1]),
     ...section(7, [exports.length, ...exports.flatMap(([n, kind, index]) => [...name(n), kind, index])]),
-    ...section(10, [6, ...[firBody(false), firBody(true), widenBody(), scatterBody(), widen8Body(), zeroBody()].flatMap(code)]),
+    ...section(10, [7, ...[firBody(false), firBody(true), widenBody(), scatterBody(), widen8Body(), zeroBody(), storeBody()].flatMap(code)]),
   ]);
 }
 
@@ -633,6 +726,7 @@ interface Simd {
   widen8: Widen8;
   zero: Zero;
   scatter: Scatter;
+  store: Scatter;
   memory: WasmMemory;
   heap: Float32Array;
   heap16: Int16Array;
@@ -657,6 +751,7 @@ function loadSimd(): Simd | null {
     widen: exports['widen'] as Widen,
     widen8: exports['widen8'] as Widen8,
     zero: exports['zero'] as Zero,
+    store: exports['store'] as Scatter,
     scatter: exports['scatter'] as Scatter,
     memory,
     ...views(memory),
@@ -721,7 +816,7 @@ function createKernel(up: number, down: number, tapsPerPhase: number, phaseTable
  * the call was batched, nor on which of the two implementations ran.
  */
 export function resampleAccumulate(
-  design: ResamplerDesign,
+  design: ResamplerStage,
   input: Int16Array,
   inputStart: number,
   firstOutput: number,
@@ -729,7 +824,9 @@ export function resampleAccumulate(
   accumulator: Float64Array,
 ): void {
   if (count <= 0) return;
-  if (design.kernel.kind === 'simd' && simd !== null) {
+  const { kernel } = design;
+  const stagesOnSimd = kernel.kind === 'cascade' && kernel.stages!.every((stage) => stage.kernel.kind === 'simd');
+  if (simd !== null && (kernel.kind === 'simd' || stagesOnSimd)) {
     for (let done = 0; done < count; done += PIECE_OUTPUTS) {
       simdPiece(simd, design, input, inputStart, firstOutput + done, Math.min(PIECE_OUTPUTS, count - done), accumulator, done);
     }
@@ -738,9 +835,66 @@ export function resampleAccumulate(
   }
 }
 
+/** Scratch layout of one stage's input streams: their stride and, by timeline index, where a sample lives. */
+interface Streams {
+  at: number;
+  length: number;
+  /** Timeline index of stream 0's first sample. */
+  start: number;
+}
+
+/** A stage's M float32 streams (with the zeroed padding the spare lanes read) from int16 input, at `at`. */
+function widenInput(state: Simd, stage: ResamplerStage, input: Int16Array, inputStart: number, start: number, span: number, rawAt: number, at: number): Streams {
+  const { down } = stage;
+  const length = streamLength(span, down);
+  state.heap16.set(input.subarray(start - inputStart, start - inputStart + span), rawAt >> 1);
+  for (let q = 0; q < down; q++) {
+    const count = Math.ceil((span - q) / down);
+    const streamAt = at + 4 * q * length;
+    if (down === 1) state.widen8(rawAt, Math.ceil(count / 8), streamAt);
+    else state.widen(rawAt + 2 * q, 2 * down, count, streamAt);
+    state.zero(streamAt + 4 * count, length - count);
+  }
+  return { at, length, start };
+}
+
+/** A class's padding lanes (to the end of its last block) read up to LANES_PER_BLOCK past the real ones; widen8 overshoots by 7. */
+const streamLength = (span: number, down: number): number => Math.ceil(span / down) + LANES_PER_BLOCK + 8;
+
+/**
+ * Outputs [first, first + count) of one stage, from its streams, phase class by phase class through
+ * `y` (float32 scratch); each class then goes to `target`: added into the float64 mix there, or stored
+ * as float32 (a cascade's intermediate signal), L outputs apart either way.
+ */
+function runStage(state: Simd, stage: ResamplerStage, streams: Streams, first: number, count: number, y: number, target: { mix: boolean; at: number }): void {
+  const { up, down, tapsPerPhase, delay } = stage;
+  const { fir, firFolded, scatter, store } = state;
+  const address = (index: number): number => {
+    const q = index % down;
+    return streams.at + 4 * (q * streams.length + (index - q) / down);
+  };
+  const classes = Math.min(up, count);
+  for (let c = 0; c < classes; c++) {
+    const time = (first + c) * down + delay;
+    const last = Math.floor(time / up);
+    const phase = time - last * up;
+    const base = last - tapsPerPhase + 1 - streams.start;
+    const lanes = Math.floor((count - 1 - c) / up) + 1;
+    const blocks = Math.ceil(lanes / LANES_PER_BLOCK);
+    const groups = stage.kernel.groups[phase]!;
+    for (let g = 0; g < groups.length; g++) {
+      const group = groups[g]!;
+      const kernel = group.folded ? firFolded : fir;
+      kernel(address(base + group.first), address(base + group.partner), group.offset, group.coefficients.length, y, blocks, g);
+    }
+    if (target.mix) scatter(y, target.at + 8 * c, lanes, 8 * up);
+    else store(y, target.at + 4 * c, lanes, 4 * up);
+  }
+}
+
 function simdPiece(
   state: Simd,
-  design: ResamplerDesign,
+  design: ResamplerStage,
   input: Int16Array,
   inputStart: number,
   first: number,
@@ -748,65 +902,55 @@ function simdPiece(
   accumulator: Float64Array,
   accumulatorOffset: number,
 ): void {
-  const { up, down, tapsPerPhase, delay } = design;
-  const start = firstInputFor(design, first);
-  const span = lastInputFor(design, first + count - 1) - start + 1;
-  const lanesMax = Math.ceil(count / up);
-  const blocksMax = Math.ceil(lanesMax / LANES_PER_BLOCK);
-  // A class's padding lanes (up to the end of its last block) read at most LANES_PER_BLOCK past the real ones.
-  // widen8 writes up to 7 floats past a stream's end before they are zeroed.
-  const streamLength = Math.ceil(span / down) + LANES_PER_BLOCK + 8;
-  // Scratch: the mix (float64), the raw input (int16), its M streams (float32), one class's outputs (float32).
+  const stages = design.kernel.stages ?? [design];
+  const head = stages[0]!;
+  // The first stage's outputs: this piece's, or, in a cascade, the intermediate samples the second stage reads.
+  const tail = stages[stages.length - 1]!;
+  const headFirst = stages.length === 1 ? first : firstInputFor(tail, first);
+  const headCount = stages.length === 1 ? count : lastInputFor(tail, first + count - 1) - headFirst + 1;
+  const start = firstInputFor(head, headFirst);
+  const span = lastInputFor(head, headFirst + headCount - 1) - start + 1;
+  // Scratch: the mix (float64), the raw input (int16), its streams (float32), the intermediate stream, a class's outputs.
   const mixAt = align16(state.tablesEnd);
   const rawAt = align16(mixAt + 8 * count);
   const streamsAt = align16(rawAt + 2 * span + 16);
-  const outAt = align16(streamsAt + 4 * down * streamLength);
-  reserve(state, outAt + 4 * LANES_PER_BLOCK * blocksMax);
-  const { heap16, heap64, fir, firFolded, scatter, widen, widen8, zero } = state;
-  heap64.set(accumulator.subarray(accumulatorOffset, accumulatorOffset + count), mixAt >> 3);
-  heap16.set(input.subarray(start - inputStart, start - inputStart + span), rawAt >> 1);
-  for (let q = 0; q < down; q++) {
-    const length = Math.ceil((span - q) / down);
-    const at = streamsAt + 4 * q * streamLength;
-    if (down === 1) widen8(rawAt, Math.ceil(length / 8), at);
-    else widen(rawAt + 2 * q, 2 * down, length, at);
-    zero(at + 4 * length, streamLength - length);
+  const middleAt = align16(streamsAt + 4 * head.down * streamLength(span, head.down));
+  const middleLength = stages.length === 1 ? 0 : streamLength(headCount, 1);
+  const outAt = align16(middleAt + 4 * middleLength);
+  const lanesMax = Math.max(...stages.map((stage, i) => Math.ceil((i === 0 ? headCount : count) / stage.up)));
+  reserve(state, outAt + 4 * LANES_PER_BLOCK * (Math.ceil(lanesMax / LANES_PER_BLOCK) + 1));
+  state.heap64.set(accumulator.subarray(accumulatorOffset, accumulatorOffset + count), mixAt >> 3);
+  const streams = widenInput(state, head, input, inputStart, start, span, rawAt, streamsAt);
+  if (stages.length === 1) {
+    runStage(state, head, streams, first, count, outAt, { mix: true, at: mixAt });
+  } else {
+    runStage(state, head, streams, headFirst, headCount, outAt, { mix: false, at: middleAt });
+    state.zero(middleAt + 4 * headCount, middleLength - headCount);
+    runStage(state, tail, { at: middleAt, length: middleLength, start: headFirst }, first, count, outAt, { mix: true, at: mixAt });
   }
-  // Byte address of x[start + index] for every output of this class's lane 0, by stream.
-  const address = (index: number): number => {
-    const q = index % down;
-    return streamsAt + 4 * (q * streamLength + (index - q) / down);
-  };
-  const classes = Math.min(up, count);
-  for (let c = 0; c < classes; c++) {
-    const time = (first + c) * down + delay;
-    const last = Math.floor(time / up);
-    const phase = time - last * up;
-    const base = last - tapsPerPhase + 1 - start;
-    const lanes = Math.floor((count - 1 - c) / up) + 1;
-    const blocks = Math.ceil(lanes / LANES_PER_BLOCK);
-    const groups = design.kernel.groups[phase]!;
-    for (let g = 0; g < groups.length; g++) {
-      const group = groups[g]!;
-      const kernel = group.folded ? firFolded : fir;
-      kernel(address(base + group.first), address(base + group.partner), group.offset, group.coefficients.length, outAt, blocks, g);
-    }
-    scatter(outAt, mixAt + 8 * c, lanes, 8 * up);
-  }
-  accumulator.set(heap64.subarray(mixAt >> 3, (mixAt >> 3) + count), accumulatorOffset);
+  accumulator.set(state.heap64.subarray(mixAt >> 3, (mixAt >> 3) + count), accumulatorOffset);
 }
 
 /** The reference arithmetic, one output at a time (used where the SIMD kernel is not). */
 export function resampleAccumulateScalar(
-  design: ResamplerDesign,
-  input: Int16Array,
+  design: ResamplerStage,
+  input: ArrayLike<number>,
   inputStart: number,
   firstOutput: number,
   count: number,
   accumulator: Float64Array,
 ): void {
   const { up, down, tapsPerPhase } = design;
-  const { kind, residues, groups } = design.kernel;
+  const { kind, residues, groups, stages } = design.kernel;
+  if (kind === 'cascade') {
+    const [head, tail] = stages!;
+    // The intermediate signal, float32 values (an accumulator starting at zero adds them exactly).
+    const middleFirst = firstInputFor(tail, firstOutput);
+    const middle = new Float64Array(lastInputFor(tail, firstOutput + count - 1) - middleFirst + 1);
+    resampleAccumulateScalar(head, input, inputStart, middleFirst, middle.length, middle);
+    resampleAccumulateScalar(tail, middle, middleFirst, firstOutput, count, accumulator);
+    return;
+  }
   if (kind === 'identity') {
     const offset = firstOutput - inputStart;
     for (let n = 0; n < count; n++) accumulator[n]! += input[offset + n]!;
@@ -824,7 +968,7 @@ export function resampleAccumulateScalar(
       let u = base + group.first;
       if (group.folded) {
         let v = base + group.partner;
-        for (let i = 0; i < h.length; i++, u += residues, v -= residues) sum = fround(sum + fround(h[i]! * (input[u]! + input[v]!)));
+        for (let i = 0; i < h.length; i++, u += residues, v -= residues) sum = fround(sum + fround(h[i]! * fround(input[u]! + input[v]!)));
       } else {
         for (let i = 0; i < h.length; i++, u += residues) sum = fround(sum + fround(h[i]! * input[u]!));
       }

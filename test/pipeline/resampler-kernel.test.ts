@@ -6,7 +6,7 @@ import {
   lastInputFor,
   resampleAccumulate,
   resampleAccumulateScalar,
-  type ResamplerDesign,
+  type ResamplerStage,
 } from '../../dist/pipeline/resampler.js';
 import { db } from '../support/audio.js';
 import { seededRandom } from '../support/random.js';
@@ -31,7 +31,7 @@ const RATIOS: Array<[number, number]> = [
 type Resample = typeof resampleAccumulate;
 
 /** Outputs [0, outputs) of `input` (timeline 0 …), silence before and after it, computed in the given pieces. */
-function resample(design: ResamplerDesign, input: Int16Array, outputs: number, pieces: number[] = [outputs], run: Resample = resampleAccumulate): Float64Array {
+function resample(design: ResamplerStage, input: Int16Array, outputs: number, pieces: number[] = [outputs], run: Resample = resampleAccumulate): Float64Array {
   const start = firstInputFor(design, 0);
   const padded = new Int16Array(lastInputFor(design, outputs - 1) + 1 - start);
   padded.set(input.subarray(0, Math.min(input.length, padded.length + start)), -start);
@@ -58,21 +58,34 @@ function amplitudeAt(samples: Float64Array, from: number, length: number, rate: 
 }
 
 describe('resampling kernel', () => {
-  test.each(RATIOS)('%i → %i: every output applies exactly the design’s taps to the input it reads', (inRate, outRate) => {
-    const design = designResampler(inRate, outRate);
-    const { up, down, delay, taps } = design;
+  /** Each output of `stage` from an impulse at input j < M, against the taps it must have gone through. */
+  function impulseResponses(stage: ResamplerStage, check: (got: number, expected: number, label: string) => void): void {
+    const { up, down, delay, taps } = stage;
     // An impulse at input j reaches output n through tap n·M + delay − j·L; j < M covers every tap once.
     for (let j = 0; j < down; j++) {
       const input = new Int16Array(j + 1);
       input[j] = 16384;
       const outputs = Math.ceil((taps.length + j * up) / down) + 2;
-      const out = resample(design, input, outputs);
+      const out = resample(stage, input, outputs);
       for (let n = 0; n < outputs; n++) {
         const t = n * down + delay - j * up;
-        // Products and sums are exact here (one nonzero term, scaled by a power of two): any slip in which
-        // tap meets which sample, or a fold that pairs the wrong samples, shows as a mismatch.
-        expect(out[n], `output ${n}, impulse at ${j}`).toBe(t >= 0 && t < taps.length ? taps[t]! * 16384 : 0);
+        check(out[n]!, t >= 0 && t < taps.length ? taps[t]! * 16384 : 0, `output ${n}, impulse at ${j}`);
       }
+    }
+  }
+
+  test.each(RATIOS)('%i → %i: every output applies exactly the design’s taps to the input it reads', (inRate, outRate) => {
+    const design = designResampler(inRate, outRate);
+    // Products and sums are exact here (one nonzero term, scaled by a power of two): any slip in which
+    // tap meets which sample, or a fold that pairs the wrong samples, shows as a mismatch.
+    const exact = (got: number, expected: number, label: string): void => {
+      expect(got, label).toBe(expected);
+    };
+    const stages = design.kernel.stages ?? [design];
+    for (const stage of stages) impulseResponses(stage, exact);
+    if (stages.length > 1) {
+      // Through both stages an output sums several products of float32 values: the equivalent prototype, to float32 rounding.
+      impulseResponses(design, (got, expected, label) => expect(Math.abs(got - expected), label).toBeLessThan(16384 * 4e-6));
     }
   });
 
@@ -94,9 +107,19 @@ describe('resampling kernel', () => {
     }
   });
 
-  test('the ratios the gateway meets run on the WebAssembly SIMD kernel; 44.1 kHz ↔ 48 kHz on the scalar reference', () => {
+  test('the ratios the gateway meets run on the WebAssembly SIMD kernel (8 kHz → 48 kHz as ×2 then ×3); 44.1 kHz ↔ 48 kHz on the scalar reference', () => {
     for (const [inRate, outRate] of RATIOS) {
-      expect(designResampler(inRate, outRate).kernel.kind, `${inRate} → ${outRate}`).toBe(inRate === 44100 ? 'scalar' : 'simd');
+      const { kernel } = designResampler(inRate, outRate);
+      const label = `${inRate} → ${outRate}`;
+      if (inRate === 8000 && outRate === 48000) {
+        expect(kernel.kind, label).toBe('cascade');
+        expect(kernel.stages!.map((stage) => [stage.up, stage.down, stage.kernel.kind]), label).toEqual([
+          [2, 1, 'simd'],
+          [3, 1, 'simd'],
+        ]);
+        // Its first stage is the 8 kHz → 16 kHz design itself.
+        expect(kernel.stages![0]!.taps).toBe(designResampler(8000, 16000).taps);
+      } else expect(kernel.kind, label).toBe(inRate === 44100 ? 'scalar' : 'simd');
     }
     expect(designResampler(16000, 16000).kernel.kind).toBe('identity');
   });
