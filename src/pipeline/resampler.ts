@@ -450,7 +450,7 @@ export function outputsComputable(design: ResamplerStage, inputEnd: number): num
  * the SIMD kernel a tap or two per group, and any host without WebAssembly SIMD.
  */
 
-/** The SIMD kernel takes M up to this, while each group keeps at least 8 taps. */
+/** The SIMD kernel takes M up to this, while each group keeps at least 16 taps. */
 const MAX_SIMD_DOWN = 16;
 /** f32x4 accumulators per kernel block; a block computes 4·ACCUMULATORS outputs. */
 const ACCUMULATORS = 4;
