@@ -29,6 +29,8 @@ const { values } = parseArgs({
     stereo: { type: 'string', default: 'true' },
     database: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
     'ramp-seconds': { type: 'string', default: '2' },
+    /** Writes V8 CPU profiles of the gateway (main thread and workers) into this folder. */
+    'cpu-prof': { type: 'string' },
   },
 });
 const CALLS = Number(values.calls);
@@ -275,7 +277,7 @@ async function main() {
     // 2. The gateway.
     const gateway = child(
       process.execPath,
-      ['dist/main.js'],
+      [...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []), 'dist/main.js'],
       {
         ...s3,
         PORT: String(gatewayPort),
