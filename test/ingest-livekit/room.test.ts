@@ -80,6 +80,7 @@ describe('LiveKit room participant mode', () => {
     let agentSpeaking: Promise<number> | undefined;
     // Each mute is bracketed: asked for at *RequestedAt, confirmed by the server at *At. On a loaded machine the
     // two can be far apart, so audio is expected up to the request and silence only from the confirmation.
+    let agentJoinRequestedAt = 0;
     let muteRequestedAt = 0;
     let mutedAt = 0;
     let unmuteRequestedAt = 0;
@@ -88,13 +89,15 @@ describe('LiveKit room participant mode', () => {
     const callerStart = await caller.speak(5.0, [
       {
         atS: 1.0,
-        run: () =>
+        run: () => {
+          agentJoinRequestedAt = Date.now();
           cues.push(
             publisher(room, 'agent-bot', AGENT_HZ, agentByKind ? { kind: 'agent' } : {}).then((joined) => {
               agent = joined;
               agentSpeaking = joined.speak(2.5);
             }),
-          ),
+          );
+        },
       },
       {
         atS: 2.0,
@@ -137,9 +140,9 @@ describe('LiveKit room participant mode', () => {
     expect(rmsIn(right, sampleRate, 0, agentOnset - 0.05)).toBeLessThan(AMPLITUDE * 0.01);
 
     // Channel mapping: caller left, agent right, nothing crossing over.
-    // The caller's first second: on a starved machine the SDK's delivery can stall for a few hundred ms, and a
-    // late frame becomes a gap of silence there; the tone must still fill most of it (silence is < 1 %).
-    expect(toneIn(left, sampleRate, CALLER_HZ, callerOnset + 0.1, rel(muteRequestedAt) - 0.1)).toBeGreaterThan(AMPLITUDE * 0.5);
+    // The caller alone, before the agent joins: the join (a second rtc-node connection in this same test process)
+    // can starve the test's own publisher for a moment, and what it then fails to send is silence in the room.
+    expect(toneIn(left, sampleRate, CALLER_HZ, callerOnset + 0.1, rel(Math.min(agentJoinRequestedAt, muteRequestedAt)) - 0.1)).toBeGreaterThan(AMPLITUDE * 0.6);
     expect(toneIn(right, sampleRate, AGENT_HZ, agentOnset + 0.1, agentOnset + 2.5)).toBeGreaterThan(AMPLITUDE * 0.6);
     expect(toneIn(left, sampleRate, AGENT_HZ, agentOnset, agentOnset + 2.5)).toBeLessThan(AMPLITUDE * 0.01);
     expect(toneIn(right, sampleRate, CALLER_HZ, callerOnset, callerOnset + 3.5)).toBeLessThan(AMPLITUDE * 0.01);
