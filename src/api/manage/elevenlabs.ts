@@ -6,7 +6,7 @@
  * names its CallSid, else to a call keyed by the conversation id. Any other event type answers 200 and is
  * ignored, so ElevenLabs keeps the webhook enabled.
  */
-import { Piscina } from 'piscina';
+import { Worker } from 'node:worker_threads';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
 import type { Call } from '../../db/index.js';
 import type { GatewayPort } from '../../gateway/port.js';
@@ -102,17 +102,34 @@ export function registerElevenLabsRoutes(router: Router, gateway: GatewayPort): 
   // Unsigned deliveries are buffered before their signature can be checked: with no secret configured every
   // delivery is refused anyway, so nothing large is read at all.
   const configured = (gateway.options.elevenlabs?.webhookSecrets.length ?? 0) > 0;
-  let pool: Piscina<PostCallInput, PostCallReading> | null = null;
-  const read: Reader = (input) => {
-    pool ??= new Piscina({ filename: new URL('./elevenlabs-worker.js', import.meta.url).href, minThreads: 0, maxThreads: 1, idleTimeout: 30_000 });
-    // A body that owns its memory is moved to the worker, not copied.
-    const owned = input.raw.byteOffset === 0 && input.raw.byteLength === input.raw.buffer.byteLength && input.raw.byteLength > 64 * 1024;
-    return pool.run(input, owned ? { transferList: [input.raw.buffer as ArrayBuffer] } : {});
-  };
+  const workers = new Set<Worker>();
+  // One worker thread per delivery: deliveries are rare and each is one big job.
+  const read: Reader = (input) =>
+    new Promise<PostCallReading>((resolve, reject) => {
+      const worker = new Worker(new URL('./elevenlabs-worker.js', import.meta.url));
+      workers.add(worker);
+      let settled = false;
+      worker.once('message', (reading: PostCallReading) => {
+        settled = true;
+        resolve(reading);
+        void worker.terminate();
+      });
+      worker.once('error', (err) => {
+        settled = true;
+        reject(new CallvaultError(ErrorCode.Internal, 'the ElevenLabs delivery could not be read', { cause: err }));
+      });
+      worker.once('exit', (code) => {
+        workers.delete(worker);
+        if (!settled) reject(new CallvaultError(ErrorCode.Internal, 'the ElevenLabs delivery reader stopped', { details: { exitCode: code } }));
+      });
+      // A body that owns its memory is moved to the worker, not copied.
+      const owned = input.raw.byteOffset === 0 && input.raw.byteLength === input.raw.buffer.byteLength && input.raw.byteLength > 64 * 1024;
+      worker.postMessage(input, owned ? [input.raw.buffer as ArrayBuffer] : []);
+    });
   gateway.signal.addEventListener(
     'abort',
     () => {
-      void pool?.close().catch((err: unknown) => gateway.options.logger.error({ err }, 'elevenlabs worker did not close cleanly'));
+      for (const worker of workers) void worker.terminate();
     },
     { once: true },
   );
