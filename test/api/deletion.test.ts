@@ -2,6 +2,7 @@
  * DELETE /calls/:callId/recording: the object and the metadata go, nothing is left in the bucket (no
  * object, no multipart upload), concurrent deletions agree, and an in-progress recording is stopped.
  */
+import { randomCallSid } from '../../dist/ingest/twilio/index.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { listBucket, recordingsOfCall, startTestGateway, type TestGateway } from '../support/gateway.js';
 import { api, inProgressRecording, placeCall, recordingPath, spoolFilesOf, until } from './support.js';
@@ -72,13 +73,10 @@ describe('deleting a completed recording', () => {
 
 describe('deleting a recording in progress', () => {
   test('stops it, aborts its upload, removes its spool and its row; the rest of the call records nothing', async () => {
-    const calling = placeCall(t, { durationMs: 4000, realtime: true });
-    const row = await until(async () => {
-      const page = await t.gateway.db.recordings.list('acme', { status: 'in_progress', page: 0, limit: 1 });
-      return page.rows[0];
-    }, 'a recording in progress');
-    const call = await t.gateway.db.calls.get('acme', row.callId!);
-    const callSid = call!.externalId;
+    const callSid = randomCallSid();
+    const calling = placeCall(t, { callSid, durationMs: 4000, realtime: true });
+    // This call's recording (an earlier test's may still be finishing).
+    const row = await until(async () => (await recordingsOfCall(t, 'acme', callSid)).find((r) => r.status === 'in_progress'), 'a recording in progress');
     expect((await inProgressRecording(t, 'acme', callSid)).id).toBe(row.id);
     expect(await spoolFilesOf(t, row.id)).not.toEqual([]);
     expect(t.gateway.findLiveRecording('acme', row.id)).not.toBeNull();

@@ -222,7 +222,10 @@ describe('alert rules', () => {
       [...alertRules().keys()].map((name) => `${name}:ok`).sort(),
     );
     for (const rule of await loaded()) {
-      expect(rule, rule.name).toMatchObject({ type: 'alerting', health: 'ok', state: 'inactive' });
+      expect(rule, rule.name).toMatchObject({ type: 'alerting', health: 'ok' });
+      // None fires. A rule may be pending: on this shared machine the pipeline's p99 can pass 150 ms for a
+      // moment while other test files run, and a rule's `for:` is what keeps that from firing.
+      expect(['inactive', 'pending'], rule.name).toContain(rule.state);
       expect(rule.lastError ?? '', rule.name).toBe('');
     }
   });
