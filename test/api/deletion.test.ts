@@ -79,7 +79,8 @@ describe('deleting a recording in progress', () => {
     const row = await until(async () => (await recordingsOfCall(t, 'acme', callSid)).find((r) => r.status === 'in_progress'), 'a recording in progress');
     expect((await inProgressRecording(t, 'acme', callSid)).id).toBe(row.id);
     expect(await spoolFilesOf(t, row.id)).not.toEqual([]);
-    expect(t.gateway.findLiveRecording('acme', row.id)).not.toBeNull();
+    // The row is written first, the recording registered on its call once its spool is ready: wait for that.
+    await expect.poll(() => t.gateway.findLiveRecording('acme', row.id)).not.toBeNull();
     // Another organisation cannot find it, let alone stop it.
     expect(t.gateway.findLiveRecording('globex', row.id)).toBeNull();
 
