@@ -41,9 +41,9 @@ function runPipeline(batches) {
   let bytes = 0;
   batches.forEach((frames, i) => {
     const final = i === batches.length - 1;
-    // structuredClone stands in for the hop into and out of a worker thread.
-    const r = processBatch(structuredClone(dsp), frames, { final });
-    dsp = structuredClone(r.state);
+    // The state stays on the worker thread that holds the call (src/pipeline/worker.ts): no clone per batch.
+    const r = processBatch(dsp, frames, { final });
+    dsp = r.state;
     const e = encryptChunk(enc, r.pcm, final);
     enc = e.state;
     bytes += e.output.byteLength;

@@ -21,8 +21,11 @@ const CATCH_UP_FRAMES = 200;
 /** The hard bound: a sender this far ahead of the pipeline (journal bytes not yet processed) is refused. */
 export const MAX_JOURNAL_BACKLOG_BYTES = 256 * 1024 * 1024;
 
-/** Runs one batch through the pipeline into storage. `arrivals` are the frames' arrival times (for latency). */
-export type BatchRunner = (frames: InputFrame[], final: boolean, arrivals: readonly number[]) => Promise<void>;
+/**
+ * Runs one batch through the pipeline into storage. `arrivals` are the frames' arrival times (for latency);
+ * `journalFrom` is the journal index of the batch's first frame (its frames are contiguous in the journal).
+ */
+export type BatchRunner = (frames: InputFrame[], final: boolean, arrivals: readonly number[], journalFrom: number) => Promise<void>;
 
 /** The two bounds of a recording's backlog; the defaults are the product's, tests shrink them. */
 export interface BatcherLimits {
@@ -37,23 +40,6 @@ export interface BatcherHooks {
   onFailure(err: CallvaultError): void;
   /** Memory is full: from now on frames are read back from the journal. */
   onCatchUpStarted(): void;
-}
-
-/**
- * Copies the batch's payloads into one buffer. Payloads are often views into Node's shared 8 KiB pool,
- * and structured clone copies a view's whole backing buffer: one compact buffer crosses to the worker once.
- */
-function packFrames(frames: InputFrame[]): InputFrame[] {
-  let total = 0;
-  for (const frame of frames) total += frame.data.byteLength;
-  const packed = new Uint8Array(total);
-  let offset = 0;
-  return frames.map((frame) => {
-    packed.set(frame.data, offset);
-    const data = packed.subarray(offset, offset + frame.data.byteLength);
-    offset += frame.data.byteLength;
-    return { ...frame, data };
-  });
 }
 
 export class FrameBatcher {
@@ -161,12 +147,13 @@ export class FrameBatcher {
     if (this.#inFlight) return this.#inFlight;
     if (this.#pending.length === 0 && this.#catchUpFrom !== null) return this.#track(this.#catchUp());
     if (this.#pending.length === 0 && !final) return Promise.resolve();
-    const frames = packFrames(this.#pending);
+    const frames = this.#pending;
     const arrivals = this.#pendingArrivals;
+    const journalFrom = (this.#catchUpFrom ?? this.#journaledFrames) - frames.length;
     this.#pending = [];
     this.#pendingArrivals = [];
     this.#pendingMediaMs = 0;
-    return this.#track(this.#run(frames, final, arrivals));
+    return this.#track(this.#run(frames, final, arrivals, journalFrom));
   }
 
   /** One catch-up batch: frames read back from the journal (made durable first, so they can be read). */
@@ -177,7 +164,7 @@ export class FrameBatcher {
     this.#catchUpFrom = from + frames.length;
     this.#catchUpBytes = this.#journal.bytes;
     if (this.#catchUpFrom >= this.#journaledFrames) this.#catchUpFrom = null;
-    if (frames.length > 0 && !this.#stopped) await this.#run(frames, false, []);
+    if (frames.length > 0 && !this.#stopped) await this.#run(frames, false, [], from);
   }
 
   /** Registers a batch as the one in flight; when it ends, the next one starts if enough is waiting. */

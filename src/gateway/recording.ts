@@ -14,15 +14,17 @@ import { EventEmitter } from 'node:events';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
 import type { RecordingOptions } from '../config/index.js';
 import type { KeyMode } from '../crypto/index.js';
-import { createCallDspState, type CallDspState, type InputFrame } from '../pipeline/index.js';
+import { createCallDspState, type InputFrame } from '../pipeline/index.js';
+import type { PipelineSession } from '../pipeline/pool.js';
 import { JournalWriter } from '../storage/index.js';
+import type { SessionBatchResult } from '../pipeline/pool.js';
+import { rebuildSession } from './pipeline-replay.js';
 import { FrameBatcher } from './batcher.js';
 import { DurableSink } from './durable-sink.js';
 import { openEnvelope, recordingManifest } from './envelope.js';
 import { retryWhileRetryable } from './retry.js';
 import type { RecordingServices } from './services.js';
 import { RecordingTimeline, type PauseBehavior, type PauseRecord } from './timeline.js';
-import type { EncryptorState } from '../crypto/index.js';
 
 export { retryWhileRetryable, retryDelayMs, DEFAULT_RETRY } from './retry.js';
 export { uploadSpoolUntilDone, type SpoolUploadTarget } from './durable-sink.js';
@@ -72,8 +74,9 @@ interface RecordingParts {
   channels: 1 | 2;
   sink: DurableSink;
   journal: JournalWriter;
-  dsp: CallDspState;
-  encryptor: EncryptorState;
+  session: PipelineSession;
+  /** Where the spool's container body starts (after the header): a rebuild checks what follows. */
+  headerBytes: number;
   timeline: RecordingTimeline;
   tracks: readonly string[] | undefined;
 }
@@ -90,9 +93,11 @@ export class Recording extends EventEmitter<RecordingEvents> {
   readonly #batcher: FrameBatcher;
   readonly #timeline: RecordingTimeline;
   readonly #trackFilter: ReadonlySet<string> | null;
-  /** Pipeline state from before the batch in flight: a lost batch leaves it as it was. */
-  #dsp: CallDspState;
-  #encryptor: EncryptorState;
+  /** The worker thread that holds this recording's DSP and encryptor state. */
+  readonly #session: PipelineSession;
+  readonly #headerBytes: number;
+  /** Journal frames that a batch failed on (recorded as gaps): a rebuild leaves them out, as the batch did. */
+  readonly #lostRanges: Array<[from: number, to: number]> = [];
   #durationSamples = 0;
   #pipelineFailures = 0;
   #state: RecordingState = 'recording';
@@ -115,11 +120,11 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.channels = parts.channels;
     this.#sink = parts.sink;
     this.#journal = parts.journal;
-    this.#dsp = parts.dsp;
-    this.#encryptor = parts.encryptor;
+    this.#session = parts.session;
+    this.#headerBytes = parts.headerBytes;
     this.#timeline = parts.timeline;
     this.#trackFilter = parts.tracks ? new Set(parts.tracks) : null;
-    this.#batcher = new FrameBatcher(parts.journal, (frames, final, arrivals) => this.#runBatch(frames, final, arrivals), {
+    this.#batcher = new FrameBatcher(parts.journal, (frames, final, arrivals, journalFrom) => this.#runBatch(frames, final, arrivals, journalFrom), {
       onFailure: (err) => this.destroy(err),
       onCatchUpStarted: () => services.logger.warn({ recordingSid: this.recordingSid }, 'stream ahead of the pipeline, catching up from the journal'),
     }, services.batcherLimits);
@@ -190,8 +195,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
       channels,
       sink,
       journal,
-      dsp: createCallDspState({ outputRate: services.outputSampleRate, stereo: channels === 2 }),
-      encryptor: envelope.encryptor,
+      session: services.pool.openSession(createCallDspState({ outputRate: services.outputSampleRate, stereo: channels === 2 }), envelope.encryptor),
+      headerBytes: envelope.header.byteLength,
       timeline: new RecordingTimeline(params.originMs ?? 0),
       tracks: params.tracks,
     });
@@ -275,23 +280,23 @@ export class Recording extends EventEmitter<RecordingEvents> {
       .catch((err: unknown) => services.logger.error({ recordingSid: this.recordingSid, code: toCallvaultError(err).code, err }, 'could not store recording metadata'));
   }
 
-  /** Runs one batch through a worker and appends its sealed segments to the spool. */
-  async #runBatch(batch: InputFrame[], final: boolean, arrivals: readonly number[]): Promise<void> {
+  /** Runs one batch on the worker that holds this call's state and appends its sealed segments to the spool. */
+  async #runBatch(batch: InputFrame[], final: boolean, arrivals: readonly number[], journalFrom: number): Promise<void> {
     const services = this.#services;
     let result;
     try {
-      result = await services.pool.run({ dsp: this.#dsp, encryptor: this.#encryptor, frames: batch, final }, this.#sink.signal);
+      result = await this.#session.run(batch, final, this.#sink.signal);
     } catch (err) {
       if (this.#state === 'destroyed' || this.#state === 'abandoned') return;
-      this.#batchLost(batch, err);
-      // The final batch must still seal the container: retry it without the lost frames.
-      if (final && this.#state === 'closing') return this.#runBatch([], final, []);
-      return;
+      result = await this.#recoverBatch(batch, final, journalFrom, err);
+      if (!result) {
+        // The final batch must still seal the container: retry it without the lost frames.
+        if (final && this.#state === 'closing') return this.#runBatch([], final, [], journalFrom + batch.length);
+        return;
+      }
     }
     if (this.#state === 'destroyed' || this.#state === 'abandoned') return;
     this.#pipelineFailures = 0;
-    this.#dsp = result.dsp;
-    this.#encryptor = result.encryptor;
     this.#durationSamples = result.stats.durationSamples;
     if (result.stats.duplicateSamplesDropped > 0) {
       services.metrics.framesDropped.inc({ source: 'pipeline', reason: 'duplicate' }, result.stats.duplicateSamplesDropped);
@@ -305,14 +310,60 @@ export class Recording extends EventEmitter<RecordingEvents> {
   }
 
   /**
+   * A batch failed. If the thread that held the call's state died, the state is rebuilt on its replacement
+   * from the journal (every frame before this batch, checked against what the spool already holds) and the
+   * batch runs again: nothing is lost. If the thread lives, the batch itself failed and its state is as
+   * before: the batch is lost (a gap). Returns the batch's result when it ran after all.
+   */
+  async #recoverBatch(batch: InputFrame[], final: boolean, journalFrom: number, err: unknown): Promise<SessionBatchResult | null> {
+    let holds: boolean;
+    try {
+      holds = await this.#session.holds();
+    } catch (probeErr) {
+      this.#batchLost(batch, journalFrom, probeErr);
+      return null;
+    }
+    if (holds) {
+      this.#batchLost(batch, journalFrom, err);
+      return null;
+    }
+    const services = this.#services;
+    services.logger.warn({ recordingSid: this.recordingSid, code: toCallvaultError(err).code, frames: journalFrom }, 'pipeline worker lost the call state, rebuilding it from the journal');
+    try {
+      await rebuildSession({
+        session: this.#session,
+        journal: this.#journal,
+        upTo: journalFrom,
+        lost: this.#lostRanges,
+        spoolPath: this.#sink.file.path,
+        spoolFrom: this.#headerBytes,
+        spoolTo: this.#sink.size,
+        signal: this.#sink.signal,
+      });
+      const result = await this.#session.run(batch, final, this.#sink.signal);
+      services.metrics.pipelineRebuilds.inc({ outcome: 'rebuilt' });
+      services.logger.info({ recordingSid: this.recordingSid, frames: journalFrom }, 'pipeline state rebuilt from the journal');
+      return result;
+    } catch (rebuildErr) {
+      if (this.#state === 'destroyed' || this.#state === 'abandoned') return null;
+      services.metrics.pipelineRebuilds.inc({ outcome: 'failed' });
+      // Without the state, nothing more can be appended to this container: the journal keeps every frame
+      // for the retry route (or the next start) to rebuild the whole recording.
+      this.destroy(toCallvaultError(rebuildErr, ErrorCode.PipelineFailed));
+      return null;
+    }
+  }
+
+  /**
    * A batch the pipeline lost (its worker died, or it threw): the state from before the batch is still
    * here, so the call carries on and the lost span becomes exact-length silence, recorded as a gap. The
    * frames stay in the journal. Only a pipeline that keeps failing ends the recording.
    */
-  #batchLost(frames: readonly InputFrame[], err: unknown): void {
+  #batchLost(frames: readonly InputFrame[], journalFrom: number, err: unknown): void {
     const error = toCallvaultError(err, ErrorCode.PipelineFailed);
     const services = this.#services;
     this.#pipelineFailures++;
+    if (frames.length > 0) this.#lostRanges.push([journalFrom, journalFrom + frames.length]);
     services.metrics.framesDropped.inc({ source: 'pipeline', reason: 'batch_lost' }, frames.length);
     services.logger.error({ recordingSid: this.recordingSid, code: error.code, frames: frames.length, err: error }, 'pipeline batch lost');
     if (this.#pipelineFailures >= MAX_CONSECUTIVE_PIPELINE_FAILURES) {
@@ -432,6 +483,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     if (this.#state === 'destroyed' || this.#state === 'closed' || this.#state === 'abandoned' || this.#committing) return false;
     this.#state = state;
     this.#batcher.stop();
+    this.#session.close();
     this.#sink.release(reason);
     // Synced and closed, so the journal is final on disk for whoever finishes the recording.
     void this.#journal

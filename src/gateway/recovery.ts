@@ -12,12 +12,11 @@ import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js'
 import { createCallDspState, type InputFrame } from '../pipeline/index.js';
 import { readJournal, type SpoolEntry, type SpoolFile } from '../storage/index.js';
 import { abortOpenUploads, uploadSpoolUntilDone } from './durable-sink.js';
+import { REPLAY_BATCH_FRAMES } from './pipeline-replay.js';
 import { isRecoverableManifest, manifestDataKey, type RecordingManifest } from './envelope.js';
 import { retryWhileRetryable } from './retry.js';
 import type { RecordingServices } from './services.js';
 
-/** Frames per worker hop while replaying: about ten seconds of a two-track Twilio call. */
-const REPLAY_BATCH_FRAMES = 1000;
 
 export interface RecoveryReport {
   /** Recordings rebuilt locally whose upload and completion are under way. */
@@ -120,18 +119,20 @@ export async function recoverRecording(
     channels: manifest.channels,
   });
   await spoolFile.append(header);
-  let dsp = createCallDspState({ outputRate: manifest.sampleRate as RecordingServices['outputSampleRate'], stereo: manifest.channels === 2 });
-  let enc = encryptor;
+  const dsp = createCallDspState({ outputRate: manifest.sampleRate as RecordingServices['outputSampleRate'], stereo: manifest.channels === 2 });
+  const session = services.pool.openSession(dsp, encryptor);
   let durationSamples = 0;
   const frames: InputFrame[] = journal.frames;
-  for (let i = 0; i === 0 || i < frames.length; i += REPLAY_BATCH_FRAMES) {
-    const batch = frames.slice(i, i + REPLAY_BATCH_FRAMES);
-    const final = i + REPLAY_BATCH_FRAMES >= frames.length;
-    const result = await services.pool.run({ dsp, encryptor: enc, frames: batch, final });
-    dsp = result.dsp;
-    enc = result.encryptor;
-    durationSamples = result.stats.durationSamples;
-    if (result.output.byteLength > 0) await spoolFile.append(result.output);
+  try {
+    for (let i = 0; i === 0 || i < frames.length; i += REPLAY_BATCH_FRAMES) {
+      const batch = frames.slice(i, i + REPLAY_BATCH_FRAMES);
+      const final = i + REPLAY_BATCH_FRAMES >= frames.length;
+      const result = await session.run(batch, final);
+      durationSamples = result.stats.durationSamples;
+      if (result.output.byteLength > 0) await spoolFile.append(result.output);
+    }
+  } finally {
+    session.close();
   }
   await spoolFile.seal();
   const durationMs = Math.round((durationSamples / manifest.sampleRate) * 1000);

@@ -1,6 +1,6 @@
 /**
  * The per-call DSP core: decode, place each track on the call timeline, resample, mix.
- * Pure and deterministic; no I/O. It runs inside worker threads, with the state travelling along.
+ * Pure and deterministic; no I/O. It runs inside worker threads, each holding the state of the calls pinned to it.
  *
  * Timeline model. Every track's input is one contiguous run of samples from position 0 of the call;
  * anything not covered by a frame is silence. A track's `cursor` is just past the last sample written,
@@ -22,7 +22,7 @@
  * `lagAllowanceSeconds` behind the most advanced track position reached in earlier batches (so nothing
  * is dropped as late), and frames that overlap agree on the samples they share (retransmissions),
  * processing a call in one batch or split into batches in any way yields byte-identical PCM, including
- * when the state is structured-cloned between batches.
+ * when the state is structured-cloned between batches or rebuilt by replaying a journal in other batches.
  */
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import { MULAW_DECODE_TABLE } from './mulaw.js';

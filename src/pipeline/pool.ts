@@ -1,43 +1,69 @@
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import type { EncryptorState } from '../crypto/index.js';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
-import type { PipelineTask, PipelineResult, SealTask } from './worker.js';
+import type { BatchStats, CallDspState, InputFrame } from './types.js';
+import type { BatchResult, BatchTask, FrameHeader, SealTask } from './worker.js';
 
 export interface PipelinePoolOptions {
   threads?: number;
   /**
    * Batches allowed to wait for a thread. Beyond it, callers wait in `run()` (backpressure) instead of
-   * piling work into piscina's queue, so memory held by queued batches stays bounded.
+   * piling work into piscina's queues, so memory held by queued batches stays bounded.
    */
   maxQueued?: number;
 }
 
+/** What a session's batch gives back: the sealed segments to append to the spool, in order. */
+export interface SessionBatchResult {
+  output: Uint8Array;
+  stats: BatchStats;
+}
+
+type LaneTask = BatchTask | SealTask | { session: number };
+
 /**
- * The worker threads that do all DSP and encryption. The main thread only moves bytes.
- * A batch is one call's ~100 ms of audio plus its DSP and encryptor state; one call never has two
- * batches in flight, so state can travel with the task.
+ * One thread and its queue. Calls are pinned to a lane for their whole life: the lane's thread keeps their
+ * DSP and encryptor state, so only frames go in and only ciphertext comes out. Piscina replaces a thread
+ * that dies (its sessions with it).
+ */
+class Lane {
+  readonly piscina: Piscina<LaneTask, unknown>;
+  sessions = 0;
+
+  constructor() {
+    this.piscina = new Piscina({
+      filename: new URL('./worker.js', import.meta.url).href,
+      minThreads: 1,
+      maxThreads: 1,
+      idleTimeout: 60_000,
+      // Unbounded per lane: the pool's own bound (maxQueued) applies across lanes.
+      maxQueue: Infinity,
+    });
+  }
+}
+
+/**
+ * The worker threads that do all DSP and encryption. The main thread only moves bytes: each recording opens
+ * a session pinned to the least loaded thread, and its batches go there, one in flight at a time.
  */
 export class PipelinePool {
-  readonly #piscina: Piscina<PipelineTask | SealTask, PipelineResult | Uint8Array>;
+  readonly #lanes: Lane[];
   readonly #maxQueued: number;
   readonly #waiters: Array<() => void> = [];
   #running = 0;
+  #nextSession = 1;
   #closed = false;
 
   constructor(options: PipelinePoolOptions = {}) {
     const threads = options.threads ?? Math.max(1, availableParallelism());
-    this.#piscina = new Piscina({
-      filename: new URL('./worker.js', import.meta.url).href,
-      minThreads: threads,
-      maxThreads: threads,
-      idleTimeout: 60_000,
-    });
+    this.#lanes = Array.from({ length: threads }, () => new Lane());
     this.#maxQueued = options.maxQueued ?? threads * 64;
   }
 
   get threads(): number {
-    return this.#piscina.maxThreads;
+    return this.#lanes.length;
   }
 
   /** Batches submitted and not yet finished (running or queued inside piscina). */
@@ -52,26 +78,34 @@ export class PipelinePool {
 
   /**
    * The live worker threads. Piscina replaces one that exits; tests terminate one here to prove a call
-   * survives losing the batch it had in flight.
+   * survives losing the thread that held its state.
    */
   get workers(): readonly Worker[] {
-    return this.#piscina.threads;
+    return this.#lanes.flatMap((lane) => lane.piscina.threads);
   }
 
   get utilization(): number {
-    return this.#piscina.utilization;
+    let sum = 0;
+    for (const lane of this.#lanes) sum += lane.piscina.utilization;
+    return sum / this.#lanes.length;
   }
 
   get ready(): boolean {
-    return !this.#closed && this.#piscina.threads.length > 0;
+    return !this.#closed && this.#lanes.every((lane) => lane.piscina.threads.length > 0);
   }
 
   /**
-   * Runs one batch. `signal` is the owner's (a recording's): once it aborts, a batch still waiting for a
-   * thread is dropped, and one running has its thread terminated (piscina replaces it); either rejects
-   * with the abort reason, so the owner's work stops where it is.
+   * A session for one recording, on the thread with the fewest sessions. `dsp` and `encryptor` are where it
+   * starts; they travel once, with the first batch.
    */
-  async run(task: PipelineTask, signal?: AbortSignal): Promise<PipelineResult> {
+  openSession(dsp: CallDspState, encryptor: EncryptorState): PipelineSession {
+    let lane = this.#lanes[0]!;
+    for (const candidate of this.#lanes) if (candidate.sessions < lane.sessions) lane = candidate;
+    return new PipelineSession(this, lane, this.#nextSession++, { dsp, encryptor });
+  }
+
+  /** @internal a session's batch, through the pool's bound. */
+  async runOn(lane: Lane, task: BatchTask, signal: AbortSignal | undefined): Promise<BatchResult> {
     if (this.#closed) throw new CallvaultError(ErrorCode.Closed, 'pipeline pool is closed');
     while (this.#running >= this.#maxQueued + this.threads) {
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
@@ -83,7 +117,8 @@ export class PipelinePool {
     }
     this.#running++;
     try {
-      return (await this.#piscina.run(task, signal ? { signal } : {})) as PipelineResult;
+      const transferList = task.payload.byteLength > 0 ? [task.payload.buffer as ArrayBuffer] : [];
+      return (await lane.piscina.run(task, { transferList, ...(signal ? { signal } : {}) })) as BatchResult;
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       throw new CallvaultError(ErrorCode.PipelineFailed, 'pipeline batch failed', { cause: err });
@@ -101,8 +136,10 @@ export class PipelinePool {
     if (this.#closed) throw new CallvaultError(ErrorCode.Closed, 'pipeline pool is closed');
     const { plaintext } = task;
     const owned = plaintext.byteOffset === 0 && plaintext.byteLength === plaintext.buffer.byteLength && plaintext.byteLength > 64 * 1024;
+    let lane = this.#lanes[0]!;
+    for (const candidate of this.#lanes) if (candidate.piscina.queueSize < lane.piscina.queueSize) lane = candidate;
     try {
-      return (await this.#piscina.run(task, { name: 'seal', ...(owned ? { transferList: [plaintext.buffer as ArrayBuffer] } : {}) })) as Uint8Array;
+      return (await lane.piscina.run(task, { name: 'seal', ...(owned ? { transferList: [plaintext.buffer as ArrayBuffer] } : {}) })) as Uint8Array;
     } catch (err) {
       throw new CallvaultError(ErrorCode.PipelineFailed, 'sealing the recording failed', { cause: err });
     }
@@ -112,6 +149,96 @@ export class PipelinePool {
     if (this.#closed) return;
     this.#closed = true;
     for (const wake of this.#waiters.splice(0)) wake();
-    await this.#piscina.close();
+    await Promise.all(this.#lanes.map((lane) => lane.piscina.close()));
+  }
+}
+
+/**
+ * One recording's pipeline state, held by one worker thread. Batches run in the order given, one at a time
+ * (the owner's batcher guarantees it). `established` turns true once the thread holds the state.
+ */
+export class PipelineSession {
+  readonly id: number;
+  readonly #pool: PipelinePool;
+  readonly #lane: Lane;
+  readonly #init: { dsp: CallDspState; encryptor: EncryptorState };
+  #established = false;
+  #ended = false;
+
+  /** @internal created by PipelinePool.openSession */
+  constructor(pool: PipelinePool, lane: Lane, id: number, init: { dsp: CallDspState; encryptor: EncryptorState }) {
+    this.#pool = pool;
+    this.#lane = lane;
+    this.id = id;
+    this.#init = init;
+    lane.sessions++;
+  }
+
+  /** True once a batch succeeded: from then on the state lives on the thread, and only there. */
+  get established(): boolean {
+    return this.#established;
+  }
+
+  /**
+   * Runs one batch: the frames' payloads are packed into one buffer that moves to the thread. Rejects with
+   * PIPELINE_FAILED when the batch failed (the thread's state is then as before the batch, unless the thread
+   * died: see `holds()`).
+   */
+  async run(frames: readonly InputFrame[], final: boolean, signal?: AbortSignal): Promise<SessionBatchResult> {
+    if (this.#ended) throw new CallvaultError(ErrorCode.Closed, 'pipeline session has ended');
+    let total = 0;
+    for (const frame of frames) total += frame.data.byteLength;
+    const payload = new Uint8Array(total);
+    const headers: FrameHeader[] = new Array<FrameHeader>(frames.length);
+    let offset = 0;
+    for (let i = 0; i < frames.length; i++) {
+      const f = frames[i]!;
+      payload.set(f.data, offset);
+      offset += f.data.byteLength;
+      headers[i] = { trackId: f.trackId, role: f.role, encoding: f.encoding, sampleRate: f.sampleRate, position: f.position, length: f.data.byteLength };
+    }
+    const task: BatchTask = { session: this.id, frames: headers, payload, final, ...(this.#established ? {} : { init: this.#init }) };
+    const result = await this.#pool.runOn(this.#lane, task, signal);
+    if (!result.ok) {
+      // Still "established" as far as the owner knows: holds() answers false, and the owner rebuilds.
+      throw new CallvaultError(ErrorCode.PipelineFailed, 'the worker thread holding this call lost its state', { details: { reason: result.reason } });
+    }
+    this.#established = !final;
+    if (final) this.#end(false);
+    return { output: result.output, stats: result.stats };
+  }
+
+  /**
+   * Whether the thread still holds the state, after a failed batch: false when the thread died (its
+   * replacement starts empty). A session that never got established has nothing to lose.
+   */
+  async holds(): Promise<boolean> {
+    if (!this.#established) return true;
+    try {
+      return (await this.#lane.piscina.run({ session: this.id }, { name: 'holds' })) === true;
+    } catch (err) {
+      throw new CallvaultError(ErrorCode.PipelineFailed, 'could not reach the worker thread', { cause: err });
+    }
+  }
+
+  /** Starts over from the initial state: the next batch carries it again (a rebuild replays from there). */
+  restart(): void {
+    this.#established = false;
+  }
+
+  /** Frees the thread's copy of the state; idempotent. */
+  close(): void {
+    this.#end(this.#established);
+  }
+
+  #end(dropOnThread: boolean): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#established = false;
+    this.#lane.sessions--;
+    if (dropOnThread) {
+      // Best effort: a thread that died took the state with it anyway.
+      this.#lane.piscina.run({ session: this.id }, { name: 'drop' }).catch(() => undefined);
+    }
   }
 }
