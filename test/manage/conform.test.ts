@@ -431,7 +431,19 @@ describe('API key scopes and users', () => {
     // A Twilio call the gateway never saw is not tagged with anyone: not this user's.
     const live = fake.addCall(acme);
     expect((await call('POST', '/twilio/start-recording', { call_sid: live.sid }, { key })).status).toBe(404);
+    expect((await call('GET', `/twilio/call-status/${live.sid}`, undefined, { key })).status).toBe(404);
     expect(createRequestsFor(live.sid)).toEqual([]);
+    // Its own user's call (streamed with userId u789, still live at Twilio) it can start, see and stop.
+    const own = await streamedCall({ userId: 'u789', recording: JSON.stringify({ enabled: false }) });
+    fake.addCall(acme, own.callSid);
+    const started = await call('POST', '/twilio/start-recording', { call_sid: own.callSid }, { key });
+    expect(started.status).toBe(200);
+    const { recording_sid } = (await started.json()) as { recording_sid: string };
+    expect((await call('GET', `/twilio/call-status/${own.callSid}`, undefined, { key })).status).toBe(200);
+    // Another user's key cannot touch that recording.
+    const { key: other } = await t.gateway.db.apiKeys.create('acme', { scopes: ['control'], userId: 'u000' });
+    expect((await call('POST', `/api/call-recordings/${recording_sid}/pause`, {}, { key: other })).status).toBe(404);
+    expect((await call('POST', '/api/call-recordings/stop', { recordingSid: recording_sid }, { key })).status).toBe(200);
   });
 });
 
