@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { dispose } from '@livekit/rtc-node';
 import { RoomServiceClient } from 'livekit-server-sdk';
+import { participantUserId } from '../../dist/ingest/livekit/room-participant.js';
 import { uniqueName } from '../support/peers.js';
 import { livekitPeer, publisher, recordingRows, startTestGateway, until, type TestGateway } from './support.js';
 
@@ -63,4 +64,15 @@ test('a participant attribute or metadata userId tags the room call; user-bound 
   expect(await listedCalls(gw.apiKey)).toEqual(expect.arrayContaining([byAttribute, byMetadata, untagged]));
   const res = await fetch(`${gw.baseUrl}/calls/${byAttribute}/recording`, { headers: { authorization: `Bearer ${u2}` } });
   expect(res.status).toBe(404);
+});
+
+test.each([
+  ['a userId attribute', { attributes: { userId: 'u1' }, metadata: '' }, 'u1'],
+  ['the attribute over the metadata', { attributes: { userId: 'u1' }, metadata: '{"userId":"u2"}' }, 'u1'],
+  ['userId in JSON metadata', { attributes: {}, metadata: '{"userId":"u2","recording":{"enabled":true}}' }, 'u2'],
+  ['plain-text metadata', { attributes: {}, metadata: 'userId=u3' }, undefined],
+  ['a userId that is not an id', { attributes: { userId: 'has spaces' }, metadata: '{"userId":42}' }, undefined],
+  ['nothing', { attributes: {}, metadata: '' }, undefined],
+])('participantUserId: %s', (_name, participant, expected) => {
+  expect(participantUserId(participant)).toBe(expected);
 });

@@ -30,8 +30,8 @@ export interface RoomParticipantInit {
 
 /** A token for a participant that nobody sees and that never publishes: it only listens. */
 /** The user a (non-agent) participant names: its `userId` attribute, else `userId` in its JSON metadata. */
-export function participantUserId(participant: { attributes: Record<string, string>; metadata: string }): string | undefined {
-  const attribute = participant.attributes['userId'];
+export function participantUserId(participant: { attributes?: Record<string, string> | undefined; metadata?: string | undefined }): string | undefined {
+  const attribute = participant.attributes?.['userId'];
   if (attribute !== undefined && USER_ID.test(attribute)) return attribute;
   const meta = parseMetadata(participant.metadata)?.['userId'];
   return typeof meta === 'string' && USER_ID.test(meta) ? meta : undefined;
