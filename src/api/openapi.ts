@@ -342,10 +342,28 @@ const document = {
   paths: {} as Record<string, PathItem>,
 };
 
+const forbidden = errorResponse(
+  'The API key lacks the scope this route needs (`details.requiredScope`: read, control, delete or admin), or is bound to a user and the route is organisation-wide.',
+  ['FORBIDDEN'],
+);
+const VERBS: readonly HttpVerb[] = ['get', 'head', 'post', 'put', 'delete', 'patch'];
+
+/** Every route that takes an API key can answer 403 for a key without the scope it needs. */
+function withForbidden(item: PathItem): PathItem {
+  const out: PathItem = { ...item };
+  for (const verb of VERBS) {
+    const op = item[verb];
+    if (!op || !Array.isArray(op['security']) || op['security'].length === 0) continue;
+    const responses = (op['responses'] ?? {}) as Record<string, unknown>;
+    if (!responses['403']) out[verb] = { ...op, responses: { ...responses, '403': forbidden } };
+  }
+  return out;
+}
+
 /** Adds (or extends) path items; operations of an existing path are merged, so modules can share a path. */
 export function addPaths(paths: Record<string, PathItem>): void {
   for (const [path, item] of Object.entries(paths)) {
-    document.paths[path] = { ...(document.paths[path] ?? {}), ...item };
+    document.paths[path] = withForbidden({ ...(document.paths[path] ?? {}), ...item });
   }
 }
 

@@ -7,7 +7,7 @@ import { CallvaultError, ErrorCode, isCallvaultError, toCallvaultError } from '.
 import { MAX_HEADER_LENGTH, parseHeader } from '../crypto/index.js';
 import type { Recording as RecordingRow } from '../db/index.js';
 import type { GatewayPort } from '../gateway/port.js';
-import { authenticate } from '../http/auth.js';
+import { authenticate, type Principal } from '../http/auth.js';
 import { json, streamed, type HttpResult, type RequestContext, type Router, type StreamedResult } from '../http/http.js';
 import {
   BackpressuredBody,
@@ -73,8 +73,9 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
   const { db, objects } = gateway;
   const headers = new HeaderCache();
 
-  const recordingsOfCall = async (orgId: string, callId: string): Promise<RecordingRow[]> =>
-    (await db.recordings.list(orgId, { callSid: callId, page: 0, limit: 1000 })).rows;
+  // A user-bound key sees only the recordings of calls tagged with its user: another user's call is not there.
+  const recordingsOfCall = async ({ orgId, userId }: Principal, callId: string): Promise<RecordingRow[]> =>
+    (await db.recordings.list(orgId, { callSid: callId, page: 0, limit: 1000, ...(userId === null ? {} : { userId }) })).rows;
 
   const objectSource = async (row: RecordingRow, signal: AbortSignal): Promise<CiphertextSource> => {
     const objectSize = await objects.objectSize(row, signal);
@@ -203,10 +204,10 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
   };
 
   const retrieve = async (ctx: RequestContext): Promise<HttpResult | StreamedResult> => {
-    const { orgId } = await authenticate(ctx, db);
+    const principal = await authenticate(ctx, db, 'read');
     const callId = ctx.params[0] ?? '';
     const wantsLive = ctx.query.get('live') === '1' || ctx.query.get('live') === 'true';
-    const rows = await recordingsOfCall(orgId, callId);
+    const rows = await recordingsOfCall(principal, callId);
     if (rows.length === 0) throw notFound();
     const inProgress = rows.find((r) => r.status === 'in_progress');
     if (wantsLive && inProgress) {
@@ -224,7 +225,7 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
         }
       }
       // The spool went away between the query and the open: the recording finished (or lives elsewhere).
-      const again = await db.recordings.get(orgId, inProgress.id);
+      const again = await db.recordings.get(principal.orgId, inProgress.id);
       if (again?.status === 'in_progress') {
         throw new CallvaultError(ErrorCode.Conflict, 'the recording is in progress on another gateway instance', {
           details: { status: again.status },
@@ -265,9 +266,10 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
   };
 
   router.route('del', CALL_RECORDING_PATH, 'call_recording_delete', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
+    const principal = await authenticate(ctx, db, 'delete');
+    const { orgId } = principal;
     const callId = ctx.params[0] ?? '';
-    const rows = await recordingsOfCall(orgId, callId);
+    const rows = await recordingsOfCall(principal, callId);
     if (rows.length === 0) throw notFound();
     for (const row of rows) await remove(orgId, row);
     gateway.options.logger.info({ callId, recordings: rows.map((r) => r.recordingSid) }, 'call recordings deleted');

@@ -1,14 +1,15 @@
 /**
  * `callvault` command line: API key management against the gateway's PostgreSQL, and client-side decryption.
  *
- *   callvault keys create --org <org> [--label <text>] [--json]
+ *   callvault keys create --org <org> [--label <text>] [--scope read|control|delete|admin]... [--user <userId>] [--json]
  *   callvault keys list --org <org> [--json]
  *   callvault keys revoke --org <org> <key-id>
  *   callvault decrypt --key <client-key> <encrypted-file-or-url> <out.wav>
  */
 import { parseArgs } from 'node:util';
 import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
-import { createDatabase, type Database } from '../db/index.js';
+import { API_KEY_SCOPES, createDatabase, type ApiKeyScope, type Database } from '../db/index.js';
+import { USER_ID } from '../config/index.js';
 import { decryptRecordingToWav } from '../crypto/index.js';
 import { createLogger } from '../log/index.js';
 
@@ -22,7 +23,10 @@ export interface CliIo {
 export const EXIT = { ok: 0, failure: 1, usage: 64, config: 78 } as const;
 
 export const USAGE = `usage:
-  callvault keys create --org <org> [--label <text>] [--json]   create an API key (shown once)
+  callvault keys create --org <org> [--label <text>] [--scope <scope>]... [--user <userId>] [--json]
+                                                                create an API key (shown once); scopes: read,
+                                                                control, delete, admin (repeat or comma-separate;
+                                                                default all); --user binds it to one user's calls
   callvault keys list --org <org> [--json]                      list an organisation's keys (never the secrets)
   callvault keys revoke --org <org> <key-id>                    revoke a key
   callvault decrypt --key <client-key> <encrypted-file-or-url> <out.wav>
@@ -56,11 +60,26 @@ function write(stream: NodeJS.WritableStream, text: string): void {
   stream.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
+/** `--scope read --scope control` or `--scope read,control`; none given: every scope. */
+function scopesOf(given: string[] | undefined): ApiKeyScope[] {
+  if (!given || given.length === 0) return [...API_KEY_SCOPES];
+  const named = given.flatMap((g) => g.split(',')).map((g) => g.trim()).filter((g) => g.length > 0);
+  const unknown = named.filter((n) => !(API_KEY_SCOPES as readonly string[]).includes(n));
+  if (unknown.length > 0 || named.length === 0) throw new UsageError(`--scope is one of ${API_KEY_SCOPES.join(', ')}`);
+  return API_KEY_SCOPES.filter((s) => named.includes(s));
+}
+
 async function keys(args: string[], io: CliIo): Promise<number> {
   const [action, ...rest] = args;
   const { values, positionals } = parseArgs({
     args: rest,
-    options: { org: { type: 'string' }, label: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      org: { type: 'string' },
+      label: { type: 'string' },
+      scope: { type: 'string', multiple: true },
+      user: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -68,13 +87,19 @@ async function keys(args: string[], io: CliIo): Promise<number> {
   switch (action) {
     case 'create': {
       if (positionals.length > 0) throw new UsageError('keys create takes no positional arguments');
+      const scopes = scopesOf(values.scope);
+      if (values.user !== undefined && !USER_ID.test(values.user)) throw new UsageError('--user is 1 to 200 letters, digits or ._:@|-');
       const created = await withDatabase(io, async (db) => {
         await db.organisations.ensure(org);
-        return db.apiKeys.create(org, values.label);
+        return db.apiKeys.create(org, { label: values.label, scopes, userId: values.user });
       });
-      if (values.json) write(io.stdout, JSON.stringify({ id: created.id, org, prefix: created.prefix, label: values.label ?? null, key: created.key }));
-      else {
-        write(io.stdout, `id      ${created.id}\norg     ${org}\nprefix  ${created.prefix}\nkey     ${created.key}`);
+      if (values.json) {
+        write(io.stdout, JSON.stringify({ id: created.id, org, prefix: created.prefix, label: values.label ?? null, scopes, userId: values.user ?? null, key: created.key }));
+      } else {
+        write(
+          io.stdout,
+          `id      ${created.id}\norg     ${org}\nprefix  ${created.prefix}\nscopes  ${scopes.join(',')}\nuser    ${values.user ?? '(all users)'}\nkey     ${created.key}`,
+        );
         write(io.stderr, 'The key is shown only now; only its hash is stored. Use it as "Authorization: Bearer <key>".');
       }
       return EXIT.ok;
@@ -85,10 +110,10 @@ async function keys(args: string[], io: CliIo): Promise<number> {
       if (values.json) {
         write(io.stdout, JSON.stringify(list.map((k) => ({ ...k, createdAt: k.createdAt.toISOString(), revokedAt: k.revokedAt?.toISOString() ?? null }))));
       } else {
-        const lines = ['ID                                    PREFIX        STATUS   CREATED                   LABEL'];
+        const lines = ['ID                                    PREFIX        STATUS   CREATED                   SCOPES                   USER        LABEL'];
         for (const k of list) {
           lines.push(
-            `${k.id.padEnd(38)}${k.prefix.padEnd(14)}${(k.revokedAt ? 'revoked' : 'active').padEnd(9)}${k.createdAt.toISOString().padEnd(26)}${k.label ?? ''}`,
+            `${k.id.padEnd(38)}${k.prefix.padEnd(14)}${(k.revokedAt ? 'revoked' : 'active').padEnd(9)}${k.createdAt.toISOString().padEnd(26)}${k.scopes.join(',').padEnd(25)}${(k.userId ?? '-').padEnd(12)}${k.label ?? ''}`,
           );
         }
         write(io.stdout, lines.join('\n'));

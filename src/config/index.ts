@@ -11,6 +11,9 @@ export const RecordingOptionsSchema = z
   .strict();
 export type RecordingOptions = z.infer<typeof RecordingOptionsSchema>;
 
+/** User ids as agent platforms hand them out (API key binding, the stream's `userId` tag): opaque, short, printable. */
+export const USER_ID = /^[A-Za-z0-9._:@|-]{1,200}$/;
+
 const boolFromEnv = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -121,6 +124,8 @@ export const EnvSchema = z.object({
   MAX_STREAMS_PER_ACCOUNT: z.coerce.number().int().min(1).default(1000),
   /** Below this much free space under DATA_DIR no new stream is admitted (HTTP 507) and /readyz is unready. */
   SPOOL_MIN_FREE_MIB: z.coerce.number().min(0).default(512),
+  /** Control requests (start, stop, pause, resume) per call per organisation per minute; more answer 429 with Retry-After. */
+  CONTROL_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).default(10),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -1,7 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
+import { USER_ID } from '../config/index.js';
 import { isUuid, type Executor } from './executor.js';
-import type { ApiKeyInfo, CreatedApiKey, VerifiedApiKey } from './types.js';
+import { API_KEY_SCOPES, type ApiKeyInfo, type ApiKeyScope, type CreateApiKeyOptions, type CreatedApiKey, type VerifiedApiKey } from './types.js';
 
 /**
  * Two kinds of key verify through one path: `prefixOf(key)` picks the row, the SHA-256 of the whole key
@@ -34,11 +35,20 @@ interface ApiKeyRow {
   org_id: string;
   prefix: string;
   label: string | null;
+  scopes: string[];
+  user_id: string | null;
   created_at: Date;
   revoked_at: Date | null;
 }
 
-const INFO_COLUMNS = 'id, org_id, prefix, label, created_at, revoked_at';
+const INFO_COLUMNS = 'id, org_id, prefix, label, scopes, user_id, created_at, revoked_at';
+
+/** Scopes as stored, in the canonical order; anything unknown in a row grants nothing. */
+function scopesOf(stored: readonly string[]): ApiKeyScope[] {
+  return API_KEY_SCOPES.filter((s) => stored.includes(s));
+}
+
+
 
 function toInfo(row: ApiKeyRow): ApiKeyInfo {
   return {
@@ -46,13 +56,16 @@ function toInfo(row: ApiKeyRow): ApiKeyInfo {
     orgId: row.org_id,
     prefix: row.prefix,
     label: row.label,
+    scopes: scopesOf(row.scopes),
+    userId: row.user_id,
     createdAt: row.created_at,
     revokedAt: row.revoked_at,
   };
 }
 
 export interface ApiKeysRepository {
-  create(orgId: string, label?: string): Promise<CreatedApiKey>;
+  /** A new key; `options` is a label (the old signature) or label, scopes (default all) and user. */
+  create(orgId: string, options?: string | CreateApiKeyOptions): Promise<CreatedApiKey>;
   /**
    * Registers a key from configuration (creating its organisation if needed). Idempotent; a key revoked
    * through the API stays revoked across restarts. Throws CONFLICT if the same key is configured for
@@ -68,7 +81,15 @@ export interface ApiKeysRepository {
 
 export function createApiKeysRepository(db: Executor): ApiKeysRepository {
   return {
-    async create(orgId, label) {
+    async create(orgId, options) {
+      const opts: CreateApiKeyOptions = typeof options === 'string' ? { label: options } : (options ?? {});
+      const scopes = opts.scopes === undefined ? [...API_KEY_SCOPES] : scopesOf(opts.scopes);
+      if (opts.scopes !== undefined && (scopes.length === 0 || opts.scopes.some((s) => !API_KEY_SCOPES.includes(s)))) {
+        throw new CallvaultError(ErrorCode.BadRequest, 'scopes are read, control, delete and admin (at least one)', { details: { allowed: API_KEY_SCOPES } });
+      }
+      if (opts.userId !== undefined && !USER_ID.test(opts.userId)) {
+        throw new CallvaultError(ErrorCode.BadRequest, 'a user id is 1 to 200 letters, digits or ._:@|-');
+      }
       // 48 random prefix bits make a collision (also with bootstrap prefixes) very unlikely; retrying covers it.
       for (let attempt = 1; ; attempt++) {
         const prefix = randomBytes(6).toString('hex');
@@ -76,8 +97,8 @@ export function createApiKeysRepository(db: Executor): ApiKeysRepository {
         try {
           const { rows } = await db.query<{ id: string }>(
             'apiKeys.create',
-            'INSERT INTO api_keys (org_id, prefix, hash, label) VALUES ($1, $2, $3, $4) RETURNING id',
-            [orgId, prefix, sha256(key), label ?? null],
+            'INSERT INTO api_keys (org_id, prefix, hash, label, scopes, user_id) VALUES ($1, $2, $3, $4, $5::text[], $6) RETURNING id',
+            [orgId, prefix, sha256(key), opts.label ?? null, scopes, opts.userId ?? null],
           );
           return { id: rows[0]!.id, key, prefix };
         } catch (err) {
@@ -126,15 +147,15 @@ export function createApiKeysRepository(db: Executor): ApiKeysRepository {
     async verify(key) {
       if (key.length === 0 || key.length > MAX_KEY_LENGTH) return null;
       const presented = sha256(key);
-      const { rows } = await db.query<{ id: string; org_id: string; hash: Buffer }>(
+      const { rows } = await db.query<{ id: string; org_id: string; hash: Buffer; scopes: string[]; user_id: string | null }>(
         'apiKeys.verify',
-        'SELECT id, org_id, hash FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL',
+        'SELECT id, org_id, hash, scopes, user_id FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL',
         [prefixOf(key)],
       );
       const row = rows[0];
       const stored = row && row.hash.length === presented.length ? row.hash : NO_MATCH_HASH;
       const equal = timingSafeEqual(stored, presented);
-      return row && equal ? { orgId: row.org_id, keyId: row.id } : null;
+      return row && equal ? { orgId: row.org_id, keyId: row.id, scopes: scopesOf(row.scopes), userId: row.user_id } : null;
     },
 
     async list(orgId) {

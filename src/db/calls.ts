@@ -43,6 +43,8 @@ export interface CallsRepository {
   /** The most recently updated call with this CallSid / room SID in the organisation. */
   getByExternalId(orgId: string, externalId: string, source?: CallSource): Promise<Call | null>;
   get(orgId: string, id: string): Promise<Call | null>;
+  /** Adds these metadata keys where the call has none yet (a tag set first stays). */
+  tagIfUnset(callId: string, tags: JsonObject): Promise<void>;
 }
 
 export function createCallsRepository(db: Executor): CallsRepository {
@@ -90,6 +92,11 @@ export function createCallsRepository(db: Executor): CallsRepository {
         [orgId, externalId, source ?? null],
       );
       return rows[0] ? toCall(rows[0]) : null;
+    },
+
+    async tagIfUnset(callId, tags) {
+      if (!isUuid(callId)) return;
+      await db.query('calls.tagIfUnset', `UPDATE calls SET metadata = $2::jsonb || metadata, updated_at = now() WHERE id = $1`, [callId, JSON.stringify(tags)]);
     },
 
     async get(orgId, id) {

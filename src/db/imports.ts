@@ -54,6 +54,8 @@ export interface ImportsRepository {
   deleteTwilioRequest(orgId: string, twilioRecordingSid: string): Promise<void>;
   /** Twilio calls started since `since` that hold no Twilio-side recording yet. */
   pollCandidates(orgId: string, since: Date, limit: number): Promise<PollCandidate[]>;
+  /** The organisation's latest call since `since` tagged with this called number that has no recording at all. */
+  latestUnrecordedCallTo(orgId: string, calledNumber: string, since: Date): Promise<Call | null>;
   /** The calls with these ids in the organisation (for showing a recording's call). */
   callsByIds(orgId: string, ids: readonly string[]): Promise<Map<string, CallSummary>>;
 }
@@ -152,6 +154,43 @@ export function createImportsRepository(db: Executor): ImportsRepository {
         [orgId, since, limit],
       );
       return rows.map((r) => ({ callId: r.id, callSid: r.external_id, accountSid: r.account_sid }));
+    },
+
+    async latestUnrecordedCallTo(orgId, calledNumber, since) {
+      const { rows } = await db.query<{
+        id: string;
+        org_id: string;
+        source: Call['source'];
+        external_id: string;
+        status: Call['status'];
+        started_at: Date;
+        ended_at: Date | null;
+        metadata: JsonObject;
+        created_at: Date;
+        updated_at: Date;
+      }>(
+        'imports.latestUnrecordedCallTo',
+        `SELECT c.id, c.org_id, c.source, c.external_id, c.status, c.started_at, c.ended_at, c.metadata, c.created_at, c.updated_at
+         FROM calls c
+         WHERE c.org_id = $1 AND c.metadata ->> 'calledNumber' = $2 AND c.started_at >= $3
+           AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.org_id = $1 AND r.call_id = c.id)
+         ORDER BY c.started_at DESC, c.id DESC LIMIT 1`,
+        [orgId, calledNumber, since],
+      );
+      const r = rows[0];
+      if (!r) return null;
+      return {
+        id: r.id,
+        orgId: r.org_id,
+        source: r.source,
+        externalId: r.external_id,
+        status: r.status,
+        startedAt: r.started_at,
+        endedAt: r.ended_at,
+        metadata: r.metadata,
+        createdAt: r.created_at,
+        updatedAt: r.updated_at,
+      };
     },
 
     async callsByIds(orgId, ids) {

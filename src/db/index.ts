@@ -7,6 +7,7 @@ export type { RecordingsRepository } from './recordings.js';
 export type { AgentsRepository, AgentPolicyRow, PutAgentPolicyInput } from './agents.js';
 export type { ImportsRepository, TwilioRecordingRequest, ClaimedImport, PollCandidate, CallSummary } from './imports.js';
 export { MAX_PAGE_SIZE } from './recordings.js';
+export { API_KEY_SCOPES } from './types.js';
 export type { Migration } from './migrations/index.js';
 export type * from './types.js';
 export { startEmbeddedPostgres } from './embedded.js';

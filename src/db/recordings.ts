@@ -363,6 +363,9 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
       if (query.callSid !== undefined) {
         conditions.push(`call_id IN (SELECT id FROM calls WHERE org_id = $1 AND external_id = ${bind(query.callSid)})`);
       }
+      if (query.userId !== undefined) {
+        conditions.push(`call_id IN (SELECT id FROM calls WHERE org_id = $1 AND metadata ? 'userId' AND metadata ->> 'userId' = ${bind(query.userId)})`);
+      }
       if (query.status !== undefined) conditions.push(`status = ${bind(query.status)}`);
       if (query.source !== undefined) conditions.push(`source = ${bind(query.source)}`);
       if (query.fromDate !== undefined) conditions.push(`started_at >= ${bind(query.fromDate)}`);

@@ -7,11 +7,18 @@ export interface Organisation {
 }
 
 /** What may be shown about a key: never its hash, never the secret. */
+/** What a key may do: read recordings, control them mid-call, delete them, administer agents and policy. */
+export type ApiKeyScope = 'read' | 'control' | 'delete' | 'admin';
+export const API_KEY_SCOPES: readonly ApiKeyScope[] = ['read', 'control', 'delete', 'admin'];
+
 export interface ApiKeyInfo {
   id: string;
   orgId: string;
   prefix: string;
   label: string | null;
+  scopes: ApiKeyScope[];
+  /** A user-bound key sees only the calls tagged with this user; null: every call of the organisation. */
+  userId: string | null;
   createdAt: Date;
   revokedAt: Date | null;
 }
@@ -26,6 +33,15 @@ export interface CreatedApiKey {
 export interface VerifiedApiKey {
   orgId: string;
   keyId: string;
+  scopes: ApiKeyScope[];
+  userId: string | null;
+}
+
+export interface CreateApiKeyOptions {
+  label?: string | undefined;
+  /** Default: every scope. */
+  scopes?: readonly ApiKeyScope[] | undefined;
+  userId?: string | undefined;
 }
 
 export type CallSource = 'twilio' | 'livekit' | 'elevenlabs';
@@ -123,6 +139,8 @@ export interface ListRecordingsQuery {
   fromDate?: Date;
   /** Exclusive upper bound on startedAt. */
   toDate?: Date;
+  /** Only recordings of calls tagged with this user (`userId` in the call's metadata). */
+  userId?: string;
   /** Zero-based, like Twilio's `Page`. */
   page: number;
   /** Rows per page, 1..1000. */

@@ -39,6 +39,10 @@ export const ErrorCode = {
   ShuttingDown: 'SHUTTING_DOWN',
   // api
   Unauthorized: 'UNAUTHORIZED',
+  /** The API key is valid but lacks the scope the route needs (or is bound to a user and the route is organisation-wide). */
+  Forbidden: 'FORBIDDEN',
+  /** Too many control requests for one call in the organisation's window; `details.retryAfterSeconds`. */
+  RateLimited: 'RATE_LIMITED',
   NotFound: 'NOT_FOUND',
   Conflict: 'CONFLICT',
   BadRequest: 'BAD_REQUEST',

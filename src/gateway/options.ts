@@ -75,6 +75,8 @@ export interface GatewayOptions {
     /** Free bytes available under `dir`; statfs by default. Tests inject their own to simulate a full disk. */
     freeSpaceProbe?: (dir: string) => Promise<number>;
   };
+  /** Control routes (start, stop, pause, resume): requests per call per organisation in a window. Default 10 a minute. */
+  controlRateLimit?: { limit: number; windowMs?: number };
   workerThreads?: number;
   shutdownDeadlineMs: number;
   /** Keep client-key recordings' data keys (wrapped) in their spool manifests so a crash can be recovered. Default true. */

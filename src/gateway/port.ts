@@ -65,7 +65,8 @@ export interface PolledCall {
   outcome: PollOutcome;
   /** The recordings (callvault SIDs) stored by this run. */
   recordings: string[];
-  error?: { code: string; message: string };
+  /** A stable code and a fixed message per code (never the underlying error's text); Twilio's HTTP status when it answered. */
+  error?: { code: string; message: string; twilioStatus?: number };
 }
 
 /**

@@ -29,6 +29,8 @@ const STATUS_TEXT: Record<number, string> = {
 
 const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.Unauthorized]: 401,
+  [ErrorCode.Forbidden]: 403,
+  [ErrorCode.RateLimited]: 429,
   [ErrorCode.NotFound]: 404,
   [ErrorCode.Conflict]: 409,
   [ErrorCode.BadRequest]: 400,
@@ -103,6 +105,9 @@ export function errorResult(err: CallvaultError): HttpResult {
   const message = status === 500 ? 'internal error' : err.message;
   // RFC 9110: a 401 names the scheme the client should use.
   const headers: Record<string, string> = status === 401 ? { 'www-authenticate': 'Bearer' } : {};
+  // RFC 6585: a 429 says when to come back.
+  const retryAfter = err.details?.['retryAfterSeconds'];
+  if (status === 429 && typeof retryAfter === 'number') headers['retry-after'] = String(retryAfter);
   return json(status, { error: { code: err.code, message, ...(status !== 500 && err.details ? { details: err.details } : {}) } }, headers);
 }
 

@@ -2,13 +2,35 @@
  * For deployments Twilio's status callbacks cannot reach: find completed Twilio recordings of recent calls that
  * have none here yet, and import them. Runs on a schedule (TWILIO_RECORDING_POLLING) or once on request.
  */
-import { toCallvaultError } from '../errors/index.js';
+import { ErrorCode, type ErrorCode as ErrorCodeValue } from '../errors/index.js';
 import type { GatewayPort, PolledCall, PollScheduler, TwilioAccount, TwilioImports } from '../gateway/port.js';
-import { createTwilioRestClient } from '../twilio-client/index.js';
+import { createTwilioRestClient, twilioError } from '../twilio-client/index.js';
 import { importTwilioRecording } from './import.js';
 
 /** Calls older than this are not looked at again: Twilio finishes a recording minutes after the call. */
 export const POLL_LOOKBACK_MS = 24 * 60 * 60 * 1000;
+/**
+ * What a poll result says about a failure: a stable code and a fixed sentence per code, never the underlying
+ * error's text (a resolver's `getaddrinfo ENOTFOUND api.example`, a socket error), which stays in the log.
+ */
+const POLL_ERROR_MESSAGES: Partial<Record<ErrorCodeValue, string>> = {
+  [ErrorCode.NotFound]: 'Twilio does not know this call or its recordings',
+  [ErrorCode.Conflict]: 'Twilio refused the request (check the account credentials and the CallSid)',
+  [ErrorCode.StorageUnavailable]: 'the Twilio API or object storage is unreachable; the next run retries',
+  [ErrorCode.DatabaseUnavailable]: 'the database is unreachable; the next run retries',
+  [ErrorCode.BadRequest]: 'the Twilio recording could not be read',
+};
+
+export function pollError(err: unknown): NonNullable<PolledCall['error']> {
+  const error = twilioError(err, 'list or fetch the call recordings');
+  const twilioStatus = error.details?.['twilioStatus'];
+  return {
+    code: error.code,
+    message: POLL_ERROR_MESSAGES[error.code] ?? 'the recording could not be imported',
+    ...(typeof twilioStatus === 'number' ? { twilioStatus } : {}),
+  };
+}
+
 /** Calls examined per organisation per run, newest first. */
 export const POLL_CALL_LIMIT = 200;
 
@@ -39,10 +61,9 @@ export async function pollTwilioRecordings(gateway: GatewayPort, orgId: string):
       }
       if (polled.recordings.length > 0) polled.outcome = 'uploaded';
     } catch (err) {
-      const error = toCallvaultError(err);
       polled.outcome = 'twilio_error';
-      polled.error = { code: error.code, message: error.message };
-      gateway.options.logger.warn({ callSid: candidate.callSid, code: error.code, err: error }, 'twilio recording poll failed for a call');
+      polled.error = pollError(err);
+      gateway.options.logger.warn({ callSid: candidate.callSid, code: polled.error.code, err }, 'twilio recording poll failed for a call');
     }
     results.push(polled);
   }

@@ -18,6 +18,8 @@ let doc: Doc;
 let serverCall: string;
 let clientCall: string;
 let inProgressCall: string;
+/** A key with only the control scope: neither read nor delete (403 on the recording routes). */
+let controlOnlyKey: string;
 
 beforeAll(async () => {
   t = await startTestGateway({
@@ -26,6 +28,7 @@ beforeAll(async () => {
   const res = await fetch(`${t.httpUrl}/openapi.json`);
   expect(res.status).toBe(200);
   doc = (await res.json()) as Doc;
+  controlOnlyKey = (await t.gateway.db.apiKeys.create('acme', { scopes: ['control'] })).key;
   serverCall = (await placeCall(t, { durationMs: 400 })).callSid;
   clientCall = (await placeCall(t, { durationMs: 400, recording: { enabled: true, key: randomBytes(32).toString('hex') } })).callSid;
   // A recording row left in progress (as another instance or a crash would leave it).
@@ -111,12 +114,14 @@ const scenarios: Scenario[] = [
       [method, '/calls/:callId/recording', 206, () => api(t, recordingPath(serverCall), { method: m, headers: { range: 'bytes=0-99' } })],
       [method, '/calls/:callId/recording', 302, () => api(t, recordingPath(clientCall), { method: m })],
       [method, '/calls/:callId/recording', 401, () => api(t, recordingPath(serverCall), { method: m, authorization: null })],
+      [method, '/calls/:callId/recording', 403, () => api(t, recordingPath(serverCall), { method: m, authorization: `Bearer ${controlOnlyKey}` })],
       [method, '/calls/:callId/recording', 404, () => api(t, recordingPath(serverCall), { method: m, org: 'globex' })],
       [method, '/calls/:callId/recording', 409, () => api(t, recordingPath(inProgressCall), { method: m })],
       [method, '/calls/:callId/recording', 416, () => api(t, recordingPath(serverCall), { method: m, headers: { range: 'bytes=99999999-' } })],
     ];
   }),
   ['del', '/calls/:callId/recording', 401, () => api(t, recordingPath(serverCall), { method: 'DELETE', authorization: 'Bearer nope' })],
+  ['del', '/calls/:callId/recording', 403, () => api(t, recordingPath(serverCall), { method: 'DELETE', authorization: `Bearer ${controlOnlyKey}` })],
   ['del', '/calls/:callId/recording', 404, () => api(t, recordingPath(serverCall), { method: 'DELETE', org: 'globex' })],
   ['del', '/calls/:callId/recording', 204, () => api(t, recordingPath(inProgressCall), { method: 'DELETE' })],
   // LiveKit routes: what they answer without a LiveKit server behind them.
@@ -142,9 +147,9 @@ describe('status codes', () => {
 
   test("every status a recording or health route documents is produced above (503: streaming.test.ts, operations.test.ts)", () => {
     for (const route of registeredRoutes(t.gateway.app)) {
-      // LiveKit, management and webhook routes produce their statuses in their own test files, which check
+      // LiveKit, management, Twilio-style (test/manage/conform.test.ts) and webhook routes produce their statuses in their own test files, which check
       // what they answered against the document (test/support/openapi.ts).
-      if (/^\/(livekit|api|webhooks)\//.test(route.pattern)) continue;
+      if (/^\/(livekit|api|webhooks|twilio)\//.test(route.pattern)) continue;
       const produced = scenarios.filter(([m, p]) => m === route.method && p === route.pattern).map(([, , s]) => s);
       const documented = documentedStatuses(operation(route.method, route.pattern)!).filter((s) => s !== 503);
       expect({ route: `${route.method} ${route.pattern}`, statuses: [...new Set(produced)].sort() }).toEqual({

@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { openTestDatabase, rejectionOf, sha256, type TestDatabase } from './support.js';
+import pg from 'pg';
+import { createDatabase } from '../../dist/db/index.js';
+import { migrations } from '../../dist/db/migrations/index.js';
+import { freshDatabase } from '../support/peers.js';
+import { openTestDatabase, rejectionOf, sha256, silentLogger, type TestDatabase } from './support.js';
 
 let t: TestDatabase;
 
@@ -19,7 +23,7 @@ describe('generated keys', () => {
 
     expect(created.key).toMatch(/^cvk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/);
     expect(created.key.slice(4, 16)).toBe(created.prefix);
-    expect(await t.db.apiKeys.verify(created.key)).toEqual({ orgId: 'acme', keyId: created.id });
+    expect(await t.db.apiKeys.verify(created.key)).toMatchObject({ orgId: 'acme', keyId: created.id });
 
     const [row] = await t.sql<{ hash: Buffer }>('SELECT * FROM api_keys WHERE id = $1', [created.id]);
     expect(row!.hash.equals(sha256(created.key))).toBe(true);
@@ -62,11 +66,13 @@ describe('generated keys', () => {
       orgId: 'acme',
       prefix: created.prefix,
       label: 'listed',
+      scopes: ['read', 'control', 'delete', 'admin'],
+      userId: null,
       createdAt: expect.any(Date),
       revokedAt: null,
     });
     for (const key of listed) {
-      expect(Object.keys(key).sort()).toEqual(['createdAt', 'id', 'label', 'orgId', 'prefix', 'revokedAt']);
+      expect(Object.keys(key).sort()).toEqual(['createdAt', 'id', 'label', 'orgId', 'prefix', 'revokedAt', 'scopes', 'userId']);
       expect(key.orgId).toBe('acme');
     }
     expect(JSON.stringify(listed)).not.toContain(created.key.slice(17));
@@ -77,7 +83,7 @@ describe('generated keys', () => {
     const created = await t.db.apiKeys.create('acme', 'to-revoke');
 
     expect(await t.db.apiKeys.revoke('globex', created.id)).toBe(false);
-    expect(await t.db.apiKeys.verify(created.key)).toEqual({ orgId: 'acme', keyId: created.id });
+    expect(await t.db.apiKeys.verify(created.key)).toMatchObject({ orgId: 'acme', keyId: created.id });
 
     expect(await t.db.apiKeys.revoke('acme', created.id)).toBe(true);
     expect(await t.db.apiKeys.verify(created.key)).toBeNull();
@@ -105,7 +111,7 @@ describe('bootstrap keys from configuration', () => {
     expect(first).toMatchObject({ orgId, label: 'bootstrap', revokedAt: null });
     expect(await t.db.organisations.get(orgId)).toMatchObject({ id: orgId, name: orgId });
     expect(await t.db.apiKeys.list(orgId)).toHaveLength(1);
-    expect(await t.db.apiKeys.verify(key)).toEqual({ orgId, keyId: first.id });
+    expect(await t.db.apiKeys.verify(key)).toMatchObject({ orgId, keyId: first.id });
     expect(await t.db.apiKeys.verify(`${key}x`)).toBeNull();
 
     const [row] = await t.sql<{ hash: Buffer }>('SELECT hash FROM api_keys WHERE id = $1', [first.id]);
@@ -123,7 +129,7 @@ describe('bootstrap keys from configuration', () => {
     const first = await t.db.apiKeys.ensureBootstrap('acme', key);
 
     expect(await rejectionOf(t.db.apiKeys.ensureBootstrap('globex', key))).toMatchObject({ code: 'CONFLICT' });
-    expect(await t.db.apiKeys.verify(key)).toEqual({ orgId: 'acme', keyId: first.id });
+    expect(await t.db.apiKeys.verify(key)).toMatchObject({ orgId: 'acme', keyId: first.id });
   });
 
   test('a bootstrap key revoked through the API stays revoked when configuration is applied again', async () => {
@@ -138,5 +144,59 @@ describe('bootstrap keys from configuration', () => {
 
   test('a bootstrap key shorter than 16 characters is rejected as invalid configuration', async () => {
     expect(await rejectionOf(t.db.apiKeys.ensureBootstrap('acme', 'too-short'))).toMatchObject({ code: 'CONFIG_INVALID' });
+  });
+});
+
+describe('scopes and user binding', () => {
+  test('a key has every scope unless told otherwise, and no user', async () => {
+    const created = await t.db.apiKeys.create('acme', 'all');
+    expect(await t.db.apiKeys.verify(created.key)).toEqual({ orgId: 'acme', keyId: created.id, scopes: ['read', 'control', 'delete', 'admin'], userId: null });
+  });
+
+  test('a key made with scopes and a user verifies to exactly those, in canonical order, and lists them', async () => {
+    const created = await t.db.apiKeys.create('acme', { label: 'agent ui', scopes: ['control', 'read'], userId: 'u123' });
+    expect(await t.db.apiKeys.verify(created.key)).toEqual({ orgId: 'acme', keyId: created.id, scopes: ['read', 'control'], userId: 'u123' });
+    const listed = (await t.db.apiKeys.list('acme')).find((k) => k.id === created.id);
+    expect(listed).toMatchObject({ label: 'agent ui', scopes: ['read', 'control'], userId: 'u123' });
+  });
+
+  test.each([
+    ['no scope at all', { scopes: [] }],
+    ['an unknown scope', { scopes: ['read', 'superuser'] }],
+    ['a user id with a space', { userId: 'u 123' }],
+  ] as const)('%s is refused (BAD_REQUEST), nothing stored', async (_name, opts) => {
+    const before = (await t.db.apiKeys.list('globex')).length;
+    expect(await rejectionOf(t.db.apiKeys.create('globex', opts as never))).toMatchObject({ code: 'BAD_REQUEST' });
+    expect((await t.db.apiKeys.list('globex')).length).toBe(before);
+  });
+
+  test('keys that existed before scopes (migration 7) keep every scope and no user', async () => {
+    const fresh = await freshDatabase();
+    const client = new pg.Client({ connectionString: fresh.url });
+    await client.connect();
+    try {
+      // The schema as the previous release left it, with a key in it.
+      await client.query('CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
+      for (const m of migrations.filter((m) => m.version < 7)) {
+        await client.query(m.sql);
+        await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      }
+      await client.query("INSERT INTO organisations (id, name) VALUES ('acme', 'acme')");
+      const old = 'an-old-bootstrap-key-0123456789';
+      await client.query("INSERT INTO api_keys (org_id, prefix, hash, label) VALUES ('acme', $1, $2, 'bootstrap')", [
+        sha256(old).toString('hex').slice(0, 12),
+        sha256(old),
+      ]);
+      const db = createDatabase({ url: fresh.url, logger: silentLogger, max: 2 });
+      try {
+        expect((await db.migrate()).applied).toContain(7);
+        expect(await db.apiKeys.verify(old)).toMatchObject({ orgId: 'acme', scopes: ['read', 'control', 'delete', 'admin'], userId: null });
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await client.end();
+      await fresh.drop();
+    }
   });
 });

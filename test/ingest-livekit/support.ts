@@ -165,9 +165,18 @@ export interface Publisher {
 }
 
 /** A participant that joins `room` and publishes a tone in real time with rtc-node. */
-export async function publisher(room: string, identity: string, frequency: number, extra: { kind?: 'agent'; metadata?: string } = {}): Promise<Publisher> {
+export async function publisher(
+  room: string,
+  identity: string,
+  frequency: number,
+  extra: { kind?: 'agent'; metadata?: string; attributes?: Record<string, string> } = {},
+): Promise<Publisher> {
   const peer = livekitPeer();
-  const token = new AccessToken(peer.apiKey, peer.apiSecret, { identity, ...(extra.metadata ? { metadata: extra.metadata } : {}) });
+  const token = new AccessToken(peer.apiKey, peer.apiSecret, {
+    identity,
+    ...(extra.metadata ? { metadata: extra.metadata } : {}),
+    ...(extra.attributes ? { attributes: extra.attributes } : {}),
+  });
   token.addGrant({ room, roomJoin: true, canPublish: true, canSubscribe: false });
   if (extra.kind) token.kind = extra.kind;
   const lkRoom = new Room();

@@ -53,6 +53,16 @@ export interface FakeRecording {
   deleted: boolean;
 }
 
+/** A call Twilio knows, as its Calls resource describes it. */
+export interface FakeCall {
+  sid: string;
+  accountSid: string;
+  status: 'queued' | 'ringing' | 'in-progress' | 'completed' | 'busy' | 'failed' | 'no-answer' | 'canceled';
+  from: string;
+  to: string;
+  direction: 'inbound' | 'outbound-api' | 'outbound-dial';
+}
+
 export interface SeenRequest {
   method: string;
   path: string;
@@ -80,9 +90,13 @@ function readForm(req: IncomingMessage): Promise<Record<string, string | string[
 
 export class FakeTwilio {
   readonly recordings = new Map<string, FakeRecording>();
+  /** Calls Twilio knows: fetching another, or creating a recording on it, answers Twilio's 404. */
+  readonly calls = new Map<string, FakeCall>();
   readonly requests: SeenRequest[] = [];
   /** Calls whose requests answer 500, as an outage would. */
   readonly failingCalls = new Set<string>();
+  /** Calls whose requests have their connection dropped without an answer (a network failure, not an HTTP error). */
+  readonly droppingCalls = new Set<string>();
   #server: Server;
   port = 0;
 
@@ -104,6 +118,57 @@ export class FakeTwilio {
 
   get baseUrl(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** A live call of the account (one that need not stream to the gateway). */
+  addCall(account: TestAccount, callSid = newSid('CA'), init: Partial<Omit<FakeCall, 'sid' | 'accountSid'>> = {}): FakeCall {
+    const call: FakeCall = { sid: callSid, accountSid: account.accountSid, status: 'in-progress', from: '+15017122661', to: '+15558675310', direction: 'inbound', ...init };
+    this.calls.set(call.sid, call);
+    return call;
+  }
+
+  #callResource(call: FakeCall): Record<string, unknown> {
+    const base = `/2010-04-01/Accounts/${call.accountSid}/Calls/${call.sid}`;
+    const ended = call.status === 'completed';
+    return {
+      account_sid: call.accountSid,
+      annotation: null,
+      answered_by: null,
+      api_version: '2010-04-01',
+      caller_name: null,
+      date_created: 'Tue, 01 Jan 2030 00:00:00 +0000',
+      date_updated: 'Tue, 01 Jan 2030 00:00:05 +0000',
+      direction: call.direction,
+      duration: ended ? '5' : null,
+      end_time: ended ? 'Tue, 01 Jan 2030 00:00:05 +0000' : null,
+      forwarded_from: null,
+      from: call.from,
+      from_formatted: call.from,
+      group_sid: null,
+      parent_call_sid: null,
+      phone_number_sid: `PN${'0'.repeat(32)}`,
+      price: null,
+      price_unit: 'USD',
+      sid: call.sid,
+      start_time: 'Tue, 01 Jan 2030 00:00:00 +0000',
+      status: call.status,
+      subresource_uris: { recordings: `${base}/Recordings.json`, notifications: `${base}/Notifications.json` },
+      to: call.to,
+      to_formatted: call.to,
+      trunk_sid: null,
+      uri: `${base}.json`,
+      queue_time: '0',
+    };
+  }
+
+  /** Twilio's answer for a resource it does not know: code 20404, naming the path. */
+  #notFound(res: ServerResponse, path: string): void {
+    this.#json(res, 404, {
+      code: 20404,
+      message: `The requested resource ${path} was not found`,
+      more_info: 'https://www.twilio.com/docs/errors/20404',
+      status: 404,
+    });
   }
 
   /** A recording Twilio holds for the call (made outside callvault, e.g. by `<Record>`), completed. */
@@ -154,16 +219,28 @@ export class FakeTwilio {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.baseUrl);
+    if ([...this.droppingCalls].some((sid) => url.pathname.includes(`/Calls/${sid}`))) {
+      req.socket.destroy();
+      return;
+    }
     const form = req.method === 'POST' ? await readForm(req) : {};
     this.requests.push({ method: req.method ?? '', path: url.pathname, form });
     const auth = Buffer.from((req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString('utf8');
     const [user, pass] = auth.split(':');
     const account = this.accounts.find((a) => a.accountSid === user && a.authToken === pass);
+    const callFetch = /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})\/Calls\/([A-Za-z0-9-]+)\.json$/.exec(url.pathname);
+    if (account && callFetch && callFetch[1] === account.accountSid && req.method === 'GET') {
+      const call = this.calls.get(callFetch[2]!);
+      if (!call || call.accountSid !== account.accountSid) return this.#notFound(res, url.pathname);
+      if (this.failingCalls.has(call.sid)) return this.#json(res, 500, { code: 20500, message: 'Internal Server Error', status: 500 });
+      return this.#json(res, 200, this.#callResource(call));
+    }
     const m = /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})\/(?:Calls\/(CA[0-9a-f]{32})\/)?Recordings(?:\/(RE[0-9a-f]{32}))?(\.json|\.wav)$/.exec(url.pathname);
-    if (!account || !m || m[1] !== account.accountSid) {
-      this.#json(res, account ? 404 : 401, { code: account ? 20404 : 20003, message: account ? 'Not found' : 'Authenticate', status: account ? 404 : 401 });
+    if (!account) {
+      this.#json(res, 401, { code: 20003, message: 'Authenticate', more_info: 'https://www.twilio.com/docs/errors/20003', status: 401 });
       return;
     }
+    if (!m || m[1] !== account.accountSid) return this.#notFound(res, url.pathname);
     const [, accountSid, callSid, sid, ext] = m;
     if (callSid && this.failingCalls.has(callSid)) {
       this.#json(res, 500, { code: 20500, message: 'Internal Server Error', status: 500 });
@@ -201,6 +278,11 @@ export class FakeTwilio {
       });
     }
     if (req.method === 'POST' && callSid && !sid) {
+      const call = this.calls.get(callSid);
+      if (!call || call.accountSid !== accountSid) return this.#notFound(res, url.pathname);
+      if (call.status !== 'in-progress') {
+        return this.#json(res, 400, { code: 21220, message: 'Requested resource is not eligible for recording', status: 400 });
+      }
       const created: FakeRecording = {
         sid: newSid('RE'),
         accountSid: accountSid!,

@@ -131,6 +131,7 @@ describe('Twilio-side recordings started through the API', () => {
     const s = await RawTwilioStream.open(t, acme);
     s.start({ recording: JSON.stringify({ enabled: false }) });
     await s.flushed(t, 'acme', 0);
+    fake.addCall(acme, s.callSid);
     const key = randomBytes(32).toString('hex');
     const started = await apiJson(t, 'POST', '/api/call-recordings/start', { callSid: s.callSid, source: 'twilio', key, recordingTrack: 'both' });
     expect(started.status).toBe(201);
@@ -173,7 +174,7 @@ describe('poller', () => {
     await t.gateway.db.calls.upsertActive({ orgId: 'acme', source: 'twilio', externalId: callSid, startedAt: new Date(), metadata: { accountSid: acme.accountSid } });
   }
 
-  test('POST /api/call-recordings/poll answers uploaded, no_recordings and twilio_error per call; a second run skips the uploaded call', async () => {
+  test('POST /api/call-recordings/poll answers { processed, details: [{ callSid, status }] }: uploaded, no_recordings and twilio_error; a second run skips the uploaded call', async () => {
     const withRecording = newCallSid();
     const without = newCallSid();
     const failing = newCallSid();
@@ -182,18 +183,21 @@ describe('poller', () => {
     fake.failingCalls.add(failing);
     const res = await apiJson(t, 'POST', '/api/call-recordings/poll');
     expect(res.status).toBe(200);
-    const { calls } = (await res.json()) as { calls: { callSid: string; outcome: string; recordings: string[] }[] };
-    const outcome = (sid: string) => calls.find((c) => c.callSid === sid);
-    expect(outcome(withRecording)).toMatchObject({ outcome: 'uploaded', recordings: [expect.stringMatching(/^CR/)] });
-    expect(outcome(without)).toMatchObject({ outcome: 'no_recordings', recordings: [] });
-    expect(outcome(failing)).toMatchObject({ outcome: 'twilio_error' });
+    const answer = (await res.json()) as { processed: number; details: { callSid: string; status: string; recordings: string[]; error?: unknown }[] };
+    const outcome = (sid: string) => answer.details.find((c) => c.callSid === sid);
+    expect(outcome(withRecording)).toMatchObject({ status: 'uploaded', recordings: [expect.stringMatching(/^CR/)] });
+    expect(outcome(without)).toMatchObject({ status: 'no_recordings', recordings: [] });
+    // A mapped code and a fixed sentence, Twilio's HTTP status when it answered.
+    expect(outcome(failing)).toMatchObject({ status: 'twilio_error', error: { code: 'STORAGE_UNAVAILABLE', twilioStatus: 500, message: expect.any(String) } });
+    expect(answer.processed).toBe(answer.details.filter((d) => d.status === 'uploaded').length);
+    expect(answer.processed).toBeGreaterThanOrEqual(1);
     expect((await twilioRows(withRecording))[0]).toMatchObject({ status: 'completed', durationMs: 500 });
 
-    const again = (await (await apiJson(t, 'POST', '/api/call-recordings/poll')).json()) as { calls: { callSid: string }[] };
-    expect(again.calls.map((c) => c.callSid)).not.toContain(withRecording);
+    const again = (await (await apiJson(t, 'POST', '/api/call-recordings/poll')).json()) as { details: { callSid: string }[] };
+    expect(again.details.map((c) => c.callSid)).not.toContain(withRecording);
     // Scoped: another organisation's poll sees none of these calls.
-    const other = (await (await apiJson(t, 'POST', '/api/call-recordings/poll', undefined, 'globex')).json()) as { calls: unknown[] };
-    expect(other.calls).toEqual([]);
+    const other = (await (await apiJson(t, 'POST', '/api/call-recordings/poll', undefined, 'globex')).json()) as { processed: number; details: unknown[] };
+    expect(other).toMatchObject({ processed: 0, details: [] });
   });
 
   test('the scheduled poll (injected scheduler) imports without anyone asking', async () => {

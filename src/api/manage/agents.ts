@@ -9,7 +9,7 @@ import { CallvaultError, ErrorCode } from '../../errors/index.js';
 import { assertClientKeyStrong } from '../../crypto/index.js';
 import type { AgentPolicyRow } from '../../db/index.js';
 import type { GatewayPort } from '../../gateway/port.js';
-import { authenticate } from '../../http/auth.js';
+import { authenticate, requireOrganisationKey } from '../../http/auth.js';
 import { json, type RequestContext, type Router } from '../../http/http.js';
 import { jsonBody } from './common.js';
 import { agentKeyContext, sealClientKey } from '../../gateway/port.js';
@@ -55,8 +55,15 @@ function agentIdOf(ctx: RequestContext): string {
 export function registerAgentRoutes(router: Router, gateway: GatewayPort): void {
   const { db } = gateway;
 
+  // Agent policy is the organisation's: changing it takes the admin scope and an organisation-wide key.
+  const admin = async (ctx: Parameters<typeof authenticate>[0]) => {
+    const principal = await authenticate(ctx, db, 'admin');
+    requireOrganisationKey(principal);
+    return principal;
+  };
+
   router.route('put', AGENT_PATH, 'agents_put', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
+    const { orgId } = await admin(ctx);
     const agentId = agentIdOf(ctx);
     const { recording } = (await jsonBody(ctx, PutAgentSchema)).options;
     if (recording.key !== undefined) assertClientKeyStrong(recording.key);
@@ -73,14 +80,14 @@ export function registerAgentRoutes(router: Router, gateway: GatewayPort): void 
   });
 
   router.route('get', AGENT_PATH, 'agents_get', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
+    const { orgId } = await authenticate(ctx, db, 'read');
     const policy = await db.agents.get(orgId, agentIdOf(ctx));
     if (!policy) throw new CallvaultError(ErrorCode.NotFound, 'no such agent');
     return json(200, { success: true, agent: agentView(policy) });
   });
 
   router.route('del', AGENT_PATH, 'agents_delete', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
+    const { orgId } = await admin(ctx);
     if (!(await db.agents.delete(orgId, agentIdOf(ctx)))) throw new CallvaultError(ErrorCode.NotFound, 'no such agent');
     return { status: 204, headers: {}, body: '' };
   });

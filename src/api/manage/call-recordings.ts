@@ -8,10 +8,12 @@ import { assertClientKeyStrong } from '../../crypto/index.js';
 import type { CallSummary, Recording as RecordingRow, RecordingSource, RecordingStatus } from '../../db/index.js';
 import type { GatewayPort, PauseRecord, TwilioImports } from '../../gateway/port.js';
 import { createTwilioRestClient, twilioError } from '../../twilio-client/index.js';
-import { authenticate } from '../../http/auth.js';
+import { authenticate, canSeeCall, requireOrganisationKey, type Principal } from '../../http/auth.js';
 import { json, type HttpResult, type RequestContext, type Router, type StreamedResult } from '../../http/http.js';
 import { jsonBody, twilioAccountOf, TWILIO_RECORDING_SID } from './common.js';
-import { agentRecordingOptions, layerRecordingOptions, sealClientKey, twilioRequestKeyContext } from '../../gateway/port.js';
+import { agentRecordingOptions, layerRecordingOptions } from '../../gateway/port.js';
+import type { ControlRateLimiter } from './rate-limit.js';
+import { startTwilioRecording } from './twilio-calls.js';
 
 export const CALL_RECORDINGS_PATH = '/api/call-recordings';
 export const DEFAULT_LIST_LIMIT = 20;
@@ -101,15 +103,35 @@ function oneOf<T extends string>(value: string | null, name: string, allowed: re
   return value as T;
 }
 
-const StartSchema = z
+export const StartSchema = z
   .object({
     callSid: z.string().min(1).max(200),
     recordingTrack: z.enum(['inbound', 'outbound', 'both']).default('both'),
     stereo: z.boolean().optional(),
     key: z.string().min(1).optional(),
     source: z.enum(['gateway', 'twilio']).default('gateway'),
+    /** `source: twilio` only: where Twilio reports the recording (default: this gateway's webhook). */
+    recordingStatusCallback: z.url({ protocol: /^https?$/ }).max(2048).optional(),
+    /** `source: twilio` only: Twilio's `RecordingChannels` (default `dual`). */
+    recordingChannels: z.enum(['dual', 'mono']).optional(),
   })
   .strict();
+
+/** `PATCH /api/call-recordings/{id}`: tags and a consent record, kept in the recording's metadata. */
+export const PatchRecordingSchema = z
+  .object({
+    tags: z.array(z.string().min(1).max(100).regex(/^[^\u0000-\u001f]+$/, 'printable text')).max(50).optional(),
+    consent: z
+      .object({
+        given: z.boolean(),
+        at: z.iso.datetime({ offset: true }),
+        by: z.string().min(1).max(200),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .refine((b) => b.tags !== undefined || b.consent !== undefined, 'give tags, consent or both');
 
 const StopSchema = z
   .object({ recordingSid: z.string().min(1).max(200).optional(), callSid: z.string().min(1).max(200).optional() })
@@ -122,6 +144,7 @@ export interface CallRecordingRoutesDeps {
   serveMedia: RecordingMediaServer;
   remove: RecordingRemover;
   twilio: TwilioImports;
+  limiter: ControlRateLimiter;
 }
 
 export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort, deps: CallRecordingRoutesDeps): void {
@@ -130,8 +153,17 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
   const twilioClient = (orgId: string, accountSid: unknown) =>
     createTwilioRestClient(twilioAccountOf(gateway, orgId, accountSid), { baseUrl: gateway.options.twilio.apiBaseUrl });
 
+  /** A user-bound key sees a recording only through a call tagged with its user; otherwise it is not there. */
+  const visible = async (principal: Principal, row: RecordingRow): Promise<CallSummary | undefined> => {
+    const calls = await db.imports.callsByIds(principal.orgId, row.callId ? [row.callId] : []);
+    const call = row.callId ? calls.get(row.callId) : undefined;
+    if (!canSeeCall(principal, call?.metadata)) throw notFound();
+    return call;
+  };
+
   router.route('get', CALL_RECORDINGS_PATH, 'call_recordings_list', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
+    const principal = await authenticate(ctx, db, 'read');
+    const { orgId } = principal;
     const q = ctx.query;
     const page = positiveInt(q.get('page'), 'page', 1);
     const limit = positiveInt(q.get('limit'), 'limit', DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT);
@@ -144,6 +176,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     const { total, rows } = await db.recordings.list(orgId, {
       page: page - 1,
       limit,
+      ...(principal.userId === null ? {} : { userId: principal.userId }),
       ...(callSid ? { callSid } : {}),
       ...(status ? { status } : {}),
       ...(source ? { source } : {}),
@@ -168,16 +201,16 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
   };
 
   router.route('get', `${CALL_RECORDINGS_PATH}/:id`, 'call_recordings_get', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
-    const row = await rowOf(orgId, ctx.params[0] ?? '');
-    const calls = await db.imports.callsByIds(orgId, row.callId ? [row.callId] : []);
-    const call = row.callId ? calls.get(row.callId) : undefined;
+    const principal = await authenticate(ctx, db, 'read');
+    const row = await rowOf(principal.orgId, ctx.params[0] ?? '');
+    const call = await visible(principal, row);
     return json(200, { success: true, recording: { ...recordingView(row, call, gateway.publicUrl), call: callView(call) } });
   });
 
   router.route('get', `${CALL_RECORDINGS_PATH}/:id/media`, 'call_recordings_media', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
-    const row = await rowOf(orgId, ctx.params[0] ?? '');
+    const principal = await authenticate(ctx, db, 'read');
+    const row = await rowOf(principal.orgId, ctx.params[0] ?? '');
+    await visible(principal, row);
     if (row.status !== 'completed' && row.status !== 'uploading') {
       throw new CallvaultError(ErrorCode.Conflict, `the recording is ${row.status.replace('_', ' ')}`, { details: { status: row.status } });
     }
@@ -185,24 +218,58 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
   });
 
   router.route('del', `${CALL_RECORDINGS_PATH}/:id`, 'call_recordings_delete', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
-    const row = await rowOf(orgId, ctx.params[0] ?? '');
-    await deps.remove(orgId, row);
+    const principal = await authenticate(ctx, db, 'delete');
+    const row = await rowOf(principal.orgId, ctx.params[0] ?? '');
+    await visible(principal, row);
+    await deps.remove(principal.orgId, row);
     gateway.options.logger.info({ recordingSid: row.recordingSid }, 'recording deleted');
     return { status: 204, headers: {}, body: '' };
+  });
+
+  router.route('patch', `${CALL_RECORDINGS_PATH}/:id`, 'call_recordings_patch', async (ctx) => {
+    const principal = await authenticate(ctx, db, 'control');
+    const body = await jsonBody(ctx, PatchRecordingSchema);
+    const row = await rowOf(principal.orgId, ctx.params[0] ?? '');
+    const call = await visible(principal, row);
+    const patch: Record<string, unknown> = {};
+    if (body.tags !== undefined) patch['tags'] = [...new Set(body.tags)];
+    if (body.consent !== undefined) {
+      // Normalised to UTC so listings compare and sort as text.
+      patch['consent'] = { given: body.consent.given, at: new Date(body.consent.at).toISOString(), by: body.consent.by };
+    }
+    await db.recordings.mergeMetadata(row.id, patch);
+    const updated = await rowOf(principal.orgId, row.id);
+    gateway.options.logger.info({ recordingSid: row.recordingSid, fields: Object.keys(patch) }, 'recording metadata updated');
+    return json(200, { success: true, recording: { ...recordingView(updated, call, gateway.publicUrl), call: callView(call) } });
   });
 
   // ---- control mid-call -------------------------------------------------------------------------------
 
   router.route('post', `${CALL_RECORDINGS_PATH}/start`, 'call_recordings_start', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
+    const principal = await authenticate(ctx, db, 'control');
     const body = await jsonBody(ctx, StartSchema);
     if (body.key !== undefined) assertClientKeyStrong(body.key);
-    return body.source === 'twilio' ? startTwilioSide(orgId, body) : startOnGateway(orgId, body);
+    if (body.source !== 'twilio' && (body.recordingStatusCallback !== undefined || body.recordingChannels !== undefined)) {
+      throw badRequest('recordingStatusCallback and recordingChannels apply to source: twilio only');
+    }
+    deps.limiter.take(principal.orgId, body.callSid);
+    return body.source === 'twilio' ? startTwilioSide(principal, body) : startOnGateway(principal, body);
   });
 
-  const startOnGateway = async (orgId: string, body: z.infer<typeof StartSchema>): Promise<HttpResult> => {
-    const call = gateway.liveCall(orgId, body.callSid);
+  /** The live call, if the key may see it (a user-bound key only its user's calls). */
+  const liveCallFor = async (principal: Principal, callSid: string) => {
+    const call = gateway.liveCall(principal.orgId, callSid);
+    if (!call) return undefined;
+    if (principal.userId !== null) {
+      const row = await db.calls.get(principal.orgId, call.dbId);
+      if (!canSeeCall(principal, row?.metadata)) return undefined;
+    }
+    return call;
+  };
+
+  const startOnGateway = async (principal: Principal, body: z.infer<typeof StartSchema>): Promise<HttpResult> => {
+    const { orgId } = principal;
+    const call = await liveCallFor(principal, body.callSid);
     if (!call) throw notFound('no active call with this callSid');
     let tracks: string[] | undefined;
     if (body.recordingTrack !== 'both') {
@@ -242,65 +309,44 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     });
   };
 
-  const startTwilioSide = async (orgId: string, body: z.infer<typeof StartSchema>): Promise<HttpResult> => {
-    const callRow = await db.calls.getByExternalId(orgId, body.callSid, 'twilio');
-    if (!callRow || callRow.status !== 'active') throw notFound('no active call with this callSid');
-    const account = twilioAccountOf(gateway, orgId, callRow.metadata['accountSid']);
-    const client = createTwilioRestClient(account, { baseUrl: gateway.options.twilio.apiBaseUrl });
-    const existing = await client
-      .calls(body.callSid)
-      .recordings.list({ limit: 50 })
-      .catch((err: unknown) => {
-        throw twilioError(err, 'list the call recordings');
-      });
-    const active = existing.find((r) => r.status === 'in-progress' || r.status === 'paused');
-    if (active) {
-      throw new CallvaultError(ErrorCode.Conflict, 'Twilio is already recording this call', { details: { twilioRecordingSid: active.sid } });
-    }
-    const created = await client
-      .calls(body.callSid)
-      .recordings.create({
-        recordingChannels: 'dual',
-        recordingTrack: body.recordingTrack,
-        recordingStatusCallback: `${gateway.publicUrl}/webhooks/twilio-recording`,
-        recordingStatusCallbackMethod: 'POST',
-        recordingStatusCallbackEvent: ['in-progress', 'completed', 'absent'],
-      })
-      .catch((err: unknown) => {
-        throw twilioError(err, 'start recording the call');
-      });
-    const sealed = body.key === undefined ? null : sealClientKey(gateway.options.keyring, twilioRequestKeyContext(orgId, created.sid), body.key);
-    await db.imports.saveTwilioRequest({
-      orgId,
-      twilioRecordingSid: created.sid,
+  const startTwilioSide = async (principal: Principal, body: z.infer<typeof StartSchema>): Promise<HttpResult> => {
+    const started = await startTwilioRecording(gateway, principal, {
       callSid: body.callSid,
-      accountSid: account.accountSid,
-      stereo: body.stereo ?? null,
-      keyId: sealed?.keyId ?? null,
-      sealedKey: sealed ? Buffer.from(sealed.sealed) : null,
+      statusCallback: body.recordingStatusCallback,
+      channels: body.recordingChannels ?? 'dual',
+      track: body.recordingTrack,
+      stereo: body.stereo,
+      key: body.key,
     });
     return json(201, {
       success: true,
       recording: {
-        recordingSid: created.sid,
+        recordingSid: started.recordingSid,
         callSid: body.callSid,
         source: 'twilio',
-        status: created.status,
+        status: started.status,
         recordingTrack: body.recordingTrack,
+        recordingChannels: started.channels,
+        recordingStatusCallback: started.statusCallback,
         keyMode: body.key ? 'client' : 'server',
       },
     });
   };
 
   router.route('post', `${CALL_RECORDINGS_PATH}/stop`, 'call_recordings_stop', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
+    const principal = await authenticate(ctx, db, 'control');
+    const { orgId } = principal;
     const body = await jsonBody(ctx, StopSchema);
     const stopped: Record<string, unknown>[] = [];
     if (body.recordingSid !== undefined) {
       if (TWILIO_RECORDING_SID.test(body.recordingSid)) {
+        const request = await twilioRequestFor(principal, body.recordingSid);
+        deps.limiter.take(orgId, request.callSid);
         stopped.push(await stopTwilioSide(orgId, body.recordingSid));
       } else {
         const row = await rowOf(orgId, body.recordingSid);
+        const callRow = await visible(principal, row);
+        deps.limiter.take(orgId, callRow?.externalId ?? row.id);
         const call = gateway.liveRecordingCall(orgId, row.id);
         if (!call) {
           throw new CallvaultError(ErrorCode.Conflict, 'the recording is not in progress on this gateway', { details: { status: row.status } });
@@ -310,6 +356,11 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
       }
     } else {
       const callSid = body.callSid!;
+      if (principal.userId !== null) {
+        const known = await db.calls.getByExternalId(orgId, callSid);
+        if (!canSeeCall(principal, known?.metadata)) throw notFound('nothing is recording this call');
+      }
+      deps.limiter.take(orgId, callSid);
       const call = gateway.liveCall(orgId, callSid);
       const summary = call ? await call.stopRecording() : null;
       if (summary) stopped.push({ recordingSid: summary.recordingSid, source: call?.source === 'livekit' ? 'livekit' : 'gateway', status: summary.status, durationMs: summary.durationMs });
@@ -332,6 +383,16 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     return request;
   };
 
+  /** A Twilio-side recording requested here, if the key may see its call. */
+  const twilioRequestFor = async (principal: Principal, twilioRecordingSid: string) => {
+    const request = await twilioRequestOf(principal.orgId, twilioRecordingSid);
+    if (principal.userId !== null) {
+      const known = await db.calls.getByExternalId(principal.orgId, request.callSid, 'twilio');
+      if (!canSeeCall(principal, known?.metadata)) throw notFound();
+    }
+    return request;
+  };
+
   const stopTwilioSide = async (orgId: string, twilioRecordingSid: string): Promise<Record<string, unknown>> => {
     const request = await twilioRequestOf(orgId, twilioRecordingSid);
     const updated = await twilioClient(orgId, request.accountSid)
@@ -345,11 +406,13 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
   };
 
   const control = (action: 'pause' | 'resume') => async (ctx: RequestContext) => {
-    const { orgId } = await authenticate(ctx, db);
+    const principal = await authenticate(ctx, db, 'control');
+    const { orgId } = principal;
     const id = ctx.params[0] ?? '';
     const body = action === 'pause' ? await jsonBody(ctx, PauseSchema) : null;
     if (TWILIO_RECORDING_SID.test(id)) {
-      const request = await twilioRequestOf(orgId, id);
+      const request = await twilioRequestFor(principal, id);
+      deps.limiter.take(orgId, request.callSid);
       const updated = await twilioClient(orgId, request.accountSid)
         .calls(request.callSid)
         .recordings(id)
@@ -360,6 +423,8 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
       return json(200, { success: true, recordingSid: id, source: 'twilio', status: updated.status, paused: updated.status === 'paused' });
     }
     const row = await rowOf(orgId, id);
+    const callRow = await visible(principal, row);
+    deps.limiter.take(orgId, callRow?.externalId ?? row.id);
     const call = gateway.liveRecordingCall(orgId, row.id);
     if (!call) {
       throw new CallvaultError(ErrorCode.Conflict, 'the recording is not in progress on this gateway', { details: { status: row.status } });
@@ -372,8 +437,10 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
   router.route('post', `${CALL_RECORDINGS_PATH}/:id/resume`, 'call_recordings_resume', control('resume'));
 
   router.route('post', `${CALL_RECORDINGS_PATH}/:id/retry`, 'call_recordings_retry', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
+    const principal = await authenticate(ctx, db, 'control');
+    const { orgId } = principal;
     const row = await rowOf(orgId, ctx.params[0] ?? '');
+    await visible(principal, row);
     if (row.status === 'completed') {
       throw new CallvaultError(ErrorCode.Conflict, 'the recording is already complete', { details: { status: row.status } });
     }
@@ -382,8 +449,14 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
   });
 
   router.route('post', `${CALL_RECORDINGS_PATH}/poll`, 'call_recordings_poll', async (ctx) => {
-    const { orgId } = await authenticate(ctx, db);
-    const calls = await deps.twilio.poll(orgId);
-    return json(200, { success: true, calls });
+    const principal = await authenticate(ctx, db, 'control');
+    requireOrganisationKey(principal);
+    const calls = await deps.twilio.poll(principal.orgId);
+    // The shape the polling flow users come from reads (`processed`, `details[].status`), with what callvault adds.
+    return json(200, {
+      success: true,
+      processed: calls.filter((c) => c.outcome === 'uploaded').length,
+      details: calls.map((c) => ({ callSid: c.callSid, status: c.outcome, recordings: c.recordings, ...(c.error ? { error: c.error } : {}) })),
+    });
   });
 }

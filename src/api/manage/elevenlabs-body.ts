@@ -80,6 +80,25 @@ function callSidOf(data: Record<string, unknown>): string | undefined {
   return candidates.find((c): c is string => typeof c === 'string' && CALL_SID.test(c));
 }
 
+/** Opaque ids and numbers as callers pass them in dynamic variables: short printable text only. */
+const LINK_VALUE = /^[A-Za-z0-9+._:@|#*-]{1,200}$/;
+
+function firstString(...values: unknown[]): string | undefined {
+  return values.find((v): v is string => typeof v === 'string' && LINK_VALUE.test(v));
+}
+
+/** The `chat_id` the caller passed to ElevenLabs when it started the conversation (dynamic variables). */
+function chatIdOf(data: Record<string, unknown>): string | undefined {
+  const vars = at(data, 'conversation_initiation_client_data', 'dynamic_variables');
+  return firstString(at(vars, 'chat_id'), at(vars, 'chatId'));
+}
+
+/** The number the conversation called, as the caller or ElevenLabs put it in the dynamic variables. */
+function calledNumberOf(data: Record<string, unknown>): string | undefined {
+  const vars = at(data, 'conversation_initiation_client_data', 'dynamic_variables');
+  return firstString(at(vars, 'called_number'), at(vars, 'system__called_number'));
+}
+
 function startSecondsOf(data: Record<string, unknown>): number | undefined {
   const start = at(data, 'metadata', 'start_time_unix_secs');
   return typeof start === 'number' && Number.isFinite(start) && start > 0 ? start : undefined;
@@ -96,6 +115,9 @@ export type PostCallReading =
       conversationId: string;
       agentId: string;
       callSid?: string;
+      /** The caller's own id for the conversation (`chat_id` dynamic variable): a callvault call id or CallSid. */
+      chatId?: string;
+      calledNumber?: string;
       startSeconds?: number;
       eventTimestamp?: number;
       /** The MP3 exactly as delivered. */
@@ -138,6 +160,8 @@ export function readPostCall({ raw, signatureHeader, secrets, nowMs }: PostCallI
   const audio = Buffer.from(compact, 'base64');
   if (audio.length === 0) return { kind: 'bad-request', message: 'data.full_audio is empty' };
   const callSid = callSidOf(data);
+  const chatId = chatIdOf(data);
+  const calledNumber = calledNumberOf(data);
   const startSeconds = startSecondsOf(data);
   return {
     kind: 'audio',
@@ -145,6 +169,8 @@ export function readPostCall({ raw, signatureHeader, secrets, nowMs }: PostCallI
     conversationId: data.conversation_id,
     agentId: data.agent_id,
     ...(callSid ? { callSid } : {}),
+    ...(chatId ? { chatId } : {}),
+    ...(calledNumber ? { calledNumber } : {}),
     ...(startSeconds === undefined ? {} : { startSeconds }),
     ...(parsed.data.event_timestamp === undefined ? {} : { eventTimestamp: parsed.data.event_timestamp }),
     // Its own memory (not a slice of Buffer's shared pool), so it can be moved to the main thread, not copied.

@@ -24,24 +24,47 @@ function refused(message: string): HttpResult {
   return json(401, { error: { code: ErrorCode.SignatureInvalid, message } });
 }
 
+/** How far back a delivery matched by its called number looks for the call (the conversation just ended). */
+export const ELEVENLABS_NUMBER_MATCH_LOOKBACK_MS = 24 * 60 * 60 * 1000;
+
+interface CallLink {
+  conversationId: string;
+  agentId: string;
+  callSid?: string | undefined;
+  chatId?: string | undefined;
+  calledNumber?: string | undefined;
+}
+
 /**
- * The call this conversation belongs to: the Twilio call with its CallSid, else the conversation's own call.
- * A call the gateway never saw is created already ended, like Twilio-side imports do.
+ * The call this conversation belongs to, first match wins: the call the caller's `chat_id` names (a callvault
+ * call id, or a call's CallSid / external id), the Twilio call whose CallSid the payload carries, the
+ * organisation's latest call to `called_number` (tagged `calledNumber`) that has no recording yet, and else the
+ * conversation's own call. A call the gateway never saw is created already ended, like Twilio-side imports do.
  */
-async function callFor(gateway: GatewayPort, orgId: string, conversationId: string, callSid: string | undefined, startedAt: Date, agentId: string): Promise<Call> {
+async function callFor(gateway: GatewayPort, orgId: string, link: CallLink, startedAt: Date): Promise<{ call: Call; linkedBy: string }> {
   const { db } = gateway;
-  const source = callSid ? 'twilio' : 'elevenlabs';
-  const externalId = callSid ?? conversationId;
+  if (link.chatId) {
+    const byId = await db.calls.get(orgId, link.chatId);
+    const chat = byId ?? (await db.calls.getByExternalId(orgId, link.chatId));
+    if (chat) return { call: chat, linkedBy: 'chat_id' };
+  }
+  const source = link.callSid ? 'twilio' : 'elevenlabs';
+  const externalId = link.callSid ?? link.conversationId;
   const known = await db.calls.getByExternalId(orgId, externalId, source);
-  if (known) return known;
+  if (known) return { call: known, linkedBy: link.callSid ? 'call_sid' : 'conversation_id' };
+  if (!link.callSid && link.calledNumber) {
+    const since = new Date(gateway.now() - ELEVENLABS_NUMBER_MATCH_LOOKBACK_MS);
+    const byNumber = await db.imports.latestUnrecordedCallTo(orgId, link.calledNumber, since);
+    if (byNumber) return { call: byNumber, linkedBy: 'called_number' };
+  }
   const created = await db.calls.upsertActive({
     orgId,
     source,
     externalId,
     startedAt,
-    metadata: { elevenlabsConversationId: conversationId, elevenlabsAgentId: agentId },
+    metadata: { elevenlabsConversationId: link.conversationId, elevenlabsAgentId: link.agentId, ...(link.calledNumber ? { calledNumber: link.calledNumber } : {}) },
   });
-  return db.calls.end(created.id, new Date(gateway.now()));
+  return { call: await db.calls.end(created.id, new Date(gateway.now())), linkedBy: link.callSid ? 'call_sid' : 'conversation_id' };
 }
 
 /** One worker thread for deliveries (they are rare and each is one big job), started on the first. */
@@ -63,7 +86,7 @@ async function handlePostCall(gateway: GatewayPort, read: Reader, raw: Buffer, s
     logger.info({ orgId, type: reading.type }, 'elevenlabs webhook event ignored');
     return json(200, { success: true, outcome: 'ignored', type: reading.type });
   }
-  const { conversationId, agentId, callSid, audio, mpeg } = reading;
+  const { conversationId, agentId, callSid, chatId, calledNumber, audio, mpeg } = reading;
 
   const already = await db.imports.findByExternalSid(orgId, 'elevenlabs', conversationId);
   if (already) return json(200, { success: true, outcome: 'duplicate', recordingSid: already.recordingSid });
@@ -76,11 +99,11 @@ async function handlePostCall(gateway: GatewayPort, read: Reader, raw: Buffer, s
   }
 
   const startedAt = reading.startSeconds === undefined ? new Date(gateway.now()) : new Date(reading.startSeconds * 1000);
-  const call = await callFor(gateway, orgId, conversationId, callSid, startedAt, agentId);
+  const { call, linkedBy } = await callFor(gateway, orgId, { conversationId, agentId, callSid, chatId, calledNumber }, startedAt);
   const result = await gateway.storeFinishedRecording({
     orgId,
     callId: call.id,
-    callExternalId: callSid ?? conversationId,
+    callExternalId: call.externalId,
     source: 'elevenlabs',
     externalSid: conversationId,
     options,
@@ -90,6 +113,9 @@ async function handlePostCall(gateway: GatewayPort, read: Reader, raw: Buffer, s
       elevenlabsConversationId: conversationId,
       elevenlabsAgentId: agentId,
       ...(callSid ? { callSid } : {}),
+      ...(chatId ? { chatId } : {}),
+      ...(calledNumber ? { calledNumber } : {}),
+      linkedBy,
       ...(reading.eventTimestamp === undefined ? {} : { eventTimestamp: reading.eventTimestamp }),
       mp3: { bytes: audio.length, frames: mpeg.frames, sampleRate: mpeg.sampleRate, channels: mpeg.channels, durationMs: mpeg.durationMs },
       recordingOptions: { keyMode: options.key ? 'client' : 'server' },

@@ -5,6 +5,8 @@ import { registerCallRecordingRoutes, type CallRecordingRoutesDeps } from './cal
 import { registerWebhookRoutes } from './webhooks.js';
 import { registerElevenLabsRoutes } from './elevenlabs.js';
 import { addManagePaths } from './openapi.js';
+import { createControlRateLimiter } from './rate-limit.js';
+import { registerTwilioCallRoutes } from './twilio-calls.js';
 
 export { CALL_RECORDINGS_PATH, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, recordingView, type CallRecordingRoutesDeps } from './call-recordings.js';
 export { AGENT_PATH } from './agents.js';
@@ -17,9 +19,13 @@ export {
 } from './elevenlabs.js';
 
 /** Registers the management routes (recordings, agents, webhooks). */
-export function registerManageRoutes(router: Router, gateway: GatewayPort, deps: CallRecordingRoutesDeps): void {
+export function registerManageRoutes(router: Router, gateway: GatewayPort, deps: Omit<CallRecordingRoutesDeps, 'limiter'>): void {
   addManagePaths();
-  registerCallRecordingRoutes(router, gateway, deps);
+  // One limiter for every control route, so the resource form and the Twilio-style route share a call's budget.
+  const limit = gateway.options.controlRateLimit;
+  const limiter = createControlRateLimiter({ now: () => gateway.now(), ...(limit ? { limit: limit.limit, ...(limit.windowMs ? { windowMs: limit.windowMs } : {}) } : {}) });
+  registerCallRecordingRoutes(router, gateway, { ...deps, limiter });
+  registerTwilioCallRoutes(router, gateway, limiter);
   registerAgentRoutes(router, gateway);
   registerWebhookRoutes(router, gateway, deps.twilio);
   registerElevenLabsRoutes(router, gateway);

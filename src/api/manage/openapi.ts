@@ -1,5 +1,6 @@
 /** The management routes' part of the OpenAPI document. */
 import { addPaths, errorResponse, type OperationObject, type PathItem } from '../openapi.js';
+import { conformPaths } from './openapi-conform.js';
 
 const unauthorized = errorResponse('Missing, malformed, unknown or revoked API key.', ['UNAUTHORIZED']);
 const unavailable = errorResponse('PostgreSQL, object storage or the Twilio API is unreachable, or the gateway is shutting down; retry.', [
@@ -350,4 +351,5 @@ export function addManagePaths(): void {
   if (added) return;
   added = true;
   addPaths(paths);
+  addPaths(conformPaths(paths));
 }

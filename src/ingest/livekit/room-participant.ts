@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { RemoteParticipant, RemoteTrack, RemoteTrackPublication, Room, TrackPublication, Participant } from '@livekit/rtc-node';
 import { AccessToken } from 'livekit-server-sdk';
+import { USER_ID } from '../../config/index.js';
 import type { Logger } from '../../log/index.js';
+import { parseMetadata } from './room-options.js';
 import type { LivekitRoomSession, RoomTrackInput } from './room-session.js';
 
 /** rtc-node's AudioStream rate and layout; the pipeline resamples to the recording's rate. */
@@ -27,6 +29,14 @@ export interface RoomParticipantInit {
 }
 
 /** A token for a participant that nobody sees and that never publishes: it only listens. */
+/** The user a (non-agent) participant names: its `userId` attribute, else `userId` in its JSON metadata. */
+export function participantUserId(participant: { attributes?: Record<string, string> | undefined; metadata?: string | undefined }): string | undefined {
+  const attribute = participant.attributes?.['userId'];
+  if (attribute !== undefined && USER_ID.test(attribute)) return attribute;
+  const meta = parseMetadata(participant.metadata)?.['userId'];
+  return typeof meta === 'string' && USER_ID.test(meta) ? meta : undefined;
+}
+
 export async function mintRecorderToken(connection: LivekitConnection, room: string, identity: string): Promise<string> {
   const token = new AccessToken(connection.apiKey, connection.apiSecret, { identity, ttl: TOKEN_TTL });
   token.addGrant({ room, roomJoin: true, hidden: true, canPublish: false, canPublishData: false, canSubscribe: true });
@@ -84,6 +94,10 @@ export class RoomParticipant {
       const input = session.openTrack({ participant: participant.identity, track: trackSid }, agent ? 'agent' : 'caller', PARTICIPANT_SAMPLE_RATE, {
         gapThresholdMs: Number.POSITIVE_INFINITY,
       });
+      if (!agent) {
+        const userId = participantUserId(participant);
+        if (userId) session.tagUser(userId);
+      }
       if (publication.muted) input.setMuted(true);
       this.#inputs.set(trackSid, input);
       logger.info({ room: session.room, participant: participant.identity, track: trackSid, role: input.role }, 'livekit track subscribed');

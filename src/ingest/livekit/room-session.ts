@@ -87,6 +87,21 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
     return this.#closing !== null;
   }
 
+  #userTagged = false;
+
+  /**
+   * Tags the room's call with the user a participant names (its `userId` attribute, or `userId` in its metadata),
+   * so user-bound API keys see it. The first user named stays the call's.
+   */
+  tagUser(userId: string): void {
+    if (this.#userTagged) return;
+    this.#userTagged = true;
+    this.#gateway.db.calls.tagIfUnset(this.call.dbId, { userId }).catch((err: unknown) => {
+      this.#userTagged = false;
+      this.#gateway.options.logger.warn({ room: this.room, err }, 'could not tag the room call with its user');
+    });
+  }
+
   /**
    * The input of one published track. The same participant and track sid reuse their input (an egress
    * socket that reconnects continues its track); a republished track has a new sid and a new input.

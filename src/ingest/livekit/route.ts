@@ -2,7 +2,7 @@ import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { WebhookReceiver } from 'livekit-server-sdk';
 import { RecordingOptionsSchema } from '../../config/index.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.js';
-import { authenticate } from '../../http/auth.js';
+import { authenticate, requireOrganisationKey } from '../../http/auth.js';
 import { createRouter, json, type RequestContext } from '../../http/http.js';
 import type { GatewayPort } from '../../gateway/port.js';
 import { parseEgressTextFrame } from './egress-frame.js';
@@ -79,7 +79,9 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, c
   const slotKey = `livekit:${livekit.org}`;
 
   const authorizeRoom = async (ctx: RequestContext): Promise<string> => {
-    const principal = await authenticate(ctx, gateway.db);
+    // Starting and stopping (DELETE) a room recording are both control; rooms are not tagged per user.
+    const principal = await authenticate(ctx, gateway.db, 'control');
+    requireOrganisationKey(principal);
     const room = ctx.params[0] ?? '';
     // Another organisation must not even learn that the room exists.
     if (principal.orgId !== livekit.org) throw new CallvaultError(ErrorCode.NotFound, `room ${room} not found`);

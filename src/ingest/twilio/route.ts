@@ -1,5 +1,5 @@
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
-import { RecordingOptionsSchema, type RecordingOptions } from '../../config/index.js';
+import { RecordingOptionsSchema, USER_ID, type RecordingOptions } from '../../config/index.js';
 import { agentRecordingOptions, layerRecordingOptions } from '../../gateway/port.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.js';
 import type { Call, GatewayPort, TwilioAccount } from '../../gateway/port.js';
@@ -66,6 +66,19 @@ async function recordingOptionsFor(gateway: GatewayPort, orgId: string, start: T
   const instance = streamRecordingOptions(start);
   const agent = await agentRecordingOptions(gateway.db, gateway.options.keyring, orgId, start.customParameters['agentId']);
   return layerRecordingOptions(gateway.options.recording.defaults, agent, instance);
+}
+
+/**
+ * What the call row is tagged with from the stream's custom parameters: `userId` (a user-bound API key sees only
+ * its user's calls) and `calledNumber` (an ElevenLabs delivery without a chat_id is matched by it).
+ */
+function callTags(params: Record<string, string>): Record<string, string> {
+  const tags: Record<string, string> = {};
+  const userId = params['userId'];
+  if (userId !== undefined && USER_ID.test(userId)) tags['userId'] = userId;
+  const calledNumber = params['calledNumber'] ?? params['called_number'];
+  if (calledNumber !== undefined && /^\+?[0-9A-Za-z*#:._@-]{1,64}$/.test(calledNumber)) tags['calledNumber'] = calledNumber;
+  return tags;
 }
 
 /** What the recording's metadata keeps of the stream: everything but the client key. */
@@ -140,7 +153,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
       orgId: account.org,
       source: 'twilio',
       externalId: start.callSid,
-      metadata: { accountSid: start.accountSid, ...(agentId ? { agentId } : {}) },
+      metadata: { accountSid: start.accountSid, ...(agentId ? { agentId } : {}), ...callTags(start.customParameters) },
       startedAt: new Date(now()),
     });
     for (const track of start.tracks) {
