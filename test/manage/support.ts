@@ -1,9 +1,10 @@
 /**
  * For the management tests: a local HTTP server answering like Twilio's Recordings API (create, list, fetch,
  * update, media download, delete), reached by the real `twilio` client through TWILIO_API_BASE_URL, and
- * signed status callbacks.
+ * signed status callbacks. Started with `carrier: 'signalwire'` it answers like a SignalWire Space's LaML
+ * (Compatibility) API instead: paths under /api/laml, project ids and UUID SIDs, channels as strings.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import twilio from 'twilio';
 import { wavHeader } from '../../dist/audio/wav.js';
@@ -63,6 +64,14 @@ function newSid(prefix: string): string {
   return `${prefix}${randomBytes(16).toString('hex')}`;
 }
 
+export type FakeCarrier = 'twilio' | 'signalwire';
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+/** The Recordings paths each carrier serves: /2010-04-01/Accounts/{account}/[Calls/{call}/]Recordings[/{sid}](.json|.wav). */
+const RECORDING_PATH: Record<FakeCarrier, RegExp> = {
+  twilio: /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})\/(?:Calls\/(CA[0-9a-f]{32})\/)?Recordings(?:\/(RE[0-9a-f]{32}))?(\.json|\.wav)$/,
+  signalwire: new RegExp(`^/api/laml/2010-04-01/Accounts/(${UUID})/(?:Calls/(${UUID})/)?Recordings(?:/(${UUID}))?(\\.json|\\.wav)$`),
+};
+
 function readForm(req: IncomingMessage): Promise<Record<string, string | string[]>> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -89,13 +98,14 @@ export class FakeTwilio {
   private constructor(
     server: Server,
     readonly accounts: TestAccount[],
+    readonly carrier: FakeCarrier,
   ) {
     this.#server = server;
   }
 
-  static async start(accounts: TestAccount[]): Promise<FakeTwilio> {
+  static async start(accounts: TestAccount[], opts: { carrier?: FakeCarrier } = {}): Promise<FakeTwilio> {
     const server = createServer();
-    const fake = new FakeTwilio(server, accounts);
+    const fake = new FakeTwilio(server, accounts, opts.carrier ?? 'twilio');
     server.on('request', (req, res) => void fake.#handle(req, res));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
     fake.port = (server.address() as { port: number }).port;
@@ -106,10 +116,15 @@ export class FakeTwilio {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /** A new recording SID of this carrier: RE… for Twilio, a UUID for SignalWire. */
+  newRecordingSid(): string {
+    return this.carrier === 'signalwire' ? randomUUID() : newSid('RE');
+  }
+
   /** A recording Twilio holds for the call (made outside callvault, e.g. by `<Record>`), completed. */
   addCompleted(account: TestAccount, callSid: string, durationMs = 1000): FakeRecording {
     const rec: FakeRecording = {
-      sid: newSid('RE'),
+      sid: this.newRecordingSid(),
       accountSid: account.accountSid,
       callSid,
       status: 'completed',
@@ -143,11 +158,12 @@ export class FakeTwilio {
       price: null,
       price_unit: 'USD',
       status: rec.status,
-      channels: rec.channels,
+      // SignalWire documents channels as the strings '1' and '2'.
+      channels: this.carrier === 'signalwire' ? String(rec.channels) : rec.channels,
       source: 'StartCallRecordingAPI',
       error_code: null,
       track: rec.track,
-      uri: `/2010-04-01/Accounts/${rec.accountSid}/Calls/${rec.callSid}/Recordings/${rec.sid}.json`,
+      uri: `${this.carrier === 'signalwire' ? '/api/laml' : ''}/2010-04-01/Accounts/${rec.accountSid}/Calls/${rec.callSid}/Recordings/${rec.sid}.json`,
       encryption_details: null,
     };
   }
@@ -159,7 +175,7 @@ export class FakeTwilio {
     const auth = Buffer.from((req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString('utf8');
     const [user, pass] = auth.split(':');
     const account = this.accounts.find((a) => a.accountSid === user && a.authToken === pass);
-    const m = /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})\/(?:Calls\/(CA[0-9a-f]{32})\/)?Recordings(?:\/(RE[0-9a-f]{32}))?(\.json|\.wav)$/.exec(url.pathname);
+    const m = RECORDING_PATH[this.carrier].exec(url.pathname);
     if (!account || !m || m[1] !== account.accountSid) {
       this.#json(res, account ? 404 : 401, { code: account ? 20404 : 20003, message: account ? 'Not found' : 'Authenticate', status: account ? 404 : 401 });
       return;
@@ -202,7 +218,7 @@ export class FakeTwilio {
     }
     if (req.method === 'POST' && callSid && !sid) {
       const created: FakeRecording = {
-        sid: newSid('RE'),
+        sid: this.newRecordingSid(),
         accountSid: accountSid!,
         callSid,
         status: 'in-progress',

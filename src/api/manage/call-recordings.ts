@@ -10,7 +10,9 @@ import type { GatewayPort, PauseRecord, TwilioImports } from '../../gateway/port
 import { createTwilioRestClient, twilioError } from '../../twilio-client/index.js';
 import { authenticate } from '../../http/auth.js';
 import { json, type HttpResult, type RequestContext, type Router, type StreamedResult } from '../../http/http.js';
-import { jsonBody, twilioAccountOf, TWILIO_RECORDING_SID } from './common.js';
+import { UUID_PATTERN } from '../../config/index.js';
+import { carrierAccountFor, carrierOfAccount, jsonBody, TWILIO_RECORDING_SID } from './common.js';
+import { recordingCallbackUrl } from './webhooks.js';
 import { agentRecordingOptions, layerRecordingOptions, sealClientKey, twilioRequestKeyContext } from '../../gateway/port.js';
 
 export const CALL_RECORDINGS_PATH = '/api/call-recordings';
@@ -18,7 +20,7 @@ export const DEFAULT_LIST_LIMIT = 20;
 export const MAX_LIST_LIMIT = 100;
 
 const STATUSES: readonly RecordingStatus[] = ['in_progress', 'uploading', 'completed', 'failed'];
-const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'elevenlabs'];
+const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'signalwire', 'elevenlabs'];
 
 /** Serves a recording row's media (WAV with Range for server keys, a presigned redirect for client keys). */
 export type RecordingMediaServer = (ctx: RequestContext, row: RecordingRow) => Promise<HttpResult | StreamedResult>;
@@ -107,7 +109,7 @@ const StartSchema = z
     recordingTrack: z.enum(['inbound', 'outbound', 'both']).default('both'),
     stereo: z.boolean().optional(),
     key: z.string().min(1).optional(),
-    source: z.enum(['gateway', 'twilio']).default('gateway'),
+    source: z.enum(['gateway', 'twilio', 'signalwire']).default('gateway'),
   })
   .strict();
 
@@ -127,8 +129,19 @@ export interface CallRecordingRoutesDeps {
 export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort, deps: CallRecordingRoutesDeps): void {
   const { db } = gateway;
 
-  const twilioClient = (orgId: string, accountSid: unknown) =>
-    createTwilioRestClient(twilioAccountOf(gateway, orgId, accountSid), { baseUrl: gateway.options.twilio.apiBaseUrl });
+  /** The REST client of the account (Twilio, or a SignalWire project's Space) that a recording was requested on. */
+  const twilioClient = (orgId: string, accountSid: string) => {
+    const carrier = carrierOfAccount(gateway, orgId, accountSid);
+    const account = carrierAccountFor(gateway, carrier, orgId, accountSid);
+    return { carrier, client: createTwilioRestClient(account, { baseUrl: account.apiBaseUrl, carrier }) };
+  };
+
+  /** A SignalWire recording SID is a UUID like callvault's own recording ids: it is one if it was requested here. */
+  const carrierSideRequest = async (orgId: string, id: string) => {
+    if (TWILIO_RECORDING_SID.test(id)) return twilioRequestOf(orgId, id);
+    if (UUID_PATTERN.test(id)) return db.imports.twilioRequest(orgId, id);
+    return null;
+  };
 
   router.route('get', CALL_RECORDINGS_PATH, 'call_recordings_list', async (ctx) => {
     const { orgId } = await authenticate(ctx, db);
@@ -198,7 +211,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     const { orgId } = await authenticate(ctx, db);
     const body = await jsonBody(ctx, StartSchema);
     if (body.key !== undefined) assertClientKeyStrong(body.key);
-    return body.source === 'twilio' ? startTwilioSide(orgId, body) : startOnGateway(orgId, body);
+    return body.source === 'gateway' ? startOnGateway(orgId, body) : startTwilioSide(orgId, body, body.source);
   });
 
   const startOnGateway = async (orgId: string, body: z.infer<typeof StartSchema>): Promise<HttpResult> => {
@@ -206,7 +219,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     if (!call) throw notFound('no active call with this callSid');
     let tracks: string[] | undefined;
     if (body.recordingTrack !== 'both') {
-      if (call.source !== 'twilio') throw badRequest('recordingTrack inbound/outbound applies to Twilio calls only');
+      if (call.source === 'livekit') throw badRequest('recordingTrack inbound/outbound applies to Twilio and SignalWire calls only');
       tracks = [body.recordingTrack];
     }
     const callRow = await db.calls.get(orgId, call.dbId);
@@ -233,7 +246,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
         id: recording.id,
         recordingSid: recording.recordingSid,
         callSid: body.callSid,
-        source: call.source === 'twilio' ? 'gateway' : 'livekit',
+        source: call.source === 'livekit' ? 'livekit' : 'gateway',
         status: 'in_progress',
         recordingTrack: body.recordingTrack,
         keyMode: recording.keyMode,
@@ -242,11 +255,12 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     });
   };
 
-  const startTwilioSide = async (orgId: string, body: z.infer<typeof StartSchema>): Promise<HttpResult> => {
-    const callRow = await db.calls.getByExternalId(orgId, body.callSid, 'twilio');
+  /** Asks the carrier (Twilio, or the SignalWire project's Space) to record the call; its callback imports it. */
+  const startTwilioSide = async (orgId: string, body: z.infer<typeof StartSchema>, carrier: 'twilio' | 'signalwire'): Promise<HttpResult> => {
+    const callRow = await db.calls.getByExternalId(orgId, body.callSid, carrier);
     if (!callRow || callRow.status !== 'active') throw notFound('no active call with this callSid');
-    const account = twilioAccountOf(gateway, orgId, callRow.metadata['accountSid']);
-    const client = createTwilioRestClient(account, { baseUrl: gateway.options.twilio.apiBaseUrl });
+    const account = carrierAccountFor(gateway, carrier, orgId, callRow.metadata['accountSid']);
+    const client = createTwilioRestClient(account, { baseUrl: account.apiBaseUrl, carrier });
     const existing = await client
       .calls(body.callSid)
       .recordings.list({ limit: 50 })
@@ -262,7 +276,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
       .recordings.create({
         recordingChannels: 'dual',
         recordingTrack: body.recordingTrack,
-        recordingStatusCallback: `${gateway.publicUrl}/webhooks/twilio-recording`,
+        recordingStatusCallback: recordingCallbackUrl(gateway.publicUrl, carrier),
         recordingStatusCallbackMethod: 'POST',
         recordingStatusCallbackEvent: ['in-progress', 'completed', 'absent'],
       })
@@ -284,7 +298,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
       recording: {
         recordingSid: created.sid,
         callSid: body.callSid,
-        source: 'twilio',
+        source: carrier,
         status: created.status,
         recordingTrack: body.recordingTrack,
         keyMode: body.key ? 'client' : 'server',
@@ -297,7 +311,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     const body = await jsonBody(ctx, StopSchema);
     const stopped: Record<string, unknown>[] = [];
     if (body.recordingSid !== undefined) {
-      if (TWILIO_RECORDING_SID.test(body.recordingSid)) {
+      if (TWILIO_RECORDING_SID.test(body.recordingSid) || (await carrierSideRequest(orgId, body.recordingSid))) {
         stopped.push(await stopTwilioSide(orgId, body.recordingSid));
       } else {
         const row = await rowOf(orgId, body.recordingSid);
@@ -334,30 +348,32 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
 
   const stopTwilioSide = async (orgId: string, twilioRecordingSid: string): Promise<Record<string, unknown>> => {
     const request = await twilioRequestOf(orgId, twilioRecordingSid);
-    const updated = await twilioClient(orgId, request.accountSid)
+    const { carrier, client } = twilioClient(orgId, request.accountSid);
+    const updated = await client
       .calls(request.callSid)
       .recordings(twilioRecordingSid)
       .update({ status: 'stopped' })
       .catch((err: unknown) => {
         throw twilioError(err, 'stop the recording');
       });
-    return { recordingSid: twilioRecordingSid, source: 'twilio', status: updated.status };
+    return { recordingSid: twilioRecordingSid, source: carrier, status: updated.status };
   };
 
   const control = (action: 'pause' | 'resume') => async (ctx: RequestContext) => {
     const { orgId } = await authenticate(ctx, db);
     const id = ctx.params[0] ?? '';
     const body = action === 'pause' ? await jsonBody(ctx, PauseSchema) : null;
-    if (TWILIO_RECORDING_SID.test(id)) {
-      const request = await twilioRequestOf(orgId, id);
-      const updated = await twilioClient(orgId, request.accountSid)
+    const request = await carrierSideRequest(orgId, id);
+    if (request) {
+      const { carrier, client } = twilioClient(orgId, request.accountSid);
+      const updated = await client
         .calls(request.callSid)
         .recordings(id)
         .update(action === 'pause' ? { status: 'paused', pauseBehavior: body!.behavior } : { status: 'in-progress' })
         .catch((err: unknown) => {
           throw twilioError(err, `${action} the recording`);
         });
-      return json(200, { success: true, recordingSid: id, source: 'twilio', status: updated.status, paused: updated.status === 'paused' });
+      return json(200, { success: true, recordingSid: id, source: carrier, status: updated.status, paused: updated.status === 'paused' });
     }
     const row = await rowOf(orgId, id);
     const call = gateway.liveRecordingCall(orgId, row.id);
