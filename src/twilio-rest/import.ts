@@ -99,7 +99,8 @@ export async function importTwilioRecording(gateway: GatewayPort, account: Carri
     if (gateway.options.twilio.deleteAfterImport && result.status === 'completed') {
       try {
         await createTwilioRestClient(account, rest).recordings(ref.recordingSid).remove();
-        await db.recordings.mergeMetadata(result.id, { deletedFromTwilioAt: new Date(gateway.now()).toISOString() });
+        const deletedAt = new Date(gateway.now()).toISOString();
+        await db.recordings.mergeMetadata(result.id, carrier === 'signalwire' ? { deletedFromSignalWireAt: deletedAt } : { deletedFromTwilioAt: deletedAt });
       } catch (err) {
         // The copy here is complete; a recording left at Twilio is a cost, not a loss, and is logged for follow-up.
         gateway.options.logger.warn({ recordingSid: result.recordingSid, twilioRecordingSid: ref.recordingSid, err }, 'could not delete the recording from Twilio');

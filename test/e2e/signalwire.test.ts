@@ -5,7 +5,10 @@
  * REST flow (start, pause, resume, stop, status callback, poller) against a local server answering like a Space's
  * LaML (Compatibility) API, reached by the real `twilio` client.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import twilio from 'twilio';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -43,6 +46,7 @@ beforeAll(async () => {
   space = await FakeTwilio.start(projects, { carrier: 'signalwire' });
   t = await startTestGateway({
     accounts: twilioAccounts,
+    twilio: { accounts: twilioAccounts, validateSignatures: true, maxAheadOfClockMs: 10_000, deleteAfterImport: true },
     signalwire: { projects: projects.map((p) => ({ org: p.org, projectId: p.accountSid, token: p.authToken, spaceUrl: space.baseUrl })) },
   });
 });
@@ -126,6 +130,34 @@ describe('SignalWire Media Streams at /signalwire/media', () => {
     expect(got.recording.call).toMatchObject({ callSid: result.callSid, source: 'signalwire' });
   });
 
+  test('npm run simulate -- --signalwire places a SignalWire call with the project credentials and prints its UUID', async () => {
+    const cli = join(import.meta.dirname, '../../dist/tools/simulate.js');
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [
+      cli,
+      '--signalwire',
+      '--url',
+      signalWireUrl(),
+      '--signed-url',
+      SIGNALWIRE_SIGNED_URL,
+      '--project-id',
+      acmeProject.accountSid,
+      '--token',
+      acmeProject.authToken,
+      '--duration',
+      '1',
+    ]);
+    expect(stderr).toContain('SignalWire');
+    const callSid = stdout.trim().split('\n').pop() ?? '';
+    expect(callSid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    const [row] = await recordingsOfCall(t, 'acme', callSid);
+    expect(row).toMatchObject({ status: 'completed', durationMs: 1000, channels: 2 });
+    const [left, right] = (await fetchRecording(t, row!)).channelSamples as [Int16Array, Int16Array];
+    // The CLI's default tones: 440 Hz caller, 1000 Hz agent, at half scale.
+    expect(toneAmplitude(sliceMs(left, 16000, 100, 900), 16000, CALLER_HZ)).toBeGreaterThan(0.5 * 32767 * 0.9);
+    expect(toneAmplitude(sliceMs(right, 16000, 100, 900), 16000, AGENT_HZ)).toBeGreaterThan(0.5 * 32767 * 0.9);
+    expect(await t.gateway.db.calls.getByExternalId('acme', callSid, 'signalwire')).toMatchObject({ source: 'signalwire' });
+  });
+
   test('a project of another organisation records into that organisation only', async () => {
     const globex = projects[1]!;
     const result = await signalWireCall({ accountSid: globex.accountSid, authToken: globex.authToken, durationMs: 400 });
@@ -151,6 +183,21 @@ describe('SignalWire Media Streams at /signalwire/media', () => {
     ['a Twilio account signing the SignalWire URL', () => ({ 'X-SignalWire-Signature': signStreamUrl(acmeTwilio.authToken, SIGNALWIRE_SIGNED_URL) })],
   ] as const)('%s: HTTP 403 before any audio', async (_name, headers) => {
     expect(await refusedStatus('/signalwire/media', headers())).toBe(403);
+  });
+
+  test('TWILIO_SIGNATURE_VALIDATION=false lets unsigned SignalWire streams in, owned by the project they name', async () => {
+    const unsigned = await startTestGateway({
+      accounts: twilioAccounts,
+      twilio: { accounts: twilioAccounts, validateSignatures: false, maxAheadOfClockMs: 10_000 },
+      signalwire: { projects: [{ org: 'globex', projectId: acmeProject.accountSid, token: acmeProject.authToken, spaceUrl: space.baseUrl }] },
+    });
+    try {
+      const result = await signalWireCall({ url: `ws://127.0.0.1:${unsigned.gateway.port}/signalwire/media`, signature: null, durationMs: 400 });
+      expect(result.closeCode).toBe(1000);
+      expect(await recordingsOfCall(unsigned, 'globex', result.callSid)).toHaveLength(1);
+    } finally {
+      await unsigned.dispose();
+    }
   });
 
   test('a project token does not open Twilio streams', async () => {
@@ -227,7 +274,10 @@ describe('SignalWire-side recordings through the Space REST API', () => {
 
     const [row] = await signalWireRows(rec.callSid);
     expect(row).toMatchObject({ status: 'completed', source: 'signalwire', channels: 2, sampleRate: 8000, durationMs: 1500 });
-    expect(row!.metadata).toMatchObject({ signalwireRecordingSid: rec.sid, accountSid: acmeProject.accountSid });
+    expect(row!.metadata).toMatchObject({ signalwireRecordingSid: rec.sid, accountSid: acmeProject.accountSid, deletedFromSignalWireAt: expect.any(String) });
+    // TWILIO_DELETE_AFTER_IMPORT: removed from the Space once stored here.
+    expect(rec.deleted).toBe(true);
+    expect(space.requests.some((r) => r.method === 'DELETE' && r.path === `/api/laml/2010-04-01/Accounts/${acmeProject.accountSid}/Recordings/${rec.sid}.json`)).toBe(true);
     const decoded = await fetchRecording(t, row!);
     const [left, right] = decoded.channelSamples as [Int16Array, Int16Array];
     expect(toneAmplitude(left, 8000, TWILIO_LEFT_HZ)).toBeGreaterThan(11900);

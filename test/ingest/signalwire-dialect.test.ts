@@ -38,6 +38,20 @@ const cases: Case[] = [
   ['media of an MZ… stream on SignalWire', () => media(randomStreamSid()), 'signalwire', ErrorCode.FrameMalformed],
   ['UUID stop on SignalWire', () => buildStopMessage({ sequenceNumber: 3, streamSid: randomUUID(), accountSid: PROJECT, callSid: randomUUID() }), 'signalwire', null],
   ['UUID stop on Twilio', () => buildStopMessage({ sequenceNumber: 3, streamSid: randomStreamSid(), accountSid: PROJECT, callSid: randomUUID() }), 'twilio', ErrorCode.FrameMalformed],
+  [
+    'an L16@16000h start on SignalWire (only PCMU is recorded)',
+    () =>
+      buildStartMessage({
+        sequenceNumber: 1,
+        accountSid: PROJECT,
+        callSid: randomUUID(),
+        streamSid: randomUUID(),
+        tracks: ['inbound'],
+        mediaFormat: { encoding: 'audio/L16', sampleRate: 16000, channels: 1 },
+      }),
+    'signalwire',
+    ErrorCode.FrameMalformed,
+  ],
   ['a UUID without hyphens on SignalWire', () => media(randomUUID().replaceAll('-', '')), 'signalwire', ErrorCode.FrameMalformed],
   ['a UUID with a trailing character on SignalWire', () => media(`${randomUUID()}0`), 'signalwire', ErrorCode.FrameMalformed],
 ];
