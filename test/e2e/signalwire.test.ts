@@ -309,6 +309,15 @@ describe('SignalWire-side recordings through the Space REST API', () => {
     expect(await signalWireRows(rec.callSid)).toEqual([]);
   });
 
+  test('a callback signed in X-Twilio-Signature with the project token (the alias) is taken when X-SignalWire-Signature is absent', async () => {
+    const rec = space.addCompleted(acmeProject, randomUUID());
+    const params = callbackParams(rec);
+    const res = await postCallback(params, { 'x-twilio-signature': twilio.getExpectedTwilioSignature(acmeProject.authToken, CALLBACK_URL, params) });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as any).outcome).toBe('stored');
+    expect(await signalWireRows(rec.callSid)).toHaveLength(1);
+  });
+
   test('an unknown project answers exactly like a bad signature', async () => {
     const stranger = signalWireProject('acme');
     const params = callbackParams({ sid: randomUUID(), callSid: randomUUID() }, stranger);
