@@ -190,6 +190,22 @@ const basePaths: Record<string, PathItem> = {
       },
     },
   },
+  '/signalwire/media': {
+    get: {
+      operationId: 'signalWireMediaStream',
+      summary: 'SignalWire Media Streams WebSocket (Twilio\'s protocol, SignalWire\'s UUID identifiers)',
+      description:
+        'Point a SignalWire `<Stream url="wss://…/signalwire/media">` here. The upgrade must carry a valid `X-SignalWire-Signature` ' +
+        '(HMAC-SHA1 of the URL keyed by the project token; `X-Twilio-Signature` is checked when it is absent).',
+      [WEBSOCKET_EXTENSION]: true,
+      parameters: [{ name: 'X-SignalWire-Signature', in: 'header', required: true, schema: { type: 'string' } }],
+      responses: {
+        '101': { description: 'Switching protocols: the media stream.' },
+        '403': errorResponse('The signature matches no configured SignalWire project.', ['SIGNATURE_INVALID']),
+        '503': errorResponse('The gateway is shutting down.', ['SHUTTING_DOWN']),
+      },
+    },
+  },
 };
 
 // The LiveKit ingest registers these routes (src/ingest/livekit/route.ts) when LiveKit is configured.

@@ -159,6 +159,7 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
         deleteAfterImport: env.TWILIO_DELETE_AFTER_IMPORT,
         recordingPolling: { enabled: env.TWILIO_RECORDING_POLLING, intervalMs: env.TWILIO_RECORDING_POLL_INTERVAL_MINUTES * 60_000 },
       },
+      ...(env.SIGNALWIRE_PROJECTS?.length ? { signalwire: { projects: env.SIGNALWIRE_PROJECTS } } : {}),
       apiKeys,
       elevenlabs: { webhookSecrets: env.ELEVENLABS_WEBHOOK_SECRETS ?? [] },
       ...livekitOptions(env, devCredentials),

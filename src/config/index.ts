@@ -32,6 +32,47 @@ const twilioAccount = z
   .pipe(z.tuple([orgId, z.string().regex(/^AC[0-9a-fA-F]{32}$/, 'expected an AC… account SID'), z.string().min(1)]))
   .transform(([org, accountSid, authToken]) => ({ org, accountSid, authToken }));
 
+/** A canonical UUID: SignalWire's project ids and call, stream and recording SIDs. */
+export const UUID_PATTERN = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/**
+ * A SignalWire Space URL: `example.signalwire.com` or `https://example.signalwire.com`, reduced to its origin.
+ * http is accepted for a local proxy or test peer; a path, query or credentials are refused.
+ */
+const spaceUrl = z
+  .string()
+  .transform((s, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(s) ? s : `https://${s}`);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'expected a Space URL such as example.signalwire.com' });
+      return z.NEVER;
+    }
+    if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.username || url.password || url.search || url.hash || url.pathname !== '/') {
+      ctx.addIssue({ code: 'custom', message: 'expected a Space URL such as https://example.signalwire.com (no path, query or credentials)' });
+      return z.NEVER;
+    }
+    return url.origin;
+  });
+
+/** `org:projectId:token:spaceUrl`; the Space URL may itself hold a colon (`https://…`), so it is everything after the third. */
+const signalWireProject = z
+  .string()
+  .transform((s) => {
+    const parts = s.split(':');
+    return [parts[0] ?? '', parts[1] ?? '', parts[2] ?? '', parts.slice(3).join(':')];
+  })
+  .pipe(
+    z.tuple([
+      orgId,
+      z.string().regex(UUID_PATTERN, 'expected a SignalWire project id (a UUID)'),
+      z.string().min(1, 'expected org:projectId:token:spaceUrl'),
+      spaceUrl,
+    ]),
+  )
+  .transform(([org, projectId, token, url]) => ({ org, projectId, token, spaceUrl: url }));
+
 const apiKey = z
   .string()
   .transform((s) => {
@@ -91,6 +132,8 @@ export const EnvSchema = z.object({
   PREVIOUS_MASTER_KEYS: z.string().optional(),
   TWILIO_ACCOUNTS: commaList(twilioAccount).optional(),
   TWILIO_SIGNATURE_VALIDATION: boolFromEnv.default(true),
+  /** SignalWire projects, `org:projectId:token:spaceUrl,...`: streams at /signalwire/media and SignalWire-side recordings. */
+  SIGNALWIRE_PROJECTS: commaList(signalWireProject).optional(),
   API_KEYS: commaList(apiKey).optional(),
   RECORDING_SAMPLE_RATE: z.coerce
     .number()

@@ -52,8 +52,8 @@ export interface ImportsRepository {
   twilioRequest(orgId: string, twilioRecordingSid: string): Promise<TwilioRecordingRequest | null>;
   twilioRequestsOfCall(orgId: string, callSid: string): Promise<TwilioRecordingRequest[]>;
   deleteTwilioRequest(orgId: string, twilioRecordingSid: string): Promise<void>;
-  /** Twilio calls started since `since` that hold no Twilio-side recording yet. */
-  pollCandidates(orgId: string, since: Date, limit: number): Promise<PollCandidate[]>;
+  /** Twilio (or SignalWire) calls started since `since` that hold no recording of that carrier's side yet. */
+  pollCandidates(orgId: string, since: Date, limit: number, carrier?: 'twilio' | 'signalwire'): Promise<PollCandidate[]>;
   /** The organisation's latest call since `since` tagged with this called number that has no recording at all. */
   latestUnrecordedCallTo(orgId: string, calledNumber: string, since: Date): Promise<Call | null>;
   /** The calls with these ids in the organisation (for showing a recording's call). */
@@ -144,14 +144,14 @@ export function createImportsRepository(db: Executor): ImportsRepository {
       ]);
     },
 
-    async pollCandidates(orgId, since, limit) {
+    async pollCandidates(orgId, since, limit, carrier = 'twilio') {
       const { rows } = await db.query<{ id: string; external_id: string; account_sid: string | null }>(
         'imports.pollCandidates',
         `SELECT c.id, c.external_id, c.metadata ->> 'accountSid' AS account_sid FROM calls c
-         WHERE c.org_id = $1 AND c.source = 'twilio' AND c.started_at >= $2
-           AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.org_id = $1 AND r.call_id = c.id AND r.source = 'twilio')
+         WHERE c.org_id = $1 AND c.source = $4 AND c.started_at >= $2
+           AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.org_id = $1 AND r.call_id = c.id AND r.source = $4)
          ORDER BY c.started_at DESC, c.id DESC LIMIT $3`,
-        [orgId, since, limit],
+        [orgId, since, limit, carrier],
       );
       return rows.map((r) => ({ callId: r.id, callSid: r.external_id, accountSid: r.account_sid }));
     },

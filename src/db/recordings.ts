@@ -75,7 +75,7 @@ function toRecording(row: RecordingRow): Recording {
 const RECORDING_SID = /^CR[0-9a-f]{32}$/;
 const METADATA_LIST_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 const STATUSES: readonly RecordingStatus[] = ['in_progress', 'uploading', 'completed', 'failed'];
-const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'elevenlabs'];
+const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'signalwire', 'elevenlabs'];
 export const MAX_PAGE_SIZE = 1000;
 
 function newRecordingSid(): string {

@@ -44,14 +44,14 @@ export interface CreateApiKeyOptions {
   userId?: string | undefined;
 }
 
-export type CallSource = 'twilio' | 'livekit' | 'elevenlabs';
+export type CallSource = 'twilio' | 'signalwire' | 'livekit' | 'elevenlabs';
 export type CallStatus = 'active' | 'ended';
 
 export interface Call {
   id: string;
   orgId: string;
   source: CallSource;
-  /** Twilio CallSid, LiveKit room SID or ElevenLabs conversation id. */
+  /** Twilio CallSid, SignalWire call id (a UUID), LiveKit room SID or ElevenLabs conversation id. */
   externalId: string;
   status: CallStatus;
   startedAt: Date;
@@ -71,7 +71,7 @@ export interface UpsertActiveCallInput {
 
 /** `uploading`: the audio is complete in the spool and S3 is still taking it. */
 export type RecordingStatus = 'in_progress' | 'uploading' | 'completed' | 'failed';
-export type RecordingSource = 'gateway' | 'livekit' | 'twilio' | 'elevenlabs';
+export type RecordingSource = 'gateway' | 'livekit' | 'twilio' | 'signalwire' | 'elevenlabs';
 export type KeyMode = 'server' | 'client';
 
 export interface Recording {

@@ -6,7 +6,7 @@ import { Recording, retryWhileRetryable, type PauseBehavior, type PauseRecord, t
 import { Track, type TrackInfo } from './track.js';
 import type { RecordingServices } from './services.js';
 
-export type CallSource = 'twilio' | 'livekit';
+export type CallSource = 'twilio' | 'signalwire' | 'livekit';
 
 export interface CallInit {
   dbId: string;
@@ -102,7 +102,7 @@ export class Call extends EventEmitter<CallEvents> {
       orgId: this.orgId,
       callId: this.dbId,
       callExternalId: this.externalId,
-      source: this.source === 'twilio' ? 'gateway' : 'livekit',
+      source: this.source === 'livekit' ? 'livekit' : 'gateway',
       options,
       metadata,
       originMs: this.#mediaEndMs,

@@ -94,7 +94,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
     const pool = new PipelinePool(options.workerThreads === undefined ? {} : { threads: options.workerThreads });
     try {
       await db.migrate();
-      for (const { org } of [...options.twilio.accounts, ...options.apiKeys]) await db.organisations.ensure(org);
+      for (const { org } of [...options.twilio.accounts, ...(options.signalwire?.projects ?? []), ...options.apiKeys]) await db.organisations.ensure(org);
       for (const { org, key } of options.apiKeys) await db.apiKeys.ensureBootstrap(org, key);
       const s3 = createS3Client({
         endpoint: options.s3.endpoint,

@@ -35,7 +35,7 @@ export interface StoreFinishedParams {
   callId: string | null;
   /** For the object name: the CallSid or conversation id. */
   callExternalId: string;
-  source: Extract<RecordingSource, 'twilio' | 'elevenlabs'>;
+  source: Extract<RecordingSource, 'twilio' | 'signalwire' | 'elevenlabs'>;
   externalSid: string;
   /** `stereo: false` mixes PCM down to mono; MP3 is never re-encoded, so it stays as it came. */
   options: Pick<RecordingOptions, 'key' | 'stereo'>;

@@ -11,6 +11,17 @@ export interface TwilioAccount {
   authToken: string;
 }
 
+/** A SignalWire project (SIGNALWIRE_PROJECTS): its streams and its SignalWire-side recordings belong to `org`. */
+export interface SignalWireProject {
+  org: string;
+  /** The project id (a UUID): SignalWire's AccountSid. */
+  projectId: string;
+  /** The project's API token: REST credentials and the key of X-SignalWire-Signature. */
+  token: string;
+  /** The Space's origin, e.g. https://example.signalwire.com; its REST API is under /api/laml. */
+  spaceUrl: string;
+}
+
 export interface ElevenLabsWebhookSecret {
   org: string;
   secret: string;
@@ -53,6 +64,8 @@ export interface GatewayOptions {
     /** Poll Twilio for completed recordings of calls that have none here. */
     recordingPolling?: { enabled: boolean; intervalMs: number; scheduler?: PollScheduler };
   };
+  /** SignalWire projects; absent or empty: /signalwire/media and the SignalWire callback are not mounted. */
+  signalwire?: { projects: SignalWireProject[] };
   apiKeys: { org: string; key: string }[];
   /** ElevenLabs post-call webhooks; absent or empty: the webhook refuses every delivery (401). */
   elevenlabs?: { webhookSecrets: ElevenLabsWebhookSecret[] };

@@ -7,7 +7,8 @@ import type { Database } from '../db/index.js';
 import type { CallvaultError } from '../errors/index.js';
 import type { GatewayMetrics } from '../metrics/index.js';
 import type { Call, CallInit } from './call.js';
-import type { GatewayOptions, TwilioAccount } from './options.js';
+import type { CarrierAccount } from './carriers.js';
+import type { GatewayOptions } from './options.js';
 import type { Recording } from './recording.js';
 import type { RecordingObjects } from './recording-objects.js';
 import type { StoreFinishedParams, StoreFinishedResult } from './imported-recording.js';
@@ -48,7 +49,7 @@ export interface GatewayPort {
   trackSocket(close: (code: number) => void): () => void;
 }
 
-/** A Twilio-side recording to bring in (from a status callback, the poller or the API). */
+/** A Twilio-side (or SignalWire-side) recording to bring in (from a status callback, the poller or the API). */
 export interface TwilioRecordingRef {
   recordingSid: string;
   callSid: string;
@@ -74,7 +75,8 @@ export interface PolledCall {
  * gateway, or look for the recent calls' recordings not stored yet.
  */
 export interface TwilioImports {
-  importRecording(account: TwilioAccount, ref: TwilioRecordingRef): Promise<StoreFinishedResult>;
+  /** The account says which carrier holds the recording (Twilio, or a SignalWire project) and where its API is. */
+  importRecording(account: CarrierAccount, ref: TwilioRecordingRef): Promise<StoreFinishedResult>;
   poll(orgId: string): Promise<PolledCall[]>;
 }
 
@@ -84,7 +86,8 @@ export type EdgeMount = (app: import('uWebSockets.js').TemplatedApp, gateway: Ga
 export type { Call, CallInit } from './call.js';
 export type { PauseRecord, Recording, RecordingSummary } from './recording.js';
 export type { TrackRole } from './track.js';
-export type { ElevenLabsWebhookSecret, GatewayOptions, PollScheduler, TwilioAccount } from './options.js';
+export type { ElevenLabsWebhookSecret, GatewayOptions, PollScheduler, SignalWireProject, TwilioAccount } from './options.js';
+export { carrierAccountOf, carrierAccounts, signalWireAccount, SIGNALWIRE_LAML_PREFIX, type Carrier, type CarrierAccount } from './carriers.js';
 export type { Mp3Audio, PcmAudio, StoreFinishedParams, StoreFinishedResult } from './imported-recording.js';
 export type { CiphertextFile, RecordingObjects } from './recording-objects.js';
 export {

@@ -17,6 +17,9 @@ const REDACT_PATHS = [
   '*.masterKey',
   'authToken',
   '*.authToken',
+  // A SignalWire project's token (SIGNALWIRE_PROJECTS).
+  'token',
+  '*.token',
   'apiKey',
   '*.apiKey',
   'authorization',

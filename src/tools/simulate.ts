@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Places a synthetic Twilio Media Streams call against a running gateway.
+ * Places a synthetic Twilio Media Streams call against a running gateway (or, with --signalwire, a SignalWire one).
  *   npm run simulate -- --duration 5 --inbound-tone 440 --outbound-tone 1000
  * The call SID is the last line on stdout (and the only thing there); progress goes to stderr.
  */
@@ -20,12 +20,16 @@ import { TWILIO_SAMPLE_RATE, type TwilioTrack } from '../ingest/twilio/protocol.
 
 const USAGE = `Usage: npm run simulate -- [options]
 
-  --url <ws-url>             gateway stream endpoint (default ws://127.0.0.1:$PORT/twilio/media)
+  --signalwire               a SignalWire stream: UUID SIDs, X-SignalWire-Signature, /signalwire/media
+  --url <ws-url>             gateway stream endpoint (default ws://127.0.0.1:$PORT/twilio/media,
+                             or /signalwire/media with --signalwire)
   --signed-url <url>         URL to sign when the gateway's PUBLIC_URL differs from --url
   --account-sid <AC…>        default: first account in TWILIO_ACCOUNTS
   --auth-token <token>       default: first account in TWILIO_ACCOUNTS
-  --call-sid <CA…>           default: random
-  --stream-sid <MZ…>         default: random
+  --project-id <uuid>        with --signalwire (same as --account-sid); default: first of SIGNALWIRE_PROJECTS
+  --token <token>            with --signalwire (same as --auth-token); default: first of SIGNALWIRE_PROJECTS
+  --call-sid <CA…|uuid>      default: random
+  --stream-sid <MZ…|uuid>    default: random
   --connect                  <Connect><Stream>: inbound track only (default: both tracks)
   --duration <seconds>       call length (default 5, or the longest WAV)
   --inbound-tone <hz>        tone on the inbound track (default 440)
@@ -77,7 +81,14 @@ function gap(value: string): SimulatedGap {
   return { track: track as TwilioTrack, startMs: number(start, '--gap')!, durationMs: number(length, '--gap')! };
 }
 
-function defaultAccount(): { accountSid?: string; authToken?: string } {
+function defaultAccount(signalwire: boolean): { accountSid?: string; authToken?: string } {
+  if (signalwire) {
+    const projects = process.env['SIGNALWIRE_PROJECTS'];
+    if (!projects) return {};
+    const parsed = EnvSchema.shape.SIGNALWIRE_PROJECTS.safeParse(projects);
+    const first = parsed.success ? parsed.data?.[0] : undefined;
+    return first ? { accountSid: first.projectId, authToken: first.token } : {};
+  }
   const raw = process.env['TWILIO_ACCOUNTS'];
   if (!raw) return {};
   const parsed = EnvSchema.shape.TWILIO_ACCOUNTS.safeParse(raw);
@@ -113,10 +124,13 @@ async function main(argv: string[]): Promise<number> {
     strict: true,
     allowPositionals: false,
     options: {
+      signalwire: { type: 'boolean', default: false },
       url: { type: 'string' },
       'signed-url': { type: 'string' },
       'account-sid': { type: 'string' },
       'auth-token': { type: 'string' },
+      'project-id': { type: 'string' },
+      token: { type: 'string' },
       'call-sid': { type: 'string' },
       'stream-sid': { type: 'string' },
       connect: { type: 'boolean', default: false },
@@ -142,10 +156,18 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const fallback = defaultAccount();
-  const accountSid = values['account-sid'] ?? fallback.accountSid;
-  const authToken = values['auth-token'] ?? fallback.authToken;
-  if (!accountSid || !authToken) usageError('--account-sid and --auth-token are required (or set TWILIO_ACCOUNTS)');
+  const signalwire = values.signalwire;
+  if (!signalwire && (values['project-id'] !== undefined || values.token !== undefined)) usageError('--project-id and --token go with --signalwire');
+  const fallback = defaultAccount(signalwire);
+  const accountSid = values['project-id'] ?? values['account-sid'] ?? fallback.accountSid;
+  const authToken = values.token ?? values['auth-token'] ?? fallback.authToken;
+  if (!accountSid || !authToken) {
+    usageError(
+      signalwire
+        ? '--project-id and --token are required (or set SIGNALWIRE_PROJECTS)'
+        : '--account-sid and --auth-token are required (or set TWILIO_ACCOUNTS)',
+    );
+  }
 
   const amplitude = number(values.amplitude, '--amplitude') ?? 0.5;
   if (amplitude < 0 || amplitude > 1) usageError('--amplitude must be between 0 and 1');
@@ -174,7 +196,8 @@ async function main(argv: string[]): Promise<number> {
 
   const port = process.env['PORT'] ?? '8080';
   const options: SimulateTwilioCallOptions = {
-    url: values.url ?? `ws://127.0.0.1:${port}/twilio/media`,
+    url: values.url ?? `ws://127.0.0.1:${port}/${signalwire ? 'signalwire' : 'twilio'}/media`,
+    carrier: signalwire ? 'signalwire' : 'twilio',
     accountSid,
     authToken,
     mode: values.connect ? 'connect' : 'both_tracks',
@@ -196,7 +219,7 @@ async function main(argv: string[]): Promise<number> {
   const closeTimeoutMs = number(values['close-timeout'], '--close-timeout');
   if (closeTimeoutMs !== undefined) options.closeTimeoutMs = closeTimeoutMs;
 
-  process.stderr.write(`calling ${options.url} for ${durationMs} ms (${options.mode})\n`);
+  process.stderr.write(`calling ${options.url} for ${durationMs} ms (${options.mode}${signalwire ? ', SignalWire' : ''})\n`);
   const result = await simulateTwilioCall(options);
   process.stderr.write(
     `sent ${result.framesSent} media frames (${result.messagesSent} messages); ` +

@@ -1,11 +1,14 @@
 /**
  * The Twilio REST API as callvault uses it: the official `twilio` client, optionally pointed at another base
  * URL (a proxy or regional endpoint) through the client's documented `httpClient` hook, plus the recording
- * media download, which the client does not wrap.
+ * media download, which the client does not wrap. SignalWire's Compatibility (LaML) API has the same paths
+ * under its Space URL (`https://{space}.signalwire.com/api/laml/2010-04-01/Accounts/{ProjectId}/…`), so the same
+ * client drives it with `carrier: 'signalwire'` and that base.
  */
 import twilio from 'twilio';
 
 type RequestOptions<TData> = Parameters<InstanceType<typeof twilio.RequestClient>['request']>[0] & { data?: TData };
+import { UUID_PATTERN } from '../config/index.js';
 import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
 
 export const TWILIO_API_ORIGIN = 'https://api.twilio.com';
@@ -30,9 +33,18 @@ class BaseUrlRequestClient extends twilio.RequestClient {
 }
 
 export interface TwilioRestOptions {
-  /** Unset: Twilio's own API. */
+  /** What comes before `/2010-04-01/…`. Unset: Twilio's own API (required for SignalWire: Space URL + /api/laml). */
   baseUrl?: string | undefined;
+  /** `signalwire`: the AccountSid is a project id and recording SIDs are UUIDs. Twilio's shapes when unset. */
+  carrier?: 'twilio' | 'signalwire' | undefined;
 }
+
+/**
+ * twilio-node refuses to be built with an AccountSid that does not start with AC. A SignalWire client is built
+ * with this placeholder and then given the project id, which every path the client builds uses
+ * (`/Accounts/{AccountSid}/…`); the credentials it sends stay project id and token.
+ */
+const PLACEHOLDER_ACCOUNT_SID = `AC${'0'.repeat(32)}`;
 
 /** The credentials of one Twilio account: its AccountSid and AuthToken. */
 export interface TwilioCredentials {
@@ -41,6 +53,17 @@ export interface TwilioCredentials {
 }
 
 export function createTwilioRestClient(account: TwilioCredentials, opts: TwilioRestOptions = {}): TwilioRestClient {
+  if (opts.carrier === 'signalwire') {
+    if (!opts.baseUrl) throw new CallvaultError(ErrorCode.ConfigInvalid, 'a SignalWire client needs its Space URL');
+    if (!UUID_PATTERN.test(account.accountSid)) throw new CallvaultError(ErrorCode.ConfigInvalid, 'a SignalWire project id is a UUID');
+    const client = twilio(account.accountSid, account.authToken, {
+      accountSid: PLACEHOLDER_ACCOUNT_SID,
+      httpClient: new BaseUrlRequestClient(opts.baseUrl),
+      timeout: REQUEST_TIMEOUT_MS,
+    });
+    client.accountSid = account.accountSid;
+    return client;
+  }
   return twilio(account.accountSid, account.authToken, {
     ...(opts.baseUrl ? { httpClient: new BaseUrlRequestClient(opts.baseUrl) } : {}),
     timeout: REQUEST_TIMEOUT_MS,
@@ -70,9 +93,11 @@ export async function downloadRecordingWav(
   recordingSid: string,
   opts: TwilioRestOptions & { signal?: AbortSignal } = {},
 ): Promise<Uint8Array> {
-  if (!/^RE[0-9a-fA-F]{32}$/.test(recordingSid)) {
-    throw new CallvaultError(ErrorCode.BadRequest, 'not a Twilio RecordingSid', { details: { recordingSid } });
+  const signalwire = opts.carrier === 'signalwire';
+  if (!(signalwire ? UUID_PATTERN : /^RE[0-9a-fA-F]{32}$/).test(recordingSid)) {
+    throw new CallvaultError(ErrorCode.BadRequest, signalwire ? 'not a SignalWire recording SID' : 'not a Twilio RecordingSid', { details: { recordingSid } });
   }
+  if (signalwire && !opts.baseUrl) throw new CallvaultError(ErrorCode.ConfigInvalid, 'a SignalWire download needs its Space URL');
   const base = (opts.baseUrl ?? TWILIO_API_ORIGIN).replace(/\/$/, '');
   const url = `${base}/2010-04-01/Accounts/${account.accountSid}/Recordings/${recordingSid}.wav`;
   let response: Response;

@@ -3,7 +3,7 @@
  * have none here yet, and import them. Runs on a schedule (TWILIO_RECORDING_POLLING) or once on request.
  */
 import { ErrorCode, type ErrorCode as ErrorCodeValue } from '../errors/index.js';
-import type { GatewayPort, PolledCall, PollScheduler, TwilioAccount, TwilioImports } from '../gateway/port.js';
+import { carrierAccountOf, carrierAccounts, type Carrier, type GatewayPort, type PolledCall, type PollScheduler, type TwilioImports } from '../gateway/port.js';
 import { createTwilioRestClient, twilioError } from '../twilio-client/index.js';
 import { importTwilioRecording } from './import.js';
 
@@ -34,21 +34,26 @@ export function pollError(err: unknown): NonNullable<PolledCall['error']> {
 /** Calls examined per organisation per run, newest first. */
 export const POLL_CALL_LIMIT = 200;
 
-function accountFor(gateway: GatewayPort, orgId: string, accountSid: string | null): TwilioAccount | undefined {
-  const accounts = gateway.options.twilio.accounts.filter((a) => a.org === orgId);
-  return accounts.find((a) => a.accountSid === accountSid) ?? accounts[0];
+/** One run for the organisation: its Twilio calls, then its SignalWire calls (the same REST flow, per carrier). */
+export async function pollTwilioRecordings(gateway: GatewayPort, orgId: string): Promise<PolledCall[]> {
+  const results: PolledCall[] = [];
+  for (const carrier of ['twilio', 'signalwire'] as const) {
+    if (!carrierAccounts(gateway.options, carrier).some((a) => a.org === orgId)) continue;
+    results.push(...(await pollCarrier(gateway, orgId, carrier)));
+  }
+  return results;
 }
 
-export async function pollTwilioRecordings(gateway: GatewayPort, orgId: string): Promise<PolledCall[]> {
+async function pollCarrier(gateway: GatewayPort, orgId: string, carrier: Carrier): Promise<PolledCall[]> {
   const since = new Date(gateway.now() - POLL_LOOKBACK_MS);
-  const candidates = await gateway.db.imports.pollCandidates(orgId, since, POLL_CALL_LIMIT);
+  const candidates = await gateway.db.imports.pollCandidates(orgId, since, POLL_CALL_LIMIT, carrier);
   const results: PolledCall[] = [];
   for (const candidate of candidates) {
-    const account = accountFor(gateway, orgId, candidate.accountSid);
+    const account = carrierAccountOf(gateway.options, carrier, orgId, candidate.accountSid);
     if (!account) continue;
     const polled: PolledCall = { callSid: candidate.callSid, outcome: 'no_recordings', recordings: [] };
     try {
-      const client = createTwilioRestClient(account, { baseUrl: gateway.options.twilio.apiBaseUrl });
+      const client = createTwilioRestClient(account, { baseUrl: account.apiBaseUrl, carrier });
       const listed = await client.calls(candidate.callSid).recordings.list({ limit: 50 });
       for (const recording of listed.filter((r) => r.status === 'completed')) {
         const result = await importTwilioRecording(gateway, account, {
@@ -83,7 +88,7 @@ const defaultScheduler: PollScheduler = (task, intervalMs) => {
 export function startTwilioPoller(gateway: GatewayPort): () => void {
   const polling = gateway.options.twilio.recordingPolling;
   if (!polling?.enabled) return () => undefined;
-  const orgs = [...new Set(gateway.options.twilio.accounts.map((a) => a.org))];
+  const orgs = [...new Set([...carrierAccounts(gateway.options, 'twilio'), ...carrierAccounts(gateway.options, 'signalwire')].map((a) => a.org))];
   let running = false;
   let stop: () => void = () => undefined;
   const run = (): void => {

@@ -130,6 +130,8 @@ const scenarios: Scenario[] = [
   ['del', '/livekit/rooms/:room/recording', 401, () => api(t, '/livekit/rooms/r1/recording', { method: 'DELETE', authorization: null })],
   ['del', '/livekit/rooms/:room/recording', 404, () => api(t, '/livekit/rooms/r1/recording', { method: 'DELETE', org: 'globex' })],
   ['post', '/livekit/webhook', 401, () => fetch(`${t.httpUrl}/livekit/webhook`, { method: 'POST', body: '{}', headers: { authorization: 'nope' } })],
+  // Mounted even with no SignalWire project configured: every delivery is refused.
+  ['post', '/webhooks/signalwire-recording', 403, () => fetch(`${t.httpUrl}/webhooks/signalwire-recording`, { method: 'POST', body: 'AccountSid=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } })],
 ];
 
 describe('status codes', () => {
@@ -200,6 +202,7 @@ function upgrade(path: string, headers: Record<string, string> = {}): Promise<nu
 describe('WebSocket endpoints', () => {
   test.each([
     ['/twilio/media', { 'x-twilio-signature': 'forged' }, 403],
+    ['/signalwire/media', { 'x-signalwire-signature': 'forged' }, 403],
     ['/livekit/egress', {}, 403],
     ['/livekit/egress', {}, 403, '?room=r&participant=p&track=t&role=caller&exp=9999999999&sig=AAAA'],
   ] as Array<[string, Record<string, string>, number, string?]>)('%s refuses a bad upgrade with a documented status', async (path, headers, status, query = '') => {
@@ -212,7 +215,7 @@ describe('WebSocket endpoints', () => {
 
   test('every documented WebSocket endpoint documents its 101', () => {
     const ws = Object.entries(doc.paths).filter(([, item]) => item['get']?.[WEBSOCKET_EXTENSION]);
-    expect(ws.map(([p]) => p).sort()).toEqual(['/livekit/egress', '/twilio/media']);
+    expect(ws.map(([p]) => p).sort()).toEqual(['/livekit/egress', '/signalwire/media', '/twilio/media']);
     for (const [, item] of ws) expect(documentedStatuses(item['get']!)).toContain(101);
   });
 });

@@ -80,6 +80,8 @@ describe('migrate', () => {
       { version: 4, name: 'durability' },
       { version: 5, name: 'uploading' },
       { version: 6, name: 'open_uploads' },
+      { version: 7, name: 'key_scopes' },
+      { version: 8, name: 'signalwire' },
     ]);
   });
 

@@ -34,6 +34,7 @@ describe('start-up refusals', () => {
     ['RECORDING_SAMPLE_RATE', '44100'],
     ['RECORDING_DEFAULT', '{"enabled": "yes"}'],
     ['TWILIO_ACCOUNTS', 'acme:not-a-sid:token'],
+    ['SIGNALWIRE_PROJECTS', 'acme:not-a-project-id:PTsecrettoken:example.signalwire.com'],
     ['S3_FORCE_PATH_STYLE', 'maybe'],
   ])('a bad %s stops start-up with a message naming it, without echoing the value', async (name, value) => {
     const result = await run({ [name]: value, DATA_DIR: '/nonexistent/never-created' });

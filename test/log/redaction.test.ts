@@ -35,6 +35,7 @@ test.each([
   ['a transport error wrapped as a cause', () => ({ err: new CallvaultError(ErrorCode.UploadFailed, 'delete failed', { cause: transportError() }) })],
   ['an error among several', () => ({ err: new AggregateError([transportError()], 'several failed') })],
   ['redacted fields', () => ({ authToken: SECRET, account: { authToken: SECRET }, headers: { authorization: `Bearer ${SECRET}` }, key: SECRET })],
+  ['a SignalWire project token', () => ({ token: SECRET, project: { projectId: 'p', token: SECRET } })],
 ])('%s never puts the secret in the log line', (_name, fields) => {
   const { lines, stream } = capture();
   const logger = createLogger({ destination: stream });

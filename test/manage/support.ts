@@ -1,9 +1,10 @@
 /**
  * For the management tests: a local HTTP server answering like Twilio's Recordings API (create, list, fetch,
  * update, media download, delete), reached by the real `twilio` client through TWILIO_API_BASE_URL, and
- * signed status callbacks.
+ * signed status callbacks. Started with `carrier: 'signalwire'` it answers like a SignalWire Space's LaML
+ * (Compatibility) API instead: paths under /api/laml, project ids and UUID SIDs, channels as strings.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import twilio from 'twilio';
 import { wavHeader } from '../../dist/audio/wav.js';
@@ -73,6 +74,19 @@ function newSid(prefix: string): string {
   return `${prefix}${randomBytes(16).toString('hex')}`;
 }
 
+export type FakeCarrier = 'twilio' | 'signalwire';
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+/** The Recordings paths each carrier serves: /2010-04-01/Accounts/{account}/[Calls/{call}/]Recordings[/{sid}](.json|.wav). */
+const RECORDING_PATH: Record<FakeCarrier, RegExp> = {
+  twilio: /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})\/(?:Calls\/(CA[0-9a-f]{32})\/)?Recordings(?:\/(RE[0-9a-f]{32}))?(\.json|\.wav)$/,
+  signalwire: new RegExp(`^/api/laml/2010-04-01/Accounts/(${UUID})/(?:Calls/(${UUID})/)?Recordings(?:/(${UUID}))?(\\.json|\\.wav)$`),
+};
+
+const CALL_PATH: Record<FakeCarrier, RegExp> = {
+  twilio: /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})\/Calls\/([A-Za-z0-9-]+)\.json$/,
+  signalwire: new RegExp(`^/api/laml/2010-04-01/Accounts/(${UUID})/Calls/(${UUID})\\.json$`),
+};
+
 function readForm(req: IncomingMessage): Promise<Record<string, string | string[]>> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -103,13 +117,14 @@ export class FakeTwilio {
   private constructor(
     server: Server,
     readonly accounts: TestAccount[],
+    readonly carrier: FakeCarrier,
   ) {
     this.#server = server;
   }
 
-  static async start(accounts: TestAccount[]): Promise<FakeTwilio> {
+  static async start(accounts: TestAccount[], opts: { carrier?: FakeCarrier } = {}): Promise<FakeTwilio> {
     const server = createServer();
-    const fake = new FakeTwilio(server, accounts);
+    const fake = new FakeTwilio(server, accounts, opts.carrier ?? 'twilio');
     server.on('request', (req, res) => void fake.#handle(req, res));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
     fake.port = (server.address() as { port: number }).port;
@@ -171,10 +186,15 @@ export class FakeTwilio {
     });
   }
 
+  /** A new recording SID of this carrier: RE… for Twilio, a UUID for SignalWire. */
+  newRecordingSid(): string {
+    return this.carrier === 'signalwire' ? randomUUID() : newSid('RE');
+  }
+
   /** A recording Twilio holds for the call (made outside callvault, e.g. by `<Record>`), completed. */
   addCompleted(account: TestAccount, callSid: string, durationMs = 1000): FakeRecording {
     const rec: FakeRecording = {
-      sid: newSid('RE'),
+      sid: this.newRecordingSid(),
       accountSid: account.accountSid,
       callSid,
       status: 'completed',
@@ -208,11 +228,12 @@ export class FakeTwilio {
       price: null,
       price_unit: 'USD',
       status: rec.status,
-      channels: rec.channels,
+      // SignalWire documents channels as the strings '1' and '2'.
+      channels: this.carrier === 'signalwire' ? String(rec.channels) : rec.channels,
       source: 'StartCallRecordingAPI',
       error_code: null,
       track: rec.track,
-      uri: `/2010-04-01/Accounts/${rec.accountSid}/Calls/${rec.callSid}/Recordings/${rec.sid}.json`,
+      uri: `${this.carrier === 'signalwire' ? '/api/laml' : ''}/2010-04-01/Accounts/${rec.accountSid}/Calls/${rec.callSid}/Recordings/${rec.sid}.json`,
       encryption_details: null,
     };
   }
@@ -228,14 +249,14 @@ export class FakeTwilio {
     const auth = Buffer.from((req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString('utf8');
     const [user, pass] = auth.split(':');
     const account = this.accounts.find((a) => a.accountSid === user && a.authToken === pass);
-    const callFetch = /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})\/Calls\/([A-Za-z0-9-]+)\.json$/.exec(url.pathname);
+    const callFetch = CALL_PATH[this.carrier].exec(url.pathname);
     if (account && callFetch && callFetch[1] === account.accountSid && req.method === 'GET') {
       const call = this.calls.get(callFetch[2]!);
       if (!call || call.accountSid !== account.accountSid) return this.#notFound(res, url.pathname);
       if (this.failingCalls.has(call.sid)) return this.#json(res, 500, { code: 20500, message: 'Internal Server Error', status: 500 });
       return this.#json(res, 200, this.#callResource(call));
     }
-    const m = /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})\/(?:Calls\/(CA[0-9a-f]{32})\/)?Recordings(?:\/(RE[0-9a-f]{32}))?(\.json|\.wav)$/.exec(url.pathname);
+    const m = RECORDING_PATH[this.carrier].exec(url.pathname);
     if (!account) {
       this.#json(res, 401, { code: 20003, message: 'Authenticate', more_info: 'https://www.twilio.com/docs/errors/20003', status: 401 });
       return;
@@ -284,7 +305,7 @@ export class FakeTwilio {
         return this.#json(res, 400, { code: 21220, message: 'Requested resource is not eligible for recording', status: 400 });
       }
       const created: FakeRecording = {
-        sid: newSid('RE'),
+        sid: this.newRecordingSid(),
         accountSid: accountSid!,
         callSid,
         status: 'in-progress',

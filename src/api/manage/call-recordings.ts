@@ -10,7 +10,8 @@ import type { GatewayPort, PauseRecord, TwilioImports } from '../../gateway/port
 import { createTwilioRestClient, twilioError } from '../../twilio-client/index.js';
 import { authenticate, canSeeCall, requireOrganisationKey, type Principal } from '../../http/auth.js';
 import { json, type HttpResult, type RequestContext, type Router, type StreamedResult } from '../../http/http.js';
-import { jsonBody, twilioAccountOf, TWILIO_RECORDING_SID } from './common.js';
+import { UUID_PATTERN } from '../../config/index.js';
+import { carrierAccountFor, carrierOfAccount, jsonBody, TWILIO_RECORDING_SID } from './common.js';
 import { agentRecordingOptions, layerRecordingOptions } from '../../gateway/port.js';
 import type { ControlRateLimiter } from './rate-limit.js';
 import { startTwilioRecording } from './twilio-calls.js';
@@ -20,7 +21,7 @@ export const DEFAULT_LIST_LIMIT = 20;
 export const MAX_LIST_LIMIT = 100;
 
 const STATUSES: readonly RecordingStatus[] = ['in_progress', 'uploading', 'completed', 'failed'];
-const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'elevenlabs'];
+const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'signalwire', 'elevenlabs'];
 
 /** Serves a recording row's media (WAV with Range for server keys, a presigned redirect for client keys). */
 export type RecordingMediaServer = (ctx: RequestContext, row: RecordingRow) => Promise<HttpResult | StreamedResult>;
@@ -109,10 +110,10 @@ export const StartSchema = z
     recordingTrack: z.enum(['inbound', 'outbound', 'both']).default('both'),
     stereo: z.boolean().optional(),
     key: z.string().min(1).optional(),
-    source: z.enum(['gateway', 'twilio']).default('gateway'),
-    /** `source: twilio` only: where Twilio reports the recording (default: this gateway's webhook). */
+    source: z.enum(['gateway', 'twilio', 'signalwire']).default('gateway'),
+    /** `source: twilio|signalwire` only: where the carrier reports the recording (default: this gateway's webhook). */
     recordingStatusCallback: z.url({ protocol: /^https?$/ }).max(2048).optional(),
-    /** `source: twilio` only: Twilio's `RecordingChannels` (default `dual`). */
+    /** `source: twilio|signalwire` only: the carrier's `RecordingChannels` (default `dual`). */
     recordingChannels: z.enum(['dual', 'mono']).optional(),
   })
   .strict();
@@ -150,8 +151,19 @@ export interface CallRecordingRoutesDeps {
 export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort, deps: CallRecordingRoutesDeps): void {
   const { db } = gateway;
 
-  const twilioClient = (orgId: string, accountSid: unknown) =>
-    createTwilioRestClient(twilioAccountOf(gateway, orgId, accountSid), { baseUrl: gateway.options.twilio.apiBaseUrl });
+  /** The REST client of the account (Twilio, or a SignalWire project's Space) that a recording was requested on. */
+  const twilioClient = (orgId: string, accountSid: string) => {
+    const carrier = carrierOfAccount(gateway, orgId, accountSid);
+    const account = carrierAccountFor(gateway, carrier, orgId, accountSid);
+    return { carrier, client: createTwilioRestClient(account, { baseUrl: account.apiBaseUrl, carrier }) };
+  };
+
+  /** A SignalWire recording SID is a UUID like callvault's own recording ids: it is one if it was requested here. */
+  const carrierSideRequest = async (orgId: string, id: string) => {
+    if (TWILIO_RECORDING_SID.test(id)) return twilioRequestOf(orgId, id);
+    if (UUID_PATTERN.test(id)) return db.imports.twilioRequest(orgId, id);
+    return null;
+  };
 
   /** A user-bound key sees a recording only through a call tagged with its user; otherwise it is not there. */
   const visible = async (principal: Principal, row: RecordingRow): Promise<CallSummary | undefined> => {
@@ -249,11 +261,11 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     const principal = await authenticate(ctx, db, 'control');
     const body = await jsonBody(ctx, StartSchema);
     if (body.key !== undefined) assertClientKeyStrong(body.key);
-    if (body.source !== 'twilio' && (body.recordingStatusCallback !== undefined || body.recordingChannels !== undefined)) {
-      throw badRequest('recordingStatusCallback and recordingChannels apply to source: twilio only');
+    if (body.source === 'gateway' && (body.recordingStatusCallback !== undefined || body.recordingChannels !== undefined)) {
+      throw badRequest('recordingStatusCallback and recordingChannels apply to source: twilio or signalwire only');
     }
     deps.limiter.take(principal.orgId, body.callSid);
-    return body.source === 'twilio' ? startTwilioSide(principal, body) : startOnGateway(principal, body);
+    return body.source === 'gateway' ? startOnGateway(principal, body) : startTwilioSide(principal, body, body.source);
   });
 
   /** The live call, if the key may see it (a user-bound key only its user's calls). */
@@ -273,7 +285,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     if (!call) throw notFound('no active call with this callSid');
     let tracks: string[] | undefined;
     if (body.recordingTrack !== 'both') {
-      if (call.source !== 'twilio') throw badRequest('recordingTrack inbound/outbound applies to Twilio calls only');
+      if (call.source === 'livekit') throw badRequest('recordingTrack inbound/outbound applies to Twilio and SignalWire calls only');
       tracks = [body.recordingTrack];
     }
     const callRow = await db.calls.get(orgId, call.dbId);
@@ -300,7 +312,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
         id: recording.id,
         recordingSid: recording.recordingSid,
         callSid: body.callSid,
-        source: call.source === 'twilio' ? 'gateway' : 'livekit',
+        source: call.source === 'livekit' ? 'livekit' : 'gateway',
         status: 'in_progress',
         recordingTrack: body.recordingTrack,
         keyMode: recording.keyMode,
@@ -309,8 +321,10 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     });
   };
 
-  const startTwilioSide = async (principal: Principal, body: z.infer<typeof StartSchema>): Promise<HttpResult> => {
+  /** Asks the carrier (Twilio, or the SignalWire project's Space) to record the call; its callback imports it. */
+  const startTwilioSide = async (principal: Principal, body: z.infer<typeof StartSchema>, carrier: 'twilio' | 'signalwire'): Promise<HttpResult> => {
     const started = await startTwilioRecording(gateway, principal, {
+      carrier,
       callSid: body.callSid,
       statusCallback: body.recordingStatusCallback,
       channels: body.recordingChannels ?? 'dual',
@@ -323,7 +337,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
       recording: {
         recordingSid: started.recordingSid,
         callSid: body.callSid,
-        source: 'twilio',
+        source: carrier,
         status: started.status,
         recordingTrack: body.recordingTrack,
         recordingChannels: started.channels,
@@ -339,7 +353,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     const body = await jsonBody(ctx, StopSchema);
     const stopped: Record<string, unknown>[] = [];
     if (body.recordingSid !== undefined) {
-      if (TWILIO_RECORDING_SID.test(body.recordingSid)) {
+      if (TWILIO_RECORDING_SID.test(body.recordingSid) || (await carrierSideRequest(orgId, body.recordingSid))) {
         const request = await twilioRequestFor(principal, body.recordingSid);
         deps.limiter.take(orgId, request.callSid);
         stopped.push(await stopTwilioSide(orgId, body.recordingSid));
@@ -387,7 +401,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
   const twilioRequestFor = async (principal: Principal, twilioRecordingSid: string) => {
     const request = await twilioRequestOf(principal.orgId, twilioRecordingSid);
     if (principal.userId !== null) {
-      const known = await db.calls.getByExternalId(principal.orgId, request.callSid, 'twilio');
+      const known = await db.calls.getByExternalId(principal.orgId, request.callSid, carrierOfAccount(gateway, principal.orgId, request.accountSid));
       if (!canSeeCall(principal, known?.metadata)) throw notFound();
     }
     return request;
@@ -395,14 +409,15 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
 
   const stopTwilioSide = async (orgId: string, twilioRecordingSid: string): Promise<Record<string, unknown>> => {
     const request = await twilioRequestOf(orgId, twilioRecordingSid);
-    const updated = await twilioClient(orgId, request.accountSid)
+    const { carrier, client } = twilioClient(orgId, request.accountSid);
+    const updated = await client
       .calls(request.callSid)
       .recordings(twilioRecordingSid)
       .update({ status: 'stopped' })
       .catch((err: unknown) => {
         throw twilioError(err, 'stop the recording');
       });
-    return { recordingSid: twilioRecordingSid, source: 'twilio', status: updated.status };
+    return { recordingSid: twilioRecordingSid, source: carrier, status: updated.status };
   };
 
   const control = (action: 'pause' | 'resume') => async (ctx: RequestContext) => {
@@ -410,17 +425,19 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     const { orgId } = principal;
     const id = ctx.params[0] ?? '';
     const body = action === 'pause' ? await jsonBody(ctx, PauseSchema) : null;
-    if (TWILIO_RECORDING_SID.test(id)) {
+    const carrierRequest = await carrierSideRequest(orgId, id);
+    if (carrierRequest) {
       const request = await twilioRequestFor(principal, id);
       deps.limiter.take(orgId, request.callSid);
-      const updated = await twilioClient(orgId, request.accountSid)
+      const { carrier, client } = twilioClient(orgId, request.accountSid);
+      const updated = await client
         .calls(request.callSid)
         .recordings(id)
         .update(action === 'pause' ? { status: 'paused', pauseBehavior: body!.behavior } : { status: 'in-progress' })
         .catch((err: unknown) => {
           throw twilioError(err, `${action} the recording`);
         });
-      return json(200, { success: true, recordingSid: id, source: 'twilio', status: updated.status, paused: updated.status === 'paused' });
+      return json(200, { success: true, recordingSid: id, source: carrier, status: updated.status, paused: updated.status === 'paused' });
     }
     const row = await rowOf(orgId, id);
     const callRow = await visible(principal, row);

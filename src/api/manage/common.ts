@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
-import type { GatewayPort, TwilioAccount } from '../../gateway/port.js';
+import { carrierAccountOf, carrierAccounts, type Carrier, type CarrierAccount, type GatewayPort, type TwilioAccount } from '../../gateway/port.js';
 import type { RequestContext } from '../../http/http.js';
 
 /** Reads and validates a JSON body; anything unreadable or off-schema is BAD_REQUEST with the issues. */
@@ -29,6 +29,21 @@ export function twilioAccountOf(gateway: GatewayPort, orgId: string, accountSid:
   const account = accounts.find((a) => a.accountSid === accountSid) ?? accounts[0];
   if (!account) throw new CallvaultError(ErrorCode.Conflict, 'the organisation has no Twilio account configured');
   return account;
+}
+
+/** The organisation's account of `carrier` that placed the call (by its AccountSid), else its first one of that carrier. */
+export function carrierAccountFor(gateway: GatewayPort, carrier: Carrier, orgId: string, accountSid: unknown): CarrierAccount {
+  const account = carrierAccountOf(gateway.options, carrier, orgId, accountSid);
+  if (!account) {
+    throw new CallvaultError(ErrorCode.Conflict, `the organisation has no ${carrier === 'signalwire' ? 'SignalWire project' : 'Twilio account'} configured`);
+  }
+  return account;
+}
+
+/** Which carrier an AccountSid (a Twilio AccountSid or a SignalWire project id) of the organisation belongs to. */
+export function carrierOfAccount(gateway: GatewayPort, orgId: string, accountSid: string): Carrier {
+  const signalwire = carrierAccounts(gateway.options, 'signalwire').some((a) => a.org === orgId && a.accountSid === accountSid);
+  return signalwire ? 'signalwire' : 'twilio';
 }
 
 export const TWILIO_RECORDING_SID = /^RE[0-9a-fA-F]{32}$/;

@@ -36,7 +36,7 @@ const recordingSchema = {
     durationMs: { type: ['integer', 'null'] },
     url: { type: 'string', format: 'uri', description: 'This API’s media URL for the recording.' },
     mediaType: { type: 'string' },
-    source: { type: 'string', enum: ['gateway', 'livekit', 'twilio', 'elevenlabs'] },
+    source: { type: 'string', enum: ['gateway', 'livekit', 'twilio', 'signalwire', 'elevenlabs'] },
     channels: { type: 'integer' },
     format: { type: 'string' },
     sampleRate: { type: 'integer' },
@@ -61,7 +61,7 @@ const list: OperationObject = {
     query('limit', 'Recordings per page (default 20, at most 100).', { type: 'integer', minimum: 1, maximum: 100 }),
     query('callSid', 'Only this call’s recordings (Twilio CallSid or LiveKit room SID).', { type: 'string' }),
     query('status', 'Only recordings in this status.', { type: 'string', enum: ['in_progress', 'uploading', 'completed', 'failed'] }),
-    query('source', 'Only recordings from this source.', { type: 'string', enum: ['gateway', 'livekit', 'twilio', 'elevenlabs'] }),
+    query('source', 'Only recordings from this source.', { type: 'string', enum: ['gateway', 'livekit', 'twilio', 'signalwire', 'elevenlabs'] }),
     query('fromDate', 'ISO 8601; recordings started at or after it.', { type: 'string', format: 'date-time' }),
     query('toDate', 'ISO 8601; recordings started before it.', { type: 'string', format: 'date-time' }),
   ],
@@ -141,7 +141,8 @@ const paths: Record<string, PathItem> = {
       summary: 'Start recording an active call from now on (never retroactively)',
       description:
         '`source: gateway` (default) records the live Media Stream or LiveKit room; `source: twilio` asks Twilio to record the call ' +
-        '(dual channel; its status callback brings the recording in). Options: request > agent policy > server default.',
+        '(dual channel; its status callback brings the recording in); `source: signalwire` does the same through the SignalWire ' +
+        "project's Space (callback `/webhooks/signalwire-recording`). Options: request > agent policy > server default.",
       ...secured,
       requestBody: jsonBody({
         type: 'object',
@@ -151,7 +152,7 @@ const paths: Record<string, PathItem> = {
           recordingTrack: { type: 'string', enum: ['inbound', 'outbound', 'both'], default: 'both' },
           stereo: { type: 'boolean' },
           key: { type: 'string' },
-          source: { type: 'string', enum: ['gateway', 'twilio'], default: 'gateway' },
+          source: { type: 'string', enum: ['gateway', 'twilio', 'signalwire'], default: 'gateway' },
         },
       }),
       responses: {
@@ -301,6 +302,25 @@ paths['/webhooks/twilio-recording'] = {
       '400': errorResponse('Missing or malformed RecordingSid/CallSid, or a recording that is not PCM16.', ['BAD_REQUEST']),
       '403': errorResponse('Unknown AccountSid or bad signature.', ['SIGNATURE_INVALID']),
       '409': controlConflict('A concurrent delivery is being undone; Twilio retries.'),
+      '503': unavailable,
+      default: internal,
+    },
+  },
+};
+
+paths['/webhooks/signalwire-recording'] = {
+  post: {
+    operationId: 'signalWireRecordingStatusCallback',
+    summary: "SignalWire's recording status callback (form-encoded, X-SignalWire-Signature verified with the project token)",
+    description:
+      '`AccountSid` is the project id; `RecordingSid` and `CallSid` are UUIDs. `X-Twilio-Signature` is checked when ' +
+      '`X-SignalWire-Signature` is absent. The recording is fetched from the project\'s Space, never from `RecordingUrl`.',
+    parameters: [{ name: 'X-SignalWire-Signature', in: 'header', required: true, schema: { type: 'string' } }],
+    responses: {
+      '200': ok('`outcome`: `stored` (`status`: `completed` or `uploading`), `duplicate` (already stored) or `ignored` (not a completed recording).'),
+      '400': errorResponse('Missing or malformed RecordingSid/CallSid, or a recording that is not PCM16.', ['BAD_REQUEST']),
+      '403': errorResponse('Unknown project id or bad signature (one answer for both).', ['SIGNATURE_INVALID']),
+      '409': controlConflict('A concurrent delivery is being undone; SignalWire retries.'),
       '503': unavailable,
       default: internal,
     },

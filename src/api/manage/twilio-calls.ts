@@ -6,14 +6,14 @@
  */
 import { z } from 'zod';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
-import type { GatewayPort, TwilioAccount } from '../../gateway/port.js';
+import type { Carrier, CarrierAccount, GatewayPort } from '../../gateway/port.js';
 import { sealClientKey, twilioRequestKeyContext } from '../../gateway/port.js';
 import { createTwilioRestClient, twilioError, type TwilioRestClient } from '../../twilio-client/index.js';
 import { authenticate, canSeeCall, type Principal } from '../../http/auth.js';
 import { json, type RequestContext, type Router } from '../../http/http.js';
-import { twilioAccountOf } from './common.js';
+import { carrierAccountFor } from './common.js';
 import type { ControlRateLimiter } from './rate-limit.js';
-import { TWILIO_RECORDING_WEBHOOK_PATH } from './webhooks.js';
+import { recordingCallbackUrl } from './webhooks.js';
 
 export const TWILIO_START_RECORDING_PATH = '/twilio/start-recording';
 export const TWILIO_CALL_STATUS_PATH = '/twilio/call-status';
@@ -63,6 +63,8 @@ export const TwilioCallStatusAnswer = z.object({
 });
 
 export interface TwilioStartParams {
+  /** Whose REST API records it: Twilio's, or the SignalWire project's Space (the same flow). Default Twilio. */
+  carrier?: Carrier;
   callSid: string;
   statusCallback?: string | undefined;
   channels: 'dual' | 'mono';
@@ -89,22 +91,24 @@ function twilioNotFound(err: unknown, fallback: string): CallvaultError {
   return new CallvaultError(ErrorCode.NotFound, safe, { cause: err, ...(mapped.details ? { details: mapped.details } : {}) });
 }
 
+const TWILIO_CALL_SID = /^CA[0-9a-fA-F]{32}$/;
+
 const LIVE_CALL_STATUSES = new Set(['queued', 'ringing', 'in-progress']);
 
 /** The organisation's known row of this call (for its account and its user tag), if the gateway has one. */
-async function knownCall(gateway: GatewayPort, orgId: string, callSid: string) {
-  return gateway.db.calls.getByExternalId(orgId, callSid, 'twilio');
+async function knownCall(gateway: GatewayPort, orgId: string, callSid: string, carrier: Carrier) {
+  return gateway.db.calls.getByExternalId(orgId, callSid, carrier);
 }
 
 /** A user-bound key reaches only calls tagged with its user; anything else answers like an unknown call. */
-async function accountFor(gateway: GatewayPort, principal: Principal, callSid: string): Promise<TwilioAccount> {
-  const row = await knownCall(gateway, principal.orgId, callSid);
+async function accountFor(gateway: GatewayPort, principal: Principal, callSid: string, carrier: Carrier = 'twilio'): Promise<CarrierAccount> {
+  const row = await knownCall(gateway, principal.orgId, callSid, carrier);
   if (!canSeeCall(principal, row?.metadata)) throw new CallvaultError(ErrorCode.NotFound, 'no such call');
-  return twilioAccountOf(gateway, principal.orgId, row?.metadata['accountSid']);
+  return carrierAccountFor(gateway, carrier, principal.orgId, row?.metadata['accountSid']);
 }
 
-function client(gateway: GatewayPort, account: TwilioAccount): TwilioRestClient {
-  return createTwilioRestClient(account, { baseUrl: gateway.options.twilio.apiBaseUrl });
+function client(account: CarrierAccount, carrier: Carrier = 'twilio'): TwilioRestClient {
+  return createTwilioRestClient(account, { baseUrl: account.apiBaseUrl, carrier });
 }
 
 /**
@@ -114,8 +118,11 @@ function client(gateway: GatewayPort, account: TwilioAccount): TwilioRestClient 
  */
 export async function startTwilioRecording(gateway: GatewayPort, principal: Principal, params: TwilioStartParams): Promise<TwilioStarted> {
   const { orgId } = principal;
-  const account = await accountFor(gateway, principal, params.callSid);
-  const call = client(gateway, account).calls(params.callSid);
+  const carrier = params.carrier ?? 'twilio';
+  // A UUID-style id is a SignalWire call: Twilio cannot know it, and is not asked.
+  if (carrier === 'twilio' && !TWILIO_CALL_SID.test(params.callSid)) throw new CallvaultError(ErrorCode.NotFound, 'Twilio does not know this call');
+  const account = await accountFor(gateway, principal, params.callSid, carrier);
+  const call = client(account, carrier).calls(params.callSid);
   const fetched = await call.fetch().catch((err: unknown) => {
     throw twilioNotFound(err, 'this call');
   });
@@ -129,7 +136,7 @@ export async function startTwilioRecording(gateway: GatewayPort, principal: Prin
   if (active) {
     throw new CallvaultError(ErrorCode.Conflict, 'Twilio is already recording this call', { details: { twilioRecordingSid: active.sid } });
   }
-  const statusCallback = params.statusCallback ?? `${gateway.publicUrl}${TWILIO_RECORDING_WEBHOOK_PATH}`;
+  const statusCallback = params.statusCallback ?? recordingCallbackUrl(gateway.publicUrl, carrier);
   const created = await call.recordings
     .create({
       recordingChannels: params.channels,
@@ -211,7 +218,7 @@ export function registerTwilioCallRoutes(router: Router, gateway: GatewayPort, l
     const callSid = ctx.params[0] ?? '';
     if (!CALL_SID_SHAPE.test(callSid)) throw new CallvaultError(ErrorCode.BadRequest, 'not a Twilio CallSid', { details: { callSid: callSid.slice(0, 64) } });
     const account = await accountFor(gateway, principal, callSid);
-    const call = client(gateway, account).calls(callSid);
+    const call = client(account).calls(callSid);
     const fetched = await call.fetch().catch((err: unknown) => {
       throw twilioNotFound(err, 'this call');
     });

@@ -3,46 +3,82 @@
  * (HMAC-SHA1 over the public URL and the form parameters, with the account's auth token); on `completed` the
  * recording is imported (downloaded, encrypted, stored, linked to its call). Answers 5xx when the import
  * fails so that Twilio retries; a retry or duplicate of a stored recording answers 200 and stores nothing.
+ *
+ * `POST /webhooks/signalwire-recording` is the same for SignalWire-side recordings: `X-SignalWire-Signature`
+ * (the same scheme, keyed by the project's token; `X-Twilio-Signature` is taken when it is absent), the project id
+ * as `AccountSid`, UUID recording and call SIDs, and the recording fetched from the project's Space.
  */
 import twilio from 'twilio';
+import { UUID_PATTERN } from '../../config/index.js';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
-import type { GatewayPort, TwilioImports } from '../../gateway/port.js';
+import { carrierAccounts, type Carrier, type GatewayPort, type TwilioImports } from '../../gateway/port.js';
 import { json, type HttpResult, type Router } from '../../http/http.js';
 import { TWILIO_RECORDING_SID } from './common.js';
 
 export const TWILIO_RECORDING_WEBHOOK_PATH = '/webhooks/twilio-recording';
+export const SIGNALWIRE_RECORDING_WEBHOOK_PATH = '/webhooks/signalwire-recording';
 
-function signatureRefused(message: string): HttpResult {
-  return json(403, { error: { code: ErrorCode.SignatureInvalid, message } });
+/** Where each carrier's status callback arrives, how it is signed and what its recording SIDs look like. */
+const CALLBACKS: Record<Carrier, { path: string; routeName: string; signatureHeaders: readonly string[]; recordingSid: RegExp }> = {
+  twilio: {
+    path: TWILIO_RECORDING_WEBHOOK_PATH,
+    routeName: 'webhook_twilio_recording',
+    signatureHeaders: ['x-twilio-signature'],
+    recordingSid: TWILIO_RECORDING_SID,
+  },
+  signalwire: {
+    path: SIGNALWIRE_RECORDING_WEBHOOK_PATH,
+    routeName: 'webhook_signalwire_recording',
+    signatureHeaders: ['x-signalwire-signature', 'x-twilio-signature'],
+    recordingSid: UUID_PATTERN,
+  },
+};
+
+/** The callback URL to give the carrier when callvault asks it to record. */
+export function recordingCallbackUrl(publicUrl: string, carrier: Carrier): string {
+  return `${publicUrl}${CALLBACKS[carrier].path}`;
+}
+
+function signatureRefused(): HttpResult {
+  // One answer for an unknown account and a bad signature: a caller learns nothing about which accounts exist.
+  return json(403, { error: { code: ErrorCode.SignatureInvalid, message: 'the request signature does not match a configured account' } });
 }
 
 export function registerWebhookRoutes(router: Router, gateway: GatewayPort, twilioSide: TwilioImports): void {
-  const { logger, twilio: twilioOptions } = gateway.options;
+  registerRecordingCallback(router, gateway, twilioSide, 'twilio');
+  // Always mounted: with no SIGNALWIRE_PROJECTS every delivery is refused (403).
+  registerRecordingCallback(router, gateway, twilioSide, 'signalwire');
+}
 
-  router.route('post', TWILIO_RECORDING_WEBHOOK_PATH, 'webhook_twilio_recording', async (ctx) => {
+function registerRecordingCallback(router: Router, gateway: GatewayPort, twilioSide: TwilioImports, carrier: Carrier): void {
+  const { logger, twilio: twilioOptions } = gateway.options;
+  const callback = CALLBACKS[carrier];
+  const accounts = carrierAccounts(gateway.options, carrier);
+
+  router.route('post', callback.path, callback.routeName, async (ctx) => {
     const raw = await ctx.readBody(64 * 1024);
     const form = new URLSearchParams(raw.toString('utf8'));
     const params: Record<string, string> = {};
     for (const [name, value] of form) params[name] = value;
-    const account = twilioOptions.accounts.find((a) => a.accountSid === params['AccountSid']);
-    if (!account) return signatureRefused('AccountSid is not a configured Twilio account');
+    const account = accounts.find((a) => a.accountSid === params['AccountSid']);
+    if (!account) return signatureRefused();
     if (twilioOptions.validateSignatures) {
-      // Twilio signs the exact URL it called: the raw query, not a re-encoded one.
+      // The carrier signs the exact URL it called: the raw query, not a re-encoded one.
       const url = `${gateway.publicUrl}${ctx.url}${ctx.rawQuery ? `?${ctx.rawQuery}` : ''}`;
-      const signature = ctx.headers.get('x-twilio-signature') ?? '';
+      const signature = callback.signatureHeaders.map((h) => ctx.headers.get(h)).find((v) => v) ?? '';
       if (!signature || !twilio.validateRequest(account.authToken, signature, url, params)) {
-        logger.warn({ accountSid: account.accountSid }, 'twilio recording callback with a bad signature');
-        return signatureRefused('X-Twilio-Signature does not match');
+        logger.warn({ accountSid: account.accountSid, carrier }, 'recording callback with a bad signature');
+        return signatureRefused();
       }
     }
     const recordingSid = params['RecordingSid'] ?? '';
     const callSid = params['CallSid'] ?? '';
     const status = params['RecordingStatus'] ?? '';
-    if (!TWILIO_RECORDING_SID.test(recordingSid)) throw new CallvaultError(ErrorCode.BadRequest, 'RecordingSid is missing or malformed');
+    if (!callback.recordingSid.test(recordingSid)) throw new CallvaultError(ErrorCode.BadRequest, 'RecordingSid is missing or malformed');
     if (status !== 'completed') {
       // Nothing will come of an absent or failed recording: forget the options it was requested with.
       if (status === 'absent' || status === 'failed') await gateway.db.imports.deleteTwilioRequest(account.org, recordingSid);
-      logger.info({ recordingSid, callSid, status }, 'twilio recording status received');
+      logger.info({ recordingSid, callSid, status, carrier }, 'recording status received');
       return json(200, { success: true, outcome: 'ignored', status });
     }
     const startTime = params['RecordingStartTime'] ? new Date(params['RecordingStartTime']) : undefined;

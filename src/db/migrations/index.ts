@@ -5,8 +5,9 @@ import { durability } from './0004_durability.js';
 import { uploading } from './0005_uploading.js';
 import { openUploads } from './0006_open_uploads.js';
 import { keyScopes } from './0007_key_scopes.js';
+import { signalwire } from './0008_signalwire.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes];
+export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes, signalwire];

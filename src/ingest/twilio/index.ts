@@ -11,6 +11,7 @@ export {
   type TwilioEvent,
   type TwilioTrack,
   type TwilioMediaFormat,
+  type StreamDialect,
 } from './protocol.js';
 export { TWILIO_CLOSE_CODES, closeCodeFor, closeFrameFor, type TwilioCloseCode } from './close-codes.js';
 export {
@@ -36,6 +37,8 @@ export {
   readWavPcm16Mono8k,
   randomCallSid,
   randomStreamSid,
+  randomSignalWireSid,
+  STREAM_SIGNATURE_HEADER,
   RECORDING_PARAMETER,
   SIMULATED_FRAME_MS,
   type SimulateTwilioCallOptions,

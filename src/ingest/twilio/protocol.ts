@@ -5,6 +5,7 @@
  * depends on it (SID formats, audio format, payload encoding and size).
  */
 import { z } from 'zod';
+import { UUID_PATTERN } from '../../config/index.js';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
 
 export { TWILIO_CLOSE_CODES, closeCodeFor, closeFrameFor, type TwilioCloseCode } from './close-codes.js';
@@ -111,6 +112,32 @@ const TwilioMessageSchema = z.discriminatedUnion('event', [
   StopSchema,
 ]);
 
+/**
+ * Whose Media Streams these are. SignalWire speaks Twilio's protocol with its own identifiers: the project id
+ * (its AccountSid) and the call and stream SIDs are UUIDs. Each dialect accepts only its own shapes, so the
+ * SignalWire schema relaxes nothing for Twilio streams, and nothing but the three SIDs for SignalWire ones.
+ */
+export type StreamDialect = 'twilio' | 'signalwire';
+
+const projectId = z.string().regex(UUID_PATTERN, 'expected a SignalWire project id (UUID)');
+const uuidCallSid = z.string().regex(UUID_PATTERN, 'expected a SignalWire call SID (UUID)');
+const uuidStreamSid = z.string().regex(UUID_PATTERN, 'expected a SignalWire stream SID (UUID)');
+
+const SignalWireMessageSchema = z.discriminatedUnion('event', [
+  ConnectedSchema,
+  StartSchema.extend({
+    streamSid: uuidStreamSid.optional(),
+    start: StartSchema.shape.start.extend({ accountSid: projectId, streamSid: uuidStreamSid, callSid: uuidCallSid }),
+  }),
+  MediaSchema.extend({ streamSid: uuidStreamSid.optional() }),
+  DtmfSchema.extend({ streamSid: uuidStreamSid.optional() }),
+  MarkSchema.extend({ streamSid: uuidStreamSid.optional() }),
+  StopSchema.extend({ streamSid: uuidStreamSid.optional(), stop: z.object({ accountSid: projectId, callSid: uuidCallSid }) }),
+]);
+
+const MESSAGE_SCHEMAS = { twilio: TwilioMessageSchema, signalwire: SignalWireMessageSchema } as const;
+const STREAM_SID_PATTERNS: Record<StreamDialect, RegExp> = { twilio: /^MZ[0-9a-fA-F]{32}$/, signalwire: UUID_PATTERN };
+
 export type TwilioMessage = z.infer<typeof TwilioMessageSchema>;
 export type TwilioConnectedMessage = z.infer<typeof ConnectedSchema>;
 export type TwilioStartMessage = z.infer<typeof StartSchema>;
@@ -127,7 +154,7 @@ export const TWILIO_EVENTS: readonly TwilioEvent[] = ['connected', 'start', 'med
  * the schema of its event, FRAME_UNKNOWN_EVENT for an event Twilio does not define.
  * The media payload is left as base64: see `decodeMediaPayload`.
  */
-export function parseTwilioMessage(text: string): TwilioMessage {
+export function parseTwilioMessage(text: string, dialect: StreamDialect = 'twilio'): TwilioMessage {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -150,21 +177,21 @@ export function parseTwilioMessage(text: string): TwilioMessage {
   // The hot path: a media frame that is exactly valid skips zod's generic machinery. Anything the fast path
   // does not accept as it stands goes through the schema, which gives the same result or the precise error.
   if (event === 'media') {
-    const fast = fastMediaMessage(json as Record<string, unknown>);
+    const fast = fastMediaMessage(json as Record<string, unknown>, dialect);
     if (fast) return fast;
   }
-  return parseWithSchema(json, event);
+  return parseWithSchema(json, event, dialect);
 }
 
 /** The schema path alone (what the fast path must agree with; the tests compare the two). */
-export function parseTwilioMessageWithSchema(text: string): TwilioMessage {
+export function parseTwilioMessageWithSchema(text: string, dialect: StreamDialect = 'twilio'): TwilioMessage {
   const json: unknown = JSON.parse(text);
   const event = (json as { event?: unknown } | null)?.event;
-  return parseWithSchema(json, typeof event === 'string' ? event : '');
+  return parseWithSchema(json, typeof event === 'string' ? event : '', dialect);
 }
 
-function parseWithSchema(json: unknown, event: string): TwilioMessage {
-  const result = TwilioMessageSchema.safeParse(json);
+function parseWithSchema(json: unknown, event: string, dialect: StreamDialect): TwilioMessage {
+  const result = MESSAGE_SCHEMAS[dialect].safeParse(json);
   if (!result.success) {
     throw new CallvaultError(ErrorCode.FrameMalformed, `${event} frame does not match the Twilio schema`, {
       cause: result.error,
@@ -178,7 +205,6 @@ function parseWithSchema(json: unknown, event: string): TwilioMessage {
 }
 
 const WHOLE_NUMBER_STRING = /^\d{1,15}$/;
-const STREAM_SID = /^MZ[0-9a-fA-F]{32}$/;
 
 /** A counter as `wholeNumber` accepts it, or undefined when the schema must judge it. */
 function fastWholeNumber(value: unknown): number | undefined {
@@ -194,7 +220,7 @@ const MEDIA_BODY_KEYS = new Set(['track', 'chunk', 'timestamp', 'payload']);
  * MediaSchema, by hand, for frames that satisfy it exactly: the same fields, the same checks, the same
  * output (unknown keys dropped). Returns null whenever anything is off, so the schema decides.
  */
-function fastMediaMessage(json: Record<string, unknown>): TwilioMediaMessage | null {
+function fastMediaMessage(json: Record<string, unknown>, dialect: StreamDialect): TwilioMediaMessage | null {
   for (const key in json) if (!MEDIA_KEYS.has(key)) return null;
   const media = json['media'];
   if (typeof media !== 'object' || media === null || Array.isArray(media)) return null;
@@ -214,7 +240,7 @@ function fastMediaMessage(json: Record<string, unknown>): TwilioMediaMessage | n
   }
   if ('streamSid' in json) {
     const sid = json['streamSid'];
-    if (typeof sid !== 'string' || !STREAM_SID.test(sid)) return null;
+    if (typeof sid !== 'string' || !STREAM_SID_PATTERNS[dialect].test(sid)) return null;
     message.streamSid = sid;
   }
   return message;

@@ -4,11 +4,45 @@ import { agentRecordingOptions, layerRecordingOptions } from '../../gateway/port
 import { CallvaultError, ErrorCode, toCallvaultError } from '../../errors/index.js';
 import type { Call, GatewayPort, TwilioAccount } from '../../gateway/port.js';
 import type { InputFrame } from '../../pipeline/index.js';
-import { closeFrameFor, TWILIO_CLOSE_CODES, TWILIO_SAMPLE_RATE } from './protocol.js';
+import { closeFrameFor, TWILIO_CLOSE_CODES, TWILIO_SAMPLE_RATE, type StreamDialect } from './protocol.js';
 import { TwilioStreamSession, type TwilioStartInfo } from './session.js';
 import { identifyTwilioAccount, streamUrlForSignature } from './signature.js';
 
 export const TWILIO_MEDIA_PATH = '/twilio/media';
+/** SignalWire's Media Streams (Twilio's protocol, SignalWire's identifiers and signature header). */
+export const SIGNALWIRE_MEDIA_PATH = '/signalwire/media';
+
+/** What differs between the carriers that speak Twilio's Media Streams protocol; everything else is shared. */
+interface StreamFlavour {
+  /** The call source, and the `source` label of the stream metrics. */
+  source: 'twilio' | 'signalwire';
+  path: string;
+  dialect: StreamDialect;
+  /** Upgrade headers that may carry the signature, in order: the first one present is checked. */
+  signatureHeaders: readonly string[];
+  accounts: (gateway: GatewayPort) => TwilioAccount[];
+}
+
+const TWILIO_FLAVOUR: StreamFlavour = {
+  source: 'twilio',
+  path: TWILIO_MEDIA_PATH,
+  dialect: 'twilio',
+  signatureHeaders: ['x-twilio-signature'],
+  accounts: (gateway) => gateway.options.twilio.accounts,
+};
+
+/**
+ * SignalWire signs with X-SignalWire-Signature (the same HMAC-SHA1 scheme, keyed by the project's token); its
+ * SDKs accept X-Twilio-Signature as an alias on Compatibility requests, so that header is checked when the
+ * SignalWire one is absent. The project id is the account.
+ */
+const SIGNALWIRE_FLAVOUR: StreamFlavour = {
+  source: 'signalwire',
+  path: SIGNALWIRE_MEDIA_PATH,
+  dialect: 'signalwire',
+  signatureHeaders: ['x-signalwire-signature', 'x-twilio-signature'],
+  accounts: (gateway) => (gateway.options.signalwire?.projects ?? []).map((p) => ({ org: p.org, accountSid: p.projectId, authToken: p.token })),
+};
 /** Twilio's frames are ~300 bytes; anything larger than this is hostile and closes the stream with 1009. */
 const MAX_MESSAGE_BYTES = 64 * 1024;
 /**
@@ -97,15 +131,27 @@ function streamMetadata(start: TwilioStartInfo, options: RecordingOptions): Reco
 }
 
 export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): void {
-  const { logger, twilio } = gateway.options;
+  registerMediaStreamIngest(app, gateway, TWILIO_FLAVOUR);
+}
+
+/** `/signalwire/media`, for the projects of SIGNALWIRE_PROJECTS. */
+export function registerSignalWireIngest(app: TemplatedApp, gateway: GatewayPort): void {
+  registerMediaStreamIngest(app, gateway, SIGNALWIRE_FLAVOUR);
+}
+
+function registerMediaStreamIngest(app: TemplatedApp, gateway: GatewayPort, flavour: StreamFlavour): void {
+  const { twilio } = gateway.options;
+  const { source } = flavour;
+  const logger = source === 'twilio' ? gateway.options.logger : gateway.options.logger.child({ source });
+  const accounts = flavour.accounts(gateway);
   const metrics = gateway.metrics;
   const now = gateway.now;
   // Per-frame counters resolved once: a label lookup per frame costs more than the increment.
   const framesReceived = {
-    inbound: metrics.framesReceived.labels({ source: 'twilio', track: 'inbound' }),
-    outbound: metrics.framesReceived.labels({ source: 'twilio', track: 'outbound' }),
+    inbound: metrics.framesReceived.labels({ source, track: 'inbound' }),
+    outbound: metrics.framesReceived.labels({ source, track: 'outbound' }),
   };
-  const bytesReceived = metrics.bytesReceived.labels({ source: 'twilio' });
+  const bytesReceived = metrics.bytesReceived.labels({ source });
 
   const closeSocket = (ws: TwilioSocket, code: number, reason: string): void => {
     const data = ws.getUserData();
@@ -121,7 +167,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
     const { code, reason } = closeFrameFor(error);
     const log = code === TWILIO_CLOSE_CODES.InternalError ? logger.error.bind(logger) : logger.warn.bind(logger);
     log({ code: error.code, closeCode: code, callSid: data.callSid, streamSid: data.streamSid, err: error }, 'twilio stream rejected');
-    metrics.framesDropped.inc({ source: 'twilio', reason: error.code });
+    metrics.framesDropped.inc({ source, reason: error.code });
     closeSocket(ws, code, reason);
     void finalise(ws).catch((err: unknown) => logger.error({ callSid: data.callSid, err }, 'could not finalise call'));
   };
@@ -136,13 +182,13 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
 
   const startCall = async (ws: TwilioSocket, start: TwilioStartInfo): Promise<void> => {
     const data = ws.getUserData();
-    const account = data.account ?? twilio.accounts.find((a) => a.accountSid === start.accountSid);
+    const account = data.account ?? accounts.find((a) => a.accountSid === start.accountSid);
     if (!account) throw new CallvaultError(ErrorCode.StreamAccountMismatch, 'stream account is not configured');
     if (!data.releaseSlot) {
       // Unsigned streams (validation off) name their account only here.
       const release = gateway.acquireStreamSlot(account.accountSid);
       if (!release) {
-        metrics.streamsRefused.inc({ source: 'twilio', reason: ErrorCode.StreamLimitReached });
+        metrics.streamsRefused.inc({ source, reason: ErrorCode.StreamLimitReached });
         throw new CallvaultError(ErrorCode.StreamLimitReached, 'the account has MAX_STREAMS_PER_ACCOUNT streams open', { retryable: true });
       }
       data.releaseSlot = release;
@@ -151,7 +197,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
     const agentId = start.customParameters['agentId'];
     const call = await gateway.openCall({
       orgId: account.org,
-      source: 'twilio',
+      source,
       externalId: start.callSid,
       metadata: { accountSid: start.accountSid, ...(agentId ? { agentId } : {}), ...callTags(start.customParameters) },
       startedAt: new Date(now()),
@@ -190,7 +236,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
     })().catch((err: unknown) => logger.error({ callSid: data.callSid, err }, 'could not store stream event'));
   };
 
-  app.ws<SocketData>(TWILIO_MEDIA_PATH, {
+  app.ws<SocketData>(flavour.path, {
     maxPayloadLength: TRANSPORT_MAX_MESSAGE_BYTES,
     idleTimeout: 60,
     maxBackpressure: 64 * 1024,
@@ -198,7 +244,8 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
 
     upgrade: (res, req, context) => {
       const pathAndQuery = req.getUrl() + (req.getQuery() ? `?${req.getQuery()}` : '');
-      const signature = req.getHeader('x-twilio-signature');
+      // uWS answers '' for a header that is absent.
+      const signature = flavour.signatureHeaders.map((h) => req.getHeader(h)).find((v) => v !== '');
       const key = req.getHeader('sec-websocket-key');
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
@@ -210,20 +257,20 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
       };
       const refused = gateway.admissionError();
       if (refused) {
-        metrics.streamsRefused.inc({ source: 'twilio', reason: refused.code });
+        metrics.streamsRefused.inc({ source, reason: refused.code });
         refuse(refused.code === ErrorCode.SpoolFull ? '507 Insufficient Storage' : '503 Service Unavailable', refused.code, refused.message);
         return;
       }
       let account: TwilioAccount | null = null;
       if (twilio.validateSignatures) {
         const url = streamUrlForSignature(gateway.publicUrl, pathAndQuery);
-        account = identifyTwilioAccount(twilio.accounts, signature || undefined, url);
+        account = identifyTwilioAccount(accounts, signature, url);
         if (!account) {
-          refuse('403 Forbidden', ErrorCode.SignatureInvalid, 'X-Twilio-Signature does not match any configured account');
+          refuse('403 Forbidden', ErrorCode.SignatureInvalid, 'the stream signature does not match any configured account');
           return;
         }
         if (!gateway.streamSlotFree(account.accountSid)) {
-          metrics.streamsRefused.inc({ source: 'twilio', reason: ErrorCode.StreamLimitReached });
+          metrics.streamsRefused.inc({ source, reason: ErrorCode.StreamLimitReached });
           refuse('429 Too Many Requests', ErrorCode.StreamLimitReached, 'the account has MAX_STREAMS_PER_ACCOUNT streams open');
           return;
         }
@@ -235,13 +282,13 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
     open: (ws) => {
       const data = ws.getUserData();
       data.open = true;
-      metrics.activeStreams.inc({ source: 'twilio' });
+      metrics.activeStreams.inc({ source });
       data.untrack = gateway.trackSocket((code) => closeSocket(ws, code, ErrorCode.ShuttingDown));
       if (data.account) {
         const release = gateway.acquireStreamSlot(data.account.accountSid);
         if (!release) {
           // Checked at upgrade; only a race between upgrade and open lands here.
-          metrics.streamsRefused.inc({ source: 'twilio', reason: ErrorCode.StreamLimitReached });
+          metrics.streamsRefused.inc({ source, reason: ErrorCode.StreamLimitReached });
           fail(ws, new CallvaultError(ErrorCode.StreamLimitReached, 'the account has MAX_STREAMS_PER_ACCOUNT streams open', { retryable: true }));
           return;
         }
@@ -252,11 +299,11 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
         if (data.callSid !== undefined || data.closing) return;
         const code = TWILIO_CLOSE_CODES.StartTimeout;
         logger.warn({ code: ErrorCode.StreamStartTimeout, closeCode: code, timeoutMs: startTimeoutMs, account: data.account?.accountSid }, 'twilio stream sent no start');
-        metrics.streamsRefused.inc({ source: 'twilio', reason: ErrorCode.StreamStartTimeout });
+        metrics.streamsRefused.inc({ source, reason: ErrorCode.StreamStartTimeout });
         closeSocket(ws, code, ErrorCode.StreamStartTimeout);
       }, startTimeoutMs);
       data.session = new TwilioStreamSession(
-        { now, maxAheadOfClockMs: twilio.maxAheadOfClockMs, expectedAccountSid: data.account?.accountSid ?? null },
+        { now, maxAheadOfClockMs: twilio.maxAheadOfClockMs, expectedAccountSid: data.account?.accountSid ?? null, dialect: flavour.dialect },
         {
           onStart: (start) => {
             clearTimeout(data.startTimer);
@@ -315,8 +362,8 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
       data.untrack?.();
       clearTimeout(data.startTimer);
       data.releaseSlot?.();
-      metrics.activeStreams.dec({ source: 'twilio' });
-      metrics.streamsClosed.inc({ source: 'twilio', code: String(code) });
+      metrics.activeStreams.dec({ source });
+      metrics.streamsClosed.inc({ source, code: String(code) });
       if (!data.closing && code === 1006) {
         logger.warn({ closeCode: code, callSid: data.callSid, streamSid: data.streamSid }, 'twilio stream dropped');
       }

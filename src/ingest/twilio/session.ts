@@ -9,6 +9,7 @@ import {
   decodeMediaPayload,
   mediaPayloadDurationMs,
   parseTwilioMessage,
+  type StreamDialect,
   type TwilioMediaFormat,
   type TwilioMessage,
   type TwilioTrack,
@@ -57,6 +58,8 @@ export interface TwilioStreamSessionOptions {
    * that run with TWILIO_SIGNATURE_VALIDATION=false.
    */
   expectedAccountSid: string | null;
+  /** Whose identifiers the frames carry (SignalWire: UUIDs); Twilio's when unset. */
+  dialect?: StreamDialect;
 }
 
 export type TwilioSessionState = 'awaiting-start' | 'streaming' | 'stopped' | 'failed';
@@ -105,7 +108,7 @@ export class TwilioStreamSession {
       if (this.#state === 'stopped') {
         throw new CallvaultError(ErrorCode.FrameOutOfOrder, 'frame after stop');
       }
-      this.#dispatch(parseTwilioMessage(text));
+      this.#dispatch(parseTwilioMessage(text, this.#options.dialect));
     } catch (err) {
       this.#state = 'failed';
       throw toCallvaultError(err);

@@ -3,8 +3,10 @@
  * as Twilio frames them: 20 ms mu-law chunks, per-track chunk counters, a shared sequence number,
  * timestamps in ms since stream start) and plays them over a signed WebSocket upgrade.
  * The builders are exported on their own so tests can assemble hostile streams.
+ * With `carrier: 'signalwire'` it is a SignalWire caller instead: the same frames with SignalWire's identifiers
+ * (project id, UUID call and stream SIDs) and an X-SignalWire-Signature upgrade.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { WebSocket } from 'ws';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
 import { mulawEncode } from '../../pipeline/mulaw.js';
@@ -23,6 +25,14 @@ export function randomCallSid(): string {
 export function randomStreamSid(): string {
   return `MZ${randomBytes(16).toString('hex')}`;
 }
+
+/** SignalWire's call and stream SIDs (and project ids) are UUIDs. */
+export function randomSignalWireSid(): string {
+  return randomUUID();
+}
+
+/** The upgrade header each carrier signs a stream with. */
+export const STREAM_SIGNATURE_HEADER = { twilio: 'X-Twilio-Signature', signalwire: 'X-SignalWire-Signature' } as const;
 
 // ---- frame builders: each returns the JSON text of one frame ----
 
@@ -312,6 +322,11 @@ export interface SimulateTwilioCallOptions
   extends Omit<TwilioCallPlan, 'callSid' | 'streamSid' | 'mode' | 'inbound' | 'outbound'> {
   /** Where to connect, e.g. ws://127.0.0.1:8080/twilio/media (a query string is kept and signed). */
   url: string;
+  /**
+   * `signalwire`: a SignalWire stream (ws://…/signalwire/media): `accountSid` is the project id, `authToken` the
+   * project token, random SIDs are UUIDs and the upgrade carries X-SignalWire-Signature. Default `twilio`.
+   */
+  carrier?: 'twilio' | 'signalwire';
   authToken: string;
   callSid?: string;
   streamSid?: string;
@@ -322,7 +337,7 @@ export interface SimulateTwilioCallOptions
   recording?: unknown;
   /** The URL Twilio would have signed when it differs from `url` (PUBLIC_URL behind a proxy). */
   signedUrl?: string;
-  /** Sent instead of the computed X-Twilio-Signature; `null` sends no header. */
+  /** Sent instead of the computed signature; `null` sends no header. */
   signature?: string | null;
   /** Pace frames at 20 ms like a live call; otherwise send as fast as the socket takes them. */
   realtime?: boolean;
@@ -352,8 +367,9 @@ export interface SimulatedCallResult {
  * CLOSED, with the HTTP status in `details.httpStatus`.
  */
 export async function simulateTwilioCall(options: SimulateTwilioCallOptions): Promise<SimulatedCallResult> {
-  const callSid = options.callSid ?? randomCallSid();
-  const streamSid = options.streamSid ?? randomStreamSid();
+  const carrier = options.carrier ?? 'twilio';
+  const callSid = options.callSid ?? (carrier === 'signalwire' ? randomSignalWireSid() : randomCallSid());
+  const streamSid = options.streamSid ?? (carrier === 'signalwire' ? randomSignalWireSid() : randomStreamSid());
   const customParameters = { ...(options.customParameters ?? {}) };
   if (options.recording !== undefined) customParameters[RECORDING_PARAMETER] = JSON.stringify(options.recording);
   const plan: TwilioCallPlan = {
@@ -371,7 +387,7 @@ export async function simulateTwilioCall(options: SimulateTwilioCallOptions): Pr
   const signature =
     options.signature === undefined ? signStreamUrl(options.authToken, options.signedUrl ?? options.url) : options.signature;
   const ws = new WebSocket(options.url, {
-    headers: signature === null ? {} : { 'X-Twilio-Signature': signature },
+    headers: signature === null ? {} : { [STREAM_SIGNATURE_HEADER[carrier]]: signature },
     perMessageDeflate: false,
   });
 
