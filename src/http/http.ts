@@ -153,6 +153,17 @@ function collectBody(res: HttpResponse, maxBytes: number): Promise<Buffer> {
 export interface RouteOptions {
   /** Largest body the route accepts (default 1 MiB); the body is buffered up to this size. */
   maxBodyBytes?: number;
+  /**
+   * Runs on the request headers before a byte of the body is read: a result answers the request at once and
+   * the body is never buffered (a webhook whose signature header is malformed or stale costs no memory).
+   */
+  precheck?: (headers: ReadonlyMap<string, string>) => HttpResult | null;
+}
+
+/** A NUL byte in a path parameter or query value: PostgreSQL text cannot hold one, and no id or filter does. */
+function hasNul(values: Iterable<string>): boolean {
+  for (const value of values) if (value.includes('\u0000')) return true;
+  return false;
 }
 
 export interface Router {
@@ -189,6 +200,20 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
         const paramCount = (pattern.match(/:/g) ?? []).length;
         const headers = new Map<string, string>();
         req.forEach((k, v) => headers.set(k, v));
+        const early = options.precheck?.(headers) ?? null;
+        if (early) {
+          // Answered synchronously from the headers alone, and the connection closed: the body is never read.
+          res.cork(() => {
+            res.writeStatus(statusLine(early.status));
+            for (const [name, value] of Object.entries(early.headers ?? {})) res.writeHeader(name, value);
+            res.end(early.body ?? '', true);
+          });
+          deps.metrics.httpDuration.observe(
+            { method: req.getCaseSensitiveMethod().toUpperCase(), route: routeName, status: String(early.status) },
+            (performance.now() - started) / 1000,
+          );
+          return;
+        }
         // uWS hands the body only to a reader registered before the handler's first await, so it is
         // collected here, up front, for every method that may carry one.
         const declaredLength = Number(headers.get('content-length') ?? '0');
@@ -237,6 +262,9 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
         Promise.resolve()
           .then(() => {
             if (params === null) throw new CallvaultError(ErrorCode.BadRequest, 'malformed percent-encoding in the path');
+            if (hasNul(params) || hasNul(ctx.query.values()) || hasNul(ctx.query.keys())) {
+              throw new CallvaultError(ErrorCode.BadRequest, 'a NUL byte in the path or query');
+            }
             return handler(ctx);
           })
           .then(
@@ -263,4 +291,21 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
       });
     },
   };
+}
+
+/**
+ * Every request no route matched answers a JSON 404 (uWS would otherwise leave it unanswered). uWS prefers
+ * the most specific pattern, so this wildcard never shadows a registered route or WebSocket endpoint.
+ */
+export function registerNotFound(app: TemplatedApp, deps: { metrics: GatewayMetrics }): void {
+  app.any('/*', (res: HttpResponse, req: HttpRequest) => {
+    const method = req.getCaseSensitiveMethod().toUpperCase();
+    const body = JSON.stringify({ error: { code: ErrorCode.NotFound, message: 'no such route' } });
+    res.cork(() => {
+      res.writeStatus(statusLine(404)).writeHeader('content-type', 'application/json');
+      if (method === 'HEAD') res.endWithoutBody(Buffer.byteLength(body));
+      else res.end(body);
+    });
+    deps.metrics.httpDuration.observe({ method, route: 'not_found', status: '404' }, 0);
+  });
 }

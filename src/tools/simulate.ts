@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { EnvSchema } from '../config/index.js';
+import { EnvFields } from '../config/index.js';
 import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
 import {
   SIMULATED_FRAME_MS,
@@ -80,7 +80,7 @@ function gap(value: string): SimulatedGap {
 function defaultAccount(): { accountSid?: string; authToken?: string } {
   const raw = process.env['TWILIO_ACCOUNTS'];
   if (!raw) return {};
-  const parsed = EnvSchema.shape.TWILIO_ACCOUNTS.safeParse(raw);
+  const parsed = EnvFields.shape.TWILIO_ACCOUNTS.safeParse(raw);
   const first = parsed.success ? parsed.data?.[0] : undefined;
   return first ? { accountSid: first.accountSid, authToken: first.authToken } : {};
 }

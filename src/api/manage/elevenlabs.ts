@@ -11,10 +11,13 @@ import { CallvaultError, ErrorCode } from '../../errors/index.js';
 import type { Call } from '../../db/index.js';
 import type { GatewayPort } from '../../gateway/port.js';
 import { json, type HttpResult, type Router } from '../../http/http.js';
+import { rateLimitedWarn } from '../../log/index.js';
 import { agentRecordingOptions, layerRecordingOptions } from '../../gateway/port.js';
 import type { PostCallInput, PostCallReading } from './elevenlabs-body.js';
 
-export { ELEVENLABS_SIGNATURE_TOLERANCE_MS, verifyElevenLabsSignature } from './elevenlabs-body.js';
+import { checkElevenLabsSignatureHeader } from './elevenlabs-body.js';
+
+export { ELEVENLABS_SIGNATURE_TOLERANCE_MS, checkElevenLabsSignatureHeader, verifyElevenLabsSignature } from './elevenlabs-body.js';
 
 export const ELEVENLABS_POST_CALL_WEBHOOK_PATH = '/webhooks/elevenlabs-post-call';
 /** A long conversation's MP3, base64-encoded, in one JSON body (about 25 minutes at 128 kbit/s). */
@@ -133,7 +136,15 @@ export function registerElevenLabsRoutes(router: Router, gateway: GatewayPort): 
     },
     { once: true },
   );
+  const refusals = rateLimitedWarn(gateway.options.logger, 'elevenlabs webhook refused');
   router.route('post', ELEVENLABS_POST_CALL_WEBHOOK_PATH, 'webhook_elevenlabs_post_call', async (ctx) => handlePostCall(gateway, read, await ctx.readBody(), ctx.headers.get('elevenlabs-signature')), {
     maxBodyBytes: configured ? ELEVENLABS_MAX_BODY_BYTES : 64 * 1024,
+    // A missing, malformed or stale signature header is refused before the body (up to 32 MiB) is read.
+    precheck: (headers) => {
+      const shape = checkElevenLabsSignatureHeader(headers.get('elevenlabs-signature'), gateway.now());
+      if (shape.ok) return null;
+      refusals({ reason: shape.reason, bodyRead: false });
+      return refused(shape.reason);
+    },
   });
 }

@@ -4,6 +4,7 @@
  * recording is imported (downloaded, encrypted, stored, linked to its call). Answers 5xx when the import
  * fails so that Twilio retries; a retry or duplicate of a stored recording answers 200 and stores nothing.
  */
+import { randomBytes } from 'node:crypto';
 import twilio from 'twilio';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
 import type { GatewayPort, TwilioImports } from '../../gateway/port.js';
@@ -11,6 +12,11 @@ import { json, type HttpResult, type Router } from '../../http/http.js';
 import { TWILIO_RECORDING_SID } from './common.js';
 
 export const TWILIO_RECORDING_WEBHOOK_PATH = '/webhooks/twilio-recording';
+
+/** The one refusal for a bad signature and for an AccountSid that is not configured. */
+const SIGNATURE_REFUSED_MESSAGE = 'X-Twilio-Signature does not match';
+/** Keys the HMAC computed for an unknown AccountSid, so both refusals take the same work. */
+const UNKNOWN_ACCOUNT_TOKEN = randomBytes(16).toString('hex');
 
 function signatureRefused(message: string): HttpResult {
   return json(403, { error: { code: ErrorCode.SignatureInvalid, message } });
@@ -24,15 +30,18 @@ export function registerWebhookRoutes(router: Router, gateway: GatewayPort, twil
     const form = new URLSearchParams(raw.toString('utf8'));
     const params: Record<string, string> = {};
     for (const [name, value] of form) params[name] = value;
-    const account = twilioOptions.accounts.find((a) => a.accountSid === params['AccountSid']);
-    if (!account) return signatureRefused('AccountSid is not a configured Twilio account');
-    if (twilioOptions.validateSignatures) {
+    const known = twilioOptions.accounts.find((a) => a.accountSid === params['AccountSid']);
+    // An unknown AccountSid is answered exactly like a bad signature (same status, body and work: the HMAC is
+    // computed either way), so a caller cannot learn which accounts are configured.
+    const account = known ?? { org: '', accountSid: '', authToken: UNKNOWN_ACCOUNT_TOKEN };
+    if (twilioOptions.validateSignatures || !known) {
       // Twilio signs the exact URL it called: the raw query, not a re-encoded one.
       const url = `${gateway.publicUrl}${ctx.url}${ctx.rawQuery ? `?${ctx.rawQuery}` : ''}`;
       const signature = ctx.headers.get('x-twilio-signature') ?? '';
-      if (!signature || !twilio.validateRequest(account.authToken, signature, url, params)) {
-        logger.warn({ accountSid: account.accountSid }, 'twilio recording callback with a bad signature');
-        return signatureRefused('X-Twilio-Signature does not match');
+      const valid = signature !== '' && twilio.validateRequest(account.authToken, signature, url, params);
+      if (!known || !signature || (twilioOptions.validateSignatures && !valid)) {
+        logger.warn({ known: Boolean(known) }, 'twilio recording callback refused');
+        return signatureRefused(SIGNATURE_REFUSED_MESSAGE);
       }
     }
     const recordingSid = params['RecordingSid'] ?? '';
