@@ -1,5 +1,5 @@
 import { loadEnv } from './config/index.js';
-import { ErrorCode, isCallvaultError } from './errors/index.js';
+import { isCallvaultError } from './errors/index.js';
 import { createLogger } from './log/index.js';
 import { startFromEnv } from './bootstrap/from-env.js';
 
@@ -58,6 +58,5 @@ async function main(): Promise<void> {
 main().catch((err: unknown) => {
   const code = isCallvaultError(err) ? err.code : 'INTERNAL';
   process.stderr.write(`callvault: failed to start (${code}): ${err instanceof Error ? err.message : String(err)}\n`);
-  // Configuration found unusable only once start-up ran (a master key file that holds no key) exits 78 too.
-  process.exit(isCallvaultError(err, ErrorCode.ConfigInvalid) ? 78 : 1);
+  process.exit(1);
 });
