@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { EnvFields } from '../config/index.js';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import { DEFAULT_STREAM_TOKEN_TTL_MS, twilioStreamUrl } from '../ingest/twilio/stream-token.js';
 
@@ -16,13 +17,19 @@ export interface StreamUrlIo {
 
 const CALL_SID = /^CA[0-9a-fA-F]{32}$/;
 
+/** MASTER_KEY, checked by the gateway's own schema, else the development key file the gateway generated. */
 async function masterKey(env: NodeJS.ProcessEnv): Promise<Uint8Array> {
   const configured = env['MASTER_KEY'];
+  if (configured) {
+    const parsed = EnvFields.shape.MASTER_KEY.safeParse(configured);
+    if (!parsed.success || !parsed.data) throw new CallvaultError(ErrorCode.ConfigInvalid, 'MASTER_KEY: expected base64 of exactly 32 bytes');
+    return parsed.data;
+  }
   const path = join(env['DATA_DIR'] || './data', 'master.key');
-  const text = configured ?? (await readFile(path, 'utf8').catch(() => null));
+  const text = await readFile(path, 'utf8').catch(() => null);
   if (text === null) throw new CallvaultError(ErrorCode.ConfigInvalid, `MASTER_KEY is not set and ${path} does not exist`);
   const key = Buffer.from(text.trim(), 'base64');
-  if (key.length !== 32) throw new CallvaultError(ErrorCode.ConfigInvalid, configured ? 'MASTER_KEY: expected base64 of exactly 32 bytes' : `${path} does not hold a 32-byte base64 key`);
+  if (key.length !== 32) throw new CallvaultError(ErrorCode.ConfigInvalid, `${path} does not hold a 32-byte base64 key`);
   return key;
 }
 
@@ -41,11 +48,7 @@ export async function streamUrl(args: string[], io: StreamUrlIo, usage: (message
   if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) throw usage('--ttl is a whole number of seconds');
   const publicUrl = values['public-url'] ?? io.env['PUBLIC_URL'];
   if (!publicUrl) throw usage('--public-url (or PUBLIC_URL) is required: the base URL Twilio reaches');
-  try {
-    new URL(publicUrl);
-  } catch {
-    throw usage('--public-url is not a URL');
-  }
+  if (!EnvFields.shape.PUBLIC_URL.safeParse(publicUrl).success) throw usage('--public-url is not an http(s) or ws(s) URL');
   const url = twilioStreamUrl(publicUrl, callSid, { masterKey: await masterKey(io.env), expiresAtMs: Date.now() + ttlSeconds * 1000 });
   io.stdout.write(`${url}\n`);
   return 0;

@@ -17,6 +17,7 @@ import { api, apiKeyOf, decodeWav, recordingPath } from '../api/support.js';
 
 let t: TestGateway;
 let strict: TestGateway;
+let unsigned: TestGateway;
 
 beforeAll(async () => {
   t = await startTestGateway();
@@ -25,10 +26,16 @@ beforeAll(async () => {
     accounts,
     twilio: { accounts, validateSignatures: true, maxAheadOfClockMs: 10_000, streamTokenRequired: ['acme'] },
   });
+  const unsignedAccounts = [testAccount('acme')];
+  unsigned = await startTestGateway({
+    accounts: unsignedAccounts,
+    twilio: { accounts: unsignedAccounts, validateSignatures: false, maxAheadOfClockMs: 10_000, streamTokenRequired: '*' },
+  });
 });
 afterAll(async () => {
   await t?.dispose();
   await strict?.dispose();
+  await unsigned?.dispose();
 });
 
 const completed = async (gw: TestGateway, callSid: string, count: number) =>
@@ -134,6 +141,33 @@ describe('stream tokens', () => {
     s.media(0, 500, { inbound: 440, outbound: 1000 });
     expect(await s.closed).toEqual({ code: 4410, reason: 'STREAM_TOKEN_INVALID' });
     expect(await recordingsOfCall(strict, 'acme', s.callSid)).toHaveLength(0);
+  });
+
+  test('without signature validation the account is known only at start: a required token missing closes with 4410', async () => {
+    const acme = unsigned.accounts[0]!;
+    const bare = await RawTwilioStream.open(unsigned, acme, { signature: null });
+    bare.start();
+    expect(await bare.closed).toEqual({ code: 4410, reason: 'STREAM_TOKEN_INVALID' });
+    expect(await recordingsOfCall(unsigned, 'acme', bare.callSid)).toHaveLength(0);
+
+    const callSid = randomCallSid();
+    const query = `?token=${signStreamToken(unsigned.gateway.options.keyring.current, callSid, Date.now() + 60_000)}`;
+    const tokened = await RawTwilioStream.open(unsigned, acme, { signature: null, query, callSid });
+    tokened.start();
+    tokened.media(0, 500, { inbound: 440, outbound: 1000 });
+    tokened.stop();
+    expect((await tokened.closed).code).toBe(1000);
+    await completed(unsigned, callSid, 1);
+  });
+
+  test.each([
+    [['stream-url', '--public-url', PUBLIC_URL]],
+    [['stream-url', '--call-sid', 'CA123', '--public-url', PUBLIC_URL]],
+    [['stream-url', '--call-sid', `CA${'0'.repeat(32)}`, '--public-url', 'ftp://x']],
+    [['stream-url', '--call-sid', `CA${'0'.repeat(32)}`, '--ttl', 'soon', '--public-url', PUBLIC_URL]],
+  ])('`callvault %j` is a usage error (64)', async (argv) => {
+    const io = { stdout: new PassThrough(), stderr: new PassThrough(), env: { MASTER_KEY: Buffer.alloc(32, 1).toString('base64') } };
+    expect(await runCli(argv, io)).toBe(64);
   });
 
   test('`callvault stream-url` prints a stream URL for the call that the gateway records', async () => {
