@@ -134,10 +134,19 @@ function tooLarge(maxBytes: number): CallvaultError {
  * Buffers a request body up to `maxBytes`. Past that nothing more is kept (memory stays bounded whatever the
  * client sends) and the body rejects with PAYLOAD_TOO_LARGE once the request has been read.
  */
-function collectBody(res: HttpResponse, maxBytes: number): Promise<Buffer> {
+function collectBody(res: HttpResponse, maxBytes: number, signal: AbortSignal): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // A client that goes away mid-body settles the read, so nothing waits (or holds its chunks) forever.
+    signal.addEventListener(
+      'abort',
+      () => {
+        chunks.length = 0;
+        reject(new CallvaultError(ErrorCode.BadRequest, 'the client went away before its body was read'));
+      },
+      { once: true },
+    );
     res.onData((chunk, isLast) => {
       size += chunk.byteLength;
       if (size <= maxBytes) chunks.push(Buffer.from(chunk.slice(0)));
@@ -223,7 +232,7 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
           ? Promise.resolve(Buffer.alloc(0))
           : declaredLength > maxBodyBytes
             ? Promise.reject(tooLarge(maxBodyBytes))
-            : collectBody(res, maxBodyBytes);
+            : collectBody(res, maxBodyBytes, abort.signal);
         body.catch(() => undefined);
         // A malformed escape in the path must answer 400, not throw here, outside the handler's error path.
         let params: string[] | null = [];

@@ -162,6 +162,32 @@ describe('ElevenLabs webhook: the signature header is checked before the body is
     expect(jsonOf(res).error.code).toBe('SIGNATURE_INVALID');
   });
 
+  test('deliveries beyond 8 being read at once answer 503 with Retry-After unread; a client that goes away frees its slot', async () => {
+    const header = () => `t=${Math.floor(Date.now() / 1000)},v0=${hex}`;
+    // Eight well-formed deliveries that declare 31 MiB and send only their first bytes: each holds a slot.
+    const held = Array.from({ length: 8 }, () => {
+      const req = request(`${t.httpUrl}/webhooks/elevenlabs-post-call`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': String(DECLARED), 'elevenlabs-signature': header() },
+      });
+      req.on('error', () => undefined);
+      req.flushHeaders();
+      req.write('{"type":"post_call_audio",');
+      return req;
+    });
+    const busy = async () =>
+      raw('POST', '/webhooks/elevenlabs-post-call', { 'content-type': 'application/json', 'content-length': String(DECLARED), 'elevenlabs-signature': header() }, '{', { endBody: false });
+    await expect.poll(async () => (await busy()).status).toBe(503);
+    const refusedBusy = await busy();
+    expect(refusedBusy.headers['retry-after']).toBe('5');
+    expect(jsonOf(refusedBusy).error.code).toBe('OVERLOADED');
+    // The eight senders give up: their slots are freed, and the next delivery is read (and refused on its signature).
+    for (const req of held) req.destroy();
+    await expect
+      .poll(async () => (await raw('POST', '/webhooks/elevenlabs-post-call', { 'content-type': 'application/json', 'elevenlabs-signature': header() }, '{}')).status)
+      .toBe(401);
+  });
+
   test('a flood of refused deliveries is logged once, then at most once per 10 s', async () => {
     const before = t.logs.find('elevenlabs webhook refused').length;
     for (let i = 0; i < 40; i++) {
