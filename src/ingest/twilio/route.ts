@@ -160,6 +160,9 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
     // Each streamSid starts once per call, and the call's first stream is its primary: a later stream (a second
     // <Stream>, or a replayed upgrade) is recorded on its own, never ends the call's row, and never becomes what
     // GET /calls/{id}/recording serves.
+    // Admission first (as openCall checks it), so a refused stream registers nothing on the call's row.
+    const refusedNow = gateway.admissionError();
+    if (refusedNow) throw refusedNow;
     const claim = await gateway.db.calls.claimStream({ orgId: account.org, source: 'twilio', externalId: start.callSid, streamSid: start.streamSid, startedAt, metadata });
     if (!claim) throw new CallvaultError(ErrorCode.StreamReplayed, 'this streamSid has already started on this call');
     if (!claim.primary) logger.warn({ callSid: start.callSid, streamSid: start.streamSid }, 'twilio stream is a later stream of its call');
