@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomCallSid } from '../../dist/ingest/twilio/index.js';
 import { startTestGateway, recordingsOfCall, type TestGateway } from '../support/gateway.js';
 import { RawTwilioStream } from '../support/twilio.js';
-import { completedParams, postRecordingCallback } from '../manage/support.js';
+import { completedParams, elevenLabsSignature, postRecordingCallback } from '../manage/support.js';
 import { apiKeyOf, placeCall, recordingPath } from './support.js';
 
 const ELEVENLABS_SECRET = 'wsec_probe_secret_for_acme';
@@ -68,6 +68,15 @@ describe('ids and filters', () => {
   test('a NUL byte inside a JSON body never reaches PostgreSQL as a 500', async () => {
     const res = await raw('POST', '/api/call-recordings/stop', { ...auth(), 'content-type': 'application/json' }, JSON.stringify({ callSid: 'CA\u0000' }));
     expect([400, 404]).toContain(res.status);
+    expect(t.logs.find('request failed')).toHaveLength(0);
+  });
+
+  test('a NUL byte in a signed webhook payload that reaches PostgreSQL answers 400, not 500', async () => {
+    const body = JSON.stringify({ type: 'post_call_audio', data: { agent_id: 'agent-1', conversation_id: 'conv\u0000x', full_audio: Buffer.from('ID3').toString('base64') } });
+    const now = Math.floor(Date.now() / 1000);
+    const res = await raw('POST', '/webhooks/elevenlabs-post-call', { 'content-type': 'application/json', 'elevenlabs-signature': elevenLabsSignature(body, ELEVENLABS_SECRET, now) }, body);
+    expect(res.status).toBe(400);
+    expect(jsonOf(res).error).toMatchObject({ code: 'BAD_REQUEST', message: 'value rejected by the database' });
     expect(t.logs.find('request failed')).toHaveLength(0);
   });
 
