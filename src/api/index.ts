@@ -1,7 +1,7 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { GatewayPort, TwilioImports } from '../gateway/port.js';
 import { ErrorCode } from '../errors/index.js';
-import { createRouter, json } from '../http/http.js';
+import { createRouter, json, registerNotFound } from '../http/http.js';
 import { openApiDocument } from './openapi.js';
 import { registerRecordingRoutes } from './recordings.js';
 import { registerManageRoutes } from './manage/index.js';
@@ -83,4 +83,5 @@ export function registerApi(app: TemplatedApp, gateway: GatewayPort, twilio: Twi
 
   const media = registerRecordingRoutes(router, gateway);
   registerManageRoutes(router, gateway, { ...media, twilio });
+  registerNotFound(app, { metrics: gateway.metrics });
 }

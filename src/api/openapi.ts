@@ -180,12 +180,19 @@ const basePaths: Record<string, PathItem> = {
     get: {
       operationId: 'twilioMediaStream',
       summary: 'Twilio Media Streams WebSocket',
-      description: 'Point `<Stream url="wss://…/twilio/media">` here. The upgrade must carry a valid `X-Twilio-Signature`.',
+      description:
+        'Point `<Stream url="wss://…/twilio/media">` here. The upgrade must carry a valid `X-Twilio-Signature`; the URL may carry a stream token (`?token=`, `callvault stream-url`), which organisations in TWILIO_STREAM_TOKEN_REQUIRED must.',
       [WEBSOCKET_EXTENSION]: true,
-      parameters: [{ name: 'X-Twilio-Signature', in: 'header', required: true, schema: { type: 'string' } }],
+      parameters: [
+        { name: 'X-Twilio-Signature', in: 'header', required: true, schema: { type: 'string' } },
+        { name: 'token', in: 'query', required: false, description: 'Stream token bound to one CallSid and an expiry (docs/ingest.md).', schema: { type: 'string' } },
+      ],
       responses: {
         '101': { description: 'Switching protocols: the media stream.' },
-        '403': errorResponse('The signature matches no configured Twilio account.', ['SIGNATURE_INVALID']),
+        '403': errorResponse('The signature matches no configured Twilio account, or the stream token is missing (where required), invalid or expired.', [
+          'SIGNATURE_INVALID',
+          'STREAM_TOKEN_INVALID',
+        ]),
         '503': errorResponse('The gateway is shutting down.', ['SHUTTING_DOWN']),
       },
     },

@@ -207,7 +207,9 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
     const principal = await authenticate(ctx, db, 'read');
     const callId = ctx.params[0] ?? '';
     const wantsLive = ctx.query.get('live') === '1' || ctx.query.get('live') === 'true';
-    const rows = await recordingsOfCall(principal, callId);
+    // The call's own recordings: a later stream of the call (a second <Stream>, a replayed upgrade) is marked
+    // `primary: false` and never served here, however recent; /api/call-recordings lists it with the call.
+    const rows = (await recordingsOfCall(principal, callId)).filter((r) => r.metadata['primary'] !== false);
     if (rows.length === 0) throw notFound();
     const inProgress = rows.find((r) => r.status === 'in_progress');
     if (wantsLive && inProgress) {

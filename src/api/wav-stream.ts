@@ -69,15 +69,21 @@ export function parseRange(value: string | undefined, total: number): ByteRange 
   const [, first = '', last = ''] = match;
   const unsatisfiable = () =>
     new CallvaultError(ErrorCode.RangeNotSatisfiable, 'requested range is outside the recording', { details: { size: total } });
+  // Digits beyond what a safe integer holds are still numbers (RFC 9110): a last position past the end is the
+  // end, a suffix longer than the file is the whole file, a first position past the end is unsatisfiable.
+  const big = (digits: string): number => {
+    const n = Number(digits);
+    return Number.isSafeInteger(n) ? n : Number.MAX_SAFE_INTEGER;
+  };
   if (first === '') {
     if (last === '') return null;
-    const suffix = Number(last);
-    if (suffix === 0) throw unsatisfiable();
+    const suffix = big(last);
+    if (suffix === 0 || total === 0) throw unsatisfiable();
     return { start: Math.max(0, total - suffix), end: total - 1 };
   }
-  const start = Number(first);
-  const end = last === '' ? Number.MAX_SAFE_INTEGER : Number(last);
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || end < start) return null;
+  const start = big(first);
+  const end = last === '' ? Number.MAX_SAFE_INTEGER : big(last);
+  if (end < start) return null;
   if (start >= total) throw unsatisfiable();
   return { start, end: Math.min(end, total - 1) };
 }

@@ -51,12 +51,8 @@ async function loadKeyring(env: Env, dataDir: string): Promise<MasterKeyring> {
   }
   const currentId = env.MASTER_KEY_ID ?? masterKeyId(current);
   const all = new Map<string, Uint8Array>([[currentId, current]]);
-  for (const entry of (env.PREVIOUS_MASTER_KEYS ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
-    const i = entry.indexOf(':');
-    const key = Buffer.from(i < 0 ? entry : entry.slice(i + 1), 'base64');
-    if (key.length !== 32) throw new CallvaultError(ErrorCode.ConfigInvalid, 'invalid configuration: PREVIOUS_MASTER_KEYS: expected id:base64 of 32 bytes');
-    all.set(i < 0 ? masterKeyId(key) : entry.slice(0, i), key);
-  }
+  // Validated by the configuration schema before anything started.
+  for (const { id, key } of env.PREVIOUS_MASTER_KEYS ?? []) all.set(id ?? masterKeyId(key), key);
   return { currentId, current, all };
 }
 
@@ -87,6 +83,7 @@ function livekitOptions(env: Env, devCredentials: DevCredentials | null): Pick<G
       apiSecret: env.LIVEKIT_API_SECRET,
       org,
       egressReconnectGraceMs: env.LIVEKIT_EGRESS_RECONNECT_GRACE_SECONDS * 1000,
+      maxAheadOfClockMs: env.MAX_AHEAD_OF_CLOCK_SECONDS * 1000,
     },
   };
 }
@@ -155,6 +152,7 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
         accounts,
         validateSignatures: env.TWILIO_SIGNATURE_VALIDATION,
         maxAheadOfClockMs: env.MAX_AHEAD_OF_CLOCK_SECONDS * 1000,
+        ...(env.TWILIO_STREAM_TOKEN_REQUIRED ? { streamTokenRequired: env.TWILIO_STREAM_TOKEN_REQUIRED } : {}),
         ...(env.TWILIO_API_BASE_URL ? { apiBaseUrl: env.TWILIO_API_BASE_URL } : {}),
         deleteAfterImport: env.TWILIO_DELETE_AFTER_IMPORT,
         recordingPolling: { enabled: env.TWILIO_RECORDING_POLLING, intervalMs: env.TWILIO_RECORDING_POLL_INTERVAL_MINUTES * 60_000 },
@@ -174,6 +172,7 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
       shutdownDeadlineMs: env.SHUTDOWN_DEADLINE_SECONDS * 1000,
       spoolClientKeys: env.SPOOL_CLIENT_KEYS,
       presignedUrlTtlSeconds: env.PRESIGNED_URL_TTL_SECONDS,
+      signedUrlMaxLifetimeMs: env.SIGNED_URL_MAX_LIFETIME_SECONDS * 1000,
       logger,
     };
     const gateway = await startGateway(options);

@@ -5,6 +5,7 @@
  *   callvault keys list --org <org> [--json]
  *   callvault keys revoke --org <org> <key-id>
  *   callvault decrypt --key <client-key> <encrypted-file-or-url> <out.wav>
+ *   callvault stream-url --call-sid <CA…> [--ttl <seconds>] [--public-url <url>]
  */
 import { parseArgs } from 'node:util';
 import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
@@ -12,6 +13,7 @@ import { API_KEY_SCOPES, createDatabase, type ApiKeyScope, type Database } from 
 import { USER_ID } from '../config/index.js';
 import { decryptRecordingToWav } from '../crypto/index.js';
 import { createLogger } from '../log/index.js';
+import { streamUrl } from './stream-url.js';
 
 export interface CliIo {
   stdout: NodeJS.WritableStream;
@@ -31,7 +33,9 @@ export const USAGE = `usage:
   callvault keys revoke --org <org> <key-id>                    revoke a key
   callvault decrypt --key <client-key> <encrypted-file-or-url> <out.wav>
                                                                 verify and decrypt a client-key recording
-keys commands use DATABASE_URL.
+  callvault stream-url --call-sid <CA…> [--ttl <seconds>] [--public-url <url>]
+                                                                a Twilio <Stream url> with a stream token for that call
+keys commands use DATABASE_URL; stream-url uses MASTER_KEY (or DATA_DIR/master.key) and PUBLIC_URL.
 `;
 
 const ORG_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -165,6 +169,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return await keys(rest, io);
       case 'decrypt':
         return await decrypt(rest, io);
+      case 'stream-url':
+        return await streamUrl(rest, io, (message) => new UsageError(message));
       case 'help':
       case '--help':
       case '-h':

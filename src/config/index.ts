@@ -97,6 +97,33 @@ const base64Key32 = z
   .transform((s) => Buffer.from(s, 'base64'))
   .refine((b) => b.length === 32, 'expected base64 of exactly 32 bytes');
 
+const masterKeyId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'key ids are 1-64 letters, digits, ".", "_" and "-"');
+
+/** `id:base64` (or a bare base64 key, named by its digest): an earlier master key, still able to unwrap. */
+const previousMasterKey = z
+  .string()
+  .transform((s) => {
+    const i = s.indexOf(':');
+    return i < 0 ? [undefined, s] : [s.slice(0, i), s.slice(i + 1)];
+  })
+  .pipe(
+    z.tuple([
+      masterKeyId.optional(),
+      z
+        .string()
+        .regex(/^[A-Za-z0-9+/]+={0,2}$/, 'expected id:base64 of 32 bytes')
+        .transform((b) => Buffer.from(b, 'base64'))
+        .refine((b) => b.length === 32, 'expected id:base64 of 32 bytes'),
+    ]),
+  )
+  .transform(([id, key]) => ({ id, key }));
+
+/** `*` (every organisation) or a list of organisations. */
+const orgSelection = z
+  .string()
+  .transform((s) => s.split(',').map((p) => p.trim()).filter((p) => p.length > 0))
+  .pipe(z.union([z.tuple([z.literal('*')]).transform(() => '*' as const), z.array(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'expected * or organisation ids'))]));
+
 const jsonOf = <T extends z.ZodType>(schema: T) =>
   z
     .string()
@@ -110,10 +137,13 @@ const jsonOf = <T extends z.ZodType>(schema: T) =>
     })
     .pipe(schema);
 
-export const EnvSchema = z.object({
+export const EnvFields = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().default('0.0.0.0'),
-  PUBLIC_URL: z.url().optional(),
+  PUBLIC_URL: z
+    .url()
+    .refine((u) => /^(https?|wss?):$/.test(new URL(u).protocol), 'expected an http(s) or ws(s) URL')
+    .optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z.string().url().optional(),
   S3_ENDPOINT: z.string().url().optional(),
@@ -127,13 +157,17 @@ export const EnvSchema = z.object({
   /** A request to S3 whose connection sends and receives nothing this long fails (a hanging S3); retried. */
   S3_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
   MASTER_KEY: base64Key32.optional(),
-  MASTER_KEY_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
+  MASTER_KEY_ID: masterKeyId.optional(),
   /** Earlier master keys, `id:base64,...`, kept so recordings wrapped before a rotation stay readable. */
-  PREVIOUS_MASTER_KEYS: z.string().optional(),
+  PREVIOUS_MASTER_KEYS: commaList(previousMasterKey).optional(),
+  /** Longest lifetime a gateway-signed URL may have (LiveKit egress URLs, Twilio stream tokens): a later `exp` is refused. */
+  SIGNED_URL_MAX_LIFETIME_SECONDS: z.coerce.number().int().min(60).max(31 * 24 * 3600).default(24 * 3600),
   TWILIO_ACCOUNTS: commaList(twilioAccount).optional(),
   TWILIO_SIGNATURE_VALIDATION: boolFromEnv.default(true),
   /** SignalWire projects, `org:projectId:token:spaceUrl,...`: streams at /signalwire/media and SignalWire-side recordings. */
   SIGNALWIRE_PROJECTS: commaList(signalWireProject).optional(),
+  /** Organisations (or `*`) whose streams must carry a gateway-signed stream token bound to the CallSid. */
+  TWILIO_STREAM_TOKEN_REQUIRED: orgSelection.optional(),
   API_KEYS: commaList(apiKey).optional(),
   RECORDING_SAMPLE_RATE: z.coerce
     .number()
@@ -172,6 +206,22 @@ export const EnvSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
+/** The variables, then the rules that tie several of them together: all checked before anything starts. */
+export const EnvSchema = EnvFields.superRefine((env, ctx) => {
+  const livekit = { LIVEKIT_URL: env.LIVEKIT_URL, LIVEKIT_API_KEY: env.LIVEKIT_API_KEY, LIVEKIT_API_SECRET: env.LIVEKIT_API_SECRET };
+  const set = Object.entries(livekit).filter(([, v]) => v !== undefined);
+  if (set.length > 0 && set.length < 3) {
+    for (const [name, value] of Object.entries(livekit)) {
+      if (value === undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET go together' });
+    }
+  }
+  // Without TWILIO_ACCOUNTS and API_KEYS the development organisation owns the LiveKit project.
+  const devSetup = env.TWILIO_ACCOUNTS === undefined && env.API_KEYS === undefined;
+  if (set.length === 3 && env.LIVEKIT_ORG === undefined && !devSetup) {
+    ctx.addIssue({ code: 'custom', path: ['LIVEKIT_ORG'], message: 'required when LIVEKIT_URL is set' });
+  }
+});
+
 export type Env = z.infer<typeof EnvSchema>;
 
 /**
@@ -180,7 +230,7 @@ export type Env = z.infer<typeof EnvSchema>;
  */
 export function loadEnv(env: NodeJS.ProcessEnv = process.env): Env {
   const picked: Record<string, string> = {};
-  for (const key of Object.keys(EnvSchema.shape)) {
+  for (const key of Object.keys(EnvFields.shape)) {
     const value = env[key];
     if (value !== undefined && value !== '') picked[key] = value;
   }

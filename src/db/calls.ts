@@ -38,6 +38,12 @@ export interface CallsRepository {
    * reconnecting stream continues its call. The earliest start is kept and metadata is merged.
    */
   upsertActive(input: UpsertActiveCallInput): Promise<Call>;
+  /**
+   * Registers a media stream of the call (creating the call row, active, if it has none): each stream id is
+   * accepted once per call, and the first stream registered is the call's primary. Null when this stream id
+   * was registered before (a replayed stream). An existing row's status is left alone.
+   */
+  claimStream(input: UpsertActiveCallInput & { streamSid: string }): Promise<{ call: Call; primary: boolean } | null>;
   /** Marks the call ended. Ending an ended call keeps its first end time. Throws NOT_FOUND for unknown ids. */
   end(callId: string, endedAt: Date): Promise<Call>;
   /** The most recently updated call with this CallSid / room SID in the organisation. */
@@ -64,6 +70,26 @@ export function createCallsRepository(db: Executor): CallsRepository {
         [orgId, source, externalId, startedAt, JSON.stringify(metadata ?? {})],
       );
       return toCall(rows[0]!);
+    },
+
+    async claimStream({ orgId, source, externalId, startedAt, metadata, streamSid }) {
+      const { rows } = await db.query<CallRow>(
+        'calls.claimStream',
+        `INSERT INTO calls (org_id, source, external_id, status, started_at, metadata)
+         VALUES ($1, $2, $3, 'active', $4,
+                 $5::jsonb || jsonb_build_object('primaryStreamSid', $6::text, 'streamSids', jsonb_build_array($6::text)))
+         ON CONFLICT (org_id, source, external_id) DO UPDATE SET
+           metadata = calls.metadata || jsonb_build_object(
+             'primaryStreamSid', COALESCE(calls.metadata->'primaryStreamSid', to_jsonb($6::text)),
+             'streamSids', COALESCE(calls.metadata->'streamSids', '[]'::jsonb) || jsonb_build_array($6::text)),
+           updated_at = now()
+         WHERE NOT (COALESCE(calls.metadata->'streamSids', '[]'::jsonb) ? $6::text)
+         RETURNING ${COLUMNS}`,
+        [orgId, source, externalId, startedAt, JSON.stringify(metadata ?? {}), streamSid],
+      );
+      if (!rows[0]) return null;
+      const call = toCall(rows[0]);
+      return { call, primary: call.metadata['primaryStreamSid'] === streamSid };
     },
 
     async end(callId, endedAt) {

@@ -71,6 +71,9 @@ export function translateDbError(err: unknown, operation: string): CallvaultErro
       case '22003':
       case '22007':
       case '22008':
+      // character_not_in_repertoire / untranslatable_character: a NUL byte (or invalid UTF-8) in a text value.
+      case '22021':
+      case '22P05':
         return new CallvaultError(ErrorCode.BadRequest, 'value rejected by the database', { cause: err, details });
       case '40001':
       case '40P01':

@@ -19,6 +19,10 @@ export const ErrorCode = {
   StreamStartTimeout: 'STREAM_START_TIMEOUT',
   StreamLimitReached: 'STREAM_LIMIT_REACHED',
   SpoolFull: 'SPOOL_FULL',
+  // A Twilio stream token (`?token=` on the stream URL) missing where required, invalid, expired, or for another call.
+  StreamTokenInvalid: 'STREAM_TOKEN_INVALID',
+  // A `start` naming a streamSid this call already started: a replayed stream.
+  StreamReplayed: 'STREAM_REPLAYED',
   // crypto
   ContainerInvalid: 'CONTAINER_INVALID',
   ContainerTruncated: 'CONTAINER_TRUNCATED',

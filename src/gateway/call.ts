@@ -14,6 +14,11 @@ export interface CallInit {
   source: CallSource;
   externalId: string;
   metadata: Record<string, unknown>;
+  /**
+   * False for a later stream of a call that already has its primary (a second `<Stream>`, a replayed upgrade):
+   * it never ends (or re-opens) the call's row, and its recordings are marked `primary: false`. Default true.
+   */
+  primary?: boolean;
 }
 
 interface CallEvents {
@@ -30,6 +35,8 @@ export class Call extends EventEmitter<CallEvents> {
   readonly orgId: string;
   readonly source: CallSource;
   readonly externalId: string;
+  /** See CallInit.primary. */
+  readonly primary: boolean;
   readonly #services: RecordingServices;
   readonly #tracks = new Map<string, Track>();
   readonly #abort = new AbortController();
@@ -49,6 +56,7 @@ export class Call extends EventEmitter<CallEvents> {
     this.orgId = init.orgId;
     this.source = init.source;
     this.externalId = init.externalId;
+    this.primary = init.primary ?? true;
   }
 
   get recording(): Recording | null {
@@ -104,7 +112,8 @@ export class Call extends EventEmitter<CallEvents> {
       callExternalId: this.externalId,
       source: this.source === 'livekit' ? 'livekit' : 'gateway',
       options,
-      metadata,
+      // What GET /calls/{id}/recording serves is never a later stream's recording.
+      metadata: this.primary ? metadata : { ...metadata, primary: false },
       originMs: this.#mediaEndMs,
       ...(scope.tracks ? { tracks: scope.tracks } : {}),
     });
@@ -185,9 +194,12 @@ export class Call extends EventEmitter<CallEvents> {
       // Recordings stopped earlier may still be finalising: the call is closed only once they are settled.
       await Promise.allSettled([...this.#unsettled].map((recording) => recording.close(this.#mediaEndMs)));
       const endedAt = new Date(this.#services.now());
-      await retryWhileRetryable(this.#services, this.#abort.signal, 'could not mark call ended, retrying', { callSid: this.externalId }, () =>
-        this.#services.db.calls.end(this.dbId, endedAt),
-      ).catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not mark call ended'));
+      // A later stream of the call ending says nothing about the call: its row is the primary stream's to end.
+      if (this.primary) {
+        await retryWhileRetryable(this.#services, this.#abort.signal, 'could not mark call ended, retrying', { callSid: this.externalId }, () =>
+          this.#services.db.calls.end(this.dbId, endedAt),
+        ).catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not mark call ended'));
+      }
       this.#emitClosed(summary);
       return summary;
     })();
@@ -216,7 +228,7 @@ export class Call extends EventEmitter<CallEvents> {
     if (this.#destroyed) return;
     this.#destroyed = true;
     this.#failure = err ?? new CallvaultError(ErrorCode.Destroyed, 'call destroyed');
-    if (!this.#closePromise) {
+    if (!this.#closePromise && this.primary) {
       this.#services.db.calls
         .end(this.dbId, new Date(this.#services.now()))
         .catch((dbErr: unknown) => this.#services.logger.error({ callSid: this.externalId, err: dbErr }, 'could not mark call ended'));

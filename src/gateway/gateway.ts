@@ -293,17 +293,23 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
   }
 
   /** Upserts the call row and registers a live Call; it unregisters itself when it closes. */
-  async openCall(init: Omit<CallInit, 'dbId'> & { startedAt: Date }): Promise<Call> {
+  async openCall(init: Omit<CallInit, 'dbId'> & { startedAt: Date; dbId?: string }): Promise<Call> {
     const refused = this.admissionError();
     if (refused) throw refused;
-    const row = await this.db.calls.upsertActive({
-      orgId: init.orgId,
-      source: init.source,
-      externalId: init.externalId,
-      startedAt: init.startedAt,
-      metadata: init.metadata,
-    });
-    const call = new Call(this.services, { ...init, dbId: row.id });
+    // A later stream of a call (primary: false) attaches to the row its first stream registered, untouched.
+    const dbId =
+      init.dbId !== undefined && init.primary === false
+        ? init.dbId
+        : (
+            await this.db.calls.upsertActive({
+              orgId: init.orgId,
+              source: init.source,
+              externalId: init.externalId,
+              startedAt: init.startedAt,
+              metadata: init.metadata,
+            })
+          ).id;
+    const call = new Call(this.services, { ...init, dbId });
     if (!this.acceptingStreams) {
       // Shutdown began while the row was written: close() has already taken its list of calls.
       await call.close();
@@ -354,10 +360,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
 
   /** The live call with this external id (CallSid, room SID) in the organisation, if any. */
   liveCall(orgId: string, externalId: string): Call | undefined {
+    let later: Call | undefined;
     for (const call of this.#calls) {
-      if (call.orgId === orgId && call.externalId === externalId && !call.closed) return call;
+      if (call.orgId !== orgId || call.externalId !== externalId || call.closed) continue;
+      // The call's primary stream first; a later stream of it only when that one is gone.
+      if (call.primary) return call;
+      later ??= call;
     }
-    return undefined;
+    return later;
   }
 
   /** The live call whose current recording has this id, if any. */

@@ -61,6 +61,8 @@ export interface GatewayOptions {
     apiBaseUrl?: string;
     /** Delete Twilio-side recordings from Twilio once stored here. */
     deleteAfterImport?: boolean;
+    /** Organisations (or `'*'`) whose streams must carry a gateway-signed stream token (`?token=`). */
+    streamTokenRequired?: readonly string[] | '*';
     /** Poll Twilio for completed recordings of calls that have none here. */
     recordingPolling?: { enabled: boolean; intervalMs: number; scheduler?: PollScheduler };
   };
@@ -70,7 +72,17 @@ export interface GatewayOptions {
   /** ElevenLabs post-call webhooks; absent or empty: the webhook refuses every delivery (401). */
   elevenlabs?: { webhookSecrets: ElevenLabsWebhookSecret[] };
   /** The LiveKit project whose rooms the gateway records; absent when LiveKit is not configured. */
-  livekit?: { url: string; apiKey: string; apiSecret: string; org: string; egressReconnectGraceMs?: number };
+  livekit?: {
+    url: string;
+    apiKey: string;
+    apiSecret: string;
+    org: string;
+    egressReconnectGraceMs?: number;
+    /** How far an egress socket's audio may run ahead of wall-clock time (4405 beyond). Default: twilio.maxAheadOfClockMs. */
+    maxAheadOfClockMs?: number;
+  };
+  /** Longest lifetime a gateway-signed URL (egress URL, Twilio stream token) may have; a later expiry is refused. Default 24 h. */
+  signedUrlMaxLifetimeMs?: number;
   recording: {
     sampleRate: 8000 | 16000 | 24000 | 48000;
     defaults: RecordingOptions;

@@ -39,7 +39,8 @@ export interface GatewayPort {
   streamSlotFree(account: string): boolean;
   acquireStreamSlot(account: string): (() => void) | null;
   storageReachable(): Promise<boolean>;
-  openCall(init: Omit<CallInit, 'dbId'> & { startedAt: Date }): Promise<Call>;
+  /** `primary: false` with the `dbId` of the call's row: a later stream of a call, attached without touching the row. */
+  openCall(init: Omit<CallInit, 'dbId'> & { startedAt: Date; dbId?: string }): Promise<Call>;
   liveCall(orgId: string, externalId: string): Call | undefined;
   liveRecordingCall(orgId: string, recordingId: string): Call | undefined;
   findLiveRecording(orgId: string, recordingId: string): Recording | null;

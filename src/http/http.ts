@@ -139,10 +139,19 @@ function tooLarge(maxBytes: number): CallvaultError {
  * Buffers a request body up to `maxBytes`. Past that nothing more is kept (memory stays bounded whatever the
  * client sends) and the body rejects with PAYLOAD_TOO_LARGE once the request has been read.
  */
-function collectBody(res: HttpResponse, maxBytes: number): Promise<Buffer> {
+function collectBody(res: HttpResponse, maxBytes: number, signal: AbortSignal): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // A client that goes away mid-body settles the read, so nothing waits (or holds its chunks) forever.
+    signal.addEventListener(
+      'abort',
+      () => {
+        chunks.length = 0;
+        reject(new CallvaultError(ErrorCode.BadRequest, 'the client went away before its body was read'));
+      },
+      { once: true },
+    );
     res.onData((chunk, isLast) => {
       size += chunk.byteLength;
       if (size <= maxBytes) chunks.push(Buffer.from(chunk.slice(0)));
@@ -158,6 +167,17 @@ function collectBody(res: HttpResponse, maxBytes: number): Promise<Buffer> {
 export interface RouteOptions {
   /** Largest body the route accepts (default 1 MiB); the body is buffered up to this size. */
   maxBodyBytes?: number;
+  /**
+   * Runs on the request headers before a byte of the body is read: a result answers the request at once and
+   * the body is never buffered (a webhook whose signature header is malformed or stale costs no memory).
+   */
+  precheck?: (headers: ReadonlyMap<string, string>) => HttpResult | null;
+}
+
+/** A NUL byte in a path parameter or query value: PostgreSQL text cannot hold one, and no id or filter does. */
+function hasNul(values: Iterable<string>): boolean {
+  for (const value of values) if (value.includes('\u0000')) return true;
+  return false;
 }
 
 export interface Router {
@@ -194,6 +214,20 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
         const paramCount = (pattern.match(/:/g) ?? []).length;
         const headers = new Map<string, string>();
         req.forEach((k, v) => headers.set(k, v));
+        const early = options.precheck?.(headers) ?? null;
+        if (early) {
+          // Answered synchronously from the headers alone, and the connection closed: the body is never read.
+          res.cork(() => {
+            res.writeStatus(statusLine(early.status));
+            for (const [name, value] of Object.entries(early.headers ?? {})) res.writeHeader(name, value);
+            res.end(early.body ?? '', true);
+          });
+          deps.metrics.httpDuration.observe(
+            { method: req.getCaseSensitiveMethod().toUpperCase(), route: routeName, status: String(early.status) },
+            (performance.now() - started) / 1000,
+          );
+          return;
+        }
         // uWS hands the body only to a reader registered before the handler's first await, so it is
         // collected here, up front, for every method that may carry one.
         const declaredLength = Number(headers.get('content-length') ?? '0');
@@ -203,7 +237,7 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
           ? Promise.resolve(Buffer.alloc(0))
           : declaredLength > maxBodyBytes
             ? Promise.reject(tooLarge(maxBodyBytes))
-            : collectBody(res, maxBodyBytes);
+            : collectBody(res, maxBodyBytes, abort.signal);
         body.catch(() => undefined);
         // A malformed escape in the path must answer 400, not throw here, outside the handler's error path.
         let params: string[] | null = [];
@@ -242,6 +276,9 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
         Promise.resolve()
           .then(() => {
             if (params === null) throw new CallvaultError(ErrorCode.BadRequest, 'malformed percent-encoding in the path');
+            if (hasNul(params) || hasNul(ctx.query.values()) || hasNul(ctx.query.keys())) {
+              throw new CallvaultError(ErrorCode.BadRequest, 'a NUL byte in the path or query');
+            }
             return handler(ctx);
           })
           .then(
@@ -268,4 +305,21 @@ export function createRouter(app: TemplatedApp, deps: { logger: Logger; metrics:
       });
     },
   };
+}
+
+/**
+ * Every request no route matched answers a JSON 404 (uWS would otherwise leave it unanswered). uWS prefers
+ * the most specific pattern, so this wildcard never shadows a registered route or WebSocket endpoint.
+ */
+export function registerNotFound(app: TemplatedApp, deps: { metrics: GatewayMetrics }): void {
+  app.any('/*', (res: HttpResponse, req: HttpRequest) => {
+    const method = req.getCaseSensitiveMethod().toUpperCase();
+    const body = JSON.stringify({ error: { code: ErrorCode.NotFound, message: 'no such route' } });
+    res.cork(() => {
+      res.writeStatus(statusLine(404)).writeHeader('content-type', 'application/json');
+      if (method === 'HEAD') res.endWithoutBody(Buffer.byteLength(body));
+      else res.end(body);
+    });
+    deps.metrics.httpDuration.observe({ method, route: 'not_found', status: '404' }, 0);
+  });
 }

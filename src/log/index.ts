@@ -63,3 +63,29 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   };
   return options.destination ? pino(opts, options.destination) : pino(opts);
 }
+
+/**
+ * A warning that a peer can trigger over and over (refused upgrades, refused webhooks, sockets closed for
+ * overload): the first occurrence is logged, then at most one line per `intervalMs`, carrying how many were
+ * left out since the last line (`suppressed`). Counters in /metrics keep the exact numbers.
+ */
+export function rateLimitedWarn(
+  logger: Logger,
+  msg: string,
+  options: { intervalMs?: number; now?: () => number } = {},
+): (fields: Record<string, unknown>) => void {
+  const intervalMs = options.intervalMs ?? 10_000;
+  const now = options.now ?? Date.now;
+  let lastAt = Number.NEGATIVE_INFINITY;
+  let suppressed = 0;
+  return (fields) => {
+    const at = now();
+    if (at - lastAt < intervalMs) {
+      suppressed += 1;
+      return;
+    }
+    logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
+    lastAt = at;
+    suppressed = 0;
+  };
+}

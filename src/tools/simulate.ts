@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { EnvSchema } from '../config/index.js';
+import { EnvFields } from '../config/index.js';
 import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
 import {
   SIMULATED_FRAME_MS,
@@ -85,13 +85,13 @@ function defaultAccount(signalwire: boolean): { accountSid?: string; authToken?:
   if (signalwire) {
     const projects = process.env['SIGNALWIRE_PROJECTS'];
     if (!projects) return {};
-    const parsed = EnvSchema.shape.SIGNALWIRE_PROJECTS.safeParse(projects);
+    const parsed = EnvFields.shape.SIGNALWIRE_PROJECTS.safeParse(projects);
     const first = parsed.success ? parsed.data?.[0] : undefined;
     return first ? { accountSid: first.projectId, authToken: first.token } : {};
   }
   const raw = process.env['TWILIO_ACCOUNTS'];
   if (!raw) return {};
-  const parsed = EnvSchema.shape.TWILIO_ACCOUNTS.safeParse(raw);
+  const parsed = EnvFields.shape.TWILIO_ACCOUNTS.safeParse(raw);
   const first = parsed.success ? parsed.data?.[0] : undefined;
   return first ? { accountSid: first.accountSid, authToken: first.authToken } : {};
 }

@@ -95,3 +95,34 @@ describe('calls', () => {
     expect(await t.db.calls.get('acme', 'not-a-uuid')).toBeNull();
   });
 });
+
+describe('media streams of a call', () => {
+  const claim = (externalId: string, streamSid: string) =>
+    t.db.calls.claimStream({ orgId: 'acme', source: 'twilio', externalId, streamSid, startedAt: at('2024-05-01T10:00:00.000Z'), metadata: { accountSid: 'AC1' } });
+
+  test('concurrent starts of one streamSid: exactly one is registered, and it is the primary', async () => {
+    const callSid = 'CA11111111111111111111111111111111';
+    const results = await Promise.all(Array.from({ length: 8 }, () => claim(callSid, 'MZ00000000000000000000000000000001')));
+    const registered = results.filter((r) => r !== null);
+    expect(registered).toHaveLength(1);
+    expect(registered[0]).toMatchObject({ primary: true, call: { status: 'active', metadata: { primaryStreamSid: 'MZ00000000000000000000000000000001' } } });
+  });
+
+  test('a later stream is registered but not primary, and leaves an ended call ended', async () => {
+    const callSid = 'CA22222222222222222222222222222222';
+    const first = await claim(callSid, 'MZ00000000000000000000000000000002');
+    await t.db.calls.end(first!.call.id, at('2024-05-01T10:05:00.000Z'));
+    const later = await claim(callSid, 'MZ00000000000000000000000000000003');
+    expect(later).toMatchObject({
+      primary: false,
+      call: {
+        id: first!.call.id,
+        status: 'ended',
+        endedAt: at('2024-05-01T10:05:00.000Z'),
+        metadata: { primaryStreamSid: 'MZ00000000000000000000000000000002', streamSids: ['MZ00000000000000000000000000000002', 'MZ00000000000000000000000000000003'] },
+      },
+    });
+    expect(await claim(callSid, 'MZ00000000000000000000000000000002')).toBeNull();
+    expect(await claim(callSid, 'MZ00000000000000000000000000000003')).toBeNull();
+  });
+});

@@ -36,11 +36,26 @@ describe('start-up refusals', () => {
     ['TWILIO_ACCOUNTS', 'acme:not-a-sid:token'],
     ['SIGNALWIRE_PROJECTS', 'acme:not-a-project-id:PTsecrettoken:example.signalwire.com'],
     ['S3_FORCE_PATH_STYLE', 'maybe'],
+    ['PREVIOUS_MASTER_KEYS', 'mk-old:c2hvcnQ='],
+    ['PREVIOUS_MASTER_KEYS', 'bad id!:' + Buffer.alloc(32, 7).toString('base64')],
+    ['PUBLIC_URL', 'ftp://rec.example.com'],
+    ['SIGNED_URL_MAX_LIFETIME_SECONDS', '5'],
+    ['TWILIO_STREAM_TOKEN_REQUIRED', 'Not An Org'],
   ])('a bad %s stops start-up with a message naming it, without echoing the value', async (name, value) => {
     const result = await run({ [name]: value, DATA_DIR: '/nonexistent/never-created' });
     expect(result.code).toBe(78);
     expect(result.stderr).toContain(name);
     expect(result.stderr).not.toContain(value);
+  });
+
+  test.each([
+    ['LIVEKIT_API_SECRET', { LIVEKIT_URL: 'ws://127.0.0.1:7880', LIVEKIT_API_KEY: 'devkey', LIVEKIT_ORG: 'acme' }],
+    ['LIVEKIT_ORG', { LIVEKIT_URL: 'ws://127.0.0.1:7880', LIVEKIT_API_KEY: 'devkey', LIVEKIT_API_SECRET: 'secret-value-xyz', API_KEYS: 'acme:0123456789abcdef0123' }],
+  ])('variables that go together are checked together before anything starts: %s', async (name, env) => {
+    const result = await run({ ...env, DATA_DIR: '/nonexistent/never-created' });
+    expect(result.code).toBe(78);
+    expect(result.stderr).toContain(name);
+    expect(result.stderr).not.toContain('secret-value-xyz');
   });
 
   test('refuses to start on the pure-JS uWebSockets.js fallback', async () => {

@@ -187,6 +187,10 @@ describe('GET /livekit/egress', () => {
     },
     { case: 'expired', url: () => egressUrl({ room: 'r', roomSid: 'RM_x', participant: 'p', track: 't', role: 'caller' }, clock - 1_000) },
     {
+      case: 'valid for longer than SIGNED_URL_MAX_LIFETIME_SECONDS (24 h; an exp in 2100)',
+      url: () => egressUrl({ room: 'r', roomSid: 'RM_x', participant: 'p', track: 't', role: 'caller' }, Date.UTC(2100, 0, 1)),
+    },
+    {
       case: 'tampered (participant changed after signing)',
       url: () => egressUrl({ room: 'r', roomSid: 'RM_x', participant: 'p', track: 't', role: 'caller' }).replace('participant=p', 'participant=q'),
     },
@@ -194,5 +198,31 @@ describe('GET /livekit/egress', () => {
     const rowsBefore = (await recordingRows(gw.databaseUrl)).length;
     await expect(connect(url())).rejects.toMatchObject({ status: 403 });
     expect((await recordingRows(gw.databaseUrl)).length).toBe(rowsBefore);
+  });
+
+  test('a flood of refused upgrades logs one line, not one per attempt', async () => {
+    const before = gw.logs.find('livekit egress upgrade refused').length;
+    const url = egressUrl({ room: 'r', roomSid: 'RM_x', participant: 'p', track: 't', role: 'caller' }, clock - 1_000);
+    for (let i = 0; i < 200; i++) await expect(connect(url)).rejects.toMatchObject({ status: 403 });
+    expect(gw.logs.find('livekit egress upgrade refused').length - before).toBeLessThanOrEqual(1);
+  });
+
+  test('audio further ahead of wall-clock time than MAX_AHEAD_OF_CLOCK_SECONDS closes the socket with 4405; the 10 s before are recorded', async () => {
+    const room = uniqueName('ahead');
+    const roomSid = `RM_${room}`;
+    const ws = await connect(egressUrl({ room, roomSid, participant: 'caller-1', track: 'TR_caller', role: 'caller' }));
+    const closing = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    // 40 s of audio while the gateway's clock stands still: a replay far faster than real time.
+    sendTone(ws, CALLER_HZ, 0, 40);
+    expect(await closing).toEqual({ code: 4405, reason: 'STREAM_AHEAD_OF_CLOCK' });
+    const row = await until('the recording to complete', async () => {
+      const rows = (await recordingRows(gw.databaseUrl)).filter((r) => r.call_external_id === roomSid);
+      return rows.length === 1 && rows[0]!.status === 'completed' ? rows[0] : null;
+    });
+    // Exactly at the bound is allowed (as for Twilio): 500 frames of 20 ms, the 501st refused.
+    expect(Number(row.duration_ms)).toBe(10_000);
+    const { channels, sampleRate } = await decryptRecording(row, gw.masterKey);
+    expect(toneIn(channels[0]!, sampleRate, CALLER_HZ, 0.05, 9.95)).toBeGreaterThan(AMPLITUDE * 0.8);
+    expect(gw.logs.find('livekit egress socket closed: its audio cannot be taken').filter((l) => l['code'] === 'STREAM_AHEAD_OF_CLOCK').length).toBeLessThanOrEqual(1);
   });
 });

@@ -2,9 +2,10 @@
  * A LiveKit Track Egress sender faster than the pipeline is slowed down, not cut off: 5 minutes of a room
  * (48 kHz pcm_s16le in 20 ms frames, as Track Egress sends it) sent far faster than real time is recorded
  * whole. Beyond the audio allowed to wait in memory (30 s by default, a quarter of a second here), frames are kept only in the journal on disk and the pipeline catches up
- * from there, so memory stays bounded. LiveKit egress has no ahead-of-clock bound (MAX_AHEAD_OF_CLOCK_SECONDS
- * is Twilio's): the gateway's clock stands still while the audio arrives, so every frame of a track follows
- * the one before it on the timeline, and moves on by the room's five minutes before the sockets close.
+ * from there, so memory stays bounded. The gateway's clock stands still while the audio arrives, so every frame
+ * of a track follows the one before it on the timeline, and moves on by the room's five minutes before the sockets
+ * close; the ahead-of-clock bound (MAX_AHEAD_OF_CLOCK_SECONDS, 10 s by default, egress.test.ts) is raised to 10
+ * minutes here so that the whole room fits ahead of the standing clock.
  *
  * One socket is sent as fast as it takes it. With two sockets (caller and agent) each second of both tracks is
  * sent as fast as the sockets take it, and the next once the gateway has taken that second in: the sockets are
@@ -33,7 +34,7 @@ let gw: TestGateway;
 beforeAll(async () => {
   // A quarter of a second of audio in memory (the default is 30 s): the pipeline is fast enough to keep up with
   // these senders most of the time, and the switch to the journal is what this file is about, so it must happen.
-  gw = await startTestGateway({ now: () => clock, batcherLimits: { maxPendingMediaMs: 250, maxJournalBacklogBytes: 256 * 1024 * 1024 } });
+  gw = await startTestGateway({ now: () => clock, maxAheadOfClockMs: 600_000, batcherLimits: { maxPendingMediaMs: 250, maxJournalBacklogBytes: 256 * 1024 * 1024 } });
 });
 afterAll(async () => {
   await gw?.stop();
@@ -167,7 +168,7 @@ test.each<{ case: string; roles: Role[]; lockstepSeconds: number | null }>([
 test('an egress sender beyond the hard bound is closed with 1013, and everything it sent before is recorded', async () => {
   // Bounds small enough to reach even with a pipeline that nearly keeps up: a quarter of a second of audio in
   // memory, then 48 KiB of journal ahead of the pipeline (a catch-up batch reads about 2 s back at a time).
-  const bounded = await startTestGateway({ now: () => clock, batcherLimits: { maxPendingMediaMs: 250, maxJournalBacklogBytes: 48 * 1024 } });
+  const bounded = await startTestGateway({ now: () => clock, maxAheadOfClockMs: 600_000, batcherLimits: { maxPendingMediaMs: 250, maxJournalBacklogBytes: 48 * 1024 } });
   try {
     const room = uniqueName('overloaded-egress');
     const roomSid = `RM_${room}`;

@@ -47,7 +47,13 @@ export interface TestGateway {
 }
 
 export async function startTestGateway(
-  options: { now?: () => number; livekit?: LivekitPeerEnv | null; batcherLimits?: { maxPendingMediaMs: number; maxJournalBacklogBytes: number } } = {},
+  options: {
+    now?: () => number;
+    livekit?: LivekitPeerEnv | null;
+    batcherLimits?: { maxPendingMediaMs: number; maxJournalBacklogBytes: number };
+    /** How far egress audio may run ahead of the gateway's clock (MAX_AHEAD_OF_CLOCK_SECONDS; 10 s by default). */
+    maxAheadOfClockMs?: number;
+  } = {},
 ): Promise<TestGateway> {
   const org = 'lk-org';
   const apiKey = `cvtest_${randomBytes(16).toString('hex')}`;
@@ -61,7 +67,18 @@ export async function startTestGateway(
     ],
     publicUrl: 'http://127.0.0.1',
     // A short reconnect grace keeps egress tests quick; long enough for a test's immediate reconnect.
-    ...(livekit ? { livekit: { url: livekit.url, apiKey: livekit.apiKey, apiSecret: livekit.apiSecret, org, egressReconnectGraceMs: 1500 } } : {}),
+    ...(livekit
+      ? {
+          livekit: {
+            url: livekit.url,
+            apiKey: livekit.apiKey,
+            apiSecret: livekit.apiSecret,
+            org,
+            egressReconnectGraceMs: 1500,
+            ...(options.maxAheadOfClockMs === undefined ? {} : { maxAheadOfClockMs: options.maxAheadOfClockMs }),
+          },
+        }
+      : {}),
     recording: { sampleRate: OUTPUT_RATE, defaults: { enabled: true, stereo: true } },
     workerThreads: 1,
     presignedUrlTtlSeconds: 60,

@@ -19,8 +19,8 @@ import { PUBLIC_URL, type TestAccount, type TestGateway } from './gateway.js';
 export const SIGNED_URL = `${PUBLIC_URL.replace('https', 'wss')}/twilio/media`;
 
 export class RawTwilioStream {
-  readonly callSid = randomCallSid();
-  readonly streamSid = randomStreamSid();
+  readonly callSid: string;
+  readonly streamSid: string;
   readonly closed: Promise<{ code: number; reason: string }>;
   #seq = 1;
   #chunks = { inbound: 0, outbound: 0 };
@@ -28,22 +28,37 @@ export class RawTwilioStream {
   private constructor(
     readonly ws: WebSocket,
     readonly account: TestAccount,
+    ids: { callSid?: string | undefined; streamSid?: string | undefined } = {},
   ) {
+    this.callSid = ids.callSid ?? randomCallSid();
+    this.streamSid = ids.streamSid ?? randomStreamSid();
     this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
     ws.on('error', () => undefined);
   }
 
-  /** Opens a signed stream; rejects with `{ status }` when the gateway refuses the upgrade. */
-  static async open(t: TestGateway, account: TestAccount, opts: { signature?: string | null } = {}): Promise<RawTwilioStream> {
-    const signature = opts.signature === undefined ? signStreamUrl(account.authToken, SIGNED_URL) : opts.signature;
-    const ws = new WebSocket(`ws://127.0.0.1:${t.gateway.port}/twilio/media`, {
+  /**
+   * Opens a signed stream; rejects with `{ status, body }` when the gateway refuses the upgrade. `query` (e.g.
+   * `?token=…`) is part of the URL, signed like Twilio signs it; `callSid`/`streamSid` replay a given stream.
+   */
+  static async open(
+    t: TestGateway,
+    account: TestAccount,
+    opts: { signature?: string | null; query?: string; callSid?: string; streamSid?: string } = {},
+  ): Promise<RawTwilioStream> {
+    const query = opts.query ?? '';
+    const signature = opts.signature === undefined ? signStreamUrl(account.authToken, SIGNED_URL + query) : opts.signature;
+    const ws = new WebSocket(`ws://127.0.0.1:${t.gateway.port}/twilio/media${query}`, {
       headers: signature === null ? {} : { 'X-Twilio-Signature': signature },
     });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
-      ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error('refused'), { status: res.statusCode })));
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => reject(Object.assign(new Error('refused'), { status: res.statusCode, body })));
+      });
     });
-    return new RawTwilioStream(ws, account);
+    return new RawTwilioStream(ws, account, { callSid: opts.callSid, streamSid: opts.streamSid });
   }
 
   get nextSequenceNumber(): number {

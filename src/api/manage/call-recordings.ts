@@ -95,6 +95,16 @@ function dateParam(value: string | null, name: string): Date | undefined {
   }
   const date = new Date(value);
   if (Number.isNaN(date.getTime())) throw badRequest(`${name} is not a valid date`, { [name]: value });
+  // Date rolls impossible days over (2026-02-30 becomes March 2): the calendar date must exist as written.
+  const [year, month, day] = value.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const calendar = new Date(Date.UTC(year, month - 1, day));
+  if (calendar.getUTCFullYear() !== year || calendar.getUTCMonth() !== month - 1 || calendar.getUTCDate() !== day) {
+    throw badRequest(`${name} is not a valid date`, { [name]: value });
+  }
+  const time = /[T ](\d{2}):(\d{2})(?::(\d{2}))?/.exec(value);
+  if (time && (Number(time[1]) > 23 || Number(time[2]) > 59 || Number(time[3] ?? 0) > 59)) {
+    throw badRequest(`${name} is not a valid date`, { [name]: value });
+  }
   return date;
 }
 

@@ -10,8 +10,9 @@ export async function jsonBody<T extends z.ZodType>(ctx: RequestContext, schema:
   if (raw.length > 0) {
     try {
       value = JSON.parse(raw.toString('utf8'));
-    } catch (cause) {
-      throw new CallvaultError(ErrorCode.BadRequest, 'request body is not JSON', { cause });
+    } catch {
+      // No cause: V8's parse error quotes the body around the fault, and a body may hold a client key.
+      throw new CallvaultError(ErrorCode.BadRequest, 'request body is not JSON');
     }
   }
   const parsed = schema.safeParse(value);

@@ -28,14 +28,18 @@ const PostCallAudio = z.looseObject({
 
 type SignatureCheck = { ok: true; org: string } | { ok: false; reason: string };
 
-/** Tries every organisation's secret against every `v0`, each comparison in constant time. */
-export function verifyElevenLabsSignature(
-  header: string | undefined,
-  rawBody: Uint8Array,
-  secrets: readonly ElevenLabsWebhookSecret[],
-  nowMs: number,
-): SignatureCheck {
+/** A header longer than this is not ElevenLabs' (`t=` and a few `v0=` of 64 hex digits). */
+const MAX_SIGNATURE_HEADER_LENGTH = 1024;
+
+type SignatureHeader = { ok: true; timestamp: string; candidates: Buffer[] } | { ok: false; reason: string };
+
+/**
+ * The header's shape and timestamp alone, checked before a byte of the body is read: a delivery refused here
+ * costs no memory, however large a body it declares.
+ */
+export function checkElevenLabsSignatureHeader(header: string | undefined, nowMs: number): SignatureHeader {
   if (!header) return { ok: false, reason: 'ElevenLabs-Signature header is missing' };
+  if (header.length > MAX_SIGNATURE_HEADER_LENGTH) return { ok: false, reason: 'ElevenLabs-Signature is malformed' };
   let timestamp: string | undefined;
   const candidates: Buffer[] = [];
   for (const part of header.split(',')) {
@@ -51,6 +55,19 @@ export function verifyElevenLabsSignature(
   const skewMs = nowMs - Number(timestamp) * 1000;
   if (skewMs > ELEVENLABS_SIGNATURE_TOLERANCE_MS) return { ok: false, reason: 'ElevenLabs-Signature timestamp is too old' };
   if (-skewMs > ELEVENLABS_SIGNATURE_TOLERANCE_MS) return { ok: false, reason: 'ElevenLabs-Signature timestamp is in the future' };
+  return { ok: true, timestamp, candidates };
+}
+
+/** Tries every organisation's secret against every `v0`, each comparison in constant time. */
+export function verifyElevenLabsSignature(
+  header: string | undefined,
+  rawBody: Uint8Array,
+  secrets: readonly ElevenLabsWebhookSecret[],
+  nowMs: number,
+): SignatureCheck {
+  const shape = checkElevenLabsSignatureHeader(header, nowMs);
+  if (!shape.ok) return shape;
+  const { timestamp, candidates } = shape;
   let org: string | undefined;
   // No early exit: the time taken does not depend on which secret, if any, matched.
   for (const { org: candidateOrg, secret } of secrets) {

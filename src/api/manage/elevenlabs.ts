@@ -11,14 +11,19 @@ import { CallvaultError, ErrorCode } from '../../errors/index.js';
 import type { Call } from '../../db/index.js';
 import type { GatewayPort } from '../../gateway/port.js';
 import { json, type HttpResult, type Router } from '../../http/http.js';
+import { rateLimitedWarn } from '../../log/index.js';
 import { agentRecordingOptions, layerRecordingOptions } from '../../gateway/port.js';
 import type { PostCallInput, PostCallReading } from './elevenlabs-body.js';
 
-export { ELEVENLABS_SIGNATURE_TOLERANCE_MS, verifyElevenLabsSignature } from './elevenlabs-body.js';
+import { checkElevenLabsSignatureHeader } from './elevenlabs-body.js';
+
+export { ELEVENLABS_SIGNATURE_TOLERANCE_MS, checkElevenLabsSignatureHeader, verifyElevenLabsSignature } from './elevenlabs-body.js';
 
 export const ELEVENLABS_POST_CALL_WEBHOOK_PATH = '/webhooks/elevenlabs-post-call';
 /** A long conversation's MP3, base64-encoded, in one JSON body (about 25 minutes at 128 kbit/s). */
 export const ELEVENLABS_MAX_BODY_BYTES = 32 * 1024 * 1024;
+/** Deliveries read at once (at most 8 × 32 MiB buffered); more answer 503 with Retry-After before being read. */
+export const ELEVENLABS_MAX_CONCURRENT_DELIVERIES = 8;
 
 function refused(message: string): HttpResult {
   return json(401, { error: { code: ErrorCode.SignatureInvalid, message } });
@@ -159,7 +164,38 @@ export function registerElevenLabsRoutes(router: Router, gateway: GatewayPort): 
     },
     { once: true },
   );
-  router.route('post', ELEVENLABS_POST_CALL_WEBHOOK_PATH, 'webhook_elevenlabs_post_call', async (ctx) => handlePostCall(gateway, read, await ctx.readBody(), ctx.headers.get('elevenlabs-signature')), {
-    maxBodyBytes: configured ? ELEVENLABS_MAX_BODY_BYTES : 64 * 1024,
-  });
+  const refusals = rateLimitedWarn(gateway.options.logger, 'elevenlabs webhook refused');
+  const overloads = rateLimitedWarn(gateway.options.logger, 'elevenlabs webhook busy');
+  // Deliveries whose body is being read or processed: each may hold up to 32 MiB until its signature is checked.
+  let inFlight = 0;
+  router.route(
+    'post',
+    ELEVENLABS_POST_CALL_WEBHOOK_PATH,
+    'webhook_elevenlabs_post_call',
+    async (ctx) => {
+      inFlight += 1;
+      try {
+        return await handlePostCall(gateway, read, await ctx.readBody(), ctx.headers.get('elevenlabs-signature'));
+      } finally {
+        inFlight -= 1;
+      }
+    },
+    {
+      maxBodyBytes: configured ? ELEVENLABS_MAX_BODY_BYTES : 64 * 1024,
+      // A missing, malformed or stale signature header is refused before the body (up to 32 MiB) is read, and so is
+      // a delivery beyond ELEVENLABS_MAX_CONCURRENT_DELIVERIES (503, ElevenLabs retries): memory stays bounded.
+      precheck: (headers) => {
+        const shape = checkElevenLabsSignatureHeader(headers.get('elevenlabs-signature'), gateway.now());
+        if (!shape.ok) {
+          refusals({ reason: shape.reason, bodyRead: false });
+          return refused(shape.reason);
+        }
+        if (inFlight >= ELEVENLABS_MAX_CONCURRENT_DELIVERIES) {
+          overloads({ code: ErrorCode.Overloaded, inFlight });
+          return json(503, { error: { code: ErrorCode.Overloaded, message: 'too many deliveries in progress, retry later' } }, { 'retry-after': '5' });
+        }
+        return null;
+      },
+    },
+  );
 }

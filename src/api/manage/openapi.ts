@@ -337,7 +337,8 @@ paths['/webhooks/elevenlabs-post-call'] = {
       'The MP3 is stored undecoded and encrypted, linked to the Twilio call when the payload carries its CallSid ' +
       '(`data.metadata.phone_call.call_sid` or `data.conversation_initiation_client_data.dynamic_variables.system__call_sid`), ' +
       'else to a call keyed by the conversation id. Options: the agent policy of `data.agent_id`, then the server default. ' +
-      'Other event types answer 200 and are ignored. Each conversation is stored once per organisation.',
+      'Other event types answer 200 and are ignored. Each conversation is stored once per organisation. ' +
+      'The header\'s shape and timestamp are checked before the body is read.',
     parameters: [{ name: 'ElevenLabs-Signature', in: 'header', required: true, schema: { type: 'string' } }],
     requestBody: jsonBody({
       type: 'object',
@@ -360,7 +361,12 @@ paths['/webhooks/elevenlabs-post-call'] = {
       '400': errorResponse('Not JSON, a `post_call_audio` payload missing fields, audio that is not base64, or a body over 32 MiB.', ['BAD_REQUEST', 'CLIENT_KEY_WEAK']),
       '401': errorResponse('Missing or malformed signature, a timestamp more than 30 minutes off, or no configured secret matches.', ['SIGNATURE_INVALID']),
       '409': controlConflict('A concurrent delivery is being undone; ElevenLabs retries.'),
-      '503': unavailable,
+      '503': errorResponse('PostgreSQL or object storage unreachable, the gateway shutting down, or 8 deliveries already being read (`OVERLOADED`, with Retry-After, before the body is read); retry.', [
+        'DATABASE_UNAVAILABLE',
+        'STORAGE_UNAVAILABLE',
+        'SHUTTING_DOWN',
+        'OVERLOADED',
+      ]),
       default: internal,
     },
   },

@@ -8,6 +8,7 @@
  * (the same scheme, keyed by the project's token; `X-Twilio-Signature` is taken when it is absent), the project id
  * as `AccountSid`, UUID recording and call SIDs, and the recording fetched from the project's Space.
  */
+import { randomBytes } from 'node:crypto';
 import twilio from 'twilio';
 import { UUID_PATTERN } from '../../config/index.js';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
@@ -39,6 +40,9 @@ export function recordingCallbackUrl(publicUrl: string, carrier: Carrier): strin
   return `${publicUrl}${CALLBACKS[carrier].path}`;
 }
 
+/** Keys the HMAC computed for an unknown AccountSid, so both refusals take the same work. */
+const UNKNOWN_ACCOUNT_TOKEN = randomBytes(16).toString('hex');
+
 function signatureRefused(): HttpResult {
   // One answer for an unknown account and a bad signature: a caller learns nothing about which accounts exist.
   return json(403, { error: { code: ErrorCode.SignatureInvalid, message: 'the request signature does not match a configured account' } });
@@ -60,17 +64,21 @@ function registerRecordingCallback(router: Router, gateway: GatewayPort, twilioS
     const form = new URLSearchParams(raw.toString('utf8'));
     const params: Record<string, string> = {};
     for (const [name, value] of form) params[name] = value;
-    const account = accounts.find((a) => a.accountSid === params['AccountSid']);
-    if (!account) return signatureRefused();
-    if (twilioOptions.validateSignatures) {
+    const known = accounts.find((a) => a.accountSid === params['AccountSid']);
+    // An unknown AccountSid is answered exactly like a bad signature (same status, body and work: the HMAC is
+    // computed either way), so a caller cannot learn which accounts are configured.
+    if (twilioOptions.validateSignatures || !known) {
       // The carrier signs the exact URL it called: the raw query, not a re-encoded one.
       const url = `${gateway.publicUrl}${ctx.url}${ctx.rawQuery ? `?${ctx.rawQuery}` : ''}`;
       const signature = callback.signatureHeaders.map((h) => ctx.headers.get(h)).find((v) => v) ?? '';
-      if (!signature || !twilio.validateRequest(account.authToken, signature, url, params)) {
-        logger.warn({ accountSid: account.accountSid, carrier }, 'recording callback with a bad signature');
+      const valid = signature !== '' && twilio.validateRequest(known?.authToken ?? UNKNOWN_ACCOUNT_TOKEN, signature, url, params);
+      if (!known || !signature || (twilioOptions.validateSignatures && !valid)) {
+        logger.warn({ known: Boolean(known), carrier }, 'recording callback refused');
         return signatureRefused();
       }
     }
+    if (!known) return signatureRefused();
+    const account = known;
     const recordingSid = params['RecordingSid'] ?? '';
     const callSid = params['CallSid'] ?? '';
     const status = params['RecordingStatus'] ?? '';

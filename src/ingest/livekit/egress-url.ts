@@ -5,6 +5,8 @@ import type { TrackRole } from '../../gateway/port.js';
 export const LIVEKIT_EGRESS_PATH = '/livekit/egress';
 export const EGRESS_URL_KEY_INFO = 'callvault/egress-url';
 export const DEFAULT_EGRESS_SAMPLE_RATE = 48_000;
+/** SIGNED_URL_MAX_LIFETIME_SECONDS' default: a signed URL may be valid for at most a day. */
+export const DEFAULT_SIGNED_URL_MAX_LIFETIME_MS = 24 * 3600_000;
 const SIGNED_FIELDS = ['room', 'roomSid', 'participant', 'track', 'role', 'rate', 'exp'] as const;
 
 /** What a Track Egress WebSocket URL identifies: one track of one participant in one room. */
@@ -69,7 +71,12 @@ export function signEgressUrl(
  * stay valid until they expire). Throws SIGNATURE_INVALID for a missing, wrong or expired signature and
  * BAD_REQUEST for a signed URL whose fields make no sense.
  */
-export function verifyEgressQuery(query: URLSearchParams, masterKeys: Iterable<Uint8Array>, nowMs: number): VerifiedEgressTarget {
+export function verifyEgressQuery(
+  query: URLSearchParams,
+  masterKeys: Iterable<Uint8Array>,
+  nowMs: number,
+  maxLifetimeMs: number = DEFAULT_SIGNED_URL_MAX_LIFETIME_MS,
+): VerifiedEgressTarget {
   const sig = query.get('sig');
   if (!sig) throw new CallvaultError(ErrorCode.SignatureInvalid, 'egress URL is not signed');
   const given = Buffer.from(sig, 'base64url');
@@ -82,6 +89,12 @@ export function verifyEgressQuery(query: URLSearchParams, masterKeys: Iterable<U
   const exp = Number(query.get('exp'));
   if (!Number.isFinite(exp) || exp * 1000 <= nowMs) {
     throw new CallvaultError(ErrorCode.SignatureInvalid, 'egress URL has expired', { details: { expiredAt: exp } });
+  }
+  // A URL valid "forever" (exp in 2100) is a standing credential: lifetimes are capped (SIGNED_URL_MAX_LIFETIME_SECONDS).
+  if (exp * 1000 > nowMs + maxLifetimeMs) {
+    throw new CallvaultError(ErrorCode.SignatureInvalid, 'egress URL expires later than the gateway allows', {
+      details: { maxLifetimeSeconds: Math.floor(maxLifetimeMs / 1000) },
+    });
   }
   const room = query.get('room') ?? '';
   const participant = query.get('participant') ?? '';

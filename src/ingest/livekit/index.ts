@@ -6,6 +6,7 @@ export {
   LIVEKIT_EGRESS_PATH,
   EGRESS_URL_KEY_INFO,
   DEFAULT_EGRESS_SAMPLE_RATE,
+  DEFAULT_SIGNED_URL_MAX_LIFETIME_MS,
   type EgressTarget,
   type VerifiedEgressTarget,
 } from './egress-url.js';

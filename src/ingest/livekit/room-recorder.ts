@@ -15,6 +15,8 @@ export interface LivekitIngestConfig extends LivekitConnection {
    * (network blip, egress restart) continues the same recording instead of starting a second one.
    */
   egressReconnectGraceMs?: number;
+  /** How far an egress socket's audio may run ahead of wall-clock time; the gateway's MAX_AHEAD_OF_CLOCK_SECONDS by default. */
+  maxAheadOfClockMs?: number;
 }
 
 export const DEFAULT_EGRESS_RECONNECT_GRACE_MS = 5000;

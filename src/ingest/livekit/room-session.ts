@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { RecordingOptions } from '../../config/index.js';
-import { ErrorCode, isCallvaultError, toCallvaultError, type CallvaultError } from '../../errors/index.js';
+import { CallvaultError, ErrorCode, isCallvaultError, toCallvaultError } from '../../errors/index.js';
 import type { Call, GatewayPort, Recording, RecordingSummary, TrackRole } from '../../gateway/port.js';
 import type { InputFrame } from '../../pipeline/index.js';
 import { TrackTimeline } from './timeline.js';
@@ -110,12 +110,12 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
     source: { participant: string; track: string },
     role: TrackRole,
     sampleRate: number,
-    timing: { gapThresholdMs?: number } = {},
+    timing: { gapThresholdMs?: number; maxAheadOfClockMs?: number } = {},
   ): RoomTrackInput {
     const id = `${source.participant}/${source.track}`;
     const existing = this.#inputs.get(id);
     if (existing) {
-      existing.reopen();
+      existing.reopen(timing.maxAheadOfClockMs);
       return existing;
     }
     this.call.addTrack({ id, role, encoding: 'pcm_s16le', sampleRate });
@@ -124,7 +124,14 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
       sampleRate,
       ...((timing.gapThresholdMs ?? this.#gapThresholdMs) === undefined ? {} : { gapThresholdMs: timing.gapThresholdMs ?? this.#gapThresholdMs }),
     });
-    const input = new RoomTrackInput(this.#gateway, this.call, { id, role, sampleRate, timeline, room: this.room });
+    const input = new RoomTrackInput(this.#gateway, this.call, {
+      id,
+      role,
+      sampleRate,
+      timeline,
+      room: this.room,
+      ...(timing.maxAheadOfClockMs === undefined ? {} : { maxAheadOfClockMs: timing.maxAheadOfClockMs }),
+    });
     this.#inputs.set(id, input);
     return input;
   }
@@ -171,12 +178,19 @@ export class RoomTrackInput {
   #muted = false;
   #ended = false;
   #carry: Buffer | null = null;
+  /** How far this track's audio may run ahead of wall time since the recording's origin; unbounded when unset. */
+  #maxAheadOfClockMs: number | undefined;
   // Resolved once per track: a label lookup per message costs more than the increment.
   readonly #framesReceived;
   readonly #bytesReceived;
 
-  constructor(gateway: GatewayPort, call: Call, init: { id: string; role: TrackRole; sampleRate: number; timeline: TrackTimeline; room: string }) {
+  constructor(
+    gateway: GatewayPort,
+    call: Call,
+    init: { id: string; role: TrackRole; sampleRate: number; timeline: TrackTimeline; room: string; maxAheadOfClockMs?: number },
+  ) {
     this.#gateway = gateway;
+    this.#maxAheadOfClockMs = init.maxAheadOfClockMs;
     this.#call = call;
     this.id = init.id;
     this.role = init.role;
@@ -209,6 +223,18 @@ export class RoomTrackInput {
     }
     if (data.byteLength === 0) return;
     const samples = data.byteLength / BYTES_PER_SAMPLE;
+    if (this.#maxAheadOfClockMs !== undefined) {
+      // Twilio's rule for a replay faster than real time: the audio may end at most MAX_AHEAD_OF_CLOCK_SECONDS
+      // after the wall-clock time elapsed since the recording's origin. The frame that would cross it is refused.
+      const endMs = ((this.#timeline.peek(arrivedAt) + samples) * 1000) / this.sampleRate;
+      const elapsedMs = arrivedAt - this.#timeline.originMs;
+      if (endMs > elapsedMs + this.#maxAheadOfClockMs) {
+        metrics.framesDropped.inc({ source: LIVEKIT_METRICS_SOURCE, reason: ErrorCode.StreamAheadOfClock });
+        throw new CallvaultError(ErrorCode.StreamAheadOfClock, 'egress audio runs too far ahead of wall-clock time', {
+          details: { mediaEndMs: Math.round(endMs), elapsedMs, maxAheadOfClockMs: this.#maxAheadOfClockMs },
+        });
+      }
+    }
     const frame: InputFrame = {
       trackId: this.id,
       role: this.role,
@@ -242,7 +268,8 @@ export class RoomTrackInput {
     this.#timeline.breakContinuity();
   }
 
-  reopen(): void {
+  reopen(maxAheadOfClockMs?: number): void {
+    if (maxAheadOfClockMs !== undefined) this.#maxAheadOfClockMs = maxAheadOfClockMs;
     this.#ended = false;
     this.#muted = false;
     this.#timeline.breakContinuity();

@@ -6,7 +6,8 @@ import { authenticate, requireOrganisationKey } from '../../http/auth.js';
 import { createRouter, json, type RequestContext } from '../../http/http.js';
 import type { GatewayPort } from '../../gateway/port.js';
 import { parseEgressTextFrame } from './egress-frame.js';
-import { LIVEKIT_EGRESS_PATH, verifyEgressQuery, type VerifiedEgressTarget } from './egress-url.js';
+import { DEFAULT_SIGNED_URL_MAX_LIFETIME_MS, LIVEKIT_EGRESS_PATH, verifyEgressQuery, type VerifiedEgressTarget } from './egress-url.js';
+import { rateLimitedWarn } from '../../log/index.js';
 import { LivekitRoomRecorder, type LivekitIngestConfig } from './room-recorder.js';
 import { LIVEKIT_METRICS_SOURCE, type LivekitRoomSession, type RoomTrackInput } from './room-session.js';
 
@@ -29,6 +30,8 @@ export const EGRESS_CLOSE_CODES = {
   Overloaded: 1013,
   /** The project already had MAX_STREAMS_PER_ACCOUNT egress sockets open (normally refused at upgrade with HTTP 429). */
   StreamLimit: 4408,
+  /** The socket's audio ran further ahead of wall-clock time than MAX_AHEAD_OF_CLOCK_SECONDS (as Twilio's 4405). */
+  AheadOfClock: 4405,
 } as const;
 
 /** Audio an egress socket may send while its room's recording is still being set up (≈ 11 min at 48 kHz): a sender
@@ -57,8 +60,9 @@ async function readJson(ctx: RequestContext, limit: number): Promise<unknown> {
   if (body.byteLength === 0) return {};
   try {
     return JSON.parse(body.toString('utf8'));
-  } catch (cause) {
-    throw new CallvaultError(ErrorCode.BadRequest, 'request body is not JSON', { cause });
+  } catch {
+    // No cause: V8's parse error quotes the body around the fault, and the options may hold a client key.
+    throw new CallvaultError(ErrorCode.BadRequest, 'request body is not JSON');
   }
 }
 
@@ -77,6 +81,12 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, c
   const router = createRouter(app, { logger, metrics });
   /** Egress sockets count against MAX_STREAMS_PER_ACCOUNT per LiveKit project (its organisation). */
   const slotKey = `livekit:${livekit.org}`;
+  const maxAheadOfClockMs = livekit.maxAheadOfClockMs ?? gateway.options.twilio.maxAheadOfClockMs;
+  const maxSignedUrlLifetimeMs = gateway.options.signedUrlMaxLifetimeMs ?? DEFAULT_SIGNED_URL_MAX_LIFETIME_MS;
+  // A hostile or runaway sender can trigger these over and over: one line, then at most one per 10 s.
+  const warnUpgradeRefused = rateLimitedWarn(logger, 'livekit egress upgrade refused');
+  const warnAudioRefused = rateLimitedWarn(logger, 'livekit egress socket closed: its audio cannot be taken');
+  const warnEarlyOverflow = rateLimitedWarn(logger, 'livekit egress socket sent too much before its recording started');
 
   const authorizeRoom = async (ctx: RequestContext): Promise<string> => {
     // Starting and stopping (DELETE) a room recording are both control; rooms are not tagged per user.
@@ -160,9 +170,14 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, c
     } catch (err) {
       const error = toCallvaultError(err);
       const data = ws.getUserData();
-      const overloaded = error.code === ErrorCode.Overloaded;
-      logger.warn({ room: data.target.room, track: data.target.track, code: error.code }, 'livekit egress socket closed: its audio cannot be taken');
-      closeSocket(ws, overloaded ? EGRESS_CLOSE_CODES.Overloaded : EGRESS_CLOSE_CODES.InternalError, error.code);
+      warnAudioRefused({ room: data.target.room, track: data.target.track, code: error.code });
+      const code =
+        error.code === ErrorCode.Overloaded
+          ? EGRESS_CLOSE_CODES.Overloaded
+          : error.code === ErrorCode.StreamAheadOfClock
+            ? EGRESS_CLOSE_CODES.AheadOfClock
+            : EGRESS_CLOSE_CODES.InternalError;
+      closeSocket(ws, code, error.code);
       return false;
     }
   };
@@ -182,6 +197,7 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, c
       { participant: data.target.participant, track: data.target.track },
       data.target.role,
       data.target.sampleRate,
+      { maxAheadOfClockMs },
     );
     data.input = input;
     data.earlyBytes = 0;
@@ -213,7 +229,7 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, c
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
       const refuse = (status: string, code: ErrorCode, message: string): void => {
-        logger.warn({ code, path: LIVEKIT_EGRESS_PATH }, 'livekit egress upgrade refused');
+        warnUpgradeRefused({ code, path: LIVEKIT_EGRESS_PATH });
         res.cork(() => {
           res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code, message } }));
         });
@@ -224,7 +240,7 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, c
       }
       let target: VerifiedEgressTarget;
       try {
-        target = verifyEgressQuery(query, gateway.options.keyring.all.values(), now());
+        target = verifyEgressQuery(query, gateway.options.keyring.all.values(), now(), maxSignedUrlLifetimeMs);
       } catch (err) {
         const error = toCallvaultError(err);
         if (error.code === ErrorCode.BadRequest) refuse('400 Bad Request', error.code, error.message);
@@ -282,7 +298,7 @@ export function registerLivekitIngest(app: TemplatedApp, gateway: GatewayPort, c
         data.earlyBytes += pcm.byteLength;
         if (data.earlyBytes > MAX_EARLY_BYTES) {
           metrics.framesDropped.inc({ source: LIVEKIT_METRICS_SOURCE, reason: ErrorCode.Overloaded });
-          logger.warn({ room: data.target.room, track: data.target.track, code: ErrorCode.Overloaded, bytes: data.earlyBytes }, 'livekit egress socket sent too much before its recording started');
+          warnEarlyOverflow({ room: data.target.room, track: data.target.track, code: ErrorCode.Overloaded, bytes: data.earlyBytes });
           closeSocket(ws, EGRESS_CLOSE_CODES.Overloaded, ErrorCode.Overloaded);
           return;
         }

@@ -34,18 +34,19 @@ export class TrackTimeline {
 
   /** The position of a frame of `samples` samples that arrived at `arrivedAt` (wall ms). */
   place(arrivedAt: number, samples: number): number {
-    const continuous = !this.#broken && this.#nextPosition !== null && arrivedAt - this.#lastArrival <= this.gapThresholdMs;
-    let position: number;
-    if (continuous) {
-      position = this.#nextPosition as number;
-    } else {
-      const wall = this.wallPosition(arrivedAt);
-      position = this.#nextPosition === null ? wall : Math.max(wall, this.#nextPosition);
-    }
+    const position = this.peek(arrivedAt);
     this.#nextPosition = position + samples;
     this.#lastArrival = arrivedAt;
     this.#broken = false;
     return position;
+  }
+
+  /** Where a frame arriving at `arrivedAt` would be placed, without placing it. */
+  peek(arrivedAt: number): number {
+    const continuous = !this.#broken && this.#nextPosition !== null && arrivedAt - this.#lastArrival <= this.gapThresholdMs;
+    if (continuous) return this.#nextPosition as number;
+    const wall = this.wallPosition(arrivedAt);
+    return this.#nextPosition === null ? wall : Math.max(wall, this.#nextPosition);
   }
 
   /** The next frame is anchored on wall time again (mute, unmute, unpublish, reconnect). */

@@ -39,6 +39,11 @@ export const TWILIO_CLOSE_CODES = {
   StreamLimit: 4408,
   /** `start` arrived while free space under DATA_DIR was below SPOOL_MIN_FREE_MIB (new upgrades get HTTP 507). */
   SpoolFull: 4409,
+  /** `start` names another call than the stream token in the URL was issued for, or the organisation requires a
+   * token and the URL has none (only seen after open when signatures are not validated; otherwise HTTP 403). */
+  StreamTokenInvalid: 4410,
+  /** `start` names a streamSid this call has already started: a replayed stream. Nothing of it is recorded. */
+  StreamReplayed: 4411,
 } as const;
 
 export type TwilioCloseCode = (typeof TWILIO_CLOSE_CODES)[keyof typeof TWILIO_CLOSE_CODES];
@@ -60,6 +65,8 @@ const CLOSE_CODE_BY_ERROR: Partial<Record<ErrorCode, TwilioCloseCode>> = {
   [ErrorCode.StreamStartTimeout]: TWILIO_CLOSE_CODES.StartTimeout,
   [ErrorCode.StreamLimitReached]: TWILIO_CLOSE_CODES.StreamLimit,
   [ErrorCode.SpoolFull]: TWILIO_CLOSE_CODES.SpoolFull,
+  [ErrorCode.StreamTokenInvalid]: TWILIO_CLOSE_CODES.StreamTokenInvalid,
+  [ErrorCode.StreamReplayed]: TWILIO_CLOSE_CODES.StreamReplayed,
   [ErrorCode.ShuttingDown]: TWILIO_CLOSE_CODES.GoingAway,
 };
 

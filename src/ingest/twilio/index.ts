@@ -25,6 +25,14 @@ export {
 } from './session.js';
 export { streamUrlForSignature, identifyTwilioAccount, signStreamUrl, type TwilioAccount } from './signature.js';
 export {
+  signStreamToken,
+  twilioStreamUrl,
+  verifyStreamToken,
+  DEFAULT_STREAM_TOKEN_TTL_MS,
+  STREAM_TOKEN_KEY_INFO,
+  STREAM_TOKEN_PARAMETER,
+} from './stream-token.js';
+export {
   simulateTwilioCall,
   planTwilioCall,
   buildConnectedMessage,

@@ -158,8 +158,9 @@ export function parseTwilioMessage(text: string, dialect: StreamDialect = 'twili
   let json: unknown;
   try {
     json = JSON.parse(text);
-  } catch (cause) {
-    throw new CallvaultError(ErrorCode.FrameMalformed, 'frame is not valid JSON', { cause });
+  } catch {
+    // No cause: V8's parse error quotes the frame around the fault, and a start frame may hold a client key.
+    throw new CallvaultError(ErrorCode.FrameMalformed, 'frame is not valid JSON');
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     throw new CallvaultError(ErrorCode.FrameMalformed, 'frame is not a JSON object');

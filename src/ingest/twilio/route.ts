@@ -7,6 +7,11 @@ import type { InputFrame } from '../../pipeline/index.js';
 import { closeFrameFor, TWILIO_CLOSE_CODES, TWILIO_SAMPLE_RATE, type StreamDialect } from './protocol.js';
 import { TwilioStreamSession, type TwilioStartInfo } from './session.js';
 import { identifyTwilioAccount, streamUrlForSignature } from './signature.js';
+import { STREAM_TOKEN_PARAMETER, verifyStreamToken } from './stream-token.js';
+import { rateLimitedWarn } from '../../log/index.js';
+
+/** SIGNED_URL_MAX_LIFETIME_SECONDS' default: a stream token may be valid for at most a day. */
+const DEFAULT_SIGNED_URL_MAX_LIFETIME_MS = 24 * 3600_000;
 
 export const TWILIO_MEDIA_PATH = '/twilio/media';
 /** SignalWire's Media Streams (Twilio's protocol, SignalWire's identifiers and signature header). */
@@ -53,6 +58,8 @@ const TRANSPORT_MAX_MESSAGE_BYTES = 1024 * 1024;
 
 interface SocketData {
   account: TwilioAccount | null;
+  /** The CallSid the URL's stream token was issued for, when the URL carried one (verified at upgrade). */
+  tokenCallSid?: string;
   session?: TwilioStreamSession;
   call?: Call;
   /** Frames that arrived while the call and its recording were being set up. */
@@ -80,8 +87,9 @@ function streamRecordingOptions(start: TwilioStartInfo): RecordingOptions | unde
   let json: unknown;
   try {
     json = JSON.parse(raw);
-  } catch (cause) {
-    throw new CallvaultError(ErrorCode.RecordingOptionsInvalid, 'the recording custom parameter is not JSON', { cause });
+  } catch {
+    // No cause: V8's parse error quotes the text around the fault, and this text may hold the client key.
+    throw new CallvaultError(ErrorCode.RecordingOptionsInvalid, 'the recording custom parameter is not JSON');
   }
   const parsed = RecordingOptionsSchema.safeParse(json);
   if (!parsed.success) {
@@ -152,6 +160,11 @@ function registerMediaStreamIngest(app: TemplatedApp, gateway: GatewayPort, flav
     outbound: metrics.framesReceived.labels({ source, track: 'outbound' }),
   };
   const bytesReceived = metrics.bytesReceived.labels({ source });
+  const required = twilio.streamTokenRequired;
+  const tokenRequired = (org: string): boolean => required === '*' || (required?.includes(org) ?? false);
+  const maxTokenLifetimeMs = gateway.options.signedUrlMaxLifetimeMs ?? DEFAULT_SIGNED_URL_MAX_LIFETIME_MS;
+  // Anyone can knock: refusals are logged once, then at most once per 10 s (the metrics count every one).
+  const warnUpgradeRefused = rateLimitedWarn(logger, 'twilio stream upgrade refused');
 
   const closeSocket = (ws: TwilioSocket, code: number, reason: string): void => {
     const data = ws.getUserData();
@@ -193,14 +206,32 @@ function registerMediaStreamIngest(app: TemplatedApp, gateway: GatewayPort, flav
       }
       data.releaseSlot = release;
     }
+    if (data.tokenCallSid !== undefined ? data.tokenCallSid !== start.callSid : tokenRequired(account.org)) {
+      throw new CallvaultError(
+        ErrorCode.StreamTokenInvalid,
+        data.tokenCallSid !== undefined ? 'the stream token was issued for another call' : 'this organisation requires a stream token',
+      );
+    }
     const options = await recordingOptionsFor(gateway, account.org, start);
     const agentId = start.customParameters['agentId'];
+    const metadata = { accountSid: start.accountSid, ...(agentId ? { agentId } : {}), ...callTags(start.customParameters) };
+    const startedAt = new Date(now());
+    // Each streamSid starts once per call, and the call's first stream is its primary: a later stream (a second
+    // <Stream>, or a replayed upgrade) is recorded on its own, never ends the call's row, and never becomes what
+    // GET /calls/{id}/recording serves.
+    // Admission first (as openCall checks it), so a refused stream registers nothing on the call's row.
+    const refusedNow = gateway.admissionError();
+    if (refusedNow) throw refusedNow;
+    const claim = await gateway.db.calls.claimStream({ orgId: account.org, source, externalId: start.callSid, streamSid: start.streamSid, startedAt, metadata });
+    if (!claim) throw new CallvaultError(ErrorCode.StreamReplayed, 'this streamSid has already started on this call');
+    if (!claim.primary) logger.warn({ callSid: start.callSid, streamSid: start.streamSid }, 'twilio stream is a later stream of its call');
     const call = await gateway.openCall({
       orgId: account.org,
       source,
       externalId: start.callSid,
-      metadata: { accountSid: start.accountSid, ...(agentId ? { agentId } : {}), ...callTags(start.customParameters) },
-      startedAt: new Date(now()),
+      metadata,
+      startedAt,
+      ...(claim.primary ? {} : { primary: false, dbId: claim.call.id }),
     });
     for (const track of start.tracks) {
       call.addTrack({ id: track, role: track === 'inbound' ? 'caller' : 'agent', encoding: 'mulaw', sampleRate: TWILIO_SAMPLE_RATE });
@@ -250,7 +281,7 @@ function registerMediaStreamIngest(app: TemplatedApp, gateway: GatewayPort, flav
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
       const refuse = (status: string, code: ErrorCode, message: string): void => {
-        logger.warn({ code, path: req.getUrl() }, 'twilio stream upgrade refused');
+        warnUpgradeRefused({ code, path: req.getUrl() });
         res.cork(() => {
           res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code, message } }));
         });
@@ -275,7 +306,24 @@ function registerMediaStreamIngest(app: TemplatedApp, gateway: GatewayPort, flav
           return;
         }
       }
-      const data: SocketData = { account, early: [], earlyArrivals: [], open: false, closing: false };
+      // A stream token binds the stream to one call and an expiry (see stream-token.ts); checked before any audio.
+      const token = new URLSearchParams(req.getQuery() ?? '').get(STREAM_TOKEN_PARAMETER);
+      let tokenCallSid: string | undefined;
+      if (token !== null) {
+        try {
+          tokenCallSid = verifyStreamToken(token, gateway.options.keyring.all.values(), now(), maxTokenLifetimeMs).callSid;
+        } catch (err) {
+          const error = toCallvaultError(err);
+          metrics.streamsRefused.inc({ source: 'twilio', reason: error.code });
+          refuse('403 Forbidden', error.code, error.message);
+          return;
+        }
+      } else if (account && tokenRequired(account.org)) {
+        metrics.streamsRefused.inc({ source: 'twilio', reason: ErrorCode.StreamTokenInvalid });
+        refuse('403 Forbidden', ErrorCode.StreamTokenInvalid, 'this organisation requires a stream token');
+        return;
+      }
+      const data: SocketData = { account, ...(tokenCallSid ? { tokenCallSid } : {}), early: [], earlyArrivals: [], open: false, closing: false };
       res.upgrade(data, key, protocol, extensions, context);
     },
 
