@@ -49,7 +49,7 @@ const wavHeaders = {
   'Accept-Ranges': { schema: { type: 'string', const: 'bytes' } },
   'Content-Length': { schema: { type: 'integer' } },
   'X-Recording-Sid': { schema: { type: 'string', pattern: '^CR[0-9a-f]{32}$' } },
-  'X-Recording-Status': { schema: { type: 'string', enum: ['completed', 'uploading', 'in_progress'] } },
+  'X-Recording-Status': { schema: { type: 'string', enum: ['completed', 'uploading', 'in-progress'] } },
 };
 
 function recordingRetrieval(verb: 'get' | 'head'): OperationObject {
@@ -103,7 +103,7 @@ function recordingRetrieval(verb: 'get' | 'head'): OperationObject {
       '401': unauthorized,
       '404': errorResponse("No recording for this call (also when the call is another organisation's).", ['NOT_FOUND']),
       '409': errorResponse(
-        "The call's recording is not completed (`details.status`: `in_progress` or `failed`), or live audio was asked of a client-key recording.",
+        "The call's recording is not completed (`details.status`: `in-progress` or `failed`), or live audio was asked of a client-key recording.",
         ['CONFLICT'],
       ),
       '416': {

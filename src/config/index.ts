@@ -93,7 +93,7 @@ export const EnvSchema = z.object({
     .number()
     .pipe(z.union([z.literal(8000), z.literal(16000), z.literal(24000), z.literal(48000)]))
     .default(16000),
-  RECORDING_DEFAULT: jsonOf(RecordingOptionsSchema).default({ enabled: true, stereo: true }),
+  RECORDING_DEFAULT: jsonOf(RecordingOptionsSchema).default({ enabled: true, stereo: false }),
   MAX_AHEAD_OF_CLOCK_SECONDS: z.coerce.number().positive().max(3600).default(10),
   WORKER_THREADS: z.coerce.number().int().min(1).max(64).optional(),
   SHUTDOWN_DEADLINE_SECONDS: z.coerce.number().positive().default(30),

@@ -130,7 +130,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
    * metadata row, the spool (manifest, container header, frame journal) and the live upload.
    */
   static async start(services: RecordingServices, params: RecordingParams): Promise<Recording> {
-    const channels: 1 | 2 = params.options.stereo === false ? 1 : 2;
+    const channels: 1 | 2 = params.options.stereo === true ? 2 : 1;
     const startedAt = new Date(services.now());
     const envelope = openEnvelope(services, {
       orgId: params.orgId,

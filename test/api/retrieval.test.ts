@@ -225,14 +225,14 @@ describe('a recording in progress', () => {
 
     const busy = await api(t, recordingPath(callSid));
     expect(busy.status).toBe(409);
-    expect(await busy.json()).toEqual({ error: { code: 'CONFLICT', message: expect.any(String), details: { status: 'in_progress' } } });
+    expect(await busy.json()).toEqual({ error: { code: 'CONFLICT', message: expect.any(String), details: { status: 'in-progress' } } });
 
     // Wait until the spool holds about a second of sealed audio (16 kHz stereo: 64000 bytes).
     const spool = join(t.dataDir, 'spool', `${row.id}.cvr`);
     await until(async () => ((await stat(spool)).size > 75 + 4 * 16400 ? true : undefined), 'a second of audio in the spool');
     const live = await api(t, recordingPath(callSid, '?live=1'));
     expect(live.status).toBe(200);
-    expect(live.headers.get('x-recording-status')).toBe('in_progress');
+    expect(live.headers.get('x-recording-status')).toBe('in-progress');
     const liveBytes = new Uint8Array(await live.arrayBuffer());
     const wav = decodeWav(liveBytes);
     // Whole segments only, each verified; the header announces exactly what follows.

@@ -42,7 +42,7 @@ describe('start, pause, resume, stop over HTTP', () => {
     await s.flushed(t, 'acme', 500);
     const started = await ok(await apiJson(t, 'POST', '/api/call-recordings/start', { callSid: s.callSid, recordingTrack: 'both' }), 201);
     const sid = started['recording'].recordingSid as string;
-    expect(started['recording']).toMatchObject({ callSid: s.callSid, source: 'gateway', status: 'in_progress', keyMode: 'server' });
+    expect(started['recording']).toMatchObject({ callSid: s.callSid, source: 'gateway', status: 'in-progress', keyMode: 'server' });
     s.media(500, 1500, { inbound: 440, outbound: 440 });
     await s.flushed(t, 'acme', 1500);
     const paused = await ok(await apiJson(t, 'POST', `/api/call-recordings/${sid}/pause`, { behavior }), 200);

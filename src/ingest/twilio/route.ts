@@ -77,7 +77,7 @@ function streamMetadata(start: TwilioStartInfo, options: RecordingOptions): Reco
     tracks: start.tracks,
     mediaFormat: start.mediaFormat,
     customParameters,
-    recordingOptions: { enabled: options.enabled, stereo: options.stereo ?? true, keyMode: options.key ? 'client' : 'server' },
+    recordingOptions: { enabled: options.enabled, stereo: options.stereo === true, keyMode: options.key ? 'client' : 'server' },
     dtmf: [],
     marks: [],
   };
