@@ -27,6 +27,8 @@ interface SocketData {
   starting?: Promise<void>;
   callSid?: string;
   streamSid?: string;
+  /** G.711 law of the stream's media, from `start.mediaFormat.encoding`. */
+  encoding?: 'mulaw' | 'alaw';
   open: boolean;
   closing: boolean;
   /** Twilio said `stop`: the call ended by itself, even if the gateway is draining meanwhile. */
@@ -66,6 +68,11 @@ async function recordingOptionsFor(gateway: GatewayPort, orgId: string, start: T
   const instance = streamRecordingOptions(start);
   const agent = await agentRecordingOptions(gateway.db, gateway.options.keyring, orgId, start.customParameters['agentId']);
   return layerRecordingOptions(gateway.options.recording.defaults, agent, instance);
+}
+
+/** `audio/x-alaw` (PCMA) streams are A-law; Twilio's default `audio/x-mulaw` (PCMU) µ-law. */
+function g711Of(start: TwilioStartInfo): 'mulaw' | 'alaw' {
+  return start.mediaFormat.encoding === 'audio/x-alaw' ? 'alaw' : 'mulaw';
 }
 
 /** What the recording's metadata keeps of the stream: everything but the client key. */
@@ -144,7 +151,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
       startedAt: new Date(now()),
     });
     for (const track of start.tracks) {
-      call.addTrack({ id: track, role: track === 'inbound' ? 'caller' : 'agent', encoding: 'mulaw', sampleRate: TWILIO_SAMPLE_RATE });
+      call.addTrack({ id: track, role: track === 'inbound' ? 'caller' : 'agent', encoding: g711Of(start), sampleRate: TWILIO_SAMPLE_RATE });
     }
     try {
       if (options.enabled) await call.startRecording({ ...options, enabled: true }, streamMetadata(start, options));
@@ -249,6 +256,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
             clearTimeout(data.startTimer);
             data.callSid = start.callSid;
             data.streamSid = start.streamSid;
+            data.encoding = g711Of(start);
             logger.info({ callSid: start.callSid, streamSid: start.streamSid, tracks: start.tracks }, 'twilio stream started');
             data.starting = startCall(ws, start).catch((err: unknown) => fail(ws, err));
           },
@@ -258,7 +266,7 @@ export function registerTwilioIngest(app: TemplatedApp, gateway: GatewayPort): v
             const frame: InputFrame = {
               trackId: media.track,
               role: media.track === 'inbound' ? 'caller' : 'agent',
-              encoding: 'mulaw',
+              encoding: data.encoding ?? 'mulaw',
               sampleRate: TWILIO_SAMPLE_RATE,
               position: media.timestampMs * (TWILIO_SAMPLE_RATE / 1000),
               data: media.payload,
