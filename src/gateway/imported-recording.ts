@@ -96,7 +96,7 @@ export async function storeFinishedRecording(
     channels = 1;
   }
   const sampleRate = params.audio.sampleRate;
-  const envelope = openEnvelope(services, {
+  const envelope = await openEnvelope(services, {
     orgId: params.orgId,
     callExternalId: params.callExternalId,
     ...(params.options.key !== undefined ? { clientKey: params.options.key } : {}),
