@@ -178,7 +178,7 @@ describe('client key mode', () => {
 
   test.each([
     ['7 characters', 'hunter2'],
-    ['1 character', 'k'],
+    ['a 7-character passphrase', 'Zq7#pX2'],
   ])('refuses a client key shorter than 8 characters (%s) before any audio is accepted', async (_name, key) => {
     const result = await call({ recording: { enabled: true, key } });
     expect(result.closeCode).toBe(4406);
