@@ -333,8 +333,13 @@ const document = {
         additionalProperties: false,
         properties: {
           enabled: { type: 'boolean' },
-          key: { type: 'string', description: 'Client key (hex or base64 of at least 16 random bytes): client key mode.' },
-          stereo: { type: 'boolean' },
+          key: {
+            type: 'string',
+            minLength: 8,
+            description: 'Client key mode: a passphrase of at least 8 characters (scrypt), or hex/base64 of at least 16 random bytes (HKDF).',
+          },
+          stereo: { type: 'boolean', default: false, description: 'true: caller left, agent right; false (default): mono, everyone mixed.' },
+          agentIdentity: { type: 'string', description: 'LiveKit: the identity of the participant who is the agent (right channel in stereo). Ignored by Twilio streams.' },
         },
       },
     },

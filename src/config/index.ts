@@ -7,6 +7,8 @@ export const RecordingOptionsSchema = z
     enabled: z.boolean(),
     key: z.string().min(1).optional(),
     stereo: z.boolean().optional(),
+    /** LiveKit: the identity of the participant who is the agent (right channel in stereo). Ignored by Twilio streams. */
+    agentIdentity: z.string().min(1).max(256).optional(),
   })
   .strict();
 export type RecordingOptions = z.infer<typeof RecordingOptionsSchema>;

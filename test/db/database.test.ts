@@ -80,6 +80,7 @@ describe('migrate', () => {
       { version: 4, name: 'durability' },
       { version: 5, name: 'uploading' },
       { version: 6, name: 'open_uploads' },
+      { version: 7, name: 'agent_identity' },
     ]);
   });
 

@@ -150,8 +150,8 @@ const paths: Record<string, PathItem> = {
         properties: {
           callSid: { type: 'string' },
           recordingTrack: { type: 'string', enum: ['inbound', 'outbound', 'both'], default: 'both' },
-          stereo: { type: 'boolean' },
-          key: { type: 'string' },
+          stereo: { type: 'boolean', default: false, description: 'true: caller left, agent right; false (default): mono, everyone mixed.' },
+          key: { type: 'string', description: 'Client key: at least 8 characters (a passphrase, stretched with scrypt), or hex/base64 of 16+ random bytes (HKDF).' },
           source: { type: 'string', enum: ['gateway', 'twilio'], default: 'gateway' },
         },
       }),
@@ -249,7 +249,12 @@ const agentSchema = {
       properties: {
         recording: {
           type: 'object',
-          properties: { enabled: { type: 'boolean' }, stereo: { type: 'boolean' }, keySet: { type: 'boolean', description: 'A client key is set (never returned).' } },
+          properties: {
+            enabled: { type: 'boolean' },
+            stereo: { type: 'boolean', default: false },
+            agentIdentity: { type: 'string', description: 'LiveKit: the identity of the participant who is this agent (right channel in stereo).' },
+            keySet: { type: 'boolean', description: 'A client key is set (never returned).' },
+          },
         },
       },
     },

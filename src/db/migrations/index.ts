@@ -4,8 +4,9 @@ import { elevenlabs } from './0003_elevenlabs.js';
 import { durability } from './0004_durability.js';
 import { uploading } from './0005_uploading.js';
 import { openUploads } from './0006_open_uploads.js';
+import { agentIdentity } from './0007_agent_identity.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads];
+export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, agentIdentity];
