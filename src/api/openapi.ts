@@ -49,7 +49,7 @@ const wavHeaders = {
   'Accept-Ranges': { schema: { type: 'string', const: 'bytes' } },
   'Content-Length': { schema: { type: 'integer' } },
   'X-Recording-Sid': { schema: { type: 'string', pattern: '^CR[0-9a-f]{32}$' } },
-  'X-Recording-Status': { schema: { type: 'string', enum: ['completed', 'uploading', 'in_progress'] } },
+  'X-Recording-Status': { schema: { type: 'string', enum: ['completed', 'uploading', 'in-progress'] } },
 };
 
 function recordingRetrieval(verb: 'get' | 'head'): OperationObject {
@@ -103,7 +103,7 @@ function recordingRetrieval(verb: 'get' | 'head'): OperationObject {
       '401': unauthorized,
       '404': errorResponse("No recording for this call (also when the call is another organisation's).", ['NOT_FOUND']),
       '409': errorResponse(
-        "The call's recording is not completed (`details.status`: `in_progress` or `failed`), or live audio was asked of a client-key recording.",
+        "The call's recording is not completed (`details.status`: `in-progress` or `failed`), or live audio was asked of a client-key recording.",
         ['CONFLICT'],
       ),
       '416': {
@@ -356,8 +356,13 @@ const document = {
         additionalProperties: false,
         properties: {
           enabled: { type: 'boolean' },
-          key: { type: 'string', description: 'Client key (hex or base64 of at least 16 random bytes): client key mode.' },
-          stereo: { type: 'boolean' },
+          key: {
+            type: 'string',
+            minLength: 8,
+            description: 'Client key mode: a passphrase of at least 8 characters (scrypt), or hex/base64 of at least 16 random bytes (HKDF).',
+          },
+          stereo: { type: 'boolean', default: false, description: 'true: caller left, agent right; false (default): mono, everyone mixed.' },
+          agentIdentity: { type: 'string', description: 'LiveKit: the identity of the participant who is the agent (right channel in stereo). Ignored by Twilio streams.' },
         },
       },
     },

@@ -9,6 +9,7 @@ import type { Recording as RecordingRow } from '../db/index.js';
 import type { GatewayPort } from '../gateway/port.js';
 import { authenticate, type Principal } from '../http/auth.js';
 import { json, streamed, type HttpResult, type RequestContext, type Router, type StreamedResult } from '../http/http.js';
+import { apiStatus } from './manage/common.js';
 import {
   BackpressuredBody,
   ClientGone,
@@ -153,7 +154,7 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
       'cache-control': 'private, no-store',
       'content-disposition': `inline; filename="${row.recordingSid}.${plan.extension}"`,
       'x-recording-sid': row.recordingSid,
-      'x-recording-status': row.status,
+      'x-recording-status': apiStatus(row.status),
       ...(plan.partial ? { 'content-range': `bytes ${plan.range.start}-${plan.range.end}/${plan.size}` } : {}),
     };
     if (ctx.method === 'head') {
@@ -215,7 +216,7 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
     if (wantsLive && inProgress) {
       if (inProgress.keyMode === 'client') {
         throw new CallvaultError(ErrorCode.Conflict, 'live audio is only served in server key mode', {
-          details: { status: inProgress.status, keyMode: 'client' },
+          details: { status: apiStatus(inProgress.status), keyMode: 'client' },
         });
       }
       const source = await spoolSource(inProgress);
@@ -230,7 +231,7 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
       const again = await db.recordings.get(principal.orgId, inProgress.id);
       if (again?.status === 'in_progress') {
         throw new CallvaultError(ErrorCode.Conflict, 'the recording is in progress on another gateway instance', {
-          details: { status: again.status },
+          details: { status: apiStatus(again.status) },
         });
       }
       return retrieve(ctx);
@@ -239,7 +240,7 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
     if (!completed) {
       const current = rows[0]!;
       throw new CallvaultError(ErrorCode.Conflict, `the call's recording is ${current.status.replace('_', ' ')}`, {
-        details: { status: current.status },
+        details: { status: apiStatus(current.status) },
       });
     }
     return serveMedia(ctx, completed);

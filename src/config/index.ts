@@ -7,6 +7,8 @@ export const RecordingOptionsSchema = z
     enabled: z.boolean(),
     key: z.string().min(1).optional(),
     stereo: z.boolean().optional(),
+    /** LiveKit: the identity of the participant who is the agent (right channel in stereo). Ignored by Twilio streams. */
+    agentIdentity: z.string().min(1).max(256).optional(),
   })
   .strict();
 export type RecordingOptions = z.infer<typeof RecordingOptionsSchema>;
@@ -173,7 +175,7 @@ export const EnvFields = z.object({
     .number()
     .pipe(z.union([z.literal(8000), z.literal(16000), z.literal(24000), z.literal(48000)]))
     .default(16000),
-  RECORDING_DEFAULT: jsonOf(RecordingOptionsSchema).default({ enabled: true, stereo: true }),
+  RECORDING_DEFAULT: jsonOf(RecordingOptionsSchema).default({ enabled: true, stereo: false }),
   MAX_AHEAD_OF_CLOCK_SECONDS: z.coerce.number().positive().max(3600).default(10),
   WORKER_THREADS: z.coerce.number().int().min(1).max(64).optional(),
   SHUTDOWN_DEADLINE_SECONDS: z.coerce.number().positive().default(30),

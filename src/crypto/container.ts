@@ -12,6 +12,25 @@ export type KeyMode = 'server' | 'client';
  */
 export type SampleFormat = 'pcm_s16le' | 'mp3';
 
+/**
+ * scrypt cost parameters of a client-mode recording whose client key is a passphrase (key mode `03`):
+ * N = 2^log2N, block size r, parallelism p. Recorded in the header so a reader can derive the same key.
+ */
+export interface ScryptParams {
+  log2N: number;
+  r: number;
+  p: number;
+}
+/** Bounds a reader accepts, so a crafted header cannot make it spend unbounded memory or time. */
+export const SCRYPT_LIMITS = { log2N: { min: 10, max: 20 }, r: { min: 1, max: 32 }, p: { min: 1, max: 16 }, maxMemoryBytes: 256 * 1024 * 1024 } as const;
+/** Bytes of the scrypt parameters after the key id (key mode `03` only): log2N u8, r u16, p u16. */
+export const SCRYPT_PARAMS_LENGTH = 5;
+
+/** Memory scrypt needs for these parameters (128 · N · r bytes). */
+export function scryptMemoryBytes(params: ScryptParams): number {
+  return 128 * 2 ** params.log2N * params.r;
+}
+
 export interface ContainerHeader {
   version: 1;
   sampleFormat: SampleFormat;
@@ -26,6 +45,8 @@ export interface ContainerHeader {
   noncePrefix: Uint8Array;
   /** Plaintext bytes in every segment but the last. */
   segmentSize: number;
+  /** Client mode only: the client key is a passphrase, stretched with scrypt (key mode `03`). Absent: HKDF (`02`). */
+  scrypt?: ScryptParams;
 }
 
 /** `\x89CVREC\r\n`: the high byte and CR LF catch 7-bit and newline-translating transports, as in PNG. */
@@ -42,7 +63,7 @@ export const MAX_KEY_ID_BYTES = 255;
 /** Bytes before the key id; the key id length is the last of them. */
 export const FIXED_HEADER_LENGTH = 60;
 /** A reader that fetches this many bytes (or the whole object, if smaller) always holds the full header. */
-export const MAX_HEADER_LENGTH = FIXED_HEADER_LENGTH + MAX_KEY_ID_BYTES;
+export const MAX_HEADER_LENGTH = FIXED_HEADER_LENGTH + MAX_KEY_ID_BYTES + SCRYPT_PARAMS_LENGTH;
 export const MIN_SAMPLE_RATE = 1;
 export const MAX_SAMPLE_RATE = 384000;
 /** The segment counter is a 32-bit field; one more segment would reuse a nonce. */
@@ -53,6 +74,7 @@ const SAMPLE_FORMAT_MP3 = 2;
 const SAMPLE_FORMAT_CODES: Readonly<Record<SampleFormat, number>> = { pcm_s16le: SAMPLE_FORMAT_PCM_S16LE, mp3: SAMPLE_FORMAT_MP3 };
 const KEY_MODE_SERVER = 1;
 const KEY_MODE_CLIENT = 2;
+const KEY_MODE_CLIENT_PASSPHRASE = 3;
 const FLAG_NOT_FINAL = 0;
 const FLAG_FINAL = 1;
 
@@ -100,6 +122,14 @@ function validateHeaderFields(h: ContainerHeader): void {
     throw invalid(`segment size must be an integer in 1..${MAX_SEGMENT_SIZE}`, { segmentSize: h.segmentSize });
   }
   if (h.keyMode !== 'server' && h.keyMode !== 'client') throw invalid('key mode must be server or client');
+  if (h.scrypt !== undefined) {
+    if (h.keyMode !== 'client') throw invalid('scrypt parameters belong to client key mode only');
+    const { log2N, r, p } = h.scrypt;
+    const within = (v: number, b: { min: number; max: number }) => Number.isInteger(v) && v >= b.min && v <= b.max;
+    if (!within(log2N, SCRYPT_LIMITS.log2N) || !within(r, SCRYPT_LIMITS.r) || !within(p, SCRYPT_LIMITS.p) || scryptMemoryBytes(h.scrypt) > SCRYPT_LIMITS.maxMemoryBytes) {
+      throw invalid('scrypt parameters are out of bounds', { log2N, r, p });
+    }
+  }
   // A server-mode recording without a master key id could never be unwrapped after a rotation.
   if (h.keyMode === 'server' && h.keyId.length === 0) throw invalid('server key mode requires a key id');
   if (h.salt.length !== SALT_LENGTH) throw invalid(`salt must be ${SALT_LENGTH} bytes`);
@@ -109,19 +139,25 @@ function validateHeaderFields(h: ContainerHeader): void {
 export function serializeHeader(h: ContainerHeader): Uint8Array {
   validateHeaderFields(h);
   const keyId = encodeKeyId(h.keyId);
-  const out = new Uint8Array(FIXED_HEADER_LENGTH + keyId.length);
+  const out = new Uint8Array(FIXED_HEADER_LENGTH + keyId.length + (h.scrypt ? SCRYPT_PARAMS_LENGTH : 0));
   const view = new DataView(out.buffer);
   out.set(CONTAINER_MAGIC, OFFSET.magic);
   out[OFFSET.version] = CONTAINER_VERSION;
   out[OFFSET.sampleFormat] = SAMPLE_FORMAT_CODES[h.sampleFormat];
   out[OFFSET.channels] = h.channels;
   view.setUint32(OFFSET.sampleRate, h.sampleRate, false);
-  out[OFFSET.keyMode] = h.keyMode === 'server' ? KEY_MODE_SERVER : KEY_MODE_CLIENT;
+  out[OFFSET.keyMode] = h.keyMode === 'server' ? KEY_MODE_SERVER : h.scrypt ? KEY_MODE_CLIENT_PASSPHRASE : KEY_MODE_CLIENT;
   view.setUint32(OFFSET.segmentSize, h.segmentSize, false);
   out.set(h.noncePrefix, OFFSET.noncePrefix);
   out.set(h.salt, OFFSET.salt);
   out[OFFSET.keyIdLength] = keyId.length;
   out.set(keyId, OFFSET.keyId);
+  if (h.scrypt) {
+    const at = OFFSET.keyId + keyId.length;
+    out[at] = h.scrypt.log2N;
+    view.setUint16(at + 1, h.scrypt.r, false);
+    view.setUint16(at + 3, h.scrypt.p, false);
+  }
   return out;
 }
 
@@ -139,7 +175,8 @@ export function headerLengthFromPrefix(prefix: Uint8Array): number | undefined {
     throw invalid('unsupported container version', { version: prefix[OFFSET.version] });
   }
   if (prefix.length <= OFFSET.keyIdLength) return undefined;
-  return FIXED_HEADER_LENGTH + (prefix[OFFSET.keyIdLength] ?? 0);
+  const kdfParams = prefix[OFFSET.keyMode] === KEY_MODE_CLIENT_PASSPHRASE ? SCRYPT_PARAMS_LENGTH : 0;
+  return FIXED_HEADER_LENGTH + (prefix[OFFSET.keyIdLength] ?? 0) + kdfParams;
 }
 
 /** Parses the header at the start of `bytes`; only the header's own bytes are needed. */
@@ -154,12 +191,13 @@ export function parseHeader(bytes: Uint8Array): { header: ContainerHeader; heade
     throw invalid('unsupported sample format', { sampleFormat: sampleFormatByte });
   }
   const keyModeByte = bytes[OFFSET.keyMode];
-  if (keyModeByte !== KEY_MODE_SERVER && keyModeByte !== KEY_MODE_CLIENT) {
+  if (keyModeByte !== KEY_MODE_SERVER && keyModeByte !== KEY_MODE_CLIENT && keyModeByte !== KEY_MODE_CLIENT_PASSPHRASE) {
     throw invalid('unknown key mode', { keyMode: keyModeByte });
   }
+  const keyIdEnd = OFFSET.keyId + (bytes[OFFSET.keyIdLength] ?? 0);
   let keyId: string;
   try {
-    keyId = strictUtf8.decode(bytes.subarray(OFFSET.keyId, headerLength));
+    keyId = strictUtf8.decode(bytes.subarray(OFFSET.keyId, keyIdEnd));
   } catch (cause) {
     throw new CallvaultError(ErrorCode.ContainerInvalid, 'key id is not valid UTF-8', { cause });
   }
@@ -173,6 +211,9 @@ export function parseHeader(bytes: Uint8Array): { header: ContainerHeader; heade
     salt: bytes.slice(OFFSET.salt, OFFSET.salt + SALT_LENGTH),
     noncePrefix: bytes.slice(OFFSET.noncePrefix, OFFSET.noncePrefix + NONCE_PREFIX_LENGTH),
     segmentSize: view.getUint32(OFFSET.segmentSize, false),
+    ...(keyModeByte === KEY_MODE_CLIENT_PASSPHRASE
+      ? { scrypt: { log2N: bytes[keyIdEnd]!, r: view.getUint16(keyIdEnd + 1, false), p: view.getUint16(keyIdEnd + 3, false) } }
+      : {}),
   };
   validateHeaderFields(header);
   return { header, headerLength };
@@ -272,6 +313,8 @@ export interface CreateEncryptorParams {
   /** pcm_s16le unless told otherwise. */
   sampleFormat?: SampleFormat;
   segmentSize?: number;
+  /** Client mode, passphrase client key: the scrypt parameters the data key was derived with. */
+  scrypt?: ScryptParams;
 }
 
 /**
@@ -294,6 +337,7 @@ export function createEncryptorWithNoncePrefix(
     salt: p.salt,
     noncePrefix,
     segmentSize,
+    ...(p.scrypt ? { scrypt: p.scrypt } : {}),
   });
   const state: EncryptorState = {
     formatVersion: CONTAINER_VERSION,

@@ -13,6 +13,7 @@ export {
   type EncryptorState,
   type KeyMode,
   type SampleFormat,
+  type ScryptParams,
 } from './container.js';
 export {
   ciphertextRangeForPlaintext,
@@ -25,7 +26,14 @@ export {
 } from './decrypt.js';
 export {
   assertClientKeyStrong,
+  clientKeyKind,
   deriveClientDataKey,
+  deriveClientDataKeyFor,
+  deriveNewClientDataKey,
+  derivePassphraseDataKey,
+  DEFAULT_SCRYPT_PARAMS,
+  MIN_CLIENT_KEY_CHARS,
+  type ClientKeyKind,
   estimateClientKeyBits,
   generateDataKey,
   generateSalt,

@@ -2,9 +2,9 @@
  * Data keys, master-key wrapping (server mode) and client-key derivation (client mode).
  * Key material is never logged, put in error messages, or stored by this module.
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, scrypt } from 'node:crypto';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
-import { DATA_KEY_LENGTH, SALT_LENGTH } from './container.js';
+import { DATA_KEY_LENGTH, SALT_LENGTH, scryptMemoryBytes, type ContainerHeader, type ScryptParams } from './container.js';
 
 export function generateDataKey(): Uint8Array {
   return new Uint8Array(randomBytes(DATA_KEY_LENGTH));
@@ -190,20 +190,73 @@ export function estimateClientKeyBits(key: string): number {
   return analyzeClientKey(key).bits;
 }
 
+/** Shortest client key accepted, in characters (Unicode code points). */
+export const MIN_CLIENT_KEY_CHARS = 8;
+
+/**
+ * How a client key is turned into a data key: `key` (hex or base64 of at least 16 bytes that look random:
+ * HKDF, key mode `02`) or `passphrase` (any other string: scrypt, key mode `03`). See docs/recording-format.md.
+ */
+export type ClientKeyKind = 'key' | 'passphrase';
+
+export function clientKeyKind(key: string): ClientKeyKind {
+  return analyzeClientKey(key).bits >= MIN_CLIENT_KEY_BITS ? 'key' : 'passphrase';
+}
+
+/** Refuses (CLIENT_KEY_WEAK) a client key shorter than MIN_CLIENT_KEY_CHARS; any longer string is accepted. */
 export function assertClientKeyStrong(key: string): void {
-  const analysis = analyzeClientKey(key);
-  if (analysis.bits < MIN_CLIENT_KEY_BITS) {
+  const length = typeof key === 'string' ? Array.from(key).length : 0;
+  if (length < MIN_CLIENT_KEY_CHARS) {
     throw new CallvaultError(
       ErrorCode.ClientKeyWeak,
-      `client key rejected: ${analysis.weakness}; use hex or base64 of at least ${MIN_CLIENT_KEY_BITS / 8} random bytes (32 recommended)`,
-      { details: { estimatedBits: analysis.bits, requiredBits: MIN_CLIENT_KEY_BITS } },
+      `client key rejected: shorter than ${MIN_CLIENT_KEY_CHARS} characters; use a passphrase of at least ${MIN_CLIENT_KEY_CHARS} characters, or hex or base64 of at least ${MIN_CLIENT_KEY_BITS / 8} random bytes`,
+      { details: { minLength: MIN_CLIENT_KEY_CHARS } },
     );
   }
 }
 
+/** What callvault writes for passphrase client keys: N = 2^15, r = 8, p = 1 (32 MiB, memory-hard). */
+export const DEFAULT_SCRYPT_PARAMS: Readonly<ScryptParams> = Object.freeze({ log2N: 15, r: 8, p: 1 });
+
+/**
+ * scrypt(passphrase as UTF-8, salt = the recording's salt, N, r, p, 32 bytes): the data key of a passphrase
+ * client key. Runs on libuv's thread pool (the callback API), never on the calling thread: at the default
+ * parameters it takes tens of milliseconds.
+ */
+export function derivePassphraseDataKey(passphrase: string, salt: Uint8Array, params: ScryptParams): Promise<Uint8Array> {
+  assertClientKeyStrong(passphrase);
+  if (salt.length !== SALT_LENGTH) throw new CallvaultError(ErrorCode.BadRequest, `salt must be ${SALT_LENGTH} bytes`);
+  const memory = scryptMemoryBytes(params);
+  return new Promise((resolve, reject) => {
+    scrypt(utf8.encode(passphrase), salt, DATA_KEY_LENGTH, { N: 2 ** params.log2N, r: params.r, p: params.p, maxmem: 2 * memory + 1024 * 1024 }, (err, derived) => {
+      if (err) reject(new CallvaultError(ErrorCode.BadRequest, 'scrypt failed for these parameters', { cause: err, details: { ...params } }));
+      else resolve(new Uint8Array(derived));
+    });
+  });
+}
+
+/**
+ * The data key of a new client-key recording with this salt: HKDF for a key (no scrypt parameters),
+ * scrypt for a passphrase (its parameters go into the header).
+ */
+export async function deriveNewClientDataKey(clientKey: string, salt: Uint8Array): Promise<{ dataKey: Uint8Array; scrypt?: ScryptParams }> {
+  assertClientKeyStrong(clientKey);
+  if (clientKeyKind(clientKey) === 'key') return { dataKey: deriveClientDataKey(clientKey, salt) };
+  const params = { ...DEFAULT_SCRYPT_PARAMS };
+  return { dataKey: await derivePassphraseDataKey(clientKey, salt, params), scrypt: params };
+}
+
+/** The data key of an existing client-mode recording, as its header says it was derived (HKDF or scrypt). */
+export function deriveClientDataKeyFor(clientKey: string, header: Pick<ContainerHeader, 'salt' | 'scrypt'>): Promise<Uint8Array> {
+  if (header.scrypt) return derivePassphraseDataKey(clientKey, header.salt, header.scrypt);
+  return Promise.resolve(deriveClientDataKey(clientKey, header.salt));
+}
+
 /** HKDF-SHA256(ikm = decoded client key, salt = the recording's salt, info = CLIENT_DATA_KEY_INFO). */
 export function deriveClientDataKey(clientKey: string, salt: Uint8Array): Uint8Array {
-  assertClientKeyStrong(clientKey);
+  if (clientKeyKind(clientKey) !== 'key') {
+    throw new CallvaultError(ErrorCode.ClientKeyWeak, 'this client key is a passphrase, not hex or base64 of 16 random bytes: its data key is derived with scrypt');
+  }
   if (salt.length !== SALT_LENGTH) throw new CallvaultError(ErrorCode.BadRequest, `salt must be ${SALT_LENGTH} bytes`);
   const ikm = analyzeClientKey(clientKey).bytes!;
   return new Uint8Array(hkdfSync('sha256', ikm, salt, utf8.encode(CLIENT_DATA_KEY_INFO), DATA_KEY_LENGTH));

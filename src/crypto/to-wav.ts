@@ -6,7 +6,7 @@ import { CallvaultError, ErrorCode } from '../errors/index.js';
 import { WAV_HEADER_LENGTH, wavHeader } from '../audio/wav.js';
 import type { ContainerHeader, SampleFormat } from './container.js';
 import { decryptStream } from './decrypt.js';
-import { deriveClientDataKey } from './keys.js';
+import { deriveClientDataKeyFor } from './keys.js';
 
 export interface DecryptToWavOptions {
   /** A file path, an http(s) URL (e.g. a presigned S3 URL), or the container's bytes as a stream. */
@@ -67,7 +67,7 @@ async function* readFile(path: string): AsyncIterable<Uint8Array> {
   }
 }
 
-function keyResolver(options: DecryptToWavOptions): (header: ContainerHeader) => Uint8Array {
+function keyResolver(options: DecryptToWavOptions): (header: ContainerHeader) => Uint8Array | Promise<Uint8Array> {
   const { key, dataKey } = options;
   if ((key === undefined) === (dataKey === undefined)) {
     throw new CallvaultError(ErrorCode.BadRequest, 'pass exactly one of a client key or a data key');
@@ -81,7 +81,8 @@ function keyResolver(options: DecryptToWavOptions): (header: ContainerHeader) =>
         { details: { keyMode: header.keyMode, keyId: header.keyId } },
       );
     }
-    return deriveClientDataKey(key!, header.salt);
+    // HKDF for a key, scrypt (with the header's parameters) for a passphrase.
+    return deriveClientDataKeyFor(key!, header);
   };
 }
 

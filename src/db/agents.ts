@@ -6,6 +6,8 @@ export interface AgentPolicyRow {
   agentId: string;
   enabled: boolean;
   stereo: boolean | null;
+  /** The LiveKit participant identity of this agent, when the policy names one. */
+  agentIdentity: string | null;
   keyId: string | null;
   sealedKey: Buffer | null;
   createdAt: Date;
@@ -17,6 +19,7 @@ export interface PutAgentPolicyInput {
   agentId: string;
   enabled: boolean;
   stereo: boolean | null;
+  agentIdentity?: string | null;
   /** Both set (a sealed client key) or both null. */
   keyId: string | null;
   sealedKey: Uint8Array | null;
@@ -27,13 +30,14 @@ interface Row {
   agent_id: string;
   enabled: boolean;
   stereo: boolean | null;
+  agent_identity: string | null;
   key_id: string | null;
   sealed_key: Buffer | null;
   created_at: Date;
   updated_at: Date;
 }
 
-const COLUMNS = 'org_id, agent_id, enabled, stereo, key_id, sealed_key, created_at, updated_at';
+const COLUMNS = 'org_id, agent_id, enabled, stereo, agent_identity, key_id, sealed_key, created_at, updated_at';
 
 function toPolicy(row: Row): AgentPolicyRow {
   return {
@@ -41,6 +45,7 @@ function toPolicy(row: Row): AgentPolicyRow {
     agentId: row.agent_id,
     enabled: row.enabled,
     stereo: row.stereo,
+    agentIdentity: row.agent_identity,
     keyId: row.key_id,
     sealedKey: row.sealed_key,
     createdAt: row.created_at,
@@ -65,13 +70,13 @@ export function createAgentsRepository(db: Executor): AgentsRepository {
     async put(input) {
       const { rows } = await db.query<Row & { created: boolean }>(
         'agents.put',
-        `INSERT INTO agents (org_id, agent_id, enabled, stereo, key_id, sealed_key)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        `INSERT INTO agents (org_id, agent_id, enabled, stereo, key_id, sealed_key, agent_identity)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (org_id, agent_id) DO UPDATE SET
            enabled = EXCLUDED.enabled, stereo = EXCLUDED.stereo, key_id = EXCLUDED.key_id,
-           sealed_key = EXCLUDED.sealed_key, updated_at = now()
+           sealed_key = EXCLUDED.sealed_key, agent_identity = EXCLUDED.agent_identity, updated_at = now()
          RETURNING ${COLUMNS}, (xmax = 0) AS created`,
-        [input.orgId, input.agentId, input.enabled, input.stereo, input.keyId, bytea(input.sealedKey)],
+        [input.orgId, input.agentId, input.enabled, input.stereo, input.keyId, bytea(input.sealedKey), input.agentIdentity ?? null],
       );
       const row = rows[0]!;
       return { policy: toPolicy(row), created: row.created };

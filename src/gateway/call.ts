@@ -173,7 +173,7 @@ export class Call extends EventEmitter<CallEvents> {
   pushFrame(frame: InputFrame, arrivedAt: number): void {
     const track = this.#tracks.get(frame.trackId);
     if (!track || !track.accept(frame.data.byteLength) || this.closed) return;
-    const bytesPerSample = frame.encoding === 'mulaw' ? 1 : 2;
+    const bytesPerSample = frame.encoding === 'pcm_s16le' ? 2 : 1;
     const endMs = ((frame.position + frame.data.byteLength / bytesPerSample) * 1000) / frame.sampleRate;
     if (endMs > this.#mediaEndMs) this.#mediaEndMs = endMs;
     this.#recording?.push(frame, arrivedAt);

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import {
   assertClientKeyStrong,
   createEncryptor,
-  deriveClientDataKey,
+  deriveNewClientDataKey,
   generateDataKey,
   generateSalt,
   unwrapDataKey,
@@ -15,6 +15,7 @@ import {
   type EncryptorState,
   type KeyMode,
   type SampleFormat,
+  type ScryptParams,
 } from '../crypto/index.js';
 import type { RecordingServices } from './services.js';
 
@@ -39,6 +40,8 @@ export interface Envelope {
   keyId: string;
   salt: Uint8Array;
   dataKey: Uint8Array;
+  /** Client mode with a passphrase: the scrypt parameters the data key was derived with (in the header). */
+  scrypt?: ScryptParams;
   /** The data key wrapped under the current master key (server mode: this is what the row keeps). */
   wrappedKey: Uint8Array;
   objectKey: string;
@@ -56,12 +59,16 @@ export function objectKeyFor(orgId: string, startedAt: Date, callExternalId: str
   return `${orgId}/${day}/${safeObjectPart(callExternalId)}/${randomUUID()}.cvr`;
 }
 
-/** Chooses and derives the keys (a weak client key is refused here, before any audio is accepted). */
-export function openEnvelope(services: Pick<RecordingServices, 'keyring'>, params: EnvelopeParams): Envelope {
+/**
+ * Chooses and derives the keys (a too-short client key is refused here, before any audio is accepted). A
+ * passphrase client key is stretched with scrypt on libuv's thread pool, off the event loop.
+ */
+export async function openEnvelope(services: Pick<RecordingServices, 'keyring'>, params: EnvelopeParams): Promise<Envelope> {
   const keyMode: KeyMode = params.clientKey === undefined ? 'server' : 'client';
   if (params.clientKey !== undefined) assertClientKeyStrong(params.clientKey);
   const salt = generateSalt();
-  const dataKey = params.clientKey === undefined ? generateDataKey() : deriveClientDataKey(params.clientKey, salt);
+  const derived = params.clientKey === undefined ? { dataKey: generateDataKey() } : await deriveNewClientDataKey(params.clientKey, salt);
+  const dataKey = derived.dataKey;
   const keyId = keyMode === 'server' ? services.keyring.currentId : '';
   const wrappedKey = wrapDataKey(services.keyring.current, services.keyring.currentId, dataKey);
   const { header, state: encryptor } = createEncryptor({
@@ -72,12 +79,14 @@ export function openEnvelope(services: Pick<RecordingServices, 'keyring'>, param
     sampleRate: params.sampleRate,
     channels: params.channels,
     ...(params.sampleFormat ? { sampleFormat: params.sampleFormat } : {}),
+    ...(derived.scrypt ? { scrypt: derived.scrypt } : {}),
   });
   return {
     keyMode,
     keyId,
     salt,
     dataKey,
+    ...(derived.scrypt ? { scrypt: derived.scrypt } : {}),
     wrappedKey,
     objectKey: objectKeyFor(params.orgId, params.startedAt, params.callExternalId),
     header,
@@ -104,6 +113,8 @@ export interface RecordingManifest {
   keyMode: KeyMode;
   keyId: string;
   salt: string;
+  /** Client mode with a passphrase: the header's scrypt parameters, so a recovered container carries them too. */
+  scrypt?: ScryptParams;
   sampleRate: number;
   channels: 0 | 1 | 2;
   /** Absent for client-key recordings when SPOOL_CLIENT_KEYS=false: such a crashed recording cannot be finished. */
@@ -146,6 +157,7 @@ export function recordingManifest(
     keyMode: envelope.keyMode,
     keyId: envelope.keyId,
     salt: Buffer.from(envelope.salt).toString('base64'),
+    ...(envelope.scrypt ? { scrypt: envelope.scrypt } : {}),
     sampleRate: params.sampleRate,
     channels: params.channels,
     ...(keepKey ? { journalKey: { masterKeyId: services.keyring.currentId, wrapped: Buffer.from(envelope.wrappedKey).toString('base64') } } : {}),

@@ -37,7 +37,7 @@ export interface StoreFinishedParams {
   callExternalId: string;
   source: Extract<RecordingSource, 'twilio' | 'signalwire' | 'elevenlabs'>;
   externalSid: string;
-  /** `stereo: false` mixes PCM down to mono; MP3 is never re-encoded, so it stays as it came. */
+  /** `stereo` other than `true` (the default is mono) mixes PCM down to mono; MP3 is never re-encoded, so it stays as it came. */
   options: Pick<RecordingOptions, 'key' | 'stereo'>;
   audio: PcmAudio | Mp3Audio;
   startedAt: Date;
@@ -91,12 +91,12 @@ export async function storeFinishedRecording(
   const encoded = 'format' in params.audio ? params.audio : null;
   let channels: 0 | 1 | 2 = params.audio.channels;
   let plaintext = encoded ? encoded.bytes : (params.audio as PcmAudio).pcm;
-  if (!encoded && params.options.stereo === false && channels === 2) {
+  if (!encoded && params.options.stereo !== true && channels === 2) {
     plaintext = downmix(plaintext);
     channels = 1;
   }
   const sampleRate = params.audio.sampleRate;
-  const envelope = openEnvelope(services, {
+  const envelope = await openEnvelope(services, {
     orgId: params.orgId,
     callExternalId: params.callExternalId,
     ...(params.options.key !== undefined ? { clientKey: params.options.key } : {}),

@@ -70,6 +70,7 @@ export async function agentRecordingOptions(
   return {
     enabled: policy.enabled,
     ...(policy.stereo === null ? {} : { stereo: policy.stereo }),
+    ...(policy.agentIdentity ? { agentIdentity: policy.agentIdentity } : {}),
     ...(policy.keyId && policy.sealedKey ? { key: openClientKey(keyring, agentKeyContext(orgId, agentId), policy.keyId, policy.sealedKey) } : {}),
   };
 }

@@ -135,9 +135,9 @@ export class Recording extends EventEmitter<RecordingEvents> {
    * metadata row, the spool (manifest, container header, frame journal) and the live upload.
    */
   static async start(services: RecordingServices, params: RecordingParams): Promise<Recording> {
-    const channels: 1 | 2 = params.options.stereo === false ? 1 : 2;
+    const channels: 1 | 2 = params.options.stereo === true ? 2 : 1;
     const startedAt = new Date(services.now());
-    const envelope = openEnvelope(services, {
+    const envelope = await openEnvelope(services, {
       orgId: params.orgId,
       callExternalId: params.callExternalId,
       ...(params.options.key !== undefined ? { clientKey: params.options.key } : {}),

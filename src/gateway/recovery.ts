@@ -117,6 +117,7 @@ export async function recoverRecording(
     salt: Buffer.from(manifest.salt, 'base64'),
     sampleRate: manifest.sampleRate,
     channels: manifest.channels,
+    ...(manifest.scrypt ? { scrypt: manifest.scrypt } : {}),
   });
   await spoolFile.append(header);
   const dsp = createCallDspState({ outputRate: manifest.sampleRate as RecordingServices['outputSampleRate'], stereo: manifest.channels === 2 });

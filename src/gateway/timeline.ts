@@ -30,7 +30,7 @@ export const PAUSE_SILENCE_TRACK = '__pause__';
 const PAUSE_SILENCE_RATE = 8000;
 
 function bytesPerSample(frame: InputFrame): number {
-  return frame.encoding === 'mulaw' ? 1 : 2;
+  return frame.encoding === 'pcm_s16le' ? 2 : 1;
 }
 
 /** How much audio a frame carries, in ms. */

@@ -7,7 +7,7 @@ export type TrackRole = 'caller' | 'agent';
 export interface TrackInfo {
   id: string;
   role: TrackRole;
-  encoding: 'mulaw' | 'pcm_s16le';
+  encoding: 'mulaw' | 'alaw' | 'pcm_s16le';
   sampleRate: number;
 }
 
@@ -23,7 +23,7 @@ export interface TrackEvents {
 export class Track extends EventEmitter<TrackEvents> {
   readonly id: string;
   readonly role: TrackRole;
-  readonly encoding: 'mulaw' | 'pcm_s16le';
+  readonly encoding: 'mulaw' | 'alaw' | 'pcm_s16le';
   readonly sampleRate: number;
   #frames = 0;
   #bytes = 0;

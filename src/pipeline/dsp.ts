@@ -25,7 +25,7 @@
  * when the state is structured-cloned between batches or rebuilt by replaying a journal in other batches.
  */
 import { CallvaultError, ErrorCode } from '../errors/index.js';
-import { MULAW_DECODE_TABLE } from './mulaw.js';
+import { ALAW_DECODE_TABLE, MULAW_DECODE_TABLE } from './mulaw.js';
 import {
   designResampler,
   firstInputFor,
@@ -47,7 +47,7 @@ import type {
 
 const OUTPUT_RATES: readonly number[] = [8000, 16000, 24000, 48000];
 const ROLES: readonly string[] = ['caller', 'agent'] satisfies TrackRole[];
-const ENCODINGS: readonly string[] = ['mulaw', 'pcm_s16le'] satisfies FrameEncoding[];
+const ENCODINGS: readonly string[] = ['mulaw', 'alaw', 'pcm_s16le'] satisfies FrameEncoding[];
 const MIN_INPUT_RATE = 1000;
 const MAX_INPUT_RATE = 384_000;
 const DEFAULT_LAG_ALLOWANCE_SECONDS = 2;
@@ -122,7 +122,7 @@ function fail(code: ErrorCode, message: string, details: Record<string, unknown>
 }
 
 function frameSampleCount(frame: InputFrame): number {
-  return frame.encoding === 'mulaw' ? frame.data.length : frame.data.length >> 1;
+  return frame.encoding === 'pcm_s16le' ? frame.data.length >> 1 : frame.data.length;
 }
 
 function validateFrame(frame: InputFrame): void {
@@ -133,7 +133,7 @@ function validateFrame(frame: InputFrame): void {
   }
   if (!ROLES.includes(frame.role)) fail(ErrorCode.FramePayloadInvalid, 'frame role must be caller or agent', details);
   if (!ENCODINGS.includes(frame.encoding)) {
-    fail(ErrorCode.FramePayloadInvalid, 'frame encoding must be mulaw or pcm_s16le', details);
+    fail(ErrorCode.FramePayloadInvalid, 'frame encoding must be mulaw, alaw or pcm_s16le', details);
   }
   if (!Number.isInteger(frame.sampleRate) || frame.sampleRate < MIN_INPUT_RATE || frame.sampleRate > MAX_INPUT_RATE) {
     fail(ErrorCode.FramePayloadInvalid, 'frame sample rate is out of range', { ...details, sampleRate: frame.sampleRate });
@@ -168,8 +168,9 @@ function appendSilence(work: TrackWork, length: number): void {
 function decodeRange(frame: InputFrame, from: number, count: number): Int16Array {
   const out = new Int16Array(count);
   const bytes = frame.data;
-  if (frame.encoding === 'mulaw') {
-    for (let i = 0; i < count; i++) out[i] = MULAW_DECODE_TABLE[bytes[from + i]!]!;
+  if (frame.encoding === 'mulaw' || frame.encoding === 'alaw') {
+    const table = frame.encoding === 'mulaw' ? MULAW_DECODE_TABLE : ALAW_DECODE_TABLE;
+    for (let i = 0; i < count; i++) out[i] = table[bytes[from + i]!]!;
   } else {
     // Byte-wise so that odd byteOffsets (Buffer pool slices) and big-endian hosts both work.
     for (let i = 0, byte = from * 2; i < count; i++, byte += 2) out[i] = ((bytes[byte]! | (bytes[byte + 1]! << 8)) << 16) >> 16;

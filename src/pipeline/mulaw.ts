@@ -1,25 +1,25 @@
 /**
- * G.711 µ-law (the 8-bit companding Twilio Media Streams use), bit-exact with the reference
- * implementation (bias 0x84, clip 32635, codes stored inverted).
+ * G.711 (the 8-bit companding telephony uses): µ-law (`audio/x-mulaw`, PCMU, what Twilio Media Streams send by
+ * default) and A-law (`audio/x-alaw`, PCMA). The decode tables are built once per thread, at load time, from the
+ * `alawmulaw` reference codec; decoding is then a table lookup (it is a hot path).
  */
+// alawmulaw ships CommonJS as `main` (its ESM entry uses extensionless imports Node cannot load).
+import alawmulaw from 'alawmulaw';
 
 const BIAS = 0x84;
 const CLIP = 32635;
 
-function decodeCode(code: number): number {
-  const inverted = ~code & 0xff;
-  const exponent = (inverted >> 4) & 0x07;
-  const mantissa = inverted & 0x0f;
-  const magnitude = (((mantissa << 3) + BIAS) << exponent) - BIAS;
-  return inverted & 0x80 ? -magnitude : magnitude;
+function tableOf(decodeSample: (code: number) => number): Readonly<Int16Array> {
+  const table = new Int16Array(256);
+  // `| 0`: the reference returns -0 for a negative zero code, which an Int16Array holds as 0 anyway.
+  for (let code = 0; code < 256; code++) table[code] = decodeSample(code) | 0;
+  return table;
 }
 
-/** Decoded value of each of the 256 codes; built once per thread because decoding is a hot path. */
-export const MULAW_DECODE_TABLE: Readonly<Int16Array> = (() => {
-  const table = new Int16Array(256);
-  for (let code = 0; code < 256; code++) table[code] = decodeCode(code);
-  return table;
-})();
+/** Decoded value of each of the 256 µ-law codes. */
+export const MULAW_DECODE_TABLE: Readonly<Int16Array> = tableOf(alawmulaw.mulaw.decodeSample);
+/** Decoded value of each of the 256 A-law codes (even bits inverted on the wire, as G.711 sends them). */
+export const ALAW_DECODE_TABLE: Readonly<Int16Array> = tableOf(alawmulaw.alaw.decodeSample);
 
 export function mulawDecodeSample(code: number): number {
   return MULAW_DECODE_TABLE[code & 0xff]!;
@@ -28,6 +28,12 @@ export function mulawDecodeSample(code: number): number {
 export function mulawDecode(codes: Uint8Array): Int16Array {
   const out = new Int16Array(codes.length);
   for (let i = 0; i < codes.length; i++) out[i] = MULAW_DECODE_TABLE[codes[i]!]!;
+  return out;
+}
+
+export function alawDecode(codes: Uint8Array): Int16Array {
+  const out = new Int16Array(codes.length);
+  for (let i = 0; i < codes.length; i++) out[i] = ALAW_DECODE_TABLE[codes[i]!]!;
   return out;
 }
 
@@ -47,4 +53,9 @@ export function mulawEncode(samples: Int16Array): Uint8Array {
   const out = new Uint8Array(samples.length);
   for (let i = 0; i < samples.length; i++) out[i] = mulawEncodeSample(samples[i]!);
   return out;
+}
+
+/** A-law encoding (the simulator's and tests'; the gateway only decodes), by the reference codec. */
+export function alawEncode(samples: Int16Array): Uint8Array {
+  return alawmulaw.alaw.encode(samples);
 }

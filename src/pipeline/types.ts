@@ -1,5 +1,5 @@
 export type TrackRole = 'caller' | 'agent';
-export type FrameEncoding = 'mulaw' | 'pcm_s16le';
+export type FrameEncoding = 'mulaw' | 'alaw' | 'pcm_s16le';
 export type OutputRate = 8000 | 16000 | 24000 | 48000;
 
 /** One chunk of one track's audio, whatever the source (Twilio, LiveKit). */

@@ -10,7 +10,7 @@
  *   record = length (u32 BE, bytes of sealed) || nonce (12) || sealed (AES-256-GCM ciphertext || 16-byte tag)
  *   AAD    = "callvault-journal-v1" || recording id (UTF-8) || record index (u32 BE)
  *   plaintext = frame*, frame = trackIdLength (u8) || trackId || role (u8: 0 caller, 1 agent)
- *               || encoding (u8: 0 mulaw, 1 pcm_s16le) || sampleRate (u32 BE) || position (u64 BE)
+ *               || encoding (u8: 0 mulaw, 1 pcm_s16le, 2 alaw) || sampleRate (u32 BE) || position (u64 BE)
  *               || dataLength (u32 BE) || data
  *
  * The record index in the AAD stops records from being reordered, dropped from the middle or replayed.
@@ -48,7 +48,7 @@ function encodeFrames(frames: readonly InputFrame[]): Buffer {
     out[o] = idLength;
     o += 1 + idLength;
     out[o++] = frame.role === 'agent' ? 1 : 0;
-    out[o++] = frame.encoding === 'pcm_s16le' ? 1 : 0;
+    out[o++] = frame.encoding === 'pcm_s16le' ? 1 : frame.encoding === 'alaw' ? 2 : 0;
     out.writeUInt32BE(frame.sampleRate, o);
     o += 4;
     out.writeBigUInt64BE(BigInt(frame.position), o);
@@ -71,7 +71,8 @@ function decodeFrames(plain: Buffer): InputFrame[] {
     const trackId = plain.toString('utf8', o + 1, o + 1 + idLength);
     o += 1 + idLength;
     const role: TrackRole = plain[o++] === 1 ? 'agent' : 'caller';
-    const encoding: FrameEncoding = plain[o++] === 1 ? 'pcm_s16le' : 'mulaw';
+    const code = plain[o++];
+    const encoding: FrameEncoding = code === 1 ? 'pcm_s16le' : code === 2 ? 'alaw' : 'mulaw';
     const sampleRate = plain.readUInt32BE(o);
     o += 4;
     const position = Number(plain.readBigUInt64BE(o));

@@ -31,6 +31,7 @@ const USAGE = `Usage: npm run simulate -- [options]
   --call-sid <CA…|uuid>      default: random
   --stream-sid <MZ…|uuid>    default: random
   --connect                  <Connect><Stream>: inbound track only (default: both tracks)
+  --encoding <mulaw|alaw>    G.711 law of the media: mulaw (audio/x-mulaw, default) or alaw (audio/x-alaw, PCMA)
   --duration <seconds>       call length (default 5, or the longest WAV)
   --inbound-tone <hz>        tone on the inbound track (default 440)
   --outbound-tone <hz>       tone on the outbound track (default 1000)
@@ -134,6 +135,7 @@ async function main(argv: string[]): Promise<number> {
       'call-sid': { type: 'string' },
       'stream-sid': { type: 'string' },
       connect: { type: 'boolean', default: false },
+      encoding: { type: 'string', default: 'mulaw' },
       duration: { type: 'string' },
       'inbound-tone': { type: 'string' },
       'outbound-tone': { type: 'string' },
@@ -179,6 +181,8 @@ async function main(argv: string[]): Promise<number> {
   const requestedMs = durationSeconds !== undefined ? durationSeconds * 1000 : wavMs > 0 ? wavMs : 5000;
   const durationMs = Math.ceil(requestedMs / SIMULATED_FRAME_MS) * SIMULATED_FRAME_MS;
 
+  if (values.encoding !== 'mulaw' && values.encoding !== 'alaw') usageError('--encoding must be mulaw or alaw');
+
   let recording: unknown;
   if (values.recording !== undefined) {
     try {
@@ -209,6 +213,7 @@ async function main(argv: string[]): Promise<number> {
     dtmf: values.dtmf.map((d) => timedEvent(d, '--dtmf')).map(({ atMs, value }) => ({ atMs, digit: value })),
     marks: values.mark.map((m) => timedEvent(m, '--mark')).map(({ atMs, value }) => ({ atMs, name: value })),
     realtime: values.realtime,
+    encoding: values.encoding,
   };
   if (values['signed-url'] !== undefined) options.signedUrl = values['signed-url'];
   if (values['call-sid'] !== undefined) options.callSid = values['call-sid'];

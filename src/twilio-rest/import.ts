@@ -89,7 +89,7 @@ export async function importTwilioRecording(gateway: GatewayPort, account: Carri
       accountSid: account.accountSid,
       originalSampleRate: wav.sampleRate,
       originalChannels: wav.channels,
-      recordingOptions: { stereo: options.stereo ?? true, keyMode: options.key ? 'client' : 'server' },
+      recordingOptions: { stereo: options.stereo === true, keyMode: options.key ? 'client' : 'server' },
       ...(ref.details ? { [carrier]: ref.details } : {}),
     },
   });

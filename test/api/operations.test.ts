@@ -60,7 +60,7 @@ describe('/metrics', () => {
     const before = await scrape(t.httpUrl);
     const result = await placeCall(t, { durationMs: 1000 });
     // A refused stream: frames dropped, by reason.
-    await placeCall(t, { durationMs: 400, recording: { enabled: true, key: 'a'.repeat(64) } });
+    await placeCall(t, { durationMs: 400, recording: { enabled: true, key: 'hunter2' } });
     const fetched = await api(t, recordingPath(result.callSid));
     expect(fetched.status).toBe(200);
     // The request is measured when the streamed body has been sent, so read it all before scraping.
@@ -211,6 +211,8 @@ describe('SIGTERM', () => {
         realtime: true,
         inbound: { kind: 'tone', frequencyHz: CALLER_HZ, amplitude: TONE_AMPLITUDE },
         outbound: { kind: 'silence' },
+        // Two channels, asked for: the shipped default is mono.
+        recording: { enabled: true, stereo: true },
       });
       // About a second of media received by the gateway, then the signal.
       const framesBefore = await until(async () => {

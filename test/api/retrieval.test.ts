@@ -176,6 +176,35 @@ describe('client key mode', () => {
     expectTones(wav, 200, 1800);
   });
 
+  test('a passphrase client key ("per-instance-key"): scrypt, its parameters in the header; the CLI decrypts it with the passphrase', async () => {
+    const passphrase = 'per-instance-key';
+    const placed = await placeCall(t, { recording: { enabled: true, key: passphrase } });
+    expect(placed.closeCode).toBe(1000);
+    const res = await api(t, recordingPath(placed.callSid));
+    expect(res.status).toBe(302);
+    const object = Buffer.from(await (await fetch(res.headers.get('location')!)).arrayBuffer());
+    // Key mode 03 (client, passphrase); after the (empty) key id: log2N = 15, r = 8, p = 1.
+    expect(object[15]).toBe(3);
+    expect(object[59]).toBe(0);
+    expect([...object.subarray(60, 65)]).toEqual([15, 0, 8, 0, 1]);
+    expect(JSON.stringify(t.logs.lines)).not.toContain(passphrase);
+    const input = join(work, 'passphrase.cvr');
+    await writeFile(input, object);
+    const out = join(work, 'passphrase.wav');
+    const { stderr } = await run(process.execPath, [CLI, 'decrypt', '--key', passphrase, input, out]);
+    expect(stderr).toContain('2.000 s');
+    const wav = decodeWav(await readFile(out));
+    expect(wav).toMatchObject({ sampleRate: 16000, channels: 2, dataBytes: 2 * 16000 * 4 });
+    expectTones(wav, 200, 1800);
+    // Another passphrase does not open it.
+    const wrong = await run(process.execPath, [CLI, 'decrypt', '--key', 'per-instance-kez', input, join(work, 'wrong.wav')]).then(
+      () => null,
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(wrong?.code).toBe(1);
+    expect(wrong?.stderr).toContain('CONTAINER_TAMPERED');
+  });
+
   test.each([
     ['tampered', (b: Buffer) => { b[b.length - 100]! ^= 1; return b; }, 'CONTAINER_TAMPERED'],
     ['truncated at a segment boundary', (b: Buffer) => b.subarray(0, 75 + 16400), 'CONTAINER_TRUNCATED'],
@@ -225,14 +254,14 @@ describe('a recording in progress', () => {
 
     const busy = await api(t, recordingPath(callSid));
     expect(busy.status).toBe(409);
-    expect(await busy.json()).toEqual({ error: { code: 'CONFLICT', message: expect.any(String), details: { status: 'in_progress' } } });
+    expect(await busy.json()).toEqual({ error: { code: 'CONFLICT', message: expect.any(String), details: { status: 'in-progress' } } });
 
     // Wait until the spool holds about a second of sealed audio (16 kHz stereo: 64000 bytes).
     const spool = join(t.dataDir, 'spool', `${row.id}.cvr`);
     await until(async () => ((await stat(spool)).size > 75 + 4 * 16400 ? true : undefined), 'a second of audio in the spool');
     const live = await api(t, recordingPath(callSid, '?live=1'));
     expect(live.status).toBe(200);
-    expect(live.headers.get('x-recording-status')).toBe('in_progress');
+    expect(live.headers.get('x-recording-status')).toBe('in-progress');
     const liveBytes = new Uint8Array(await live.arrayBuffer());
     const wav = decodeWav(liveBytes);
     // Whole segments only, each verified; the header announces exactly what follows.

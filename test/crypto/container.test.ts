@@ -340,11 +340,49 @@ describe('ranges', () => {
 describe('parseHeader', () => {
   test('needs only the header bytes, and at most MAX_HEADER_LENGTH of them', () => {
     const { header, state } = createEncryptor({ dataKey: generateDataKey(), keyMode: 'server', keyId: 'k'.repeat(255), salt: generateSalt(), sampleRate: 48000, channels: 2 });
-    expect(header.length).toBe(MAX_HEADER_LENGTH);
-    const parsed = parseHeader(header);
-    expect(parsed.headerLength).toBe(MAX_HEADER_LENGTH);
-    expect(parsed.header.keyId).toBe('k'.repeat(255));
+    expect(header.length).toBe(315);
+    expect(parseHeader(header).headerLength).toBe(315);
     expect(Buffer.from(state.header).equals(Buffer.from(header))).toBe(true);
+    // The longest: a passphrase client key (key mode 03) with a 255-byte label, then its 5 bytes of scrypt parameters.
+    const longest = createEncryptor({ dataKey: generateDataKey(), keyMode: 'client', keyId: 'k'.repeat(255), salt: generateSalt(), sampleRate: 48000, channels: 2, scrypt: { log2N: 15, r: 8, p: 1 } }).header;
+    expect(longest.length).toBe(MAX_HEADER_LENGTH);
+    expect(MAX_HEADER_LENGTH).toBe(320);
+    const parsed = parseHeader(longest);
+    expect(parsed.headerLength).toBe(MAX_HEADER_LENGTH);
+    expect(parsed.header).toMatchObject({ keyMode: 'client', keyId: 'k'.repeat(255), scrypt: { log2N: 15, r: 8, p: 1 } });
+  });
+
+  test('key mode 03: a passphrase client key, its scrypt parameters after the key id', () => {
+    const { header } = createEncryptor({ dataKey: generateDataKey(), keyMode: 'client', keyId: 'demo', salt: generateSalt(), sampleRate: 16000, channels: 1, scrypt: { log2N: 16, r: 8, p: 2 } });
+    expect(header[15]).toBe(3);
+    expect(header.length).toBe(60 + 4 + 5);
+    expect([...header.subarray(64)]).toEqual([16, 0, 8, 0, 2]);
+    expect(parseHeader(header).header).toMatchObject({ keyMode: 'client', keyId: 'demo', scrypt: { log2N: 16, r: 8, p: 2 } });
+    // HKDF client keys (02) carry no parameters.
+    const hkdf = createEncryptor({ dataKey: generateDataKey(), keyMode: 'client', keyId: 'demo', salt: generateSalt(), sampleRate: 16000, channels: 1 }).header;
+    expect(hkdf[15]).toBe(2);
+    expect(parseHeader(hkdf).header.scrypt).toBeUndefined();
+  });
+
+  test.each([
+    { name: 'N below 2^10', at: 0, value: 9 },
+    { name: 'N above 2^20', at: 0, value: 21 },
+    { name: 'r = 0', at: 2, value: 0 },
+    { name: 'r above 32', at: 2, value: 33 },
+    { name: 'p = 0', at: 4, value: 0 },
+    { name: 'p above 16', at: 4, value: 17 },
+    { name: 'more than 256 MiB (N = 2^20, r = 8)', at: 0, value: 20 },
+  ])('scrypt parameters out of bounds ($name) are CONTAINER_INVALID, so a crafted header cannot exhaust a reader', async ({ at, value }) => {
+    const { header } = createEncryptor({ dataKey: generateDataKey(), keyMode: 'client', keyId: '', salt: generateSalt(), sampleRate: 16000, channels: 1, scrypt: { log2N: 15, r: 8, p: 1 } });
+    const bad = Uint8Array.from(header);
+    bad[60 + at] = value;
+    expect(await errorCode(() => parseHeader(bad))).toBe('CONTAINER_INVALID');
+  });
+
+  test('scrypt parameters on a server-mode header are refused when writing', async () => {
+    expect(
+      await errorCode(() => createEncryptor({ dataKey: generateDataKey(), keyMode: 'server', keyId: 'mk', salt: generateSalt(), sampleRate: 16000, channels: 1, scrypt: { log2N: 15, r: 8, p: 1 } })),
+    ).toBe('CONTAINER_INVALID');
   });
 
   test.each([
@@ -353,7 +391,7 @@ describe('parseHeader', () => {
     { name: 'unknown sample format', mutate: (h: Uint8Array) => flipBit(h, 9, 1) },
     { name: 'three channels', mutate: (h: Uint8Array) => Object.assign(Uint8Array.from(h), { [10]: 3 }) },
     { name: 'sample rate 0', mutate: (h: Uint8Array) => Object.assign(Uint8Array.from(h), { [11]: 0, [12]: 0, [13]: 0, [14]: 0 }) },
-    { name: 'unknown key mode', mutate: (h: Uint8Array) => Object.assign(Uint8Array.from(h), { [15]: 3 }) },
+    { name: 'unknown key mode', mutate: (h: Uint8Array) => Object.assign(Uint8Array.from(h), { [15]: 4 }) },
     { name: 'segment size 0', mutate: (h: Uint8Array) => Object.assign(Uint8Array.from(h), { [16]: 0, [17]: 0, [18]: 0, [19]: 0 }) },
     { name: 'key id not UTF-8', mutate: (h: Uint8Array) => Object.assign(Uint8Array.from(h), { [60]: 0xff }) },
   ])('rejects $name with CONTAINER_INVALID', async ({ mutate }) => {

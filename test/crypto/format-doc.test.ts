@@ -2,11 +2,13 @@
  * Keeps docs/recording-format.md true: its worked example must match what the code produces, and a
  * decryptor written only from the document (below, using nothing but node:crypto) must read it.
  */
-import { createDecipheriv, createHash, createHmac } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { createDecipheriv, createHash, createHmac, scryptSync } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
-import { decryptStream, deriveClientDataKey, encryptChunk, parseHeader, plaintextSize } from '../../dist/crypto/index.js';
+import { decryptRecordingToWav, decryptStream, deriveClientDataKey, derivePassphraseDataKey, encryptChunk, parseHeader, plaintextSize } from '../../dist/crypto/index.js';
 import { createEncryptorWithNoncePrefix, segmentNonce } from '../../dist/crypto/container.js';
 import { chunked, collect, concat } from './fixtures.js';
 
@@ -14,9 +16,9 @@ const DOC = fileURLToPath(new URL('../../docs/recording-format.md', import.meta.
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const sha256 = (s: string | Uint8Array) => createHash('sha256').update(s).digest();
 
-async function documentedVector(): Promise<Map<string, string>> {
+async function documentedVector(name = 'test-vector'): Promise<Map<string, string>> {
   const doc = await readFile(DOC, 'utf8');
-  const block = /<!-- test-vector:begin -->\s*```\n([\s\S]*?)```\s*<!-- test-vector:end -->/.exec(doc);
+  const block = new RegExp(`<!-- ${name}:begin -->\\s*\`\`\`\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`).exec(doc);
   if (!block) throw new Error('worked example block not found in docs/recording-format.md');
   const entries = block[1]!
     .trim()
@@ -123,5 +125,78 @@ describe('docs/recording-format.md worked example', () => {
     expect(plaintextSize(header, headerLength, object.length)).toBe(40);
     const plain = await collect(decryptStream(chunked(object, 10), (h) => deriveClientDataKey(v.get('client key')!, h.salt)));
     expect(hex(plain)).toBe(v.get('plaintext'));
+  });
+});
+
+describe('docs/recording-format.md worked example: a passphrase (key mode 03)', () => {
+  const salt = sha256('callvault test vector: salt');
+  const noncePrefix = sha256('callvault test vector: nonce prefix').subarray(0, 7);
+  const plaintext = Uint8Array.from({ length: 40 }, (_, i) => i);
+
+  test('matches what the implementation produces today', async () => {
+    const scrypt = { log2N: 15, r: 8, p: 1 };
+    const dataKey = await derivePassphraseDataKey('per-instance-key', salt, scrypt);
+    const { header, state } = createEncryptorWithNoncePrefix(
+      { dataKey, keyMode: 'client', keyId: 'demo', salt, sampleRate: 8000, channels: 1, segmentSize: 16, scrypt },
+      noncePrefix,
+    );
+    const { output } = encryptChunk(state, plaintext, true);
+    const generated = new Map([
+      ['passphrase', 'per-instance-key'],
+      ['scrypt', 'N = 32768 (log2N 15), r = 8, p = 1'],
+      ['data key', hex(dataKey)],
+      ['header', hex(header)],
+      ['segment 0', hex(output.subarray(0, 32))],
+      ['segment 1', hex(output.subarray(32, 64))],
+      ['segment 2', hex(output.subarray(64))],
+      ['object sha256', hex(sha256(concat(header, output)))],
+      ['object length', String(header.length + output.length)],
+    ]);
+    expect(Object.fromEntries(await documentedVector('passphrase-vector'))).toEqual(Object.fromEntries(generated));
+  });
+
+  test('decrypts with a decryptor written from the document alone (Node scrypt, AES-256-GCM)', async () => {
+    const v = await documentedVector('passphrase-vector');
+    const object = Buffer.from(v.get('header')! + v.get('segment 0')! + v.get('segment 1')! + v.get('segment 2')!, 'hex');
+    expect(object.length).toBe(Number(v.get('object length')));
+    expect(object[15]).toBe(3);
+    const L = object[59]!;
+    const H = 65 + L;
+    const log2N = object[60 + L]!;
+    const r = object.readUInt16BE(61 + L);
+    const p = object.readUInt16BE(63 + L);
+    const key = scryptSync(Buffer.from(v.get('passphrase')!, 'utf8'), object.subarray(27, 59), 32, { N: 2 ** log2N, r, p, maxmem: 64 * 1024 * 1024 });
+    expect(hex(key)).toBe(v.get('data key'));
+    const header = object.subarray(0, H);
+    const parts: Uint8Array[] = [];
+    for (let i = 0, offset = H; offset < object.length; i++) {
+      const final = object.length - offset <= 32;
+      const sealed = object.subarray(offset, final ? object.length : offset + 32);
+      const nonce = Buffer.concat([object.subarray(20, 27), Buffer.alloc(5)]);
+      nonce.writeUInt32BE(i, 7);
+      nonce[11] = final ? 1 : 0;
+      const d = createDecipheriv('aes-256-gcm', key, nonce);
+      d.setAAD(header);
+      d.setAuthTag(sealed.subarray(sealed.length - 16));
+      parts.push(d.update(sealed.subarray(0, sealed.length - 16)), d.final());
+      offset += sealed.length;
+    }
+    expect(hex(concat(...parts))).toBe(hex(plaintext));
+  });
+
+  test('callvault decrypt --key <passphrase> (the library behind it) reads it', async () => {
+    const v = await documentedVector('passphrase-vector');
+    const dir = await mkdtemp(join(tmpdir(), 'cv-passphrase-'));
+    try {
+      const input = join(dir, 'example.cvr');
+      await writeFile(input, Buffer.from(v.get('header')! + v.get('segment 0')! + v.get('segment 1')! + v.get('segment 2')!, 'hex'));
+      const result = await decryptRecordingToWav({ input, output: join(dir, 'example.wav'), key: v.get('passphrase')! });
+      expect(result).toMatchObject({ sampleRate: 8000, channels: 1 });
+      const wav = await readFile(join(dir, 'example.wav'));
+      expect(hex(wav.subarray(44))).toBe(hex(plaintext));
+      await expect(decryptRecordingToWav({ input, output: join(dir, 'wrong.wav'), key: 'per-instance-kez' })).rejects.toMatchObject({ code: 'CONTAINER_TAMPERED' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

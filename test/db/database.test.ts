@@ -82,6 +82,7 @@ describe('migrate', () => {
       { version: 6, name: 'open_uploads' },
       { version: 7, name: 'key_scopes' },
       { version: 8, name: 'signalwire' },
+      { version: 9, name: 'agent_identity' },
     ]);
   });
 

@@ -10,7 +10,7 @@ import { expect, test } from 'vitest';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createDatabase } from '../../dist/db/index.js';
 import { createLogger } from '../../dist/log/index.js';
-import { decryptStream, deriveClientDataKey, unwrapDataKey } from '../../dist/crypto/index.js';
+import { decryptStream, deriveClientDataKeyFor, unwrapDataKey } from '../../dist/crypto/index.js';
 import { randomCallSid, simulateTwilioCall } from '../../dist/ingest/twilio/index.js';
 import { sliceMs, splitChannels, toneAmplitude } from '../support/audio.js';
 import { PUBLIC_URL, listBucket, testAccount } from '../support/gateway.js';
@@ -34,6 +34,8 @@ async function framesReceived(port: number): Promise<number> {
 test.each([
   ['server', undefined],
   ['client', CLIENT_KEY],
+  // A passphrase: the recovered container carries the same scrypt parameters (from the manifest) as the lost one.
+  ['client passphrase', 'per-instance-key'],
 ])('SIGKILL mid-call (%s key): the restart finishes the recording from the spool, with the audio received before the kill', async (_mode, key) => {
   const db = await freshDatabase();
   const bucket = await freshBucket();
@@ -94,7 +96,7 @@ test.each([
     const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: row.objectKey }));
     const chunks: Uint8Array[] = [];
     for await (const plain of decryptStream(object.Body as AsyncIterable<Uint8Array>, (header) =>
-      key ? deriveClientDataKey(key, header.salt) : unwrapDataKey(new Map([['crash-test', masterKey]]), row.keyId!, row.wrappedKey!),
+      key ? deriveClientDataKeyFor(key, header) : unwrapDataKey(new Map([['crash-test', masterKey]]), row.keyId!, row.wrappedKey!),
     )) {
       chunks.push(Uint8Array.from(plain));
     }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { simulateTwilioCall, randomCallSid } from '../../dist/ingest/twilio/simulator.js';
+import { loadEnv } from '../../dist/config/index.js';
 import { sliceMs, toneAmplitude, rms } from '../support/audio.js';
 import { s3Client } from '../support/peers.js';
 import { placeCall } from '../support/twilio.js';
@@ -176,13 +177,69 @@ describe('client key mode', () => {
   });
 
   test.each([
-    ['too short', Buffer.from('0123456789abcdef0123456789abcd', 'hex').toString('base64')],
-    ['not random', 'a'.repeat(64)],
-    ['a passphrase', 'password123password123'],
-  ])('refuses a weak client key (%s) before any audio is accepted', async (_name, key) => {
+    ['7 characters', 'hunter2'],
+    ['a 7-character passphrase', 'Zq7#pX2'],
+  ])('refuses a client key shorter than 8 characters (%s) before any audio is accepted', async (_name, key) => {
     const result = await call({ recording: { enabled: true, key } });
     expect(result.closeCode).toBe(4406);
     expect(await recordingsOfCall(t, 'acme', result.callSid)).toEqual([]);
     expect(JSON.stringify(t.logs.lines)).not.toContain(key);
+  });
+});
+
+describe('A-law (audio/x-alaw, PCMA) streams', () => {
+  test('are decoded as A-law: each tone recognised in its channel, for the exact duration', async () => {
+    const result = await call({ durationMs: 2000, encoding: 'alaw', recording: { enabled: true, stereo: true } });
+    expect(result.closeCode).toBe(1000);
+    const row = await onlyRecording('acme', result.callSid);
+    expect(row).toMatchObject({ status: 'completed', channels: 2, durationMs: 2000 });
+    expect(row.metadata).toMatchObject({ mediaFormat: { encoding: 'audio/x-alaw', sampleRate: 8000, channels: 1 } });
+    const rec = await fetchRecording(t, row);
+    const [left, right] = rec.channelSamples as [Int16Array, Int16Array];
+    expect(left.length).toBe(2 * 16000);
+    const expected = 0.4 * 32767;
+    const leftMid = sliceMs(left, 16000, 200, 1800);
+    const rightMid = sliceMs(right, 16000, 200, 1800);
+    expect(toneAmplitude(leftMid, 16000, CALLER_HZ)).toBeGreaterThan(expected * 0.9);
+    expect(toneAmplitude(leftMid, 16000, AGENT_HZ)).toBeLessThan(expected * 0.01);
+    expect(toneAmplitude(rightMid, 16000, AGENT_HZ)).toBeGreaterThan(expected * 0.9);
+    expect(toneAmplitude(rightMid, 16000, CALLER_HZ)).toBeLessThan(expected * 0.01);
+  });
+});
+
+describe('the shipped default options (RECORDING_DEFAULT unset)', () => {
+  let local: TestGateway;
+  beforeAll(async () => {
+    const defaults = loadEnv({}).RECORDING_DEFAULT;
+    expect(defaults).toEqual({ enabled: true, stereo: false });
+    local = await startTestGateway({ recording: { sampleRate: 16000, defaults } });
+  });
+  afterAll(async () => {
+    await local?.dispose();
+  });
+
+  test.each([
+    { case: 'no recording parameter', recording: undefined, channels: 1 },
+    { case: 'stereo omitted', recording: { enabled: true }, channels: 1 },
+    { case: 'stereo: true', recording: { enabled: true, stereo: true }, channels: 2 },
+  ])('$case: $channels channel(s)', async ({ recording, channels }) => {
+    const result = await placeCall(local, { durationMs: 1000, ...(recording ? { recording } : {}) });
+    expect(result.closeCode).toBe(1000);
+    const [row] = await recordingsOfCall(local, 'acme', result.callSid);
+    expect(row).toMatchObject({ status: 'completed', channels, durationMs: 1000 });
+    expect(row!.metadata).toMatchObject({ recordingOptions: { stereo: channels === 2 } });
+    const rec = await fetchRecording(local, row!);
+    const expected = 0.4 * 32767;
+    if (channels === 1) {
+      // Mono: everyone mixed into the one channel.
+      const mid = sliceMs(rec.channelSamples[0]!, 16000, 200, 800);
+      expect(toneAmplitude(mid, 16000, CALLER_HZ)).toBeGreaterThan(expected * 0.9);
+      expect(toneAmplitude(mid, 16000, AGENT_HZ)).toBeGreaterThan(expected * 0.9);
+    } else {
+      const [left, right] = rec.channelSamples as [Int16Array, Int16Array];
+      expect(toneAmplitude(sliceMs(left, 16000, 200, 800), 16000, CALLER_HZ)).toBeGreaterThan(expected * 0.9);
+      expect(toneAmplitude(sliceMs(right, 16000, 200, 800), 16000, AGENT_HZ)).toBeGreaterThan(expected * 0.9);
+      expect(toneAmplitude(sliceMs(left, 16000, 200, 800), 16000, AGENT_HZ)).toBeLessThan(expected * 0.01);
+    }
   });
 });

@@ -62,14 +62,16 @@ async function api(method: string, room: string, key: string, body?: unknown): P
 
 describe('LiveKit room participant mode', () => {
   test.each([
-    { case: 'agent marked by participant kind', agentByKind: true },
-    { case: 'agent named by the room metadata', agentByKind: false },
-  ])('records a caller and a late agent, with the caller muted for a while ($case)', async ({ agentByKind }) => {
+    { case: 'agent marked by participant kind', agentByKind: true, metadata: '', request: {} },
+    { case: 'agent named by the room metadata', agentByKind: false, metadata: JSON.stringify({ agentIdentity: 'agent-bot' }), request: {} },
+    // The API request's agentIdentity wins over the room metadata's.
+    { case: 'agent named by the API request', agentByKind: false, metadata: JSON.stringify({ agentIdentity: 'caller-1' }), request: { agentIdentity: 'agent-bot' } },
+  ])('records a caller and a late agent, with the caller muted for a while ($case)', async ({ agentByKind, metadata, request }) => {
     const room = uniqueName('api');
-    const created = await rooms.createRoom({ name: room, metadata: agentByKind ? '' : JSON.stringify({ agentIdentity: 'agent-bot' }) });
+    const created = await rooms.createRoom({ name: room, metadata });
 
     expect((await api('POST', room, gw.otherOrgApiKey, { enabled: true })).status).toBe(404);
-    const started = await api('POST', room, gw.apiKey, { enabled: true, stereo: true });
+    const started = await api('POST', room, gw.apiKey, { enabled: true, stereo: true, ...request });
     expect(started.status).toBe(201);
     expect(started.json).toEqual({ callId: created.sid, recordingSid: expect.stringMatching(/^CR[0-9a-f]{32}$/) });
     expect((await api('POST', room, gw.apiKey, {})).status).toBe(409);

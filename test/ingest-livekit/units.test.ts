@@ -7,7 +7,10 @@ import {
   roomRecordingOptions,
   participantRecordingOptions,
   agentIdentitiesOf,
+  agentIdentitiesWith,
+  agentPolicyCandidates,
   agentPolicyOf,
+  namedAgentIdentities,
 } from '../../dist/ingest/livekit/index.js';
 
 const RATE = 48_000;
@@ -142,6 +145,38 @@ describe('recording options precedence', () => {
       request,
     });
     expect(resolved.options).toEqual(expected);
+  });
+
+  const ROOM_NAMES = JSON.stringify({ agentIdentity: 'meta-agent', options: { recording: { enabled: true } } });
+  test.each([
+    { case: 'the request over everything', request: 'req-agent', participant: 'part-agent', room: 'room-agent', expected: ['req-agent'] },
+    { case: 'participant metadata over the room', request: undefined, participant: 'part-agent', room: 'room-agent', expected: ['part-agent'] },
+    { case: "the room's recording options over its top-level agentIdentity", request: undefined, participant: undefined, room: 'room-agent', expected: ['room-agent'] },
+    { case: 'the room metadata agentIdentity when no option names one', request: undefined, participant: undefined, room: undefined, expected: ['meta-agent'] },
+  ])('agentIdentity option: $case', ({ request, participant, room, expected }) => {
+    const roomMetadata = room ? JSON.stringify({ agentIdentity: 'meta-agent', options: { recording: { enabled: true, agentIdentity: room } } }) : ROOM_NAMES;
+    const named = namedAgentIdentities({
+      roomMetadata,
+      room: roomRecordingOptions(roomMetadata),
+      participant: participantRecordingOptions(participant ? JSON.stringify({ recording: { enabled: true, agentIdentity: participant } }) : undefined),
+      request: request ? { agentIdentity: request } : undefined,
+    });
+    expect([...named]).toEqual(expected);
+    // A named identity wins over the one the agent policy names.
+    expect([...agentIdentitiesWith(named, { agentIdentity: 'policy-agent' })]).toEqual(expected);
+  });
+
+  test("agentIdentity option: the agent policy's, when nothing else names one; the policy is found by the room's agentId", async () => {
+    const roomMetadata = JSON.stringify({ agentId: 'support-bot', options: { recording: { enabled: true } } });
+    const named = namedAgentIdentities({ roomMetadata, room: roomRecordingOptions(roomMetadata) });
+    expect(named.size).toBe(0);
+    const candidates = agentPolicyCandidates(roomMetadata, named);
+    expect(candidates).toEqual(['support-bot']);
+    const policy = await agentPolicyOf(candidates, async (id) => (id === 'support-bot' ? { enabled: true, agentIdentity: 'support-bot-7' } : undefined));
+    expect([...agentIdentitiesWith(named, policy)]).toEqual(['support-bot-7']);
+    expect([...agentIdentitiesWith(named, undefined)]).toEqual([]);
+    // The option is validated like any other: an empty identity is refused.
+    expect(() => participantRecordingOptions(JSON.stringify({ recording: { enabled: true, agentIdentity: '' } }))).toThrow();
   });
 
   test('an agent policy alone does not ask for a recording (the default alone never starts one either)', () => {

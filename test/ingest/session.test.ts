@@ -94,8 +94,9 @@ describe('TwilioStreamSession rejects every violation with its error and close c
       close: 4400,
     },
     {
-      name: 'start with a-law audio',
-      frames: [start().replace('audio/x-mulaw', 'audio/x-alaw')],
+      // A-law (audio/x-alaw) is accepted; any other encoding is not.
+      name: 'start with L16 audio',
+      frames: [start().replace('audio/x-mulaw', 'audio/L16')],
       code: 'FRAME_MALFORMED',
       close: 4400,
     },

@@ -53,8 +53,19 @@ describe('the agents API', () => {
     expect((await apiJson(t, 'DELETE', '/api/agents/agent-7')).status).toBe(404);
   });
 
+  test('PUT keeps an agentIdentity (the LiveKit participant identity of the agent) and GET shows it', async () => {
+    const put = await apiJson(t, 'PUT', '/api/agents/agent-lk', { options: { recording: { enabled: true, stereo: true, agentIdentity: 'support-bot-7' } } });
+    expect(put.status).toBe(201);
+    const got = ((await (await apiJson(t, 'GET', '/api/agents/agent-lk')).json()) as any).agent.options.recording;
+    expect(got).toEqual({ enabled: true, stereo: true, agentIdentity: 'support-bot-7', keySet: false });
+    const policy = await t.gateway.db.agents.get('acme', 'agent-lk');
+    expect(policy?.agentIdentity).toBe('support-bot-7');
+    expect((await apiJson(t, 'DELETE', '/api/agents/agent-lk')).status).toBe(204);
+  });
+
   test.each([
-    ['a weak key', { options: { recording: { enabled: true, key: 'hunter2hunter2' } } }, 'CLIENT_KEY_WEAK'],
+    ['an empty agentIdentity', { options: { recording: { enabled: true, agentIdentity: '' } } }, 'BAD_REQUEST'],
+    ['a too-short key', { options: { recording: { enabled: true, key: 'hunter2' } } }, 'CLIENT_KEY_WEAK'],
     ['no enabled', { options: { recording: { stereo: true } } }, 'BAD_REQUEST'],
     ['an unknown field', { options: { recording: { enabled: true, mono: true } } }, 'BAD_REQUEST'],
     ['no options', { recording: { enabled: true } }, 'BAD_REQUEST'],

@@ -42,7 +42,7 @@ describe('start, pause, resume, stop over HTTP', () => {
     await s.flushed(t, 'acme', 500);
     const started = await ok(await apiJson(t, 'POST', '/api/call-recordings/start', { callSid: s.callSid, recordingTrack: 'both' }), 201);
     const sid = started['recording'].recordingSid as string;
-    expect(started['recording']).toMatchObject({ callSid: s.callSid, source: 'gateway', status: 'in_progress', keyMode: 'server' });
+    expect(started['recording']).toMatchObject({ callSid: s.callSid, source: 'gateway', status: 'in-progress', keyMode: 'server' });
     s.media(500, 1500, { inbound: 440, outbound: 440 });
     await s.flushed(t, 'acme', 1500);
     const paused = await ok(await apiJson(t, 'POST', `/api/call-recordings/${sid}/pause`, { behavior }), 200);
@@ -121,7 +121,7 @@ describe('refusals with stable codes', () => {
     ['pause an unknown recording', '/api/call-recordings/CR00000000000000000000000000000000/pause', {}, 404, 'NOT_FOUND'],
     ['stop with both ids', '/api/call-recordings/stop', { callSid: 'CA1', recordingSid: 'CR1' }, 400, 'BAD_REQUEST'],
     ['start with a bad track', '/api/call-recordings/start', { callSid: 'CA1', recordingTrack: 'left' }, 400, 'BAD_REQUEST'],
-    ['start with a weak key', '/api/call-recordings/start', { callSid: 'CA1', key: 'password123' }, 400, 'CLIENT_KEY_WEAK'],
+    ['start with a too-short key', '/api/call-recordings/start', { callSid: 'CA1', key: 'pass123' }, 400, 'CLIENT_KEY_WEAK'],
     ['pause with a bad behavior', '/api/call-recordings/CR00000000000000000000000000000000/pause', { behavior: 'mute' }, 400, 'BAD_REQUEST'],
   ])('%s', async (_name, path, body, status, code) => {
     expect((await ok(await apiJson(t, 'POST', path, body), status))['error'].code).toBe(code);

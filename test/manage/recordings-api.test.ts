@@ -86,6 +86,8 @@ describe('listing 100,000 recordings', () => {
     [`callSid=${callSidOf(2)}`, (i: number) => i % 3 === 2],
     ['status=completed&source=gateway', (i: number) => i % 3 === 0 && i % 4 === 0],
     [`fromDate=${new Date(BASE + 1_000_000).toISOString()}&toDate=${new Date(BASE + 1_050_000).toISOString()}`, (i: number) => i >= 1000 && i < 1050],
+    [`fromDate=${new Date(BASE + 50_000_000).toISOString()}&status=in-progress`, (i: number) => i >= 50_000 && i % 3 === 2],
+    // The stored spelling is still accepted as a filter.
     [`fromDate=${new Date(BASE + 50_000_000).toISOString()}&status=in_progress`, (i: number) => i >= 50_000 && i % 3 === 2],
   ])('filter %s', async (filter, matches) => {
     const expected = Array.from({ length: SEEDED }, (_, k) => SEEDED - k).filter(matches);
@@ -136,7 +138,10 @@ describe('one recording', () => {
       source: 'gateway',
       channels: 2,
       sampleRate: 16000,
-      format: 'cvr1',
+      format: 'wav',
+      container: 'cvr1',
+      mediaType: 'audio',
+      contentType: 'audio/wav',
       size: stored.objectSize,
       keyMode: 'server',
       url: `https://rec.example.test/api/call-recordings/${rec.recordingSid}/media`,
@@ -152,6 +157,23 @@ describe('one recording', () => {
     });
     expect(ranged.status).toBe(206);
     expect(Buffer.from(await ranged.arrayBuffer())).toEqual(Buffer.from(stored.wav.subarray(44, 144)));
+  });
+
+  test.each([
+    [1600, 2],
+    [1400, 1],
+    [250, 0],
+  ])('duration is whole seconds (%i ms -> %i s), durationMs exact, statuses hyphenated', async (ms, seconds) => {
+    const stored = await storeRecording(t, { pcm: randomBytes((16000 * 2 * 2 * ms) / 1000) });
+    const rec = ((await (await apiJson(t, 'GET', `/api/call-recordings/${stored.recordingId}`)).json()) as Record<string, any>)['recording'];
+    expect(rec).toMatchObject({ duration: seconds, durationMs: ms, status: 'completed', format: 'wav', mediaType: 'audio' });
+    expect(Number.isInteger(rec.duration)).toBe(true);
+  });
+
+  test.each([['in progress'], ['in-progress_'], ['IN-PROGRESS'], ['in_progress-']])('an unknown status filter %j is a 400', async (status) => {
+    const res = await apiJson(t, 'GET', `/api/call-recordings?status=${encodeURIComponent(status)}`);
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { code: 'BAD_REQUEST', details: { allowed: ['in-progress', 'uploading', 'completed', 'failed'] } } });
   });
 
   test('a client-key recording redirects to the encrypted object', async () => {

@@ -2,6 +2,9 @@ import { describe, expect, test } from 'vitest';
 // alawmulaw ships CommonJS as `main` (its ESM entry uses extensionless imports Node cannot load).
 import alawmulaw from 'alawmulaw';
 import {
+  ALAW_DECODE_TABLE,
+  alawDecode,
+  alawEncode,
   MULAW_DECODE_TABLE,
   mulawDecode,
   mulawDecodeSample,
@@ -44,6 +47,33 @@ describe('G.711 mu-law', () => {
       // Segment step is 2^(exponent+3); the rounding error is at most one step.
       const step = 2 ** (Math.max(0, Math.floor(Math.log2((magnitude + 0x84) >> 7))) + 3);
       expect(Math.abs(decoded - Math.max(-32635, Math.min(32635, x)))).toBeLessThanOrEqual(step);
+    }
+  });
+});
+
+describe('G.711 A-law', () => {
+  test('the decode table is the reference decoder for all 256 codes', () => {
+    const codes = Uint8Array.from({ length: 256 }, (_, i) => i);
+    expect(Array.from(ALAW_DECODE_TABLE)).toEqual(Array.from(codes, (code) => alawmulaw.alaw.decodeSample(code) | 0));
+    expect(Array.from(alawDecode(codes))).toEqual(Array.from(alawmulaw.alaw.decode(codes)));
+    // Anchors of G.711 A-law (even bits inverted on the wire): 0xd5 / 0x55 are the smallest steps, 0xaa / 0x2a the extremes.
+    expect([ALAW_DECODE_TABLE[0xd5], ALAW_DECODE_TABLE[0x55], ALAW_DECODE_TABLE[0xaa], ALAW_DECODE_TABLE[0x2a]]).toEqual([8, -8, 32256, -32256]);
+  });
+
+  test('A-law is not µ-law: the same bytes decode differently', () => {
+    let differing = 0;
+    for (let code = 0; code < 256; code++) if (ALAW_DECODE_TABLE[code] !== MULAW_DECODE_TABLE[code]) differing++;
+    expect(differing).toBeGreaterThan(250);
+  });
+
+  test('decode(encode(x)) stays within A-law quantisation', () => {
+    const all = Int16Array.from({ length: 65536 }, (_, i) => i - 32768);
+    const back = alawDecode(alawEncode(all));
+    for (let i = 0; i < all.length; i += 7) {
+      const x = all[i]!;
+      // 13-bit A-law: step 16 in the first two segments, doubling per segment up to 1024 at full scale.
+      const step = Math.max(16, 2 ** (Math.floor(Math.log2(Math.max(1, Math.abs(x)))) - 3));
+      expect(Math.abs(back[i]! - x)).toBeLessThanOrEqual(step);
     }
   });
 });

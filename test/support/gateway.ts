@@ -12,7 +12,7 @@ import type { Gateway } from '../../dist/gateway/gateway.js';
 import { startGateway } from '../../dist/bootstrap/wiring.js';
 import type { GatewayOptions } from '../../dist/gateway/options.js';
 import { createLogger } from '../../dist/log/index.js';
-import { decryptStream, deriveClientDataKey, unwrapDataKey } from '../../dist/crypto/index.js';
+import { decryptStream, deriveClientDataKeyFor, unwrapDataKey } from '../../dist/crypto/index.js';
 import type { Recording as RecordingRow } from '../../dist/db/index.js';
 import { freshBucket, freshDatabase, s3Client, s3Peer } from './peers.js';
 import { splitChannels } from './audio.js';
@@ -137,7 +137,7 @@ export async function fetchRecording(t: TestGateway, row: RecordingRow, clientKe
     let header: { sampleRate: number; channels: number } | undefined;
     for await (const plain of decryptStream(bodyChunks(object.Body as AsyncIterable<Uint8Array>), (h) => {
       header = h;
-      if (h.keyMode === 'client') return deriveClientDataKey(clientKey ?? '', h.salt);
+      if (h.keyMode === 'client') return deriveClientDataKeyFor(clientKey ?? '', h);
       return unwrapDataKey(t.gateway.options.keyring.all, row.keyId ?? '', row.wrappedKey ?? new Uint8Array());
     })) {
       chunks.push(Uint8Array.from(plain));

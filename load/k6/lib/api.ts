@@ -6,7 +6,7 @@ export interface RecordingView {
   id: string;
   recordingSid: string;
   callSid: string | null;
-  status: 'in_progress' | 'uploading' | 'completed' | 'failed';
+  status: 'in-progress' | 'uploading' | 'completed' | 'failed';
   durationMs: number | null;
   channels: number;
   sampleRate: number;
@@ -62,7 +62,7 @@ export function waitForFinishedRecording(base: string, apiKey: string, callSid: 
     });
     const recordings = res.status === 200 ? recordingsOf(jsonOf(res)) : null;
     last = recordings?.[0] ?? last;
-    if (last && last.status !== 'in_progress') return last;
+    if (last && last.status !== 'in-progress') return last;
     if (Date.now() >= deadline) return last;
     sleep(0.25);
   }

@@ -22,7 +22,12 @@ const PutAgentSchema = z
     options: z
       .object({
         recording: z
-          .object({ enabled: z.boolean(), key: z.string().min(1).optional(), stereo: z.boolean().optional() })
+          .object({
+            enabled: z.boolean(),
+            key: z.string().min(1).optional(),
+            stereo: z.boolean().optional(),
+            agentIdentity: z.string().min(1).max(256).optional(),
+          })
           .strict(),
       })
       .strict(),
@@ -36,6 +41,7 @@ function agentView(policy: AgentPolicyRow): Record<string, unknown> {
       recording: {
         enabled: policy.enabled,
         ...(policy.stereo === null ? {} : { stereo: policy.stereo }),
+        ...(policy.agentIdentity === null ? {} : { agentIdentity: policy.agentIdentity }),
         keySet: policy.sealedKey !== null,
       },
     },
@@ -73,6 +79,7 @@ export function registerAgentRoutes(router: Router, gateway: GatewayPort): void 
       agentId,
       enabled: recording.enabled,
       stereo: recording.stereo ?? null,
+      agentIdentity: recording.agentIdentity ?? null,
       keyId: sealed?.keyId ?? null,
       sealedKey: sealed?.sealed ?? null,
     });

@@ -11,7 +11,7 @@ import { createTwilioRestClient, twilioError } from '../../twilio-client/index.j
 import { authenticate, canSeeCall, requireOrganisationKey, type Principal } from '../../http/auth.js';
 import { json, type HttpResult, type RequestContext, type Router, type StreamedResult } from '../../http/http.js';
 import { UUID_PATTERN } from '../../config/index.js';
-import { carrierAccountFor, carrierOfAccount, jsonBody, TWILIO_RECORDING_SID } from './common.js';
+import { apiStatus, carrierAccountFor, carrierOfAccount, CONTAINER_FORMAT, jsonBody, servedFormat, storedStatusOf, TWILIO_RECORDING_SID } from './common.js';
 import { agentRecordingOptions, layerRecordingOptions } from '../../gateway/port.js';
 import type { ControlRateLimiter } from './rate-limit.js';
 import { startTwilioRecording } from './twilio-calls.js';
@@ -46,14 +46,17 @@ export function recordingView(row: RecordingRow, call: CallSummary | undefined, 
     id: row.id,
     recordingSid: row.recordingSid,
     callSid: call?.externalId ?? null,
-    status: row.status,
-    duration: row.durationMs === null ? null : row.durationMs / 1000,
+    status: apiStatus(row.status),
+    // Whole seconds, as the recording APIs callvault replaces count them; durationMs is exact.
+    duration: row.durationMs === null ? null : Math.round(row.durationMs / 1000),
     durationMs: row.durationMs,
     url: `${publicUrl}${CALL_RECORDINGS_PATH}/${row.recordingSid}/media`,
-    mediaType: row.mediaType,
+    mediaType: 'audio',
+    contentType: servedFormat(row) === 'mp3' ? 'audio/mpeg' : 'audio/wav',
     source: row.source,
     channels: row.channels,
-    format: row.format,
+    format: servedFormat(row),
+    container: CONTAINER_FORMAT,
     sampleRate: row.sampleRate,
     size: row.sizeBytes,
     keyMode: row.keyMode,
@@ -112,6 +115,16 @@ function oneOf<T extends string>(value: string | null, name: string, allowed: re
   if (value === null || value === '') return undefined;
   if (!(allowed as readonly string[]).includes(value)) throw badRequest(`unknown ${name}`, { [name]: value, allowed });
   return value as T;
+}
+
+/** `?status=`: the API spelling (`in-progress`, …); the stored `in_progress` is still accepted. */
+function statusFilter(value: string | null): RecordingStatus | undefined {
+  if (value === null || value === '') return undefined;
+  const stored = storedStatusOf(value);
+  if (!(STATUSES as readonly string[]).includes(stored) || (value.includes('-') && value.includes('_'))) {
+    throw badRequest('unknown status', { status: value, allowed: STATUSES.map(apiStatus) });
+  }
+  return stored as RecordingStatus;
 }
 
 export const StartSchema = z
@@ -190,7 +203,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     const page = positiveInt(q.get('page'), 'page', 1);
     const limit = positiveInt(q.get('limit'), 'limit', DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT);
     const callSid = q.get('callSid') || undefined;
-    const status = oneOf(q.get('status'), 'status', STATUSES);
+    const status = statusFilter(q.get('status'));
     const source = oneOf(q.get('source'), 'source', SOURCES);
     const fromDate = dateParam(q.get('fromDate'), 'fromDate');
     const toDate = dateParam(q.get('toDate'), 'toDate');
@@ -234,7 +247,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     const row = await rowOf(principal.orgId, ctx.params[0] ?? '');
     await visible(principal, row);
     if (row.status !== 'completed' && row.status !== 'uploading') {
-      throw new CallvaultError(ErrorCode.Conflict, `the recording is ${row.status.replace('_', ' ')}`, { details: { status: row.status } });
+      throw new CallvaultError(ErrorCode.Conflict, `the recording is ${row.status.replace('_', ' ')}`, { details: { status: apiStatus(row.status) } });
     }
     return deps.serveMedia(ctx, row);
   });
@@ -311,7 +324,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
       {
         startedBy: 'api',
         recordingTrack: body.recordingTrack,
-        recordingOptions: { enabled: true, stereo: options.stereo ?? true, keyMode: options.key ? 'client' : 'server' },
+        recordingOptions: { enabled: true, stereo: options.stereo === true, keyMode: options.key ? 'client' : 'server' },
         ...(agentId ? { agentId } : {}),
       },
       tracks ? { tracks } : {},
@@ -323,7 +336,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
         recordingSid: recording.recordingSid,
         callSid: body.callSid,
         source: call.source === 'livekit' ? 'livekit' : 'gateway',
-        status: 'in_progress',
+        status: 'in-progress',
         recordingTrack: body.recordingTrack,
         keyMode: recording.keyMode,
         channels: recording.channels,
@@ -373,7 +386,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
         deps.limiter.take(orgId, callRow?.externalId ?? row.id);
         const call = gateway.liveRecordingCall(orgId, row.id);
         if (!call) {
-          throw new CallvaultError(ErrorCode.Conflict, 'the recording is not in progress on this gateway', { details: { status: row.status } });
+          throw new CallvaultError(ErrorCode.Conflict, 'the recording is not in progress on this gateway', { details: { status: apiStatus(row.status) } });
         }
         const summary = await call.stopRecording();
         if (summary) stopped.push({ recordingSid: summary.recordingSid, source: row.source, status: summary.status, durationMs: summary.durationMs });
@@ -454,10 +467,10 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     deps.limiter.take(orgId, callRow?.externalId ?? row.id);
     const call = gateway.liveRecordingCall(orgId, row.id);
     if (!call) {
-      throw new CallvaultError(ErrorCode.Conflict, 'the recording is not in progress on this gateway', { details: { status: row.status } });
+      throw new CallvaultError(ErrorCode.Conflict, 'the recording is not in progress on this gateway', { details: { status: apiStatus(row.status) } });
     }
     const pause: PauseRecord = action === 'pause' ? call.pauseRecording(body!.behavior) : call.resumeRecording();
-    return json(200, { success: true, recordingSid: row.recordingSid, source: row.source, status: 'in_progress', paused: action === 'pause', pause });
+    return json(200, { success: true, recordingSid: row.recordingSid, source: row.source, status: 'in-progress', paused: action === 'pause', pause });
   };
 
   router.route('post', `${CALL_RECORDINGS_PATH}/:id/pause`, 'call_recordings_pause', control('pause'));
@@ -469,7 +482,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     const row = await rowOf(orgId, ctx.params[0] ?? '');
     await visible(principal, row);
     if (row.status === 'completed') {
-      throw new CallvaultError(ErrorCode.Conflict, 'the recording is already complete', { details: { status: row.status } });
+      throw new CallvaultError(ErrorCode.Conflict, 'the recording is already complete', { details: { status: apiStatus(row.status) } });
     }
     await gateway.retryRecording(orgId, row.id);
     return json(202, { success: true, recordingSid: row.recordingSid, status: 'retrying' });

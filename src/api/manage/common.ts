@@ -48,3 +48,24 @@ export function carrierOfAccount(gateway: GatewayPort, orgId: string, accountSid
 }
 
 export const TWILIO_RECORDING_SID = /^RE[0-9a-fA-F]{32}$/;
+
+/**
+ * A status as the API spells it: hyphens, as the recording APIs callvault replaces spell theirs
+ * (`in-progress`, `completed`, `failed`, `uploading`). Stored rows keep their own spelling.
+ */
+export function apiStatus(status: string): string {
+  return status.replace(/_/g, '-');
+}
+
+/** A `?status=` filter value: the API spelling, or the stored one (`in_progress`, still accepted), as stored. */
+export function storedStatusOf(value: string): string {
+  return value.replace(/-/g, '_');
+}
+
+/** The audio format `/media` serves once decrypted: `mp3` for recordings kept as MP3 (ElevenLabs), else `wav`. */
+export function servedFormat(row: { format: string }): 'wav' | 'mp3' {
+  return row.format === 'mp3' ? 'mp3' : 'wav';
+}
+
+/** The encrypted object's container format (`docs/recording-format.md`): one for every recording. */
+export const CONTAINER_FORMAT = 'cvr1';

@@ -6,8 +6,9 @@ import { uploading } from './0005_uploading.js';
 import { openUploads } from './0006_open_uploads.js';
 import { keyScopes } from './0007_key_scopes.js';
 import { signalwire } from './0008_signalwire.js';
+import { agentIdentity } from './0009_agent_identity.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes, signalwire];
+export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes, signalwire, agentIdentity];

@@ -16,6 +16,9 @@ export { RoomParticipant, mintRecorderToken, GATEWAY_IDENTITY_PREFIX, PARTICIPAN
 export { TrackTimeline, DEFAULT_GAP_THRESHOLD_MS, type TrackTimelineOptions } from './timeline.js';
 export {
   agentIdentitiesOf,
+  agentIdentitiesWith,
+  agentPolicyCandidates,
+  namedAgentIdentities,
   agentPolicyOf,
   parseMetadata,
   participantRecordingOptions,

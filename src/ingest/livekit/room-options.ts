@@ -58,6 +58,39 @@ export function agentIdentitiesOf(roomMetadata: string | undefined | null): Set<
   return identities;
 }
 
+/**
+ * Who is the room's agent, by the usual precedence: the `agentIdentity` option of the API request, then of
+ * the participant metadata's `recording`, then of the room metadata's recording options, then the room
+ * metadata's top-level `agentIdentity` / `agentIdentities`; empty when none names one (the agent policy's
+ * `agentIdentity` is the last resort, once the policy is known: see `agentIdentitiesWith`).
+ */
+export function namedAgentIdentities(layers: {
+  roomMetadata: string | undefined | null;
+  room?: PartialRecordingOptions | undefined;
+  participant?: PartialRecordingOptions | undefined;
+  request?: PartialRecordingOptions | undefined;
+}): Set<string> {
+  const explicit = layers.request?.agentIdentity ?? layers.participant?.agentIdentity ?? layers.room?.agentIdentity;
+  return explicit ? new Set([explicit]) : agentIdentitiesOf(layers.roomMetadata);
+}
+
+/**
+ * Where to look for the agent policy (`/api/agents/{agentId}`): the room metadata's `agentId` first (as a
+ * Twilio stream's `agentId` parameter selects one), then each named agent identity.
+ */
+export function agentPolicyCandidates(roomMetadata: string | undefined | null, named: ReadonlySet<string>): string[] {
+  const agentId = parseMetadata(roomMetadata)?.['agentId'];
+  const candidates = typeof agentId === 'string' && agentId ? [agentId] : [];
+  for (const identity of named) if (!candidates.includes(identity)) candidates.push(identity);
+  return candidates;
+}
+
+/** The named identities, or else the one the agent policy names (the lowest level that names one). */
+export function agentIdentitiesWith(named: ReadonlySet<string>, policy: PartialRecordingOptions | undefined): Set<string> {
+  if (named.size > 0) return new Set(named);
+  return policy?.agentIdentity ? new Set([policy.agentIdentity]) : new Set();
+}
+
 export interface RecordingOptionsLayers {
   defaults: RecordingOptions;
   /** The agent's policy (`/api/agents/{agentId}`, by the agent participant's identity). */

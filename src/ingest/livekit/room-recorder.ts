@@ -5,7 +5,7 @@ import type { GatewayPort, RecordingSummary } from '../../gateway/port.js';
 import { LivekitRoomSession } from './room-session.js';
 import { RoomParticipant, type LivekitConnection } from './room-participant.js';
 import { agentRecordingOptions } from '../../gateway/port.js';
-import { agentIdentitiesOf, agentPolicyOf, participantRecordingOptions, resolveRecordingOptions, roomRecordingOptions } from './room-options.js';
+import { agentIdentitiesWith, agentPolicyCandidates, agentPolicyOf, namedAgentIdentities, participantRecordingOptions, resolveRecordingOptions, roomRecordingOptions } from './room-options.js';
 
 export interface LivekitIngestConfig extends LivekitConnection {
   /** The organisation that owns the LiveKit project; its rooms' recordings belong to it. */
@@ -79,10 +79,13 @@ export class LivekitRoomRecorder {
     return { sid: found.sid, metadata: found.metadata };
   }
 
-  /** The recording policy of the room's agent participant (by identity, from the room metadata), if it has one. */
-  #agentPolicy(roomMetadata: string | undefined): Promise<Partial<RecordingOptions> | undefined> {
+  /**
+   * The recording policy of the room's agent, if it has one: the first of the candidates (room metadata
+   * `agentId`, then the named agent identities) that has a policy.
+   */
+  #agentPolicy(identities: Iterable<string>): Promise<Partial<RecordingOptions> | undefined> {
     const { db, options } = this.#gateway;
-    return agentPolicyOf(agentIdentitiesOf(roomMetadata), (agentId) => agentRecordingOptions(db, options.keyring, this.config.org, agentId));
+    return agentPolicyOf(identities, (agentId) => agentRecordingOptions(db, options.keyring, this.config.org, agentId));
   }
 
   /**
@@ -99,11 +102,16 @@ export class LivekitRoomRecorder {
     if (this.#rooms.has(params.room)) throw new CallvaultError(ErrorCode.Conflict, `room ${params.room} is already recording`);
     const entry = this.#reserve(params.room, params.trigger, async () => {
       const info = params.knownRoom ?? (await this.#lookupRoom(params.room));
+      const room = roomRecordingOptions(info.metadata);
+      const participant = participantRecordingOptions(params.participantMetadata);
+      const named = namedAgentIdentities({ roomMetadata: info.metadata, room, participant, request: params.request });
+      const agent = await this.#agentPolicy(agentPolicyCandidates(info.metadata, named));
+      const agentIdentities = agentIdentitiesWith(named, agent);
       const { options } = resolveRecordingOptions({
         defaults: this.#gateway.options.recording.defaults,
-        agent: await this.#agentPolicy(info.metadata),
-        room: roomRecordingOptions(info.metadata),
-        participant: participantRecordingOptions(params.participantMetadata),
+        agent,
+        room,
+        participant,
         request: params.request,
       });
       if (!options.enabled) throw new CallvaultError(ErrorCode.RecordingOptionsInvalid, 'recording options do not enable recording');
@@ -118,7 +126,7 @@ export class LivekitRoomRecorder {
         const participant = await RoomParticipant.join({
           connection: this.config,
           session,
-          agentIdentities: agentIdentitiesOf(info.metadata),
+          agentIdentities,
           logger: this.#gateway.options.logger,
           now: this.#gateway.now,
           onRoomEmpty: () => void this.finish(params.room).catch((err: unknown) => this.#logged(err, params.room, 'could not finish an empty room')),
@@ -259,7 +267,8 @@ export class LivekitRoomRecorder {
         };
         if (!resolveRecordingOptions(layers).requested) return;
         // The agent's policy may turn it off: a quiet no-op here rather than a failed start.
-        const { options } = resolveRecordingOptions({ ...layers, agent: await this.#agentPolicy(roomMetadata) });
+        const named = namedAgentIdentities({ roomMetadata, room: layers.room, participant: layers.participant });
+        const { options } = resolveRecordingOptions({ ...layers, agent: await this.#agentPolicy(agentPolicyCandidates(roomMetadata, named)) });
         if (!options.enabled) return;
         await this.startRoomRecording({
           room,

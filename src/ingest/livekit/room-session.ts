@@ -72,7 +72,7 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
         room: init.room,
         roomSid: init.roomSid,
         trigger: init.trigger,
-        recordingOptions: { enabled: true, stereo: init.options.stereo ?? true, keyMode: init.options.key ? 'client' : 'server' },
+        recordingOptions: { enabled: true, stereo: init.options.stereo === true, keyMode: init.options.key ? 'client' : 'server' },
         ...init.metadata,
       });
       return new LivekitRoomSession(gateway, init, call, recording, originMs);

@@ -30,7 +30,7 @@ export const TWILIO_CLOSE_CODES = {
   PayloadInvalid: 4404,
   /** Media ran further ahead of wall-clock time than MAX_AHEAD_OF_CLOCK_SECONDS allows. */
   AheadOfClock: 4405,
-  /** The recording options in the custom parameters were invalid, or the client key too weak. */
+  /** The recording options in the custom parameters were invalid, or the client key shorter than 8 characters. */
   RecordingOptionsInvalid: 4406,
   /** A signed stream sent no `start` within STREAM_START_TIMEOUT_SECONDS of opening. */
   StartTimeout: 4407,

@@ -10,7 +10,7 @@ import { CallvaultError, ErrorCode } from '../../errors/index.js';
 
 export { TWILIO_CLOSE_CODES, closeCodeFor, closeFrameFor, type TwilioCloseCode } from './close-codes.js';
 
-/** Twilio streams 8 kHz mono mu-law: one byte per sample, so 8 bytes per millisecond. */
+/** Twilio streams 8 kHz mono G.711 (µ-law, or A-law): one byte per sample, so 8 bytes per millisecond. */
 export const TWILIO_SAMPLE_RATE = 8000;
 export const TWILIO_BYTES_PER_MS = TWILIO_SAMPLE_RATE / 1000;
 /** A single media frame longer than this is not something Twilio sends and would stall alignment. */
@@ -37,7 +37,8 @@ const streamSid = z.string().regex(/^MZ[0-9a-fA-F]{32}$/, 'expected an MZ… str
 const track = z.enum(['inbound', 'outbound']);
 
 const mediaFormat = z.object({
-  encoding: z.literal('audio/x-mulaw'),
+  // G.711 µ-law (PCMU, Twilio's) or A-law (PCMA, e.g. SIP trunks and regions that use it).
+  encoding: z.enum(['audio/x-mulaw', 'audio/x-alaw']),
   sampleRate: z.union([z.literal(8000), z.literal('8000').transform(() => 8000 as const)]),
   channels: z.union([z.literal(1), z.literal('1').transform(() => 1 as const)]),
 });

@@ -68,6 +68,8 @@ interface SocketData {
   starting?: Promise<void>;
   callSid?: string;
   streamSid?: string;
+  /** G.711 law of the stream's media, from `start.mediaFormat.encoding`. */
+  encoding?: 'mulaw' | 'alaw';
   open: boolean;
   closing: boolean;
   /** Twilio said `stop`: the call ended by itself, even if the gateway is draining meanwhile. */
@@ -123,6 +125,11 @@ function callTags(params: Record<string, string>): Record<string, string> {
   return tags;
 }
 
+/** `audio/x-alaw` (PCMA) streams are A-law; Twilio's default `audio/x-mulaw` (PCMU) µ-law. */
+function g711Of(start: TwilioStartInfo): 'mulaw' | 'alaw' {
+  return start.mediaFormat.encoding === 'audio/x-alaw' ? 'alaw' : 'mulaw';
+}
+
 /** What the recording's metadata keeps of the stream: everything but the client key. */
 function streamMetadata(start: TwilioStartInfo, options: RecordingOptions): Record<string, unknown> {
   const { recording: _omitted, ...customParameters } = start.customParameters;
@@ -132,7 +139,7 @@ function streamMetadata(start: TwilioStartInfo, options: RecordingOptions): Reco
     tracks: start.tracks,
     mediaFormat: start.mediaFormat,
     customParameters,
-    recordingOptions: { enabled: options.enabled, stereo: options.stereo ?? true, keyMode: options.key ? 'client' : 'server' },
+    recordingOptions: { enabled: options.enabled, stereo: options.stereo === true, keyMode: options.key ? 'client' : 'server' },
     dtmf: [],
     marks: [],
   };
@@ -234,7 +241,7 @@ function registerMediaStreamIngest(app: TemplatedApp, gateway: GatewayPort, flav
       ...(claim.primary ? {} : { primary: false, dbId: claim.call.id }),
     });
     for (const track of start.tracks) {
-      call.addTrack({ id: track, role: track === 'inbound' ? 'caller' : 'agent', encoding: 'mulaw', sampleRate: TWILIO_SAMPLE_RATE });
+      call.addTrack({ id: track, role: track === 'inbound' ? 'caller' : 'agent', encoding: g711Of(start), sampleRate: TWILIO_SAMPLE_RATE });
     }
     try {
       if (options.enabled) await call.startRecording({ ...options, enabled: true }, streamMetadata(start, options));
@@ -357,6 +364,7 @@ function registerMediaStreamIngest(app: TemplatedApp, gateway: GatewayPort, flav
             clearTimeout(data.startTimer);
             data.callSid = start.callSid;
             data.streamSid = start.streamSid;
+            data.encoding = g711Of(start);
             logger.info({ callSid: start.callSid, streamSid: start.streamSid, tracks: start.tracks }, 'twilio stream started');
             data.starting = startCall(ws, start).catch((err: unknown) => fail(ws, err));
           },
@@ -366,7 +374,7 @@ function registerMediaStreamIngest(app: TemplatedApp, gateway: GatewayPort, flav
             const frame: InputFrame = {
               trackId: media.track,
               role: media.track === 'inbound' ? 'caller' : 'agent',
-              encoding: 'mulaw',
+              encoding: data.encoding ?? 'mulaw',
               sampleRate: TWILIO_SAMPLE_RATE,
               position: media.timestampMs * (TWILIO_SAMPLE_RATE / 1000),
               data: media.payload,

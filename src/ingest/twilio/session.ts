@@ -29,7 +29,7 @@ export interface TwilioMediaEvent {
   /** Milliseconds since the stream started, as Twilio stamped it. */
   timestampMs: number;
   chunk: number;
-  /** 8 kHz mono mu-law. */
+  /** 8 kHz mono G.711 (µ-law or A-law, as `start.mediaFormat.encoding` says). */
   payload: Buffer;
 }
 

@@ -9,7 +9,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { WebSocket } from 'ws';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
-import { mulawEncode } from '../../pipeline/mulaw.js';
+import { alawEncode, mulawEncode } from '../../pipeline/mulaw.js';
 import { TWILIO_SAMPLE_RATE, type TwilioEvent, type TwilioTrack } from './protocol.js';
 import { signStreamUrl } from './signature.js';
 
@@ -72,7 +72,7 @@ export interface MediaMessageInit {
   track: TwilioTrack;
   chunk: number;
   timestampMs: number;
-  /** mu-law bytes, or already-encoded base64 text (sent as is, so tests can send broken base64). */
+  /** G.711 bytes, or already-encoded base64 text (sent as is, so tests can send broken base64). */
   payload: Uint8Array | string;
 }
 
@@ -213,6 +213,8 @@ export interface TwilioCallPlan {
   marks?: { atMs: number; name: string }[];
   /** Send the optional `connected` frame first (Twilio does); default true. */
   connected?: boolean;
+  /** G.711 law of the media: `mulaw` (`audio/x-mulaw`, PCMU, Twilio's default) or `alaw` (`audio/x-alaw`, PCMA). */
+  encoding?: 'mulaw' | 'alaw';
 }
 
 export interface PlannedFrame {
@@ -270,8 +272,10 @@ export function* planTwilioCall(plan: TwilioCallPlan): Generator<PlannedFrame> {
       streamSid,
       tracks,
       customParameters: plan.customParameters ?? {},
+      mediaFormat: { encoding: plan.encoding === 'alaw' ? 'audio/x-alaw' : 'audio/x-mulaw', sampleRate: TWILIO_SAMPLE_RATE, channels: 1 },
     }),
   };
+  const encode = plan.encoding === 'alaw' ? alawEncode : mulawEncode;
 
   const events = [
     ...(plan.dtmf ?? []).map((d) => ({ atMs: d.atMs, kind: 'dtmf' as const, value: d.digit })),
@@ -299,7 +303,7 @@ export function* planTwilioCall(plan: TwilioCallPlan): Generator<PlannedFrame> {
       if (inGap(track, timestampMs)) continue;
       const audio = track === 'inbound' ? plan.inbound : plan.outbound;
       const firstSample = (timestampMs * TWILIO_SAMPLE_RATE) / 1000;
-      const payload = mulawEncode(renderAudio(audio, firstSample, SAMPLES_PER_FRAME));
+      const payload = encode(renderAudio(audio, firstSample, SAMPLES_PER_FRAME));
       chunks[track] += 1;
       yield {
         atMs: timestampMs + SIMULATED_FRAME_MS,

@@ -1,0 +1,287 @@
+/**
+ * Every HTTP route on the embedded defaults `npm start` uses: the gateway is started from an environment that
+ * names no database and no S3 endpoint (`startFromEnv`, as `src/main.ts` does), so it runs on embedded
+ * PostgreSQL and s3rver under its DATA_DIR, with the generated development organisation. Only LiveKit is
+ * configured (the test LiveKit server), so its routes exist; and the Twilio REST base points at a local
+ * Twilio stand-in. Each route is called at least once with a request that does real work where it can
+ * (audio recorded, served, imported, deleted on s3rver), and the test ends by checking, from the gateway's
+ * own request metrics, that every route it registered was answered.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import twilio from 'twilio';
+import WebSocket from 'ws';
+import { RoomServiceClient } from 'livekit-server-sdk';
+import { loadEnv } from '../../dist/config/index.js';
+import { startFromEnv, type RunningGateway } from '../../dist/bootstrap/from-env.js';
+import { registeredRoutes } from '../../dist/api/index.js';
+import { createLogger } from '../../dist/log/index.js';
+import { signStreamUrl, simulateTwilioCall } from '../../dist/ingest/twilio/index.js';
+import { signEgressUrl } from '../../dist/ingest/livekit/index.js';
+import { generateTone, pcm16ToBytes, toneAmplitude } from '../support/audio.js';
+import { LogCapture, type TestAccount, type TestGateway } from '../support/gateway.js';
+import { RawTwilioStream } from '../support/twilio.js';
+import { uniqueName } from '../support/peers.js';
+import { decodeWav } from '../api/support.js';
+import { elevenLabsSignature, FakeTwilio, mpegFrames } from '../manage/support.js';
+import { livekitPeer } from '../ingest-livekit/support.js';
+import { expectAnsweredStatusesDocumented } from '../support/openapi.js';
+
+const ELEVENLABS_SECRET = `whsec_${randomBytes(12).toString('hex')}`;
+const MPEG1_L3_44K_MONO = { header: [0xff, 0xfb, 0x90, 0xc0], length: 417 };
+
+let dataDir: string;
+let running: RunningGateway;
+let base: string;
+let publicUrl: string;
+let account: TestAccount;
+let apiKey: string;
+let fakeTwilio: FakeTwilio;
+const logs = new LogCapture();
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'callvault-embedded-'));
+  const lk = livekitPeer();
+  // Twilio's REST API stand-in needs the account, which the gateway generates: start it on a known port first.
+  fakeTwilio = await FakeTwilio.start([]);
+  const env = loadEnv({
+    DATA_DIR: dataDir,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    WORKER_THREADS: '1',
+    LOG_LEVEL: 'info',
+    TWILIO_API_BASE_URL: fakeTwilio.baseUrl,
+    ELEVENLABS_WEBHOOK_SECRETS: `dev:${ELEVENLABS_SECRET}`,
+    LIVEKIT_URL: lk.url,
+    LIVEKIT_API_KEY: lk.apiKey,
+    LIVEKIT_API_SECRET: lk.apiSecret,
+  });
+  expect(env.DATABASE_URL).toBeUndefined();
+  expect(env.S3_ENDPOINT).toBeUndefined();
+  running = await startFromEnv(env, createLogger({ level: 'info', destination: logs }));
+  expect(running.embedded).toEqual({ postgres: true, s3: true });
+  const creds = running.devCredentials!;
+  account = { org: creds.org, accountSid: creds.accountSid, authToken: creds.authToken };
+  fakeTwilio.accounts.push(account);
+  apiKey = creds.apiKey;
+  base = `http://127.0.0.1:${running.gateway.port}`;
+  publicUrl = running.gateway.publicUrl;
+}, 180_000);
+
+afterAll(async () => {
+  await running?.stop();
+  await fakeTwilio?.close();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+}, 120_000);
+
+function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${base}${path}`, {
+    method,
+    redirect: 'manual',
+    headers: { authorization: `Bearer ${apiKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+}
+
+async function okJson(res: Response, status: number): Promise<any> {
+  const text = await res.text();
+  expect(res.status, text).toBe(status);
+  return text ? JSON.parse(text) : null;
+}
+
+const streamUrl = () => `${publicUrl.replace(/^http/, 'ws')}/twilio/media`;
+
+function placeCall(durationMs: number, recording?: Record<string, unknown>) {
+  return simulateTwilioCall({
+    url: `ws://127.0.0.1:${running.gateway.port}/twilio/media`,
+    signedUrl: streamUrl(),
+    accountSid: account.accountSid,
+    authToken: account.authToken,
+    durationMs,
+    inbound: { kind: 'tone', frequencyHz: 440, amplitude: 0.4 },
+    outbound: { kind: 'tone', frequencyHz: 1000, amplitude: 0.4 },
+    ...(recording ? { recording } : {}),
+  });
+}
+
+async function recordingOf(callSid: string, status = 'completed'): Promise<any> {
+  let found: any;
+  await expect
+    .poll(async () => {
+      const page = await okJson(await call('GET', `/api/call-recordings?callSid=${callSid}&status=${status}`), 200);
+      found = page.recordings[0];
+      return found !== undefined;
+    }, { timeout: 30_000 })
+    .toBe(true);
+  return found;
+}
+
+describe('every route on the embedded defaults (embedded PostgreSQL, s3rver)', () => {
+  test('operations routes', async () => {
+    expect(await okJson(await fetch(`${base}/healthz`), 200)).toEqual({ status: 'ok' });
+    expect((await okJson(await fetch(`${base}/readyz`), 200)).checks).toMatchObject({ database: true, storage: true });
+    expect((await fetch(`${base}/metrics`)).status).toBe(200);
+    expect((await okJson(await fetch(`${base}/openapi.json`), 200)).openapi).toMatch(/^3\.1/);
+  });
+
+  test('a Twilio call recorded on s3rver with the default options (mono), served, listed and deleted', async () => {
+    const placed = await placeCall(2000);
+    const rec = await recordingOf(placed.callSid);
+    expect(rec).toMatchObject({ status: 'completed', channels: 1, format: 'wav', mediaType: 'audio', duration: 2, durationMs: 2000 });
+
+    const served = await call('GET', `/calls/${placed.callSid}/recording`);
+    expect(served.status).toBe(200);
+    const wav = decodeWav(new Uint8Array(await served.arrayBuffer()));
+    expect(wav.channels).toBe(1);
+    // Mono, everyone mixed: both tones in the one channel.
+    const mono = wav.channelSamples[0]!;
+    expect(toneAmplitude(mono.subarray(1600, 30_000), 16000, 440)).toBeGreaterThan(0.4 * 32767 * 0.6);
+    expect(toneAmplitude(mono.subarray(1600, 30_000), 16000, 1000)).toBeGreaterThan(0.4 * 32767 * 0.6);
+    expect((await call('HEAD', `/calls/${placed.callSid}/recording`)).status).toBe(200);
+
+    const detail = await okJson(await call('GET', `/api/call-recordings/${rec.recordingSid}`), 200);
+    expect(detail.recording.call).toMatchObject({ callSid: placed.callSid });
+    const ranged = await call('GET', `/api/call-recordings/${rec.recordingSid}/media`, undefined, { range: 'bytes=0-99' });
+    expect(ranged.status).toBe(206);
+    expect((await ranged.arrayBuffer()).byteLength).toBe(100);
+    expect((await okJson(await call('POST', `/api/call-recordings/${rec.recordingSid}/retry`), 409)).error.code).toBe('CONFLICT');
+
+    expect((await call('DELETE', `/api/call-recordings/${rec.recordingSid}`)).status).toBe(204);
+    expect((await call('GET', `/api/call-recordings/${rec.recordingSid}`)).status).toBe(404);
+
+    const second = await placeCall(1000);
+    await recordingOf(second.callSid);
+    expect((await call('DELETE', `/calls/${second.callSid}/recording`)).status).toBe(204);
+    expect((await call('GET', `/calls/${second.callSid}/recording`)).status).toBe(404);
+  }, 90_000);
+
+  test('mid-call control, and DELETE of a recording in progress (its open multipart upload aborted by id on s3rver)', async () => {
+    const gatewayRef = { gateway: running.gateway } as unknown as TestGateway;
+    const stream = await RawTwilioStream.open(gatewayRef, account, { signature: signStreamUrl(account.authToken, streamUrl()) });
+    stream.start({ recording: JSON.stringify({ enabled: false }) });
+    stream.media(0, 400, { inbound: 440, outbound: 1000 });
+    await stream.flushed(gatewayRef, account.org, 400);
+    const started = await okJson(await call('POST', '/api/call-recordings/start', { callSid: stream.callSid }), 201);
+    expect(started.recording).toMatchObject({ status: 'in-progress', channels: 1 });
+    const sid = started.recording.recordingSid as string;
+    stream.media(400, 800, { inbound: 440, outbound: 1000 });
+    await stream.flushed(gatewayRef, account.org, 800);
+    expect(await okJson(await call('POST', `/api/call-recordings/${sid}/pause`, {}), 200)).toMatchObject({ paused: true });
+    expect(await okJson(await call('POST', `/api/call-recordings/${sid}/resume`), 200)).toMatchObject({ paused: false });
+    stream.media(800, 1200, { inbound: 440, outbound: 1000 });
+    await stream.flushed(gatewayRef, account.org, 1200);
+    expect((await okJson(await call('POST', '/api/call-recordings/stop', { recordingSid: sid }), 200)).stopped).toHaveLength(1);
+    await recordingOf(stream.callSid);
+
+    // A second recording of the same live call, deleted while it records.
+    await okJson(await call('POST', '/api/call-recordings/start', { callSid: stream.callSid }), 201);
+    stream.media(1200, 1600, { inbound: 440, outbound: 1000 });
+    await stream.flushed(gatewayRef, account.org, 1600);
+    await recordingOf(stream.callSid, 'in-progress');
+    expect((await call('DELETE', `/calls/${stream.callSid}/recording`)).status).toBe(204);
+    expect((await okJson(await call('GET', `/api/call-recordings?callSid=${stream.callSid}`), 200)).total).toBe(0);
+    stream.stop();
+    await stream.closed;
+  }, 90_000);
+
+  test('agent policy routes', async () => {
+    const agent = `agent-${randomBytes(4).toString('hex')}`;
+    await okJson(await call('PUT', `/api/agents/${agent}`, { options: { recording: { enabled: true, stereo: true } } }), 201);
+    expect((await okJson(await call('GET', `/api/agents/${agent}`), 200)).agent).toMatchObject({ agentId: agent, options: { recording: { enabled: true, stereo: true } } });
+    expect((await call('DELETE', `/api/agents/${agent}`)).status).toBe(204);
+  });
+
+  test('Twilio-side recordings: the status callback imports onto s3rver; the poller runs', async () => {
+    const callSid = `CA${randomBytes(16).toString('hex')}`;
+    const rec = fakeTwilio.addCompleted(account, callSid, 1000);
+    const url = `${publicUrl}/webhooks/twilio-recording`;
+    const params = {
+      AccountSid: account.accountSid,
+      CallSid: callSid,
+      RecordingSid: rec.sid,
+      RecordingUrl: `https://api.twilio.com/2010-04-01/Accounts/${account.accountSid}/Recordings/${rec.sid}`,
+      RecordingStatus: 'completed',
+      RecordingDuration: '1',
+      RecordingChannels: '2',
+      RecordingSource: 'StartCallRecordingAPI',
+    };
+    const res = await fetch(`${base}/webhooks/twilio-recording`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': twilio.getExpectedTwilioSignature(account.authToken, url, params) },
+      body: new URLSearchParams(params).toString(),
+    });
+    expect(await okJson(res, 200)).toMatchObject({ outcome: 'stored' });
+    const imported = await recordingOf(callSid);
+    expect(imported).toMatchObject({ source: 'twilio', durationMs: 1000 });
+    expect((await call('GET', `/api/call-recordings/${imported.recordingSid}/media`)).status).toBe(200);
+    expect((await call('POST', '/api/call-recordings/poll')).status).toBe(200);
+  }, 60_000);
+
+  test('the ElevenLabs post-call webhook stores the MP3 on s3rver', async () => {
+    const conversationId = `conv_${randomBytes(8).toString('hex')}`;
+    const nowS = Math.floor(Date.now() / 1000);
+    const body = JSON.stringify({
+      type: 'post_call_audio',
+      event_timestamp: nowS,
+      data: { agent_id: 'agent_x', conversation_id: conversationId, full_audio: mpegFrames(MPEG1_L3_44K_MONO, 20).toString('base64') },
+    });
+    const res = await fetch(`${base}/webhooks/elevenlabs-post-call`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'elevenlabs-signature': elevenLabsSignature(body, ELEVENLABS_SECRET, nowS) },
+      body,
+    });
+    const answer = await okJson(res, 200);
+    expect(answer).toMatchObject({ outcome: 'stored' });
+    const rec = await recordingOf(conversationId);
+    expect(rec).toMatchObject({ source: 'elevenlabs', format: 'mp3', mediaType: 'audio' });
+    const media = await call('GET', `/api/call-recordings/${rec.recordingSid}/media`);
+    expect(media.headers.get('content-type')).toBe('audio/mpeg');
+    await media.arrayBuffer();
+  }, 60_000);
+
+  test('LiveKit routes: room recording start and stop, the webhook, and a Track Egress socket recorded on s3rver', async () => {
+    const lk = livekitPeer();
+    const rooms = new RoomServiceClient(lk.url.replace('ws://', 'http://'), lk.apiKey, lk.apiSecret);
+    const room = uniqueName('embedded');
+    const created = await rooms.createRoom({ name: room });
+    const path = `/livekit/rooms/${encodeURIComponent(room)}/recording`;
+    expect(await okJson(await call('POST', path, { enabled: true }), 201)).toMatchObject({ callId: created.sid });
+    expect(await okJson(await call('DELETE', path), 200)).toMatchObject({ callId: created.sid });
+    await rooms.deleteRoom(room);
+    // Unsigned: refused, but answered.
+    expect((await fetch(`${base}/livekit/webhook`, { method: 'POST', body: '{}' })).status).toBe(401);
+
+    const masterKey = Buffer.from((await readFile(join(dataDir, 'master.key'), 'utf8')).trim(), 'base64');
+    const roomSid = `RM_${randomBytes(6).toString('hex')}`;
+    const url = signEgressUrl(
+      base,
+      { room: uniqueName('egress'), roomSid, participant: 'caller-1', track: 'TR_caller', role: 'caller', sampleRate: 48000 },
+      { masterKey, expiresAtMs: Date.now() + 600_000 },
+    );
+    const ws = await new Promise<WebSocket>((resolve, reject) => {
+      const socket = new WebSocket(url);
+      socket.once('open', () => resolve(socket));
+      socket.once('error', reject);
+    });
+    for (let offset = 0; offset < 48000; offset += 960) {
+      ws.send(pcm16ToBytes(generateTone({ frequency: 440, sampleRate: 48000, samples: 960, amplitude: 8000, startSample: offset })), { binary: true });
+    }
+    ws.close(1000);
+    const rec = await recordingOf(roomSid);
+    expect(rec).toMatchObject({ source: 'livekit', channels: 1 });
+    const wav = decodeWav(new Uint8Array(await (await call('GET', `/calls/${roomSid}/recording`)).arrayBuffer()));
+    expect(toneAmplitude(wav.channelSamples[0]!.subarray(1600, 14_400), 16000, 440)).toBeGreaterThan(8000 * 0.6);
+  }, 90_000);
+
+  test('every registered route was answered at least once', async () => {
+    const text = (await running.gateway.metrics.render()).body;
+    const answered = new Set([...text.matchAll(/^callvault_http_request_duration_seconds_count\{method="\w+",route="([\w-]+)",status="\d+"\} \d+/gm)].map((m) => m[1]));
+    const routes = registeredRoutes(running.gateway.app).map((r) => r.routeName);
+    expect(routes.length).toBeGreaterThan(20);
+    expect(routes.filter((name) => !answered.has(name))).toEqual([]);
+    expect(await expectAnsweredStatusesDocumented(running.gateway)).toBeGreaterThan(routes.length);
+  });
+});
