@@ -220,6 +220,23 @@ describe('every route on the embedded defaults (embedded PostgreSQL, s3rver)', (
     expect((await call('POST', '/api/call-recordings/poll')).status).toBe(200);
   }, 60_000);
 
+  test('Twilio REST start-recording and call status, tags and consent, the SignalWire callback', async () => {
+    const live = fakeTwilio.addCall(account);
+    const started = await okJson(await call('POST', '/twilio/start-recording', { call_sid: live.sid }), 200);
+    expect(started).toMatchObject({ success: true, call_sid: live.sid, status: 'in-progress', channels: 'dual' });
+    const status = await okJson(await call('GET', `/twilio/call-status/${live.sid}`), 200);
+    expect(status).toMatchObject({ call_sid: live.sid, status: 'in-progress', recordings: [expect.objectContaining({ recording_sid: started.recording_sid })] });
+
+    const placed = await placeCall(1000);
+    const rec = await recordingOf(placed.callSid);
+    const consent = { given: true, at: '2026-03-01T09:00:00Z', by: 'agent:alice' };
+    const patched = await okJson(await call('PATCH', `/api/call-recordings/${rec.recordingSid}`, { tags: ['qa'], consent }), 200);
+    expect(patched.recording.metadata).toMatchObject({ tags: ['qa'], consent: { given: true, by: 'agent:alice' } });
+
+    // No SignalWire project on the embedded defaults: refused, but answered.
+    expect((await fetch(`${base}/webhooks/signalwire-recording`, { method: 'POST', body: 'AccountSid=x' })).status).toBe(403);
+  }, 60_000);
+
   test('the ElevenLabs post-call webhook stores the MP3 on s3rver', async () => {
     const conversationId = `conv_${randomBytes(8).toString('hex')}`;
     const nowS = Math.floor(Date.now() / 1000);

@@ -66,7 +66,7 @@ describe('a replayed upgrade signature', () => {
     expect(await t.gateway.db.calls.getByExternalId('acme', real.callSid, 'twilio')).toMatchObject({ status: 'active', endedAt: null });
     const during = await api(t, recordingPath(real.callSid));
     expect(during.status).toBe(409);
-    expect(await during.json()).toMatchObject({ error: { code: 'CONFLICT', details: { status: 'in_progress' } } });
+    expect(await during.json()).toMatchObject({ error: { code: 'CONFLICT', details: { status: 'in-progress' } } });
 
     real.media(3000, 4000, { inbound: 440, outbound: 1000 });
     real.stop();
