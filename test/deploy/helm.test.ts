@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { EnvFields, loadEnv } from '../../dist/config/index.js';
 import { ensurePeer, PEERS, peerBinaryPath } from '../../scripts/peers.mjs';
 
 const CHART = join(import.meta.dirname, '../../deploy/helm/callvault');
@@ -226,7 +227,7 @@ describe('the callvault Helm chart', () => {
     expect(sts.spec.volumeClaimTemplates[0].metadata.name).toBe('data');
     expect(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage).toBe('20Gi');
     expect(sts.spec.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Retain', whenScaled: 'Retain' });
-    expect(container.resources).toEqual({ requests: { cpu: '700m', memory: '512Mi' }, limits: { memory: '1Gi' } });
+    expect(container.resources).toEqual({ requests: { cpu: '700m', memory: '384Mi' }, limits: { memory: '1Gi' } });
     // Nothing secret in the ConfigMap; no empty value passed on (the gateway's defaults apply).
     const config: Any = only(objects, 'ConfigMap');
     expect(config.data).toEqual({
@@ -290,6 +291,28 @@ describe('the callvault Helm chart', () => {
     const invalid = report.resources.filter((r) => r.status === 'statusInvalid');
     expect(invalid.map((r) => `${r.kind}/${r.name}`)).toEqual([resource]);
     expect(invalid[0]!.msg).toMatch(message);
+  });
+
+  test.each([
+    ['embedded defaults', {}],
+    ['PostgreSQL and S3, three replicas, ServiceMonitor', EXTERNAL],
+  ])('the environment the pod gets is one the gateway accepts, every name one it reads: %s', async (_name, values) => {
+    const { objects } = await render(values);
+    const [container] = (only(objects, 'StatefulSet') as Any).spec.template.spec.containers;
+    const env: Record<string, string> = {
+      ...((only(objects, 'ConfigMap') as Any).data as Record<string, string>),
+      ...((only(objects, 'Secret') as Any).stringData as Record<string, string>),
+    };
+    for (const entry of container.env as { name: string; value?: string }[]) env[entry.name] = entry.value ?? 'rec-callvault-0';
+    // The AWS SDK reads the S3 credentials itself; GATEWAY_ID is for the fleet runtime, not read yet.
+    const readElsewhere = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'GATEWAY_ID'];
+    const known = new Set([...Object.keys(EnvFields.shape), ...readElsewhere]);
+    expect(Object.keys(env).filter((name) => !known.has(name))).toEqual([]);
+    const parsed = loadEnv(env);
+    expect(parsed.PORT).toBe(container.ports[0].containerPort);
+    expect(parsed.DATA_DIR).toBe(container.volumeMounts.find((m: { name: string }) => m.name === 'data').mountPath);
+    expect(parsed.SHUTDOWN_DEADLINE_SECONDS).toBe(values === EXTERNAL ? 120 : 30);
+    expect(parsed.WORKER_THREADS).toBe(2);
   });
 
   test.each([
