@@ -97,8 +97,9 @@ async function isInstalled(peer, path) {
   if (peer.source !== 'go-module-schemas') return isExecutable(path);
   try {
     return (await stat(path)).isFile();
-  } catch {
-    return false;
+  } catch (err) {
+    if (err.code === 'ENOENT') return false;
+    throw err;
   }
 }
 
@@ -256,9 +257,9 @@ async function debianInstall(peer, staging, log) {
 }
 
 /** `go mod download -json module@version`: the module's files, unpacked read-only in the Go module cache. */
-async function goModuleDir(module, version, log) {
+async function goModuleDir(module, version, cwd, log) {
   log(`downloading Go module ${module}@${version}`);
-  const result = await run(goBinary(), ['mod', 'download', '-json', `${module}@${version}`], { cwd: peersCacheDir(), log });
+  const result = await run(goBinary(), ['mod', 'download', '-json', `${module}@${version}`], { cwd, log });
   let info;
   try {
     info = JSON.parse(result.output);
@@ -274,10 +275,10 @@ async function goModuleDir(module, version, log) {
 async function schemasInstall(peer, staging, log) {
   const { writeCrdSchemas, writeOpenApiSchemas } = await import('./k8s-json-schemas.mjs');
   const files = [];
-  const openapiDir = await goModuleDir(peer.openapi.module, peer.openapi.version, log);
+  const openapiDir = await goModuleDir(peer.openapi.module, peer.openapi.version, staging, log);
   files.push(...(await writeOpenApiSchemas(join(openapiDir, peer.openapi.file), staging)));
   for (const crd of peer.crds) {
-    const crdDir = await goModuleDir(crd.module, crd.version, log);
+    const crdDir = await goModuleDir(crd.module, crd.version, staging, log);
     files.push(...(await writeCrdSchemas(join(crdDir, crd.file), staging)));
   }
   const sources = [peer.openapi, ...peer.crds].map(({ module, version, file }) => ({ module, version, file }));
