@@ -1,4 +1,4 @@
-export type PeerName = 'minio' | 'livekit' | 'prometheus';
+export type PeerName = 'minio' | 'livekit' | 'helm' | 'kubeconform' | 'kubernetes-schemas' | 'prometheus';
 export interface GoPeerSpec {
   source: 'go';
   dir: string;
@@ -16,7 +16,25 @@ export interface DebianPeerSpec {
   binary: string;
   tools?: readonly string[];
 }
-export type PeerSpec = GoPeerSpec | DebianPeerSpec;
+export interface GoModuleFile {
+  module: string;
+  version: string;
+  /** A file inside the module. */
+  file: string;
+}
+/** JSON schemas for kubeconform, made from files of Go modules (`go mod download`); `binary` is their index. */
+export interface GoModuleSchemasPeerSpec {
+  source: 'go-module-schemas';
+  dir: string;
+  version: string;
+  binary: string;
+  /** The Kubernetes API's OpenAPI (swagger 2) definitions. */
+  openapi: GoModuleFile;
+  /** CustomResourceDefinitions as JSON. */
+  crds: readonly GoModuleFile[];
+  tools?: undefined;
+}
+export type PeerSpec = GoPeerSpec | DebianPeerSpec | GoModuleSchemasPeerSpec;
 export interface EnsureOptions {
   env?: NodeJS.ProcessEnv;
   log?: (message: string) => void;

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * Installs the peers tests need, pinned by version, into a cache shared across checkouts:
- * `node scripts/peers.mjs ensure <minio|livekit|prometheus|all>`.
- * MinIO and LiveKit are built with `go install`; Prometheus (and its promtool) come from Debian's
+ * `node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|all>`.
+ * MinIO, LiveKit, Helm and kubeconform are built with `go install`; Prometheus (and its promtool) come from Debian's
  * `prometheus` package at a pinned version, fetched with `apt-get download` and unpacked with `dpkg-deb`
  * (not `apt-get install`: that would pull in the web UI's JavaScript packages and start a system service).
  * Each peer lives in `<cache>/bin/<dir>-<version>/<binary>`; the version is part of the path, so
@@ -10,7 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { constants as fsConstants, existsSync } from 'node:fs';
-import { access, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,33 @@ export const PEERS = Object.freeze({
     module: 'github.com/livekit/livekit-server/cmd/server',
     version: 'v1.13.5',
     binary: 'server',
+  },
+  // Renders and lints the Helm chart in deploy/helm (test/deploy/helm.test.ts).
+  helm: { source: 'go', dir: 'helm', module: 'helm.sh/helm/v3/cmd/helm', version: 'v3.21.4', binary: 'helm' },
+  // Validates the rendered manifests against the Kubernetes API schemas, offline (see test/deploy/).
+  kubeconform: {
+    source: 'go',
+    dir: 'kubeconform',
+    module: 'github.com/yannh/kubeconform/cmd/kubeconform',
+    version: 'v0.8.0',
+    binary: 'kubeconform',
+  },
+  // The Kubernetes API schemas kubeconform validates against, made offline from the OpenAPI definitions the
+  // k8s.io/kubernetes Go module ships and the ServiceMonitor CRD the prometheus-operator module ships (`go mod
+  // download`, then scripts/k8s-json-schemas.mjs). `binary` is the index written last: it marks the install done.
+  'kubernetes-schemas': {
+    source: 'go-module-schemas',
+    dir: 'kubernetes-json-schema',
+    version: 'k8s-v1.34.3-po-v0.85.0',
+    binary: 'index.json',
+    openapi: { module: 'k8s.io/kubernetes', version: 'v1.34.3', file: 'api/openapi-spec/swagger.json' },
+    crds: [
+      {
+        module: 'github.com/prometheus-operator/prometheus-operator',
+        version: 'v0.85.0',
+        file: 'jsonnet/prometheus-operator/servicemonitors-crd.json',
+      },
+    ],
   },
   prometheus: {
     source: 'debian',
@@ -63,6 +90,17 @@ function peerSpec(name) {
   const peer = Object.hasOwn(PEERS, name) ? PEERS[name] : undefined;
   if (!peer) throw new Error(`unknown peer "${name}"; expected one of ${Object.keys(PEERS).join(', ')}`);
   return peer;
+}
+
+/** A binary must be executable; the schemas' index only has to be a file. */
+async function isInstalled(peer, path) {
+  if (peer.source !== 'go-module-schemas') return isExecutable(path);
+  try {
+    return (await stat(path)).isFile();
+  } catch (err) {
+    if (err.code === 'ENOENT') return false;
+    throw err;
+  }
 }
 
 async function isExecutable(path) {
@@ -218,8 +256,39 @@ async function debianInstall(peer, staging, log) {
   }
 }
 
+/** `go mod download -json module@version`: the module's files, unpacked read-only in the Go module cache. */
+async function goModuleDir(module, version, cwd, log) {
+  log(`downloading Go module ${module}@${version}`);
+  const result = await run(goBinary(), ['mod', 'download', '-json', `${module}@${version}`], { cwd, log });
+  let info;
+  try {
+    info = JSON.parse(result.output);
+  } catch (err) {
+    throw new Error(`go mod download ${module}@${version} failed (exit ${result.code})\n${result.output.trim()}`, { cause: err });
+  }
+  if (result.code !== 0 || info.Error || !info.Dir) {
+    throw new Error(`go mod download ${module}@${version} failed (exit ${result.code}): ${info.Error ?? 'no directory'}`);
+  }
+  return info.Dir;
+}
+
+async function schemasInstall(peer, staging, log) {
+  const { writeCrdSchemas, writeOpenApiSchemas } = await import('./k8s-json-schemas.mjs');
+  const files = [];
+  const openapiDir = await goModuleDir(peer.openapi.module, peer.openapi.version, staging, log);
+  files.push(...(await writeOpenApiSchemas(join(openapiDir, peer.openapi.file), staging)));
+  for (const crd of peer.crds) {
+    const crdDir = await goModuleDir(crd.module, crd.version, staging, log);
+    files.push(...(await writeCrdSchemas(join(crdDir, crd.file), staging)));
+  }
+  const sources = [peer.openapi, ...peer.crds].map(({ module, version, file }) => ({ module, version, file }));
+  await writeFile(join(staging, peer.binary), `${JSON.stringify({ sources, files: files.sort() }, null, 2)}\n`);
+  log(`wrote ${files.length} Kubernetes JSON schemas`);
+}
+
 function installInto(peer, staging, log) {
   if (peer.source === 'go') return goInstall(peer, staging, log);
+  if (peer.source === 'go-module-schemas') return schemasInstall(peer, staging, log);
   if (peer.source === 'debian') return debianInstall(peer, staging, log);
   throw new Error(`peer ${peer.dir}: unknown source "${peer.source}"`);
 }
@@ -229,26 +298,29 @@ export async function ensurePeer(name, { env = process.env, log = (msg) => proce
   const peer = peerSpec(name);
   const installDir = peerInstallDir(name, env);
   const binary = join(installDir, peer.binary);
-  if (await isExecutable(binary)) return binary;
+  if (await isInstalled(peer, binary)) return binary;
 
   const binRoot = join(peersCacheDir(env), 'bin');
   await mkdir(binRoot, { recursive: true });
   const release = await acquireLock(join(binRoot, `${peer.dir}-${peer.version}.lock`), log);
   try {
     // Someone else may have finished the build while we waited for the lock.
-    if (await isExecutable(binary)) return binary;
+    if (await isInstalled(peer, binary)) return binary;
     // Building next to the final directory keeps the rename on one file system, hence atomic:
     // readers see either no binary or a complete one, never a half-written file.
     const staging = await mkdtemp(join(binRoot, `.${peer.dir}-${peer.version}.build-`));
     try {
       await installInto(peer, staging, log);
-      if (!(await isExecutable(join(staging, peer.binary)))) {
+      if (!(await isInstalled(peer, join(staging, peer.binary)))) {
         throw new Error(`installing ${peer.dir} ${peer.version} did not produce ${peer.binary}`);
       }
       // The files, not the directory, are renamed: an existing install dir (e.g. one a manual build
       // is writing into) is left alone rather than replaced. The binary goes last: it marks the install done.
       await mkdir(installDir, { recursive: true });
       for (const tool of peer.tools ?? []) await rename(join(staging, tool), join(installDir, tool));
+      if (peer.source === 'go-module-schemas') {
+        for (const file of await readdir(staging)) if (file !== peer.binary) await rename(join(staging, file), join(installDir, file));
+      }
       await rename(join(staging, peer.binary), binary);
     } finally {
       await rm(staging, { recursive: true, force: true });
@@ -269,7 +341,7 @@ export async function ensurePeers(names, options) {
 async function main(argv) {
   const [command, target] = argv;
   if (command !== 'ensure' || !target) {
-    process.stderr.write('usage: node scripts/peers.mjs ensure <minio|livekit|prometheus|all>\n');
+    process.stderr.write('usage: node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|all>\n');
     return 2;
   }
   const names = target === 'all' ? Object.keys(PEERS) : [target];
