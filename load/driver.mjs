@@ -102,7 +102,8 @@ async function waitFor(what, check, timeoutMs = 60_000) {
 
 async function stop(c) {
   c.proc.stopping = true;
-  if (c.proc.exitCode !== null) return;
+  // Exited already (with a code, or by a signal: then exitCode stays null): 'exit' will not fire again.
+  if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
   const exited = new Promise((resolve) => c.proc.once('exit', resolve));
   c.proc.kill('SIGTERM');
   const timer = setTimeout(() => c.proc.kill('SIGKILL'), 60_000);

@@ -37,6 +37,19 @@ class ByteQueue {
   }
 
   take(n: number): Uint8Array {
+    const first = this.chunks[0];
+    if (first && first.length - this.head >= n) {
+      // Inside one chunk (the common case: a segment within a 64 KiB read): a view, not a copy. Sources hand
+      // over fresh buffers (file and S3 streams do), so the view stays valid.
+      const view = first.subarray(this.head, this.head + n);
+      this.head += n;
+      if (this.head === first.length) {
+        this.chunks.shift();
+        this.head = 0;
+      }
+      this.length -= n;
+      return view;
+    }
     const out = this.peek(n);
     let remaining = out.length;
     while (remaining > 0) {
