@@ -78,7 +78,7 @@ export interface RecordingMedia {
    * The whole decrypted PCM of a completed (or uploading) server-key PCM recording, segment by segment, for
    * analysis on read (the energy-based VAD of call_metadata.json). Null for client-key and MP3 recordings.
    */
-  readPcm(row: RecordingRow, signal: AbortSignal): Promise<{ channels: number; sampleRate: number; pcm: AsyncIterable<Uint8Array> } | null>;
+  readPcm(row: RecordingRow, signal: AbortSignal): Promise<{ channels: number; sampleRate: number; plaintextSize: number; pcm: AsyncIterable<Uint8Array> } | null>;
 }
 
 export function registerRecordingRoutes(router: Router, gateway: GatewayPort): RecordingMedia {
@@ -315,20 +315,22 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
 
   const readPcm: RecordingMedia['readPcm'] = async (row, signal) => {
     if (row.keyMode !== 'server' || row.format === 'mp3') return null;
-    const source = (row.status === 'uploading' ? await spoolSource(row) : null) ?? (await objectSource(row, signal));
-    const { layout } = source;
-    if (layout.header.sampleFormat !== 'pcm_s16le') {
-      await source.release();
-      return null;
-    }
-    const plan = planMedia(layout, undefined).pcm;
+    // An uploading recording is read from this gateway's spool while it has it, else from the object.
+    const open = async (): Promise<CiphertextSource> => (row.status === 'uploading' ? await spoolSource(row) : null) ?? (await objectSource(row, signal));
+    const probe = await open();
+    const { header, plaintextSize } = probe.layout;
+    await probe.release();
+    if (header.sampleFormat !== 'pcm_s16le') return null;
     const dataKey = objects.dataKey(row);
+    // Opened only once iterated, so a caller that wanted the format and size alone holds nothing open.
     async function* pcm(): AsyncGenerator<Uint8Array> {
+      const source = await open();
       try {
+        const plan = planMedia(source.layout, undefined).pcm;
         if (!plan) return;
         const ciphertext = await source.open(plan.cipherStart, plan.cipherEndInclusive, signal);
         try {
-          yield* decryptPlannedPcm(layout, plan, dataKey, ciphertext);
+          yield* decryptPlannedPcm(source.layout, plan, dataKey, ciphertext);
         } finally {
           ciphertext.destroy();
         }
@@ -336,7 +338,7 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
         await source.release();
       }
     }
-    return { channels: layout.header.channels, sampleRate: layout.header.sampleRate, pcm: pcm() };
+    return { channels: header.channels, sampleRate: header.sampleRate, plaintextSize, pcm: pcm() };
   };
 
   return { serveMedia, remove, readPcm };

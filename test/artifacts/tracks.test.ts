@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { generateTone, pcm16ToBytes, toneAmplitude } from '../support/audio.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { expectAnsweredStatusesDocumented } from '../support/openapi.js';
 import { AGENT_HZ, CALLER_HZ, TONE_AMPLITUDE, api, decodeWav, placeCall, recordingPath, storeRecording, window } from '../api/support.js';
 
 const EXPECTED = TONE_AMPLITUDE * 32767;
@@ -153,4 +154,8 @@ describe('client key mode', () => {
     expect(object.status).toBe(200);
     expect(new TextDecoder().decode(new Uint8Array(await object.arrayBuffer()).subarray(1, 6))).toBe('CVREC');
   });
+});
+
+test('every status these routes answered is in the OpenAPI document', async () => {
+  expect(await expectAnsweredStatusesDocumented(t.gateway)).toBeGreaterThan(0);
 });
