@@ -8,8 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { generateTone, pcm16ToBytes, toneAmplitude } from '../support/audio.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { expectAnsweredStatusesDocumented } from '../support/openapi.js';
-import { AGENT_HZ, CALLER_HZ, TONE_AMPLITUDE, api, decodeWav, placeCall, recordingPath, storeRecording, window } from '../api/support.js';
+import { AGENT_HZ, CALLER_HZ, TONE_AMPLITUDE, api, decodeWav, placeCall, recordingPath, storeRecording, until, window } from '../api/support.js';
 
 const EXPECTED = TONE_AMPLITUDE * 32767;
 
@@ -137,6 +139,32 @@ describe('tracks that were not kept apart', () => {
     expect((await api(t, recordingPath(stored.callSid, `?track=${track}`), { method: 'HEAD' })).status).toBe(409);
     // The mixed file itself is still served.
     expect((await api(t, recordingPath(stored.callSid))).status).toBe(200);
+  });
+});
+
+describe('a recording in progress', () => {
+  test('?live=1&track=caller serves the caller channel stored so far as a mono WAV', async () => {
+    const calling = placeCall(t, { durationMs: 4000, realtime: true });
+    const row = await until(async () => {
+      const rows = await t.gateway.db.recordings.list('acme', { status: 'in_progress', page: 0, limit: 10 });
+      return rows.rows[0];
+    }, 'the call to start recording');
+    // About a second of sealed audio in the spool (16 kHz stereo: 64000 bytes).
+    const spool = join(t.dataDir, 'spool', `${row.id}.cvr`);
+    await until(async () => ((await stat(spool).catch(() => ({ size: 0 }))).size > 75 + 4 * 16400 ? true : undefined), 'a second of audio in the spool');
+    const call = await t.gateway.db.calls.get('acme', row.callId!);
+    const res = await api(t, recordingPath(call!.externalId, '?live=1&track=caller'));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-recording-status')).toBe('in-progress');
+    const wav = decodeWav(new Uint8Array(await res.arrayBuffer()));
+    expect(wav).toMatchObject({ channels: 1, sampleRate: 16000 });
+    // Whole sealed segments of stereo only: half of them per track.
+    expect(wav.dataBytes % 8192).toBe(0);
+    expect(wav.dataBytes).toBeGreaterThanOrEqual(32768);
+    const w = window(wav.channelSamples[0]!, 16000, 200, 900);
+    expect(toneAmplitude(w, 16000, CALLER_HZ)).toBeGreaterThan(EXPECTED * 0.9);
+    expect(toneAmplitude(w, 16000, AGENT_HZ)).toBeLessThan(EXPECTED * 0.01);
+    expect((await calling).closeCode).toBe(1000);
   });
 });
 
