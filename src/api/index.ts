@@ -4,6 +4,7 @@ import { ErrorCode } from '../errors/index.js';
 import { createRouter, json, registerNotFound } from '../http/http.js';
 import { openApiDocument } from './openapi.js';
 import { registerRecordingRoutes } from './recordings.js';
+import { registerArtifactRoutes } from './artifacts.js';
 import { registerManageRoutes } from './manage/index.js';
 
 export { authenticate, type Principal } from '../http/auth.js';
@@ -32,6 +33,7 @@ export {
   type PathItem,
 } from './openapi.js';
 export { CALL_RECORDING_PATH, MAX_PRESIGNED_URL_TTL_SECONDS } from './recordings.js';
+export { CALL_EVENTS_PATH, CALL_METADATA_PATH, CALL_TRANSCRIPT_PATH, isoMicros } from './artifacts.js';
 export { parseRange, planMedia, planWav, type ByteRange, type MediaPlan, type WavPlan } from './wav-stream.js';
 
 /** Registers every HTTP route of the gateway on the uWS app; the Twilio side comes from twilio-rest, through bootstrap. */
@@ -82,6 +84,7 @@ export function registerApi(app: TemplatedApp, gateway: GatewayPort, twilio: Twi
   router.route('get', '/openapi.json', 'openapi', () => json(200, openApiDocument()));
 
   const media = registerRecordingRoutes(router, gateway);
+  registerArtifactRoutes(router, gateway, media);
   registerManageRoutes(router, gateway, { ...media, twilio });
   registerNotFound(app, { metrics: gateway.metrics });
 }

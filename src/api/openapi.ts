@@ -69,10 +69,21 @@ function recordingRetrieval(verb: 'get' | 'head'): OperationObject {
       'Range requests (one range) seek by decrypting only the segments needed. Client key mode: a redirect to a ' +
       'short-lived presigned URL of the encrypted object (decrypt it with `callvault decrypt`). A call whose only ' +
       'recording is still in progress answers 409 unless `live=1`, which serves the audio stored so far ' +
-      '(server key mode, from the gateway that is recording it).',
+      '(server key mode, from the gateway that is recording it). ' +
+      '`track=caller` or `track=bot`: one track of a stereo recording (caller left, bot right) as a mono PCM16 WAV at ' +
+      "the recording's rate, sample-aligned with the stereo file, deinterleaved while it streams (Range and HEAD as above); " +
+      'a mono (mixed) or MP3 recording answers 409 TRACKS_NOT_SEPARATE. In client key mode `track` redirects to the ' +
+      'encrypted stereo object like the stereo route, with `X-Callvault-Track` and `X-Callvault-Track-Channel` (0 left, 1 right).',
     security: [{ bearerAuth: [] }],
     parameters: [
       callIdParameter,
+      {
+        name: 'track',
+        in: 'query',
+        required: false,
+        description: 'One track as a mono WAV: `caller` (the left channel) or `bot` (the right channel).',
+        schema: { type: 'string', enum: ['caller', 'bot'] },
+      },
       {
         name: 'live',
         in: 'query',
@@ -101,10 +112,12 @@ function recordingRetrieval(verb: 'get' | 'head'): OperationObject {
         },
       },
       '401': unauthorized,
+      '400': errorResponse('`track` is neither `caller` nor `bot`.', ['BAD_REQUEST']),
       '404': errorResponse("No recording for this call (also when the call is another organisation's).", ['NOT_FOUND']),
       '409': errorResponse(
-        "The call's recording is not completed (`details.status`: `in-progress` or `failed`), or live audio was asked of a client-key recording.",
-        ['CONFLICT'],
+        "The call's recording is not completed (`details.status`: `in-progress` or `failed`), or live audio was asked of a client-key recording, " +
+          'or `track` was asked of a recording whose tracks were mixed into one channel (TRACKS_NOT_SEPARATE, `details.channels`).',
+        ['CONFLICT', 'TRACKS_NOT_SEPARATE'],
       ),
       '416': {
         ...errorResponse('The range starts past the end of the WAV file; `Content-Range: bytes */<size>`.', ['RANGE_NOT_SATISFIABLE']),

@@ -15,11 +15,17 @@ import {
   ClientGone,
   completedLayout,
   decryptPlannedPcm,
+  deinterleaveChannel,
   liveLayout,
   planMedia,
+  planTrack,
   readAll,
+  TRACK_CHANNEL,
   type ContainerPrefix,
+  type MediaPlan,
   type SegmentLayout,
+  type TrackName,
+  type TrackPlan,
 } from './wav-stream.js';
 
 export const CALL_RECORDING_PATH = '/calls/:callId/recording';
@@ -66,8 +72,13 @@ interface CiphertextSource {
 
 /** What other routes may reuse: serving a recording row's media, and removing a recording everywhere. */
 export interface RecordingMedia {
-  serveMedia(ctx: RequestContext, row: RecordingRow): Promise<HttpResult | StreamedResult>;
+  serveMedia(ctx: RequestContext, row: RecordingRow, track?: TrackName): Promise<HttpResult | StreamedResult>;
   remove(orgId: string, row: RecordingRow): Promise<void>;
+  /**
+   * The whole decrypted PCM of a completed (or uploading) server-key PCM recording, segment by segment, for
+   * analysis on read (the energy-based VAD of call_metadata.json). Null for client-key and MP3 recordings.
+   */
+  readPcm(row: RecordingRow, signal: AbortSignal): Promise<{ channels: number; sampleRate: number; plaintextSize: number; pcm: AsyncIterable<Uint8Array> } | null>;
 }
 
 export function registerRecordingRoutes(router: Router, gateway: GatewayPort): RecordingMedia {
@@ -117,7 +128,8 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
     }
   };
 
-  const presignedRedirect = async (row: RecordingRow): Promise<HttpResult> => {
+  /** Client key mode: the encrypted (stereo) object; a `?track=` client takes its channel after decrypting. */
+  const presignedRedirect = async (row: RecordingRow, track?: TrackName): Promise<HttpResult> => {
     const ttl = Math.min(gateway.options.presignedUrlTtlSeconds, MAX_PRESIGNED_URL_TTL_SECONDS);
     const url = await objects.presignedUrl(row, ttl);
     return {
@@ -127,18 +139,21 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
         'cache-control': 'no-store',
         'x-recording-sid': row.recordingSid,
         'x-callvault-key-mode': 'client',
+        ...(track === undefined ? {} : { 'x-callvault-track': track, 'x-callvault-track-channel': String(TRACK_CHANNEL[track]) }),
       },
       body: '',
     };
   };
 
   /** The audio as a file: PCM behind a synthesized WAV header, MP3 exactly as stored; both with Range. */
-  const sendMedia = async (ctx: RequestContext, row: RecordingRow, source: CiphertextSource, live: boolean): Promise<StreamedResult | HttpResult> => {
+  const sendMedia = async (ctx: RequestContext, row: RecordingRow, source: CiphertextSource, live: boolean, track?: TrackName): Promise<StreamedResult | HttpResult> => {
     const { layout } = source;
     const dataKey = objects.dataKey(row);
-    let plan;
+    let plan: MediaPlan | TrackPlan;
+    let trackPlan: TrackPlan | null = null;
     try {
-      plan = planMedia(layout, ctx.headers.get('range'));
+      if (track === undefined) plan = planMedia(layout, ctx.headers.get('range'));
+      else plan = trackPlan = planTrack(layout, TRACK_CHANNEL[track], ctx.headers.get('range'));
     } catch (err) {
       if (isCallvaultError(err, ErrorCode.RangeNotSatisfiable)) {
         const size = (err.details?.['size'] as number | undefined) ?? 44 + layout.plaintextSize;
@@ -152,8 +167,9 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
       'content-type': plan.contentType,
       'accept-ranges': 'bytes',
       'cache-control': 'private, no-store',
-      'content-disposition': `inline; filename="${row.recordingSid}.${plan.extension}"`,
+      'content-disposition': `inline; filename="${row.recordingSid}${track === undefined ? '' : `-${track}`}.${plan.extension}"`,
       'x-recording-sid': row.recordingSid,
+      ...(track === undefined ? {} : { 'x-callvault-track': track }),
       'x-recording-status': apiStatus(row.status),
       ...(plan.partial ? { 'content-range': `bytes ${plan.range.start}-${plan.range.end}/${plan.size}` } : {}),
     };
@@ -172,7 +188,10 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
     try {
       await body.write(plan.headerSlice);
       if (plan.pcm && ciphertext) {
-        for await (const pcm of decryptPlannedPcm(layout, plan.pcm, dataKey, ciphertext)) await body.write(pcm);
+        const plaintext = decryptPlannedPcm(layout, plan.pcm, dataKey, ciphertext);
+        // One track: the stereo frames are deinterleaved as they are decrypted, segment by segment.
+        const audio = trackPlan ? deinterleaveChannel(plaintext, trackPlan.channel, trackPlan.skip, trackPlan.take) : plaintext;
+        for await (const pcm of audio) await body.write(pcm);
       }
     } catch (err) {
       ciphertext?.destroy();
@@ -186,34 +205,49 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
   };
 
   /** A completed (or uploading) recording's media: the WAV or MP3 (with Range) in server key mode, a presigned redirect in client key mode. */
-  const serveMedia = async (ctx: RequestContext, row: RecordingRow): Promise<HttpResult | StreamedResult> => {
+  const serveMedia = async (ctx: RequestContext, row: RecordingRow, track?: TrackName): Promise<HttpResult | StreamedResult> => {
+    if (track !== undefined && (row.channels !== 2 || row.format === 'mp3')) {
+      throw new CallvaultError(ErrorCode.TracksNotSeparate, 'the recording mixed its tracks into one channel; they were not kept apart', {
+        details: { channels: row.channels, format: row.format },
+      });
+    }
     if (row.status === 'uploading' && row.keyMode === 'server') {
       // Complete on this gateway's disk, S3 still behind: served from the spool. Once the upload is done
       // the spool is gone and the object serves it.
       const source = await spoolSource(row);
       if (source) {
         try {
-          return await sendMedia(ctx, row, source, false);
+          return await sendMedia(ctx, row, source, false, track);
         } finally {
           await source.release();
         }
       }
     }
-    if (row.keyMode === 'client') return presignedRedirect(row);
+    if (row.keyMode === 'client') return presignedRedirect(row, track);
     const source = await objectSource(row, ctx.signal);
-    return sendMedia(ctx, row, source, false);
+    return sendMedia(ctx, row, source, false, track);
   };
 
   const retrieve = async (ctx: RequestContext): Promise<HttpResult | StreamedResult> => {
     const principal = await authenticate(ctx, db, 'read');
     const callId = ctx.params[0] ?? '';
     const wantsLive = ctx.query.get('live') === '1' || ctx.query.get('live') === 'true';
+    const trackParam = ctx.query.get('track');
+    if (trackParam !== null && trackParam !== 'caller' && trackParam !== 'bot') {
+      throw new CallvaultError(ErrorCode.BadRequest, 'track must be caller or bot', { details: { track: trackParam } });
+    }
+    const track: TrackName | undefined = trackParam === 'caller' || trackParam === 'bot' ? trackParam : undefined;
     // The call's own recordings: a later stream of the call (a second <Stream>, a replayed upgrade) is marked
     // `primary: false` and never served here, however recent; /api/call-recordings lists it with the call.
     const rows = (await recordingsOfCall(principal, callId)).filter((r) => r.metadata['primary'] !== false);
     if (rows.length === 0) throw notFound();
     const inProgress = rows.find((r) => r.status === 'in_progress');
     if (wantsLive && inProgress) {
+      if (track !== undefined && inProgress.channels !== 2) {
+        throw new CallvaultError(ErrorCode.TracksNotSeparate, 'the recording mixes its tracks into one channel; they are not kept apart', {
+          details: { channels: inProgress.channels },
+        });
+      }
       if (inProgress.keyMode === 'client') {
         throw new CallvaultError(ErrorCode.Conflict, 'live audio is only served in server key mode', {
           details: { status: apiStatus(inProgress.status), keyMode: 'client' },
@@ -222,7 +256,7 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
       const source = await spoolSource(inProgress);
       if (source) {
         try {
-          return await sendMedia(ctx, inProgress, source, true);
+          return await sendMedia(ctx, inProgress, source, true, track);
         } finally {
           await source.release();
         }
@@ -243,7 +277,7 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
         details: { status: apiStatus(current.status) },
       });
     }
-    return serveMedia(ctx, completed);
+    return serveMedia(ctx, completed, track);
   };
 
   router.route('get', CALL_RECORDING_PATH, 'call_recording_get', retrieve);
@@ -279,5 +313,33 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
     return { status: 204, headers: {}, body: '' };
   });
 
-  return { serveMedia, remove };
+  const readPcm: RecordingMedia['readPcm'] = async (row, signal) => {
+    if (row.keyMode !== 'server' || row.format === 'mp3') return null;
+    // An uploading recording is read from this gateway's spool while it has it, else from the object.
+    const open = async (): Promise<CiphertextSource> => (row.status === 'uploading' ? await spoolSource(row) : null) ?? (await objectSource(row, signal));
+    const probe = await open();
+    const { header, plaintextSize } = probe.layout;
+    await probe.release();
+    if (header.sampleFormat !== 'pcm_s16le') return null;
+    const dataKey = objects.dataKey(row);
+    // Opened only once iterated, so a caller that wanted the format and size alone holds nothing open.
+    async function* pcm(): AsyncGenerator<Uint8Array> {
+      const source = await open();
+      try {
+        const plan = planMedia(source.layout, undefined).pcm;
+        if (!plan) return;
+        const ciphertext = await source.open(plan.cipherStart, plan.cipherEndInclusive, signal);
+        try {
+          yield* decryptPlannedPcm(source.layout, plan, dataKey, ciphertext);
+        } finally {
+          ciphertext.destroy();
+        }
+      } finally {
+        await source.release();
+      }
+    }
+    return { channels: header.channels, sampleRate: header.sampleRate, plaintextSize, pcm: pcm() };
+  };
+
+  return { serveMedia, remove, readPcm };
 }

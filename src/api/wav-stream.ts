@@ -300,3 +300,94 @@ export async function readAll(stream: Readable | AsyncIterable<Uint8Array>): Pro
   for await (const chunk of stream as AsyncIterable<Uint8Array>) chunks.push(chunk);
   return Buffer.concat(chunks);
 }
+
+/** Which channel of a stereo recording a track is: the caller left (0), the bot / agent right (1). */
+export type TrackName = 'caller' | 'bot';
+export const TRACK_CHANNEL: Readonly<Record<TrackName, 0 | 1>> = { caller: 0, bot: 1 };
+
+/** What to send for one request of a single track: a mono WAV cut out of the stereo plaintext. */
+export interface TrackPlan {
+  contentType: 'audio/wav';
+  extension: 'wav';
+  /** Bytes of the served mono file: its header plus half the stereo plaintext. */
+  size: number;
+  range: ByteRange;
+  partial: boolean;
+  headerSlice: Uint8Array;
+  /** The stereo frames holding the requested mono bytes (whole frames), or null when only header bytes are asked. */
+  pcm: PcmPlan | null;
+  channel: 0 | 1;
+  /** Mono bytes to drop from the first deinterleaved sample (0 or 1: the range starts mid-sample). */
+  skip: number;
+  /** Mono bytes to send after the header slice. */
+  take: number;
+}
+
+/**
+ * Plans one track of a 16-bit stereo PCM recording as a mono 16-bit WAV at the same rate, sample-aligned
+ * with the stereo file: mono sample i is channel `channel` of stereo frame i. A byte range of the mono file
+ * maps onto the whole stereo frames that hold it, so only those segments are read and decrypted.
+ */
+export function planTrack(layout: SegmentLayout, channel: 0 | 1, rangeHeader: string | undefined): TrackPlan {
+  const { header: container } = layout;
+  if (container.sampleFormat === 'mp3' || container.channels !== 2) {
+    throw new CallvaultError(ErrorCode.TracksNotSeparate, 'the recording mixed its tracks into one channel; they were not kept apart', {
+      details: { channels: container.channels, sampleFormat: container.sampleFormat },
+    });
+  }
+  const frames = Math.floor(layout.plaintextSize / 4);
+  const monoBytes = frames * 2;
+  if (monoBytes > MAX_WAV_DATA_BYTES) {
+    throw new CallvaultError(ErrorCode.Conflict, 'recording is too long for a single WAV file', { details: { plaintextSize: layout.plaintextSize } });
+  }
+  const header = wavHeader({ sampleRate: container.sampleRate, channels: 1, dataBytes: monoBytes });
+  const size = header.length + monoBytes;
+  const requested = parseRange(rangeHeader, size);
+  const range = requested ?? { start: 0, end: size - 1 };
+  const headerSlice = range.start < header.length ? header.subarray(range.start, Math.min(range.end, header.length - 1) + 1) : new Uint8Array(0);
+  let pcm: PcmPlan | null = null;
+  let skip = 0;
+  let take = 0;
+  if (range.end >= header.length && range.end >= range.start) {
+    const monoStart = Math.max(range.start, header.length) - header.length;
+    const monoEnd = range.end - header.length;
+    const firstFrame = Math.floor(monoStart / 2);
+    const lastFrame = Math.floor(monoEnd / 2);
+    skip = monoStart - firstFrame * 2;
+    take = monoEnd - monoStart + 1;
+    const plainStart = firstFrame * 4;
+    const plainEnd = lastFrame * 4 + 3;
+    pcm = layout.complete ? completedPcm(layout, plainStart, plainEnd) : livePcm(layout, plainStart, plainEnd);
+  }
+  return { contentType: 'audio/wav', extension: 'wav', size, range, partial: requested !== null, headerSlice, pcm, channel, skip, take };
+}
+
+/**
+ * Deinterleaves 16-bit stereo plaintext (starting on a frame boundary, in chunks of any length) into one
+ * channel, streaming: only a partial frame (under 4 bytes) is carried from one chunk to the next.
+ */
+export async function* deinterleaveChannel(stereo: AsyncIterable<Uint8Array>, channel: 0 | 1, skip: number, take: number): AsyncGenerator<Uint8Array> {
+  let carry = new Uint8Array(0);
+  let toSkip = skip;
+  let left = take;
+  for await (const chunk of stereo) {
+    if (left <= 0) break;
+    const bytes = carry.length === 0 ? chunk : Buffer.concat([carry, chunk]);
+    const frames = Math.floor(bytes.length / 4);
+    const out = new Uint8Array(frames * 2);
+    for (let f = 0, i = channel * 2; f < frames; f++, i += 4) {
+      out[f * 2] = bytes[i]!;
+      out[f * 2 + 1] = bytes[i + 1]!;
+    }
+    carry = bytes.slice(frames * 4);
+    let piece = out;
+    if (toSkip > 0) {
+      const n = Math.min(toSkip, piece.length);
+      piece = piece.subarray(n);
+      toSkip -= n;
+    }
+    if (piece.length > left) piece = piece.subarray(0, left);
+    left -= piece.length;
+    if (piece.length > 0) yield piece;
+  }
+}

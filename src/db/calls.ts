@@ -49,6 +49,8 @@ export interface CallsRepository {
   /** The most recently updated call with this CallSid / room SID in the organisation. */
   getByExternalId(orgId: string, externalId: string, source?: CallSource): Promise<Call | null>;
   get(orgId: string, id: string): Promise<Call | null>;
+  /** Sets these metadata keys (overwriting). A no-op for unknown ids. */
+  mergeMetadata(callId: string, patch: JsonObject): Promise<void>;
   /** Adds these metadata keys where the call has none yet (a tag set first stays). */
   tagIfUnset(callId: string, tags: JsonObject): Promise<void>;
 }
@@ -118,6 +120,11 @@ export function createCallsRepository(db: Executor): CallsRepository {
         [orgId, externalId, source ?? null],
       );
       return rows[0] ? toCall(rows[0]) : null;
+    },
+
+    async mergeMetadata(callId, patch) {
+      if (!isUuid(callId)) return;
+      await db.query('calls.mergeMetadata', `UPDATE calls SET metadata = metadata || $2::jsonb, updated_at = now() WHERE id = $1`, [callId, JSON.stringify(patch)]);
     },
 
     async tagIfUnset(callId, tags) {

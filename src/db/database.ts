@@ -2,6 +2,7 @@ import pg from 'pg';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { createAgentsRepository, type AgentsRepository } from './agents.js';
+import { createArtifactsRepository, type ArtifactsRepository } from './artifacts.js';
 import { createApiKeysRepository, type ApiKeysRepository } from './api-keys.js';
 import { createCallsRepository, type CallsRepository } from './calls.js';
 import { translateDbError } from './errors.js';
@@ -37,6 +38,8 @@ export interface Database {
   readonly recordings: RecordingsRepository;
   readonly agents: AgentsRepository;
   readonly imports: ImportsRepository;
+  /** Transcript entries and session events posted for calls. */
+  readonly artifacts: ArtifactsRepository;
   /** Applies pending migrations. Safe to run from several gateways at once. */
   migrate(): Promise<MigrationResult>;
   /** Resolves when the server answers a query; throws DATABASE_UNAVAILABLE otherwise. */
@@ -149,6 +152,7 @@ export function createDatabase(opts: DatabaseOptions): Database {
     recordings: createRecordingsRepository(executor),
     agents: createAgentsRepository(executor),
     imports: createImportsRepository(executor),
+    artifacts: createArtifactsRepository(executor),
     migrate,
     async ping() {
       await executor.query('ping', 'SELECT 1');

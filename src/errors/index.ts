@@ -52,6 +52,8 @@ export const ErrorCode = {
   BadRequest: 'BAD_REQUEST',
   PayloadTooLarge: 'PAYLOAD_TOO_LARGE',
   RangeNotSatisfiable: 'RANGE_NOT_SATISFIABLE',
+  /** `?track=` of a recording that mixed its tracks into one channel (mono, or MP3): they were not kept apart. */
+  TracksNotSeparate: 'TRACKS_NOT_SEPARATE',
   Internal: 'INTERNAL',
   // A crashed client-key recording whose data key was deliberately not kept on disk (SPOOL_CLIENT_KEYS=false).
   RecoveryKeyUnavailable: 'RECOVERY_KEY_UNAVAILABLE',

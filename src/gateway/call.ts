@@ -169,6 +169,23 @@ export class Call extends EventEmitter<CallEvents> {
     return this.#recording.resumeAt(this.#mediaEndMs);
   }
 
+  /** Per track: its role, format, and the media frames (chunks) and bytes the source sent for it, and their duration. */
+  trackStats(): Record<string, { role: string; encoding: string; sampleRate: number; chunks: number; bytes: number; mediaMs: number }> {
+    const stats: Record<string, { role: string; encoding: string; sampleRate: number; chunks: number; bytes: number; mediaMs: number }> = {};
+    for (const track of this.#tracks.values()) {
+      const bytesPerSample = track.encoding === 'pcm_s16le' ? 2 : 1;
+      stats[track.id] = {
+        role: track.role,
+        encoding: track.encoding,
+        sampleRate: track.sampleRate,
+        chunks: track.framesReceived,
+        bytes: track.bytesReceived,
+        mediaMs: Math.round((track.bytesReceived / bytesPerSample / track.sampleRate) * 1000),
+      };
+    }
+    return stats;
+  }
+
   /** Routes one frame of a known track (positioned on the call's media timeline) to the recording. */
   pushFrame(frame: InputFrame, arrivedAt: number): void {
     const track = this.#tracks.get(frame.trackId);
@@ -196,6 +213,10 @@ export class Call extends EventEmitter<CallEvents> {
       const endedAt = new Date(this.#services.now());
       // A later stream of the call ending says nothing about the call: its row is the primary stream's to end.
       if (this.primary) {
+        // What the source sent per track (chunks = media frames), for call_metadata.json; a failed write is logged.
+        await this.#services.db.calls
+          .mergeMetadata(this.dbId, { trackStats: this.trackStats() })
+          .catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not store track counters'));
         await retryWhileRetryable(this.#services, this.#abort.signal, 'could not mark call ended, retrying', { callSid: this.externalId }, () =>
           this.#services.db.calls.end(this.dbId, endedAt),
         ).catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not mark call ended'));

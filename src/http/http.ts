@@ -38,6 +38,7 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.RecordingOptionsInvalid]: 400,
   [ErrorCode.ClientKeyWeak]: 400,
   [ErrorCode.RangeNotSatisfiable]: 416,
+  [ErrorCode.TracksNotSeparate]: 409,
   [ErrorCode.ShuttingDown]: 503,
   [ErrorCode.DatabaseUnavailable]: 503,
   [ErrorCode.StorageUnavailable]: 503,

@@ -118,6 +118,7 @@ const scenarios: Scenario[] = [
       [method, '/calls/:callId/recording', 404, () => api(t, recordingPath(serverCall), { method: m, org: 'globex' })],
       [method, '/calls/:callId/recording', 409, () => api(t, recordingPath(inProgressCall), { method: m })],
       [method, '/calls/:callId/recording', 416, () => api(t, recordingPath(serverCall), { method: m, headers: { range: 'bytes=99999999-' } })],
+      [method, '/calls/:callId/recording', 400, () => api(t, recordingPath(serverCall, '?track=agent'), { method: m })],
     ];
   }),
   ['del', '/calls/:callId/recording', 401, () => api(t, recordingPath(serverCall), { method: 'DELETE', authorization: 'Bearer nope' })],
@@ -151,7 +152,8 @@ describe('status codes', () => {
     for (const route of registeredRoutes(t.gateway.app)) {
       // LiveKit, management, Twilio-style (test/manage/conform.test.ts) and webhook routes produce their statuses in their own test files, which check
       // what they answered against the document (test/support/openapi.ts).
-      if (/^\/(livekit|api|webhooks|twilio)\//.test(route.pattern)) continue;
+      // A call's artifacts (transcript, events, metadata, bundle): test/artifacts/artifacts.test.ts, likewise.
+      if (/^\/(livekit|api|webhooks|twilio)\//.test(route.pattern) || /^\/calls\/:callId\/(transcript|events|metadata|bundle)$/.test(route.pattern)) continue;
       const produced = scenarios.filter(([m, p]) => m === route.method && p === route.pattern).map(([, , s]) => s);
       const documented = documentedStatuses(operation(route.method, route.pattern)!).filter((s) => s !== 503);
       expect({ route: `${route.method} ${route.pattern}`, statuses: [...new Set(produced)].sort() }).toEqual({

@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { s3Peer } from '../support/peers.js';
+import { wavHeader } from '../../dist/audio/wav.js';
 import { CountingProxy, api, apiKeyOf, recordingPath, sha256, storeRecording, type StoredRecording } from './support.js';
 
 // Far larger than every socket buffer between MinIO, the proxy, the gateway and the client put together.
@@ -144,6 +145,47 @@ describe('an aborting client', () => {
     const full = api(t, recordingPath(big.callSid)).then(async (r) => sha256(new Uint8Array(await r.arrayBuffer())));
     slow.socket.destroy();
     expect(await full).toBe(sha256(big.wav));
+  });
+});
+
+describe('one track (?track=)', () => {
+  /** The mono WAV of one channel of `big`, as the API must serve it. */
+  function trackWav(channel: 0 | 1): Uint8Array {
+    const pcm = big.wav.subarray(44);
+    const mono = Buffer.alloc(pcm.length / 2);
+    for (let f = 0; f < pcm.length / 4; f++) {
+      mono[2 * f] = pcm[4 * f + 2 * channel]!;
+      mono[2 * f + 1] = pcm[4 * f + 2 * channel + 1]!;
+    }
+    return Buffer.concat([wavHeader({ sampleRate: 48000, channels: 1, dataBytes: mono.length }), mono]);
+  }
+
+  test('a slow client of a track is fed at its own pace (storage read only as far as it has taken), and the track arrives intact', async () => {
+    const expected = trackWav(1);
+    const before = proxy.downstreamBytes;
+    const client = rawGet(recordingPath(big.callSid, '?track=bot'), `Bearer ${apiKeyOf(t, 'acme')}`);
+    await client.received(256 * 1024);
+    client.socket.pause();
+    const pulledWhilePaused = (await proxy.settled()) - before;
+    // Deinterleaved while streaming: buffering the recording would pull all 64 MiB before the client took 256 KiB.
+    expect(pulledWhilePaused).toBeLessThan(big.objectSize / 2);
+    client.socket.resume();
+    const result = await client.finish();
+    expect(result.headers).toMatch(/^HTTP\/1\.1 200 OK/);
+    expect(result.bodyBytes).toBe(expected.length);
+    expect(result.sha256).toBe(sha256(expected));
+  });
+
+  test('a Range near the end of a track reads only the segments holding those frames', async () => {
+    const expected = trackWav(0);
+    const start = expected.length - 100_001;
+    const before = await proxy.settled(200);
+    const res = await api(t, recordingPath(big.callSid, '?track=caller'), { headers: { range: `bytes=${start}-` } });
+    expect(res.status).toBe(206);
+    const body = new Uint8Array(await res.arrayBuffer());
+    expect(Buffer.from(body).equals(Buffer.from(expected.subarray(start)))).toBe(true);
+    // ~200 KB of stereo frames (13 segments of 16 KiB) plus the header read and HTTP framing: far below the 64 MiB object.
+    expect((await proxy.settled(200)) - before).toBeLessThan(1024 * 1024);
   });
 });
 

@@ -9,6 +9,8 @@ import { migrations } from '../../dist/db/migrations/index.js';
 const EXPECTED_TABLES = [
   'agents',
   'api_keys',
+  'call_events',
+  'call_transcript_entries',
   'calls',
   'organisations',
   'recordings',
@@ -83,6 +85,7 @@ describe('migrate', () => {
       { version: 7, name: 'key_scopes' },
       { version: 8, name: 'signalwire' },
       { version: 9, name: 'agent_identity' },
+      { version: 10, name: 'call_artifacts' },
     ]);
   });
 

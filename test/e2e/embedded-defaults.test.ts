@@ -158,6 +158,35 @@ describe('every route on the embedded defaults (embedded PostgreSQL, s3rver)', (
     expect((await call('GET', `/calls/${second.callSid}/recording`)).status).toBe(404);
   }, 90_000);
 
+  test('a call’s artifacts: one track of a stereo call, a mono call’s 409, transcript, events and metadata', async () => {
+    const mono = await placeCall(1000);
+    await recordingOf(mono.callSid);
+    expect((await okJson(await call('GET', `/calls/${mono.callSid}/recording?track=caller`), 409)).error.code).toBe('TRACKS_NOT_SEPARATE');
+
+    const placed = await placeCall(1000, { enabled: true, stereo: true });
+    await recordingOf(placed.callSid);
+    const bot = decodeWav(new Uint8Array(await (await call('GET', `/calls/${placed.callSid}/recording?track=bot`)).arrayBuffer()));
+    expect(bot).toMatchObject({ channels: 1, sampleRate: 16000, dataBytes: 32000 });
+    expect(toneAmplitude(bot.channelSamples[0]!.subarray(1600, 14_000), 16000, 1000)).toBeGreaterThan(0.4 * 32767 * 0.9);
+    expect(toneAmplitude(bot.channelSamples[0]!.subarray(1600, 14_000), 16000, 440)).toBeLessThan(0.4 * 32767 * 0.01);
+
+    const entry = { timestamp: '2026-12-01T14:30:22.123456Z', channel: 'caller', type: 'input', text: 'Hello', confidence: 0.9, duration_ms: 400 };
+    expect(await okJson(await call('POST', `/calls/${placed.callSid}/transcript`, { entries: [entry] }), 201)).toEqual({ stored: 1 });
+    expect((await okJson(await call('GET', `/calls/${placed.callSid}/transcript`), 200)).entries).toEqual([entry]);
+    const fn = { type: 'function_call', timestamp: '2026-12-01T14:30:23.000001Z', function_name: 'lookup', arguments: { id: 1 }, result: { ok: true }, call_id: 'c1' };
+    expect(await okJson(await call('POST', `/calls/${placed.callSid}/events`, { events: [fn] }), 201)).toEqual({ stored: 1 });
+    const events = (await okJson(await call('GET', `/calls/${placed.callSid}/events`), 200)).events as any[];
+    expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['transcript_entry', 'function_call', 'call_started', 'recording_started', 'recording_stopped']));
+    const metadata = await okJson(await call('GET', `/calls/${placed.callSid}/metadata`), 200);
+    expect(metadata).toMatchObject({ caller_audio_chunks: 50, bot_audio_chunks: 50, transcript_entries: 1, function_calls: [{ function_name: 'lookup', call_id: 'c1' }] });
+    expect(metadata.speech.caller_speech_seconds).toBeGreaterThanOrEqual(0.9);
+    const bundle = await call('GET', `/calls/${placed.callSid}/bundle`);
+    expect(bundle.status).toBe(200);
+    const zip = Buffer.from(await bundle.arrayBuffer());
+    expect(zip.subarray(0, 4).equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))).toBe(true);
+    expect(zip.includes(Buffer.from('/caller_audio.wav'))).toBe(true);
+  }, 60_000);
+
   test('mid-call control, and DELETE of a recording in progress (its open multipart upload aborted by id on s3rver)', async () => {
     const gatewayRef = { gateway: running.gateway } as unknown as TestGateway;
     const stream = await RawTwilioStream.open(gatewayRef, account, { signature: signStreamUrl(account.authToken, streamUrl()) });

@@ -4,8 +4,8 @@ import { carrierAccountOf, carrierAccounts, type Carrier, type CarrierAccount, t
 import type { RequestContext } from '../../http/http.js';
 
 /** Reads and validates a JSON body; anything unreadable or off-schema is BAD_REQUEST with the issues. */
-export async function jsonBody<T extends z.ZodType>(ctx: RequestContext, schema: T): Promise<z.infer<T>> {
-  const raw = await ctx.readBody(64 * 1024);
+export async function jsonBody<T extends z.ZodType>(ctx: RequestContext, schema: T, limitBytes = 64 * 1024): Promise<z.infer<T>> {
+  const raw = await ctx.readBody(limitBytes);
   let value: unknown = {};
   if (raw.length > 0) {
     try {

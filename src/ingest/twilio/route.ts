@@ -62,6 +62,8 @@ interface SocketData {
   tokenCallSid?: string;
   session?: TwilioStreamSession;
   call?: Call;
+  /** The id of the stream's recording (kept past its close, for the close code in its metadata). */
+  recordingId?: string;
   /** Frames that arrived while the call and its recording were being set up. */
   early: InputFrame[];
   earlyArrivals: number[];
@@ -178,6 +180,13 @@ function registerMediaStreamIngest(app: TemplatedApp, gateway: GatewayPort, flav
     if (!data.open || data.closing) return;
     data.closing = true;
     ws.end(code, reason);
+    // The close code goes into the recording's metadata (session_events.json); a failed write is logged.
+    const recordingId = data.recordingId;
+    if (recordingId) {
+      gateway.db.recordings
+        .mergeMetadata(recordingId, { streamClose: { code, reason, at: new Date(now()).toISOString() } })
+        .catch((err: unknown) => logger.error({ callSid: data.callSid, err }, 'could not store stream close code'));
+    }
   };
 
   /** Closes this stream only; what it sent so far is finalised. Every other call carries on. */
@@ -251,6 +260,7 @@ function registerMediaStreamIngest(app: TemplatedApp, gateway: GatewayPort, flav
     }
     // Only now do frames go straight to the call: until its recording exists they wait in `early`.
     data.call = call;
+    if (call.recording) data.recordingId = call.recording.id;
     // However the call ends (stop, API, shutdown, failure), its stream is closed once the recording is final,
     // with a code that says how it ended.
     call.once('closed', (summary) => {
