@@ -1,6 +1,6 @@
 /** The OpenAPI paths of a call's artifacts (src/api/artifacts.ts): transcript, events, metadata. */
 import { z } from 'zod';
-import { addPaths, errorResponse, unauthorized, unavailable, type OperationObject } from './openapi.js';
+import { addPaths, errorResponse, internal, unauthorized, unavailable, type OperationObject } from './openapi.js';
 
 const callId = {
   name: 'callId',
@@ -9,7 +9,6 @@ const callId = {
   description: 'The Twilio CallSid (or LiveKit room SID) of the call; its callvault id is accepted too.',
   schema: { type: 'string' },
 };
-const internal = errorResponse('Unexpected failure (logged with details on the server).', ['INTERNAL']);
 const notFound = errorResponse("No such call (also when it is another organisation's, or another user's for a user-bound key).", ['NOT_FOUND']);
 const isoMicros = { type: 'string', format: 'date-time', description: 'ISO 8601 UTC with microseconds, e.g. 2026-12-01T14:30:22.123456Z.' };
 const identity = {

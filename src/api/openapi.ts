@@ -35,7 +35,7 @@ export const unavailable = errorResponse('PostgreSQL or object storage is unreac
   'STORAGE_UNAVAILABLE',
   'SHUTTING_DOWN',
 ]);
-const internal = errorResponse('Unexpected failure (logged with details on the server).', ['INTERNAL']);
+export const internal = errorResponse('Unexpected failure (logged with details on the server).', ['INTERNAL']);
 
 const callIdParameter = {
   name: 'callId',

@@ -18,6 +18,7 @@
  * other failure is tampering or a wrong key and reading fails.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import type { FrameEncoding, InputFrame, TrackRole } from '../pipeline/types.js';
@@ -94,8 +95,9 @@ export interface JournalWriterOptions {
 
 /**
  * Appends frames to a recording's journal. `add()` only buffers; `flush()` seals what is buffered into one
- * record, writes it and waits for fdatasync (group commit: one write and one sync per flush, whatever the
- * number of frames). Flushes run one at a time, in order.
+ * record and writes it durably (group commit: one write per flush, whatever the number of frames; the file is
+ * opened O_DSYNC, so the write returns once the data is on stable storage, as write + fdatasync would, in one
+ * system call and one thread-pool round trip instead of two). Flushes run one at a time, in order.
  */
 export class JournalWriter {
   readonly path: string;
@@ -125,7 +127,8 @@ export class JournalWriter {
 
   static async create(opts: JournalWriterOptions): Promise<JournalWriter> {
     try {
-      const handle = await open(opts.path, 'wx', 0o600);
+      // O_DSYNC: every write is synchronised data (what fdatasync after each write gave), in the same call.
+      const handle = await open(opts.path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
       await handle.datasync();
       return new JournalWriter(handle, opts, 0);
     } catch (cause) {
@@ -164,8 +167,10 @@ export class JournalWriter {
       const head = Buffer.allocUnsafe(LENGTH_BYTES);
       head.writeUInt32BE(body.length, 0);
       try {
-        await handle.writev([head, nonce, body]);
-        await handle.datasync();
+        // One record per write: with O_DSYNC it is durable when writev returns. A short write would leave a
+        // torn record, which readers stop at; it is an error here all the same.
+        const { bytesWritten } = await handle.writev([head, nonce, body]);
+        if (bytesWritten !== head.length + nonce.length + body.length) throw new Error('short journal write');
       } catch (cause) {
         this.#failure = new CallvaultError(ErrorCode.SpoolFailed, 'frame journal write failed', {
           cause,

@@ -4,7 +4,7 @@
  * schemas the routes validate with, so the document cannot drift from what is checked.
  */
 import { z } from 'zod';
-import { errorResponse, type OpenApiObject, type OperationObject, type PathItem } from '../openapi.js';
+import { errorResponse, internal, unauthorized, type OpenApiObject, type OperationObject, type PathItem } from '../openapi.js';
 import { PatchRecordingSchema, StartSchema } from './call-recordings.js';
 import { TwilioCallStatusAnswer, TwilioStartRecordingAnswer, TwilioStartRecordingBody } from './twilio-calls.js';
 
@@ -17,13 +17,11 @@ export function schemaOf(schema: z.ZodType, io: 'input' | 'output' = 'input'): O
 const secured = { security: [{ bearerAuth: [] }] };
 const ok = (description: string, schema: OpenApiObject) => ({ description, content: { 'application/json': { schema } } });
 const body = (schema: z.ZodType) => ({ required: true, content: { 'application/json': { schema: schemaOf(schema) } } });
-const unauthorized = errorResponse('Missing, malformed, unknown or revoked API key.', ['UNAUTHORIZED']);
 const unavailable = errorResponse('PostgreSQL or the Twilio API is unreachable, or the gateway is shutting down; retry.', [
   'DATABASE_UNAVAILABLE',
   'STORAGE_UNAVAILABLE',
   'SHUTTING_DOWN',
 ]);
-const internal = errorResponse('Unexpected failure (logged with details on the server).', ['INTERNAL']);
 const badRequest = errorResponse('Invalid body or parameters (`details.issues`).', ['BAD_REQUEST', 'CLIENT_KEY_WEAK']);
 export const rateLimited = {
   ...errorResponse(

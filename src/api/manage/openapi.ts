@@ -1,14 +1,12 @@
 /** The management routes' part of the OpenAPI document. */
-import { addPaths, errorResponse, type OperationObject, type PathItem } from '../openapi.js';
+import { addPaths, errorResponse, internal, unauthorized, type OperationObject, type PathItem } from '../openapi.js';
 import { conformPaths } from './openapi-conform.js';
 
-const unauthorized = errorResponse('Missing, malformed, unknown or revoked API key.', ['UNAUTHORIZED']);
 const unavailable = errorResponse('PostgreSQL, object storage or the Twilio API is unreachable, or the gateway is shutting down; retry.', [
   'DATABASE_UNAVAILABLE',
   'STORAGE_UNAVAILABLE',
   'SHUTTING_DOWN',
 ]);
-const internal = errorResponse('Unexpected failure (logged with details on the server).', ['INTERNAL']);
 const badRequest = errorResponse('Invalid parameters or body (`details.issues`).', ['BAD_REQUEST', 'CLIENT_KEY_WEAK']);
 const recordingNotFound = errorResponse("No such recording (also when it is another organisation's).", ['NOT_FOUND']);
 const ok = (description: string, schema: Record<string, unknown> = { type: 'object' }) => ({
