@@ -4,7 +4,7 @@ import { Piscina } from 'piscina';
 import type { EncryptorState } from '../crypto/index.js';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import type { BatchStats, CallDspState, InputFrame } from './types.js';
-import type { BatchResult, BatchTask, FrameHeader, SealTask } from './worker.js';
+import { FRAME_FIELDS, type BatchResult, type BatchTask, type SealTask, type TrackInfo } from './worker.js';
 
 export interface PipelinePoolOptions {
   threads?: number;
@@ -164,6 +164,10 @@ export class PipelineSession {
   readonly #init: { dsp: CallDspState; encryptor: EncryptorState };
   #established = false;
   #ended = false;
+  /** The session's tracks by index, and how many of them the thread holds. */
+  readonly #trackIndex = new Map<string, number>();
+  readonly #tracks: TrackInfo[] = [];
+  #tracksOnThread = 0;
 
   /** @internal created by PipelinePool.openSession */
   constructor(pool: PipelinePool, lane: Lane, id: number, init: { dsp: CallDspState; encryptor: EncryptorState }) {
@@ -189,21 +193,42 @@ export class PipelineSession {
     let total = 0;
     for (const frame of frames) total += frame.data.byteLength;
     const payload = new Uint8Array(total);
-    const headers: FrameHeader[] = new Array<FrameHeader>(frames.length);
+    const meta = new Float64Array(frames.length * FRAME_FIELDS);
     let offset = 0;
     for (let i = 0; i < frames.length; i++) {
       const f = frames[i]!;
       payload.set(f.data, offset);
       offset += f.data.byteLength;
-      headers[i] = { trackId: f.trackId, role: f.role, encoding: f.encoding, sampleRate: f.sampleRate, position: f.position, length: f.data.byteLength };
+      // Keyed by everything a track fixes, so a frame that disagrees with its track still reaches the DSP as
+      // it came (and is judged there), never silently relabelled.
+      const key = `${f.trackId}\u0000${f.role}\u0000${f.encoding}\u0000${f.sampleRate}`;
+      let track = this.#trackIndex.get(key);
+      if (track === undefined) {
+        track = this.#tracks.length;
+        this.#trackIndex.set(key, track);
+        this.#tracks.push({ trackId: f.trackId, role: f.role, encoding: f.encoding, sampleRate: f.sampleRate });
+      }
+      meta[i * FRAME_FIELDS] = track;
+      meta[i * FRAME_FIELDS + 1] = f.position;
+      meta[i * FRAME_FIELDS + 2] = f.data.byteLength;
     }
-    const task: BatchTask = { session: this.id, frames: headers, payload, final, ...(this.#established ? {} : { init: this.#init }) };
+    const tracksFrom = this.#established ? this.#tracksOnThread : 0;
+    const task: BatchTask = {
+      session: this.id,
+      tracksFrom,
+      tracks: this.#tracks.slice(tracksFrom),
+      frames: meta,
+      payload,
+      final,
+      ...(this.#established ? {} : { init: this.#init }),
+    };
     const result = await this.#pool.runOn(this.#lane, task, signal);
     if (!result.ok) {
       // Still "established" as far as the owner knows: holds() answers false, and the owner rebuilds.
       throw new CallvaultError(ErrorCode.PipelineFailed, 'the worker thread holding this call lost its state', { details: { reason: result.reason } });
     }
     this.#established = !final;
+    this.#tracksOnThread = this.#tracks.length;
     if (final) this.#end(false);
     return { output: result.output, stats: result.stats };
   }

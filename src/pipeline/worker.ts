@@ -18,23 +18,33 @@ interface SessionState {
   encryptor: EncryptorState;
 }
 
-const sessions = new Map<number, SessionState>();
+interface HeldSession extends SessionState {
+  /** The session's tracks, by index: a frame names its track by index, the strings cross once. */
+  tracks: TrackInfo[];
+}
 
-/** A frame without its payload: payloads travel packed in `BatchTask.payload`, one after another. */
-export interface FrameHeader {
+const sessions = new Map<number, HeldSession>();
+
+/** What is fixed for the life of a track: sent once per session (again after a rebuild). */
+export interface TrackInfo {
   trackId: string;
   role: InputFrame['role'];
   encoding: InputFrame['encoding'];
   sampleRate: number;
-  position: number;
-  length: number;
 }
+
+/** Per frame, three numbers in `BatchTask.frames`: track index, position, payload length. */
+export const FRAME_FIELDS = 3;
 
 export interface BatchTask {
   session: number;
   /** The state a session starts from: sent until a batch of the session has succeeded on this thread. */
   init?: SessionState;
-  frames: FrameHeader[];
+  /** Tracks the thread does not know yet, to be stored from index `tracksFrom` on. */
+  tracksFrom: number;
+  tracks: TrackInfo[];
+  /** FRAME_FIELDS numbers per frame (plain numbers structured-clone far cheaper than objects with strings). */
+  frames: Float64Array;
   /** Every frame's payload, in order; its buffer is transferred, not copied. */
   payload: Uint8Array;
   /** Flush everything and seal the final segment; the session ends with it. */
@@ -46,20 +56,23 @@ export type BatchResult =
   /** This thread does not hold the session (it is a replacement for one that died) and no `init` came. */
   | { ok: false; reason: 'session_unknown' };
 
-function unpack(task: BatchTask): InputFrame[] {
-  const frames: InputFrame[] = new Array<InputFrame>(task.frames.length);
+function unpack(task: BatchTask, tracks: readonly TrackInfo[]): InputFrame[] {
+  const count = task.frames.length / FRAME_FIELDS;
+  const frames: InputFrame[] = new Array<InputFrame>(count);
   let offset = 0;
-  for (let i = 0; i < task.frames.length; i++) {
-    const h = task.frames[i]!;
+  for (let i = 0; i < count; i++) {
+    const track = tracks[task.frames[i * FRAME_FIELDS]!];
+    if (!track) throw new Error('frame names a track the session does not have');
+    const length = task.frames[i * FRAME_FIELDS + 2]!;
     frames[i] = {
-      trackId: h.trackId,
-      role: h.role,
-      encoding: h.encoding,
-      sampleRate: h.sampleRate,
-      position: h.position,
-      data: task.payload.subarray(offset, offset + h.length),
+      trackId: track.trackId,
+      role: track.role,
+      encoding: track.encoding,
+      sampleRate: track.sampleRate,
+      position: task.frames[i * FRAME_FIELDS + 1]!,
+      data: task.payload.subarray(offset, offset + length),
     };
-    offset += h.length;
+    offset += length;
   }
   return frames;
 }
@@ -75,12 +88,13 @@ function moved(result: BatchResult, buffer: ArrayBuffer | null): unknown {
 
 export default function runBatch(task: BatchTask): unknown {
   // `init` means "start from here" (a first batch, or a rebuild): it wins over anything held.
-  const state = task.init ?? sessions.get(task.session);
-  if (!state) return { ok: false, reason: 'session_unknown' } satisfies BatchResult;
-  const { state: dsp, pcm, stats } = processBatch(state.dsp, unpack(task), { final: task.final });
-  const { state: encryptor, output } = encryptChunk(state.encryptor, pcm, task.final);
+  const held = task.init ? { ...task.init, tracks: [] } : sessions.get(task.session);
+  if (!held) return { ok: false, reason: 'session_unknown' } satisfies BatchResult;
+  const tracks = held.tracks.slice(0, task.tracksFrom).concat(task.tracks);
+  const { state: dsp, pcm, stats } = processBatch(held.dsp, unpack(task, tracks), { final: task.final });
+  const { state: encryptor, output } = encryptChunk(held.encryptor, pcm, task.final);
   if (task.final) sessions.delete(task.session);
-  else sessions.set(task.session, { dsp, encryptor });
+  else sessions.set(task.session, { dsp, encryptor, tracks });
   // encryptChunk returns a fresh buffer of exactly the output: the whole of it can move.
   const whole = output.byteOffset === 0 && output.byteLength === output.buffer.byteLength;
   const out = whole ? output : output.slice();
