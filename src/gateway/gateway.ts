@@ -68,7 +68,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
   readonly #streamsByAccount = new Map<string, number>();
   #spoolFreeBytes: number | null = null;
   #spoolLow = false;
-  #utilizationSampledAt = 0;
   #spoolProbe: NodeJS.Timeout | null = null;
   #probing: Promise<void> | null = null;
 
@@ -79,6 +78,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
     this.now = services.now;
     this.services = services;
     this.metrics = services.metrics;
+    this.metrics.workerUtilizationSource = () => services.pool.utilization;
     this.db = services.db;
     this.app = app;
   }
@@ -163,11 +163,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
   #tick(): void {
     const now = this.services.now();
     for (const call of this.#calls) call.flushIfDue(now);
-    // Piscina computes utilisation from a histogram summary (costly on the main thread): once a second is plenty.
-    if (now - this.#utilizationSampledAt >= 1000) {
-      this.#utilizationSampledAt = now;
-      this.metrics.workerUtilization.set(this.services.pool.utilization);
-    }
     this.metrics.workerQueueDepth.set(this.services.pool.pending + this.services.pool.waiting);
     this.metrics.partsInFlight.set(this.services.partLimiter.inFlight);
   }

@@ -158,10 +158,16 @@ export class GatewayMetrics {
     labelNames: ['source', 'reason'] as const,
     registers: [this.registry],
   });
+  /** Where the worker pool's utilisation is read from, at scrape time (the gateway sets it). */
+  workerUtilizationSource: (() => number) | null = null;
   readonly workerUtilization = new Gauge({
     name: 'callvault_worker_pool_utilization_ratio',
     help: 'Share of worker thread capacity in use since start.',
     registers: [this.registry],
+    // Read when scraped, not on every tick: piscina computes it from a histogram summary, which is costly.
+    collect: () => {
+      if (this.workerUtilizationSource) this.workerUtilization.set(this.workerUtilizationSource());
+    },
   });
   readonly workerQueueDepth = new Gauge({
     name: 'callvault_worker_queue_depth',
