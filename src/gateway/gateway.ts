@@ -92,7 +92,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
     const logger = options.logger;
     const now = options.now ?? Date.now;
     const db = createDatabase({ url: options.databaseUrl, logger });
-    const pool = new PipelinePool(options.workerThreads === undefined ? {} : { threads: options.workerThreads });
+    const pool = new PipelinePool({
+      ...(options.workerThreads === undefined ? {} : { threads: options.workerThreads }),
+      onDropFailed: (err) => logger.warn({ err }, 'could not free a finished pipeline session on its worker thread'),
+    });
     try {
       await db.migrate();
       for (const { org } of [...options.twilio.accounts, ...(options.signalwire?.projects ?? []), ...options.apiKeys]) await db.organisations.ensure(org);

@@ -8,6 +8,8 @@ import { FRAME_FIELDS, type BatchResult, type BatchTask, type SealTask, type Tra
 
 export interface PipelinePoolOptions {
   threads?: number;
+  /** Told when freeing a finished session's state on its thread failed (the thread died, the pool closed). */
+  onDropFailed?: (err: unknown) => void;
   /**
    * Batches allowed to wait for a thread. Beyond it, callers wait in `run()` (backpressure) instead of
    * piling work into piscina's queues, so memory held by queued batches stays bounded.
@@ -51,6 +53,8 @@ class Lane {
 export class PipelinePool {
   readonly #lanes: Lane[];
   readonly #maxQueued: number;
+  /** @internal read by sessions */
+  readonly onDropFailed: (err: unknown) => void;
   readonly #waiters: Array<() => void> = [];
   #running = 0;
   #nextSession = 1;
@@ -60,6 +64,7 @@ export class PipelinePool {
     const threads = options.threads ?? Math.max(1, availableParallelism());
     this.#lanes = Array.from({ length: threads }, () => new Lane());
     this.#maxQueued = options.maxQueued ?? threads * 64;
+    this.onDropFailed = options.onDropFailed ?? (() => undefined);
   }
 
   get threads(): number {
@@ -262,8 +267,8 @@ export class PipelineSession {
     this.#established = false;
     this.#lane.sessions--;
     if (dropOnThread) {
-      // Best effort: a thread that died took the state with it anyway.
-      this.#lane.piscina.run({ session: this.id }, { name: 'drop' }).catch(() => undefined);
+      // A thread that died took the state with it anyway; the failure is reported, nothing is retried.
+      this.#lane.piscina.run({ session: this.id }, { name: 'drop' }).catch((err: unknown) => this.#pool.onDropFailed(err));
     }
   }
 }

@@ -96,9 +96,7 @@ export default function runBatch(task: BatchTask): unknown {
   if (task.final) sessions.delete(task.session);
   else sessions.set(task.session, { dsp, encryptor, tracks });
   // encryptChunk returns a fresh buffer of exactly the output: the whole of it can move.
-  const whole = output.byteOffset === 0 && output.byteLength === output.buffer.byteLength;
-  const out = whole ? output : output.slice();
-  return moved({ ok: true, output: out, stats }, out.byteLength > 0 ? (out.buffer as ArrayBuffer) : null);
+  return moved({ ok: true, output, stats }, output.byteLength > 0 ? (output.buffer as ArrayBuffer) : null);
 }
 
 /** Named task `holds`: whether this thread still holds the session's state. */
