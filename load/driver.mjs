@@ -31,6 +31,8 @@ const { values } = parseArgs({
     'ramp-seconds': { type: 'string', default: '2' },
     /** Writes V8 CPU profiles of the gateway (main thread and workers) into this folder. */
     'cpu-prof': { type: 'string' },
+    /** Runs the gateway under `perf record -e cpu-clock -g` (on-CPU samples of every thread, kernel included) into DIR/perf.data. */
+    perf: { type: 'string' },
   },
 });
 const CALLS = Number(values.calls);
@@ -276,9 +278,11 @@ async function main() {
     await stop(sink);
 
     // 2. The gateway.
+    const nodeArgs = [...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []), ...(values.perf ? ['--perf-basic-prof'] : []), 'dist/main.js'];
+    // --perf: the gateway runs under `perf record` (on-CPU samples only, kernel included); its CPU figures are then perf's process.
     const gateway = child(
-      process.execPath,
-      [...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : []), 'dist/main.js'],
+      values.perf ? 'perf' : process.execPath,
+      values.perf ? ['record', '-e', 'cpu-clock', '-F', '499', '-g', '-o', join(values.perf, 'perf.data'), '--', process.execPath, ...nodeArgs] : nodeArgs,
       {
         ...s3,
         PORT: String(gatewayPort),
