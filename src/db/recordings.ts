@@ -403,13 +403,19 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
     },
 
     async expired(now, limit) {
+      // Per organisation with a period, through the partial index on (org_id, COALESCE(ended_at, started_at)).
       const { rows } = await db.query<RecordingRow>(
         'recordings.expired',
-        `SELECT ${COLUMNS} FROM recordings
-         WHERE status IN ('completed', 'failed')
-           AND COALESCE(ended_at, started_at) <
-               $1::timestamptz - make_interval(days => (SELECT retention_days FROM organisations o WHERE o.id = recordings.org_id))
-         ORDER BY COALESCE(ended_at, started_at), id
+        `SELECT r.* FROM organisations o
+         CROSS JOIN LATERAL (
+           SELECT ${COLUMNS}, COALESCE(ended_at, started_at) AS finished_at FROM recordings
+           WHERE org_id = o.id AND status IN ('completed', 'failed')
+             AND COALESCE(ended_at, started_at) < $1::timestamptz - make_interval(days => o.retention_days)
+           ORDER BY COALESCE(ended_at, started_at), id
+           LIMIT $2
+         ) r
+         WHERE o.retention_days IS NOT NULL
+         ORDER BY r.finished_at, r.id
          LIMIT $2`,
         [now, limit],
       );

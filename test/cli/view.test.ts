@@ -247,7 +247,8 @@ describe('interactive, in a terminal (tmux)', () => {
     const played = join(dir, 'played');
     const player = join(dir, 'player.sh');
     // The "player": keeps a copy of each file it is given, numbered in order, and says which it was given.
-    await writeFile(player, `#!/bin/sh\nmkdir -p '${played}'\nn=$(ls '${played}' | wc -l)\ncp "$1" '${played}'/$n.wav\n`);
+    const given = join(dir, 'given.log');
+    await writeFile(player, `#!/bin/sh\nmkdir -p '${played}'\nn=$(ls '${played}' | wc -l)\ncp "$1" '${played}'/$n.wav\necho "$1" >> '${given}'\n`);
     await chmod(player, 0o755);
     const command = `${process.execPath} ${BIN} view; echo "[view exited $?]"; sleep 600`;
     await tmux(
@@ -330,5 +331,9 @@ describe('interactive, in a terminal (tmux)', () => {
     await shows('(no transcript entries)');
     await keys('q');
     await shows('[view exited 0]');
+    // The downloads the player was given were temporary: gone once the viewer exited.
+    const paths = (await readFile(given, 'utf8')).trim().split('\n');
+    expect(paths).toHaveLength(3);
+    for (const path of paths) await expect(readFile(path)).rejects.toMatchObject({ code: 'ENOENT' });
   }, 90_000);
 });
