@@ -154,6 +154,13 @@ describe('non-interactive', () => {
     expect(stderr).toContain(message);
   });
 
+  test('a read-only key is enough', async () => {
+    const readOnly = (await t.gateway.db.apiKeys.create('acme', { scopes: ['read'] })).key;
+    const { code, stdout } = await cli(['--latest'], { CALLVAULT_API_KEY: readOnly });
+    expect(code).toBe(0);
+    expect(stdout).toContain(`Call            ${newer}`);
+  });
+
   test('another organisation’s key sees none of these calls', async () => {
     const globex = { CALLVAULT_API_KEY: apiKeyOf(t, 'globex') };
     expect((await cli(['--list'], globex)).stdout.trim()).toBe('no calls');
