@@ -3,7 +3,7 @@ import type { GatewayPort, TwilioImports } from '../gateway/port.js';
 import { ErrorCode } from '../errors/index.js';
 import { createRouter, json, registerNotFound } from '../http/http.js';
 import { openApiDocument } from './openapi.js';
-import { registerRecordingRoutes } from './recordings.js';
+import { registerRecordingRoutes, type RecordingMedia } from './recordings.js';
 import { registerArtifactRoutes } from './artifacts.js';
 import { registerManageRoutes } from './manage/index.js';
 
@@ -36,8 +36,13 @@ export { CALL_RECORDING_PATH, MAX_PRESIGNED_URL_TTL_SECONDS } from './recordings
 export { CALL_EVENTS_PATH, CALL_METADATA_PATH, CALL_TRANSCRIPT_PATH, isoMicros } from './artifacts.js';
 export { parseRange, planMedia, planWav, type ByteRange, type MediaPlan, type WavPlan } from './wav-stream.js';
 
+/** What bootstrap reuses of the API: the one deletion of a recording (the retention sweeper's too). */
+export interface ApiHandles {
+  removeRecording: RecordingMedia['remove'];
+}
+
 /** Registers every HTTP route of the gateway on the uWS app; the Twilio side comes from twilio-rest, through bootstrap. */
-export function registerApi(app: TemplatedApp, gateway: GatewayPort, twilio: TwilioImports): void {
+export function registerApi(app: TemplatedApp, gateway: GatewayPort, twilio: TwilioImports): ApiHandles {
   const router = createRouter(app, { logger: gateway.options.logger, metrics: gateway.metrics });
 
   router.route('get', '/healthz', 'healthz', () => json(200, { status: 'ok' }));
@@ -87,4 +92,5 @@ export function registerApi(app: TemplatedApp, gateway: GatewayPort, twilio: Twi
   registerArtifactRoutes(router, gateway, media);
   registerManageRoutes(router, gateway, { ...media, twilio });
   registerNotFound(app, { metrics: gateway.metrics });
+  return { removeRecording: media.remove };
 }

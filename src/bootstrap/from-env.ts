@@ -167,6 +167,7 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
         maxStreamsPerAccount: env.MAX_STREAMS_PER_ACCOUNT,
         spoolMinFreeBytes: env.SPOOL_MIN_FREE_MIB * 1024 * 1024,
       },
+      retention: { sweepIntervalMs: env.RETENTION_SWEEP_INTERVAL_MINUTES * 60_000 },
       controlRateLimit: { limit: env.CONTROL_RATE_LIMIT_PER_MINUTE, windowMs: 60_000 },
       workerThreads: env.WORKER_THREADS,
       shutdownDeadlineMs: env.SHUTDOWN_DEADLINE_SECONDS * 1000,

@@ -6,7 +6,9 @@
  *   callvault keys revoke --org <org> <key-id>
  *   callvault decrypt --key <client-key> <encrypted-file-or-url> <out.wav>
  *   callvault stream-url --call-sid <CA…> [--ttl <seconds>] [--public-url <url>]
+ *   callvault view [--url <gateway>] [--api-key <key>] [--list | --latest | --summary <callId> | --export <file> <callId>]
  */
+import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js';
 import { API_KEY_SCOPES, createDatabase, type ApiKeyScope, type Database } from '../db/index.js';
@@ -14,11 +16,14 @@ import { USER_ID } from '../config/index.js';
 import { decryptRecordingToWav } from '../crypto/index.js';
 import { createLogger } from '../log/index.js';
 import { streamUrl } from './stream-url.js';
+import { view, VIEW_USAGE, ViewUsageError } from './view.js';
 
 export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
+  /** What `view`'s interactive mode reads its answers from; none: it reads nothing (as at end of input). */
+  stdin?: NodeJS.ReadableStream;
 }
 
 /** Exit statuses: sysexits-style, so scripts can tell a typo from a failure. */
@@ -36,7 +41,7 @@ export const USAGE = `usage:
   callvault stream-url --call-sid <CA…> [--ttl <seconds>] [--public-url <url>]
                                                                 a Twilio <Stream url> with a stream token for that call
 keys commands use DATABASE_URL; stream-url uses MASTER_KEY (or DATA_DIR/master.key) and PUBLIC_URL.
-`;
+${VIEW_USAGE}`;
 
 const ORG_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
@@ -169,6 +174,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return await keys(rest, io);
       case 'decrypt':
         return await decrypt(rest, io);
+      case 'view':
+        return await view(rest, { stdin: io.stdin ?? Readable.from([]), stdout: io.stdout, stderr: io.stderr, env: io.env });
       case 'stream-url':
         return await streamUrl(rest, io, (message) => new UsageError(message));
       case 'help':
@@ -180,7 +187,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         throw new UsageError(command ? `unknown command: ${command}` : 'no command given');
     }
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) {
+    if (err instanceof UsageError || err instanceof ViewUsageError || (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) {
       write(io.stderr, `callvault: ${err.message}\n\n${USAGE}`);
       return EXIT.usage;
     }

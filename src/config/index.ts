@@ -188,6 +188,8 @@ export const EnvFields = z.object({
   /** Periodically fetch completed Twilio recordings of calls that have none here (when Twilio cannot reach us). */
   TWILIO_RECORDING_POLLING: boolFromEnv.default(false),
   TWILIO_RECORDING_POLL_INTERVAL_MINUTES: z.coerce.number().positive().max(1440).default(5),
+  /** How often the retention sweeper deletes recordings older than their organisation's retention period. */
+  RETENTION_SWEEP_INTERVAL_MINUTES: z.coerce.number().positive().max(10080).default(60),
   /** Per organisation, `org:secret,...`: the HMAC secrets of ElevenLabs post-call webhooks; the matching one picks the org. */
   ELEVENLABS_WEBHOOK_SECRETS: commaList(elevenlabsWebhookSecret).optional(),
   LIVEKIT_URL: z.string().url().optional(),

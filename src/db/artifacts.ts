@@ -41,6 +41,11 @@ export interface ArtifactsRepository {
   transcript(callId: string): Promise<TranscriptEntry[]>;
   addEvents(callId: string, events: readonly CallEventInput[]): Promise<number>;
   events(callId: string, type?: string): Promise<CallEvent[]>;
+  /**
+   * Deletes the call's transcript entries and events once the call has no recording left (the retention
+   * sweeper, after the last one went); answers how many rows went, 0 while a recording remains.
+   */
+  deleteIfUnrecorded(callId: string): Promise<{ transcriptEntries: number; events: number }>;
 }
 
 /** ISO 8601 UTC with microseconds, computed by PostgreSQL from the stored timestamptz. */
@@ -124,6 +129,19 @@ export function createArtifactsRepository(db: Executor): ArtifactsRepository {
         [callId, type ?? null],
       );
       return rows.map((r) => ({ timestamp: r.at, type: r.type, mediaMs: toNullableNumber(r.media_ms), data: r.data }));
+    },
+
+    async deleteIfUnrecorded(callId) {
+      if (!isUuid(callId)) return { transcriptEntries: 0, events: 0 };
+      const { rows } = await db.query<{ entries: string; events: string }>(
+        'artifacts.deleteIfUnrecorded',
+        `WITH unrecorded AS (SELECT $1::uuid AS id WHERE NOT EXISTS (SELECT 1 FROM recordings WHERE call_id = $1)),
+              entries AS (DELETE FROM call_transcript_entries WHERE call_id IN (SELECT id FROM unrecorded) RETURNING 1),
+              events AS (DELETE FROM call_events WHERE call_id IN (SELECT id FROM unrecorded) RETURNING 1)
+         SELECT (SELECT count(*) FROM entries) AS entries, (SELECT count(*) FROM events) AS events`,
+        [callId],
+      );
+      return { transcriptEntries: Number(rows[0]?.entries ?? 0), events: Number(rows[0]?.events ?? 0) };
     },
   };
 }

@@ -164,6 +164,12 @@ export interface RecordingsRepository {
   list(orgId: string, query: ListRecordingsQuery): Promise<RecordingPage>;
   /** Deletes by uuid or recording SID and returns the deleted row, so the caller can remove its object. */
   delete(orgId: string, idOrSid: string): Promise<Recording | null>;
+  /**
+   * Finished (completed or failed) recordings of organisations with a retention period that ended (or, never
+   * ended, started) more than that many days before `now`, oldest first, at most `limit`. Recordings in
+   * progress or uploading are never among them.
+   */
+  expired(now: Date, limit: number): Promise<Recording[]>;
 }
 
 export function createRecordingsRepository(db: Executor): RecordingsRepository {
@@ -394,6 +400,26 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
         [orgId, idOrSid],
       );
       return rows[0] ? toRecording(rows[0]) : null;
+    },
+
+    async expired(now, limit) {
+      // Per organisation with a period, through the partial index on (org_id, COALESCE(ended_at, started_at)).
+      const { rows } = await db.query<RecordingRow>(
+        'recordings.expired',
+        `SELECT r.* FROM organisations o
+         CROSS JOIN LATERAL (
+           SELECT ${COLUMNS}, COALESCE(ended_at, started_at) AS finished_at FROM recordings
+           WHERE org_id = o.id AND status IN ('completed', 'failed')
+             AND COALESCE(ended_at, started_at) < $1::timestamptz - make_interval(days => o.retention_days)
+           ORDER BY COALESCE(ended_at, started_at), id
+           LIMIT $2
+         ) r
+         WHERE o.retention_days IS NOT NULL
+         ORDER BY r.finished_at, r.id
+         LIMIT $2`,
+        [now, limit],
+      );
+      return rows.map(toRecording);
     },
   };
 }

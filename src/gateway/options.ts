@@ -100,6 +100,11 @@ export interface GatewayOptions {
     /** Free bytes available under `dir`; statfs by default. Tests inject their own to simulate a full disk. */
     freeSpaceProbe?: (dir: string) => Promise<number>;
   };
+  /**
+   * The retention sweeper (bootstrap starts it): how often it deletes recordings older than their organisation's
+   * retention period. Default every hour; `enabled: false` leaves it unstarted (tests call sweepOnce themselves).
+   */
+  retention?: { enabled?: boolean; sweepIntervalMs?: number; scheduler?: PollScheduler };
   /** Control routes (start, stop, pause, resume): requests per call per organisation in a window. Default 10 a minute. */
   controlRateLimit?: { limit: number; windowMs?: number };
   workerThreads?: number;

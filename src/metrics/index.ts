@@ -140,6 +140,12 @@ export class GatewayMetrics {
     labelNames: ['status'] as const,
     registers: [this.registry],
   });
+  readonly retentionDeletions = new Counter({
+    name: 'callvault_retention_deletions_total',
+    help: 'Recordings deleted by the retention sweeper, by outcome (deleted, or failed to delete and left for the next sweep).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly httpDuration = new Histogram({
     name: 'callvault_http_request_duration_seconds',
     help: 'HTTP request duration by route and status.',

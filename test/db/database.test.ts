@@ -86,6 +86,7 @@ describe('migrate', () => {
       { version: 8, name: 'signalwire' },
       { version: 9, name: 'agent_identity' },
       { version: 10, name: 'call_artifacts' },
+      { version: 13, name: 'retention' },
     ]);
   });
 

@@ -18,6 +18,7 @@ import { RoomServiceClient } from 'livekit-server-sdk';
 import { loadEnv } from '../../dist/config/index.js';
 import { startFromEnv, type RunningGateway } from '../../dist/bootstrap/from-env.js';
 import { registeredRoutes } from '../../dist/api/index.js';
+import { retentionSweeperOf } from '../../dist/bootstrap/wiring.js';
 import { createLogger } from '../../dist/log/index.js';
 import { signStreamUrl, simulateTwilioCall } from '../../dist/ingest/twilio/index.js';
 import { signEgressUrl } from '../../dist/ingest/livekit/index.js';
@@ -321,6 +322,23 @@ describe('every route on the embedded defaults (embedded PostgreSQL, s3rver)', (
     const wav = decodeWav(new Uint8Array(await (await call('GET', `/calls/${roomSid}/recording`)).arrayBuffer()));
     expect(toneAmplitude(wav.channelSamples[0]!.subarray(1600, 14_400), 16000, 440)).toBeGreaterThan(8000 * 0.6);
   }, 90_000);
+
+  test('retention: the period set and read, and the sweeper deleting an expired recording on s3rver', async () => {
+    expect(await okJson(await call('GET', '/api/retention'), 200)).toEqual({ success: true, retention: { days: null } });
+    expect(await okJson(await call('PUT', '/api/retention', { days: 30 }), 200)).toEqual({ success: true, retention: { days: 30 } });
+    const placed = await placeCall(600);
+    const rec = await recordingOf(placed.callSid);
+    const endedAt = Date.parse(rec.endTime);
+    const sweeper = retentionSweeperOf(running.gateway);
+    expect((await sweeper.sweepOnce(new Date(endedAt + 29 * 86_400_000))).deleted.map((d) => d.recordingSid)).not.toContain(rec.recordingSid);
+    expect((await call('GET', `/calls/${placed.callSid}/recording`)).status).toBe(200);
+    const swept = await sweeper.sweepOnce(new Date(endedAt + 31 * 86_400_000));
+    expect(swept.failed).toBe(0);
+    expect(swept.deleted.map((d) => d.recordingSid)).toContain(rec.recordingSid);
+    expect((await call('GET', `/calls/${placed.callSid}/recording`)).status).toBe(404);
+    expect(logs.find('recording deleted by retention').map((l) => l['recordingSid'])).toContain(rec.recordingSid);
+    expect(await okJson(await call('PUT', '/api/retention', { days: null }), 200)).toEqual({ success: true, retention: { days: null } });
+  }, 60_000);
 
   test('every registered route was answered at least once', async () => {
     const text = (await running.gateway.metrics.render()).body;

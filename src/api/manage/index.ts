@@ -7,9 +7,11 @@ import { registerElevenLabsRoutes } from './elevenlabs.js';
 import { addManagePaths } from './openapi.js';
 import { createControlRateLimiter } from './rate-limit.js';
 import { registerTwilioCallRoutes } from './twilio-calls.js';
+import { registerRetentionRoutes } from './retention.js';
 
 export { CALL_RECORDINGS_PATH, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, recordingView, type CallRecordingRoutesDeps } from './call-recordings.js';
 export { AGENT_PATH } from './agents.js';
+export { MAX_RETENTION_DAYS, RETENTION_PATH } from './retention.js';
 export { TWILIO_RECORDING_WEBHOOK_PATH } from './webhooks.js';
 export {
   ELEVENLABS_MAX_BODY_BYTES,
@@ -29,4 +31,5 @@ export function registerManageRoutes(router: Router, gateway: GatewayPort, deps:
   registerAgentRoutes(router, gateway);
   registerWebhookRoutes(router, gateway, deps.twilio);
   registerElevenLabsRoutes(router, gateway);
+  registerRetentionRoutes(router, gateway);
 }

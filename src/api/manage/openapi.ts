@@ -297,6 +297,49 @@ paths['/api/agents/{agentId}'] = {
   },
 };
 
+const retentionSchema = {
+  type: 'object',
+  properties: {
+    success: { type: 'boolean', const: true },
+    retention: {
+      type: 'object',
+      required: ['days'],
+      properties: {
+        days: {
+          type: ['integer', 'null'],
+          minimum: 1,
+          maximum: 36500,
+          description: 'Finished recordings that ended more than this many days ago are deleted by the retention sweeper; null: kept forever.',
+        },
+      },
+    },
+  },
+};
+paths['/api/retention'] = {
+  get: {
+    operationId: 'getRetention',
+    summary: "The organisation's retention period",
+    ...secured,
+    responses: { '200': ok('The retention period.', retentionSchema), '401': unauthorized, '503': unavailable, default: internal },
+  },
+  put: {
+    operationId: 'putRetention',
+    summary: "Set (or, with `days: null`, clear) the organisation's retention period (admin scope, organisation-wide key)",
+    description:
+      'The retention sweeper (every `RETENTION_SWEEP_INTERVAL_MINUTES`) deletes the organisation\'s completed and failed recordings that ' +
+      'ended more than `days` days ago, as `DELETE /calls/{callId}/recording` does (object, spool files, row), and the call\'s transcript ' +
+      'entries and events once no recording of the call is left. Recordings in progress or uploading are never deleted.',
+    ...secured,
+    requestBody: jsonBody({
+      type: 'object',
+      required: ['days'],
+      additionalProperties: false,
+      properties: { days: { type: ['integer', 'null'], minimum: 1, maximum: 36500 } },
+    }),
+    responses: { '200': ok('Stored.', retentionSchema), '400': badRequest, '401': unauthorized, '503': unavailable, default: internal },
+  },
+};
+
 paths['/webhooks/twilio-recording'] = {
   post: {
     operationId: 'twilioRecordingStatusCallback',
