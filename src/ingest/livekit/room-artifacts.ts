@@ -50,8 +50,12 @@ export interface IncomingTextStream {
 
 interface Segment {
   channel: TranscriptChannel;
-  /** Gateway wall time (ms) when its first stream arrived: the entry's timestamp. */
-  firstAt: number;
+  /**
+   * Gateway wall time (µs since the epoch) when its first stream arrived: the entry's timestamp. Strictly
+   * increasing in arrival order (a segment arriving in the same millisecond as the one before is placed 1 µs
+   * after it), so the transcript's time order is the order the segments began.
+   */
+  firstAtMicros: number;
   streams: number;
   /** The text of its last complete non-final stream. */
   text: string | null;
@@ -78,6 +82,7 @@ export class RoomArtifacts {
   #writes: Promise<void> = Promise.resolve();
   #reads = new Set<Promise<void>>();
   #finished = false;
+  #lastMicros = 0;
 
   constructor(init: RoomArtifactsInit) {
     this.#init = init;
@@ -121,9 +126,10 @@ export class RoomArtifacts {
     const final = attributes[ATTRIBUTE_TRANSCRIPTION_FINAL] === 'true';
     let segment = this.#segments.get(id);
     if (!segment) {
+      this.#lastMicros = Math.max(Math.round(arrivedAt * 1000), this.#lastMicros + 1);
       segment = {
         channel: channelOf(stream.senderIdentity, attributes[ATTRIBUTE_TRANSCRIPTION_TRACK_ID]),
-        firstAt: arrivedAt,
+        firstAtMicros: this.#lastMicros,
         streams: 0,
         text: null,
         stored: false,
@@ -152,7 +158,7 @@ export class RoomArtifacts {
     const trimmed = text.trim();
     if (trimmed.length === 0) return;
     const entry: TranscriptEntryInput = {
-      timestamp: new Date(segment.firstAt).toISOString(),
+      timestamp: isoFromMicros(segment.firstAtMicros),
       channel: segment.channel,
       type: segment.channel === 'caller' ? 'input' : 'output',
       text: trimmed.slice(0, MAX_SEGMENT_CHARS),
@@ -179,4 +185,11 @@ export class RoomArtifacts {
     }
     await this.#writes;
   }
+}
+
+/** ISO 8601 UTC with microseconds (PostgreSQL keeps them). */
+function isoFromMicros(micros: number): string {
+  const ms = Math.floor(micros / 1000);
+  const extra = String(micros - ms * 1000).padStart(3, '0');
+  return new Date(ms).toISOString().replace(/Z$/, `${extra}Z`);
 }
