@@ -79,13 +79,18 @@ describe('LiveKit transcription streams and room events', () => {
     // A late repeat of a finalised segment changes nothing.
     await send(agent, 'I would like a table for two. IGNORED', { [SEGMENT]: 'SG_user_2', [TRACK]: caller.trackSid, [FINAL]: 'false' });
 
+    // 3b. The user's speech published by the agent on the user's behalf (senderIdentity) without naming a track.
+    const onBehalf = await agent.room.localParticipant!.streamText({ topic: TOPIC, senderIdentity: caller.identity, attributes: { [SEGMENT]: 'SG_user_4', [FINAL]: 'true' } });
+    await onBehalf.write('Also a high chair.');
+    await onBehalf.close();
+
     // 4. Interim updates whose final never comes: not stored.
     await send(agent, 'um', { [SEGMENT]: 'SG_user_3', [TRACK]: caller.trackSid, [FINAL]: 'false' });
     await send(agent, 'um so', { [SEGMENT]: 'SG_user_3', [TRACK]: caller.trackSid, [FINAL]: 'false' });
 
     // 5. The agent's speech as a final stream.
     await send(agent, 'See you at eight.', { [SEGMENT]: 'SG_agent_2', [TRACK]: agent.trackSid, [FINAL]: 'true' });
-    await expect.poll(async () => (await transcript()).map((e) => e.text)).toEqual(['Hello, is this the bistro?', 'I would like a table for two.', 'See you at eight.']);
+    await expect.poll(async () => (await transcript()).map((e) => e.text)).toEqual(['Hello, is this the bistro?', 'I would like a table for two.', 'Also a high chair.', 'See you at eight.']);
 
     // Muted and unmuted by the server, as a moderator would.
     await rooms.mutePublishedTrack(room, caller.identity, caller.trackSid, true);
@@ -101,13 +106,14 @@ describe('LiveKit transcription streams and room events', () => {
     const endedAt = Date.now();
 
     // The delta stream is stored when the recording ends.
-    await expect.poll(async () => (await transcript()).length).toBe(4);
+    await expect.poll(async () => (await transcript()).length).toBe(5);
     const final = (await get(`/calls/${roomSid}/transcript`)).json;
     expect(final.conversation_id).toBe('conv-bistro-42');
     expect(final.entries.map((e: any) => ({ channel: e.channel, type: e.type, text: e.text, confidence: e.confidence }))).toEqual([
       { channel: 'caller', type: 'input', text: 'Hello, is this the bistro?', confidence: null },
       { channel: 'bot', type: 'output', text: 'Yes, how can I help?', confidence: null },
       { channel: 'caller', type: 'input', text: 'I would like a table for two.', confidence: null },
+      { channel: 'caller', type: 'input', text: 'Also a high chair.', confidence: null },
       { channel: 'bot', type: 'output', text: 'See you at eight.', confidence: null },
     ]);
     const stamps = final.entries.map((e: any) => Date.parse(e.timestamp));
@@ -151,7 +157,7 @@ describe('LiveKit transcription streams and room events', () => {
       expect(Math.abs(Date.parse(e.timestamp) - (Date.parse(events.start_time) + e.media_ms))).toBeLessThan(1_000);
     }
     // Entries appear among the events too, on their channel.
-    expect((events.events as any[]).filter((e) => e.type === 'transcript_entry').map((e) => e.channel)).toEqual(['caller', 'bot', 'caller', 'bot']);
+    expect((events.events as any[]).filter((e) => e.type === 'transcript_entry').map((e) => e.channel)).toEqual(['caller', 'bot', 'caller', 'caller', 'bot']);
   });
 
   test.each([
