@@ -35,8 +35,6 @@ export type RoomEventType =
   | 'participant_left'
   | 'track_published'
   | 'track_unpublished'
-  | 'track_subscribed'
-  | 'track_unsubscribed'
   | 'track_muted'
   | 'track_unmuted';
 

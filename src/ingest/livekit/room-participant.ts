@@ -61,6 +61,8 @@ export class RoomParticipant {
   /** The role of every track the room published while we were in it, by track sid. */
   readonly #trackRoles = new Map<string, 'agent' | 'caller'>();
   readonly #artifacts: RoomArtifacts;
+  /** rtc-node, once loaded (join loads it before anything can arrive). */
+  #rtc: typeof import('@livekit/rtc-node') | undefined;
   #seenParticipant = false;
   #left = false;
 
@@ -110,8 +112,6 @@ export class RoomParticipant {
   #roleOf(rtc: typeof import('@livekit/rtc-node'), participant: Participant): 'agent' | 'caller' {
     return this.#isAgent(rtc, participant) ? 'agent' : 'caller';
   }
-
-  #rtc: typeof import('@livekit/rtc-node') | undefined;
 
   /**
    * A transcription stream is the bot's or the caller's by the track it transcribes (LiveKit Agents publish the
