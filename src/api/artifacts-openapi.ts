@@ -12,7 +12,7 @@ const callId = {
 const notFound = errorResponse("No such call (also when it is another organisation's, or another user's for a user-bound key).", ['NOT_FOUND']);
 const isoMicros = { type: 'string', format: 'date-time', description: 'ISO 8601 UTC with microseconds, e.g. 2026-12-01T14:30:22.123456Z.' };
 const identity = {
-  conversation_id: { type: 'string', description: "The caller's platform id: the stream custom parameter `conversationId`, else the CallSid / room name." },
+  conversation_id: { type: 'string', description: "The caller's platform id: the stream custom parameter `conversationId` or a LiveKit room metadata's `conversationId`, else the CallSid / room name." },
   session_id: { type: 'string', description: "callvault's id of the call's recording session: its primary recording's SID (the call's id when it has none)." },
   start_time: isoMicros,
   end_time: { ...isoMicros, type: ['string', 'null'] },

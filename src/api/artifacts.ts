@@ -7,7 +7,7 @@
  *   `GET /calls/:callId/metadata` (call_metadata.json).
  * `session_id` is callvault's id of the call's recording session: the recording SID of its primary
  * recording (the call's own id when it has none). `conversation_id` is the platform's id: the stream's
- * custom parameter `conversationId`, else the CallSid / room name.
+ * custom parameter `conversationId` (LiveKit: the room metadata's, kept in the call row), else the CallSid / room name.
  */
 import { z } from 'zod';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';

@@ -39,6 +39,18 @@ export interface ArtifactsRepository {
   addTranscriptEntries(callId: string, entries: readonly TranscriptEntryInput[]): Promise<number>;
   /** In time order (then in the order posted). */
   transcript(callId: string): Promise<TranscriptEntry[]>;
+  /**
+   * A transcript brought in from elsewhere (`source`, its id there), stored once per organisation: claims
+   * (orgId, source, externalId) and appends the entries in one statement. `claimed: false` when it was already
+   * stored (then nothing is added); `callId` is the call the first claim stored it for.
+   */
+  importTranscript(
+    orgId: string,
+    source: string,
+    externalId: string,
+    callId: string,
+    entries: readonly TranscriptEntryInput[],
+  ): Promise<{ claimed: boolean; stored: number; callId: string | null }>;
   addEvents(callId: string, events: readonly CallEventInput[]): Promise<number>;
   events(callId: string, type?: string): Promise<CallEvent[]>;
   /**
@@ -88,6 +100,41 @@ export function createArtifactsRepository(db: Executor): ArtifactsRepository {
         ],
       );
       return rowCount ?? 0;
+    },
+
+    async importTranscript(orgId, source, externalId, callId, entries) {
+      if (!isUuid(callId)) return { claimed: false, stored: 0, callId: null };
+      const { rows } = await db.query<{ claimed: string; stored: string; existing: string | null }>(
+        'artifacts.importTranscript',
+        `WITH claimed AS (
+           INSERT INTO call_transcript_imports (org_id, source, external_id, call_id, entries)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, source, external_id) DO NOTHING RETURNING call_id
+         ), stored AS (
+           INSERT INTO call_transcript_entries (call_id, at, channel, kind, text, confidence, duration_ms)
+           SELECT claimed.call_id, e.at, e.channel, e.kind, e.text, e.confidence, e.duration_ms
+           FROM claimed, unnest($6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::double precision[], $11::double precision[])
+             AS e(at, channel, kind, text, confidence, duration_ms)
+           RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM claimed) AS claimed, (SELECT count(*) FROM stored) AS stored,
+           (SELECT call_id::text FROM call_transcript_imports WHERE org_id = $1 AND source = $2 AND external_id = $3) AS existing`,
+        [
+          orgId,
+          source,
+          externalId,
+          callId,
+          entries.length,
+          entries.map((e) => e.timestamp),
+          entries.map((e) => e.channel),
+          entries.map((e) => e.type),
+          entries.map((e) => e.text),
+          entries.map((e) => e.confidence),
+          entries.map((e) => e.durationMs),
+        ],
+      );
+      const row = rows[0];
+      const claimed = Number(row?.claimed ?? 0) > 0;
+      return { claimed, stored: Number(row?.stored ?? 0), callId: claimed ? callId : (row?.existing ?? null) };
     },
 
     async transcript(callId) {

@@ -11,6 +11,7 @@ const EXPECTED_TABLES = [
   'api_keys',
   'call_events',
   'call_transcript_entries',
+  'call_transcript_imports',
   'calls',
   'organisations',
   'recordings',
@@ -87,6 +88,7 @@ describe('migrate', () => {
       { version: 9, name: 'agent_identity' },
       { version: 10, name: 'call_artifacts' },
       { version: 13, name: 'retention' },
+      { version: 14, name: 'transcript_imports' },
     ]);
   });
 

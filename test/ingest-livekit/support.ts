@@ -173,6 +173,8 @@ const AMPLITUDE = PUBLISHED_AMPLITUDE;
 export interface Publisher {
   identity: string;
   trackSid: string;
+  /** Its rtc-node room, for what a test sends besides audio (text streams). */
+  room: Room;
   /**
    * Captures `seconds` of tone in real time; returns the wall time (ms) the first frame was captured.
    * Each cue runs (not awaited) once capture reaches its offset, so the tone itself never pauses.
@@ -208,6 +210,7 @@ export async function publisher(
   return {
     identity,
     trackSid: publication.sid!,
+    room: lkRoom,
     async speak(seconds, cues = []) {
       const startedAt = Date.now();
       const frames = Math.round((seconds * RATE) / FRAME);

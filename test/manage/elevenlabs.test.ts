@@ -221,6 +221,153 @@ describe('post_call_audio', () => {
   });
 });
 
+/** ElevenLabs' turns: user and agent, with their time in call; a tool-call turn carries no message. */
+const TURNS = [
+  { role: 'agent', message: 'Hello, this is the bistro. How can I help?', time_in_call_secs: 0 },
+  { role: 'user', message: 'I would like a table for two.', time_in_call_secs: 3.25 },
+  { role: 'agent', message: null, time_in_call_secs: 5, tool_calls: [{ tool_name: 'book_table' }] },
+  { role: 'agent', message: 'Done: eight o\'clock, for two.', time_in_call_secs: 6.5, feedback: null },
+  { role: 'user', message: '  Thanks!  ', time_in_call_secs: 9 },
+];
+const START_SECONDS = nowSeconds - 120;
+
+function transcriptionEvent(conversationId: string, extra: Record<string, unknown> = {}, turns: unknown = TURNS): string {
+  return JSON.stringify({
+    type: 'post_call_transcription',
+    event_timestamp: nowSeconds,
+    data: {
+      agent_id: 'agent_default',
+      conversation_id: conversationId,
+      status: 'done',
+      transcript: turns,
+      metadata: { start_time_unix_secs: START_SECONDS, call_duration_secs: 10, ...((extra['metadata'] as object | undefined) ?? {}) },
+      analysis: { call_successful: 'success', transcript_summary: 'A table for two.' },
+      ...Object.fromEntries(Object.entries(extra).filter(([k]) => k !== 'metadata')),
+    },
+  });
+}
+
+async function transcriptOf(callId: string, org = 'acme'): Promise<{ status: number; json: any }> {
+  const res = await apiJson(t, 'GET', `/calls/${callId}/transcript`, undefined, org);
+  return { status: res.status, json: await res.json() };
+}
+
+const at = (offsetS: number) => new Date(START_SECONDS * 1000 + offsetS * 1000).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+
+/** The entries TURNS become: user → caller/input, agent → bot/output, each at the conversation's start plus its offset. */
+const EXPECTED_ENTRIES = [
+  { timestamp: at(0), channel: 'bot', type: 'output', text: 'Hello, this is the bistro. How can I help?', confidence: null, duration_ms: null },
+  { timestamp: at(3.25), channel: 'caller', type: 'input', text: 'I would like a table for two.', confidence: null, duration_ms: null },
+  { timestamp: at(6.5), channel: 'bot', type: 'output', text: "Done: eight o'clock, for two.", confidence: null, duration_ms: null },
+  { timestamp: at(9), channel: 'caller', type: 'input', text: 'Thanks!', confidence: null, duration_ms: null },
+];
+
+describe('post_call_transcription', () => {
+  test.each([
+    { where: 'the CallSid in data.metadata.phone_call', extra: (sid: string) => ({ metadata: { phone_call: { call_sid: sid } } }), linkedBy: 'call_sid' },
+    { where: 'no link (the conversation is the call)', extra: null, linkedBy: 'conversation_id' },
+  ])('linked by $where: the turns become the call\'s transcript, in time order', async ({ extra, linkedBy }) => {
+    const conversationId = newConversationId();
+    const callSid = newCallSid();
+    const body = transcriptionEvent(conversationId, extra ? extra(callSid) : {});
+    const res = await post(body, sign(body, ACME_SECRET));
+    expect(res.status).toBe(200);
+    const callId = extra ? callSid : conversationId;
+    expect(await res.json()).toEqual({ success: true, outcome: 'stored', callId, entries: 4, linkedBy });
+    const transcript = await transcriptOf(callId);
+    expect(transcript.status).toBe(200);
+    expect(transcript.json.entries).toEqual(EXPECTED_ENTRIES);
+    // Another organisation's key does not see it.
+    expect((await transcriptOf(callId, 'globex')).status).toBe(404);
+  });
+
+  test('the audio first, then the transcript: both on the same call; a transcript first, then the audio: the same', async () => {
+    // Audio first: the transcript goes to the call the audio was stored for.
+    const first = newConversationId();
+    const audioBody = audioEvent({ conversationId: first, agentId: 'agent_default', audio: mpegFrames(MPEG1_L3_44K_MONO, 5) });
+    const { recordingSid } = (await (await post(audioBody, sign(audioBody, ACME_SECRET))).json()) as any;
+    const recording = await recordingJson(recordingSid);
+    const body = transcriptionEvent(first);
+    expect(await (await post(body, sign(body, ACME_SECRET))).json()).toMatchObject({ outcome: 'stored', callId: recording.callSid, linkedBy: 'recording' });
+    expect((await transcriptOf(recording.callSid)).json.entries).toEqual(EXPECTED_ENTRIES);
+
+    // Transcript first: the audio then finds the same call.
+    const second = newConversationId();
+    const tBody = transcriptionEvent(second);
+    const stored = (await (await post(tBody, sign(tBody, ACME_SECRET))).json()) as any;
+    const aBody = audioEvent({ conversationId: second, agentId: 'agent_default', audio: mpegFrames(MPEG1_L3_44K_MONO, 5) });
+    const audio = (await (await post(aBody, sign(aBody, ACME_SECRET))).json()) as any;
+    expect((await recordingJson(audio.recordingSid)).callSid).toBe(stored.callId);
+    expect((await transcriptOf(stored.callId)).json.entries).toEqual(EXPECTED_ENTRIES);
+  });
+
+  test('without a start time the offsets count from the linked call\'s start', async () => {
+    const conversationId = newConversationId();
+    const body = JSON.stringify({
+      type: 'post_call_transcription',
+      data: { agent_id: 'agent_default', conversation_id: conversationId, transcript: [{ role: 'user', message: 'Hi', time_in_call_secs: 1.5 }] },
+    });
+    expect((await (await post(body, sign(body, ACME_SECRET))).json()) as any).toMatchObject({ outcome: 'stored', entries: 1 });
+    const transcript = (await transcriptOf(conversationId)).json;
+    expect(transcript.entries).toEqual([{ timestamp: new Date(Date.parse(transcript.start_time) + 1500).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z'), channel: 'caller', type: 'input', text: 'Hi', confidence: null, duration_ms: null }]);
+    expect(Date.parse(transcript.start_time)).toBe(NOW_MS);
+  });
+
+  test('concurrent duplicate deliveries and a later retry store the transcript once', async () => {
+    const conversationId = newConversationId();
+    const body = transcriptionEvent(conversationId);
+    const signature = sign(body, ACME_SECRET);
+    const answers = await Promise.all(Array.from({ length: 5 }, () => post(body, signature).then(async (r) => ({ status: r.status, json: (await r.json()) as any }))));
+    expect(answers.map((a) => a.status)).toEqual(Array(5).fill(200));
+    expect(answers.filter((a) => a.json.outcome === 'stored')).toHaveLength(1);
+    expect(answers.filter((a) => a.json.outcome === 'duplicate')).toHaveLength(4);
+    expect(await (await post(body, signature)).json()).toEqual({ success: true, outcome: 'duplicate' });
+    expect((await transcriptOf(conversationId)).json.entries).toEqual(EXPECTED_ENTRIES);
+  });
+
+  test.each([
+    { name: 'no signature header', signature: () => null },
+    { name: 'a signature made with an unknown secret', signature: (body: string) => sign(body, 'wsec_not-configured') },
+    { name: 'the body changed after signing', signature: (body: string) => sign(`${body} `, ACME_SECRET) },
+    { name: 'a stale timestamp', signature: (body: string) => sign(body, ACME_SECRET, nowSeconds - 30 * 60 - 1) },
+  ])('$name: 401 SIGNATURE_INVALID, no transcript and no call', async ({ signature }) => {
+    const conversationId = newConversationId();
+    const body = transcriptionEvent(conversationId);
+    const res = await post(body, signature(body));
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as any).error.code).toBe('SIGNATURE_INVALID');
+    expect(await t.gateway.db.calls.getByExternalId('acme', conversationId)).toBeNull();
+    expect(await t.gateway.db.calls.getByExternalId('globex', conversationId)).toBeNull();
+  });
+
+  test.each([
+    { name: 'no transcript', turns: undefined, issue: 'data.transcript' },
+    { name: 'a turn of an unknown role', turns: [{ role: 'system', message: 'x', time_in_call_secs: 0 }], issue: 'data.transcript.0.role' },
+    { name: 'a negative time in call', turns: [{ role: 'user', message: 'x', time_in_call_secs: -1 }], issue: 'data.transcript.0.time_in_call_secs' },
+    { name: 'a message that is not text', turns: [{ role: 'user', message: 'ok', time_in_call_secs: 0 }, { role: 'agent', message: 42, time_in_call_secs: 1 }], issue: 'data.transcript.1.message' },
+  ])('signed but $name: 400 BAD_REQUEST naming it, nothing stored', async ({ turns, issue }) => {
+    const conversationId = newConversationId();
+    const event = JSON.parse(transcriptionEvent(conversationId, {}, turns));
+    if (turns === undefined) delete event.data.transcript;
+    const body = JSON.stringify(event);
+    const res = await post(body, sign(body, ACME_SECRET));
+    expect(res.status).toBe(400);
+    const error = ((await res.json()) as any).error;
+    expect(error.code).toBe('BAD_REQUEST');
+    expect(error.details.issues.some((i: string) => i.startsWith(`${issue}:`))).toBe(true);
+    expect(await t.gateway.db.calls.getByExternalId('acme', conversationId)).toBeNull();
+  });
+
+  test('agent policy enabled:false: 200 disabled, no transcript and no call', async () => {
+    expect((await apiJson(t, 'PUT', '/api/agents/agent_quiet', { options: { recording: { enabled: false } } })).status).toBe(201);
+    const conversationId = newConversationId();
+    const body = transcriptionEvent(conversationId).replace('"agent_default"', '"agent_quiet"');
+    const res = await post(body, sign(body, ACME_SECRET));
+    expect(await res.json()).toEqual({ success: true, outcome: 'disabled' });
+    expect(await t.gateway.db.calls.getByExternalId('acme', conversationId)).toBeNull();
+  });
+});
+
 describe('refusals', () => {
   test.each([
     { name: 'no signature header', signature: () => null },
@@ -250,7 +397,7 @@ describe('refusals', () => {
     expect(((await res.json()) as any).error.code).toBe('BAD_REQUEST');
   });
 
-  test.each(['post_call_transcription', 'call_initiation_failure'])('%s: 200 and ignored, so ElevenLabs keeps the webhook', async (type) => {
+  test.each(['call_initiation_failure', 'workspace_event'])('%s: 200 and ignored, so ElevenLabs keeps the webhook', async (type) => {
     const conversationId = newConversationId();
     const body = JSON.stringify({ type, event_timestamp: nowSeconds, data: { agent_id: 'agent_default', conversation_id: conversationId } });
     const res = await post(body, sign(body, ACME_SECRET));

@@ -26,6 +26,34 @@ const PostCallAudio = z.looseObject({
   }),
 });
 
+/** Turns per transcript and characters per turn the gateway keeps. */
+export const ELEVENLABS_MAX_TURNS = 20_000;
+export const ELEVENLABS_MAX_TURN_CHARS = 100_000;
+
+/** One turn of `data.transcript`; ElevenLabs' other fields (tool calls, feedback, metrics…) pass through unread. */
+const TranscriptTurn = z.looseObject({
+  role: z.enum(['user', 'agent']),
+  message: z.string().max(ELEVENLABS_MAX_TURN_CHARS).nullable().optional(),
+  time_in_call_secs: z.number().nonnegative().finite(),
+});
+
+const PostCallTranscription = z.looseObject({
+  type: z.literal('post_call_transcription'),
+  event_timestamp: z.number().optional(),
+  data: z.looseObject({
+    agent_id: z.string().min(1).max(200),
+    conversation_id: z.string().min(1).max(200),
+    transcript: z.array(TranscriptTurn).max(ELEVENLABS_MAX_TURNS),
+  }),
+});
+
+/** A turn as the main thread stores it: who spoke, when (seconds into the conversation), what. */
+export interface PostCallTurn {
+  role: 'user' | 'agent';
+  timeInCallSecs: number;
+  message: string;
+}
+
 type SignatureCheck = { ok: true; org: string } | { ok: false; reason: string };
 
 /** A header longer than this is not ElevenLabs' (`t=` and a few `v0=` of 64 hex digits). */
@@ -122,25 +150,34 @@ function startSecondsOf(data: Record<string, unknown>): number | undefined {
 }
 
 /** What the worker hands back: the outcome as data (a refusal and a bad request included). */
+/** What every delivery that names a conversation says of it, and how to find its call. */
+export interface PostCallConversation {
+  org: string;
+  conversationId: string;
+  agentId: string;
+  callSid?: string;
+  /** The caller's own id for the conversation (`chat_id` dynamic variable): a callvault call id or CallSid. */
+  chatId?: string;
+  calledNumber?: string;
+  startSeconds?: number;
+  eventTimestamp?: number;
+}
+
 export type PostCallReading =
   | { kind: 'refused'; reason: string }
   | { kind: 'bad-request'; message: string; issues?: string[] }
   | { kind: 'ignored'; org: string; type: string }
-  | {
+  | (PostCallConversation & {
       kind: 'audio';
-      org: string;
-      conversationId: string;
-      agentId: string;
-      callSid?: string;
-      /** The caller's own id for the conversation (`chat_id` dynamic variable): a callvault call id or CallSid. */
-      chatId?: string;
-      calledNumber?: string;
-      startSeconds?: number;
-      eventTimestamp?: number;
       /** The MP3 exactly as delivered. */
       audio: Uint8Array;
       mpeg: MpegAudioInfo;
-    };
+    })
+  | (PostCallConversation & {
+      kind: 'transcript';
+      /** The turns that carry text, in the order delivered. */
+      turns: PostCallTurn[];
+    });
 
 export interface PostCallInput {
   raw: Uint8Array;
@@ -162,6 +199,7 @@ export function readPostCall({ raw, signatureHeader, secrets, nowMs }: PostCallI
   }
   const envelope = Envelope.safeParse(body);
   if (!envelope.success) return { kind: 'bad-request', message: 'request body has no event type' };
+  if (envelope.data.type === 'post_call_transcription') return readTranscription(check.org, body);
   if (envelope.data.type !== 'post_call_audio') return { kind: 'ignored', org: check.org, type: envelope.data.type };
   const parsed = PostCallAudio.safeParse(body);
   if (!parsed.success) {
@@ -176,22 +214,48 @@ export function readPostCall({ raw, signatureHeader, secrets, nowMs }: PostCallI
   if (compact.length % 4 === 1 || !BASE64.test(compact)) return { kind: 'bad-request', message: 'data.full_audio is not base64' };
   const audio = Buffer.from(compact, 'base64');
   if (audio.length === 0) return { kind: 'bad-request', message: 'data.full_audio is empty' };
+  return {
+    kind: 'audio',
+    ...conversationOf(check.org, data, parsed.data.event_timestamp),
+    // Its own memory (not a slice of Buffer's shared pool), so it can be moved to the main thread, not copied.
+    audio: audio.byteOffset === 0 && audio.byteLength === audio.buffer.byteLength ? audio : Uint8Array.from(audio),
+    mpeg: describeMpegAudio(audio),
+  };
+}
+
+/** The conversation's ids and links, as every delivery type carries them. */
+function conversationOf(org: string, data: Record<string, unknown> & { agent_id: string; conversation_id: string }, eventTimestamp: number | undefined): PostCallConversation {
   const callSid = callSidOf(data);
   const chatId = chatIdOf(data);
   const calledNumber = calledNumberOf(data);
   const startSeconds = startSecondsOf(data);
   return {
-    kind: 'audio',
-    org: check.org,
+    org,
     conversationId: data.conversation_id,
     agentId: data.agent_id,
     ...(callSid ? { callSid } : {}),
     ...(chatId ? { chatId } : {}),
     ...(calledNumber ? { calledNumber } : {}),
     ...(startSeconds === undefined ? {} : { startSeconds }),
-    ...(parsed.data.event_timestamp === undefined ? {} : { eventTimestamp: parsed.data.event_timestamp }),
-    // Its own memory (not a slice of Buffer's shared pool), so it can be moved to the main thread, not copied.
-    audio: audio.byteOffset === 0 && audio.byteLength === audio.buffer.byteLength ? audio : Uint8Array.from(audio),
-    mpeg: describeMpegAudio(audio),
+    ...(eventTimestamp === undefined ? {} : { eventTimestamp }),
   };
+}
+
+/** `post_call_transcription`: the conversation's turns with their time in call; turns without text are left out. */
+function readTranscription(org: string, body: unknown): PostCallReading {
+  const parsed = PostCallTranscription.safeParse(body);
+  if (!parsed.success) {
+    return {
+      kind: 'bad-request',
+      message: 'post_call_transcription payload is invalid',
+      issues: parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`),
+    };
+  }
+  const { data } = parsed.data;
+  const turns: PostCallTurn[] = [];
+  for (const turn of data.transcript) {
+    const message = turn.message?.trim();
+    if (message) turns.push({ role: turn.role, timeInCallSecs: turn.time_in_call_secs, message });
+  }
+  return { kind: 'transcript', ...conversationOf(org, data, parsed.data.event_timestamp), turns };
 }

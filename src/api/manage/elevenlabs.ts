@@ -3,8 +3,9 @@
  * `ElevenLabs-Signature: t=<unix s>,v0=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` with the secret of one of
  * the configured organisations (the one that matches owns the delivery). `post_call_audio` carries the whole
  * conversation as base64 MP3: it is stored undecoded, encrypted, linked to the Twilio call when the payload
- * names its CallSid, else to a call keyed by the conversation id. Any other event type answers 200 and is
- * ignored, so ElevenLabs keeps the webhook enabled.
+ * names its CallSid, else to a call keyed by the conversation id. `post_call_transcription` stores the
+ * conversation's turns as the linked call's transcript. Any other event type answers 200 and is ignored, so
+ * ElevenLabs keeps the webhook enabled.
  */
 import { Worker } from 'node:worker_threads';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
@@ -14,6 +15,7 @@ import { json, type HttpResult, type Router } from '../../http/http.js';
 import { rateLimitedWarn } from '../../log/index.js';
 import { agentRecordingOptions, layerRecordingOptions } from '../../gateway/port.js';
 import type { PostCallInput, PostCallReading } from './elevenlabs-body.js';
+import type { TranscriptEntryInput } from '../../db/index.js';
 
 import { checkElevenLabsSignatureHeader } from './elevenlabs-body.js';
 
@@ -91,6 +93,7 @@ async function handlePostCall(gateway: GatewayPort, read: Reader, raw: Buffer, s
     logger.info({ orgId, type: reading.type }, 'elevenlabs webhook event ignored');
     return json(200, { success: true, outcome: 'ignored', type: reading.type });
   }
+  if (reading.kind === 'transcript') return storeTranscript(gateway, reading);
   const { conversationId, agentId, callSid, chatId, calledNumber, audio, mpeg } = reading;
 
   const already = await db.imports.findByExternalSid(orgId, 'elevenlabs', conversationId);
@@ -127,6 +130,47 @@ async function handlePostCall(gateway: GatewayPort, read: Reader, raw: Buffer, s
     },
   });
   return json(200, { success: true, outcome: result.outcome, recordingSid: result.recordingSid, status: result.status });
+}
+
+type TranscriptReading = Extract<PostCallReading, { kind: 'transcript' }>;
+
+/**
+ * `post_call_transcription`: the turns become the linked call's transcript entries, once per conversation. The
+ * call is the one the conversation's stored audio went to (ElevenLabs may deliver either first), else the
+ * same links as the audio's.
+ */
+async function storeTranscript(gateway: GatewayPort, reading: TranscriptReading): Promise<HttpResult> {
+  const { db } = gateway;
+  const { logger } = gateway.options;
+  const { org: orgId, conversationId, agentId, callSid, chatId, calledNumber } = reading;
+  const agent = await agentRecordingOptions(db, gateway.options.keyring, orgId, agentId);
+  const options = layerRecordingOptions(gateway.options.recording.defaults, agent, undefined);
+  if (!options.enabled) {
+    logger.info({ orgId, conversationId, agentId }, 'elevenlabs transcript not stored: recording disabled');
+    return json(200, { success: true, outcome: 'disabled' });
+  }
+  const startedAt = reading.startSeconds === undefined ? undefined : new Date(reading.startSeconds * 1000);
+  let linked: { call: Call; linkedBy: string } | undefined;
+  const imported = await db.imports.findByExternalSid(orgId, 'elevenlabs', conversationId);
+  const importedCallId = imported ? (await db.recordings.get(orgId, imported.id))?.callId : null;
+  const importedCall = importedCallId ? await db.calls.get(orgId, importedCallId) : null;
+  if (importedCall) linked = { call: importedCall, linkedBy: 'recording' };
+  linked ??= await callFor(gateway, orgId, { conversationId, agentId, callSid, chatId, calledNumber }, startedAt ?? new Date(gateway.now()));
+  const { call, linkedBy } = linked;
+  // time_in_call_secs counts from the conversation's start; without one, from the call's.
+  const originMs = (startedAt ?? call.startedAt).getTime();
+  const entries: TranscriptEntryInput[] = reading.turns.map((turn) => ({
+    timestamp: new Date(originMs + Math.round(turn.timeInCallSecs * 1000)).toISOString(),
+    channel: turn.role === 'user' ? 'caller' : 'bot',
+    type: turn.role === 'user' ? 'input' : 'output',
+    text: turn.message,
+    confidence: null,
+    durationMs: null,
+  }));
+  const result = await db.artifacts.importTranscript(orgId, 'elevenlabs', conversationId, call.id, entries);
+  if (!result.claimed) return json(200, { success: true, outcome: 'duplicate' });
+  logger.info({ orgId, conversationId, callId: call.id, entries: result.stored, linkedBy }, 'elevenlabs transcript stored');
+  return json(200, { success: true, outcome: 'stored', callId: call.externalId, entries: result.stored, linkedBy });
 }
 
 export function registerElevenLabsRoutes(router: Router, gateway: GatewayPort): void {

@@ -378,21 +378,24 @@ paths['/webhooks/signalwire-recording'] = {
 paths['/webhooks/elevenlabs-post-call'] = {
   post: {
     operationId: 'elevenLabsPostCallWebhook',
-    summary: "ElevenLabs' post-call webhook (ElevenLabs-Signature verified); `post_call_audio` stores the conversation's MP3",
+    summary: "ElevenLabs' post-call webhook (ElevenLabs-Signature verified); `post_call_audio` stores the conversation's MP3, `post_call_transcription` its transcript",
     description:
       'The signature `t=<unix s>,v0=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` is checked against every organisation\'s ' +
       '`ELEVENLABS_WEBHOOK_SECRETS` entry (the match picks the organisation) and must be at most 30 minutes old. ' +
       'The MP3 is stored undecoded and encrypted, linked to the Twilio call when the payload carries its CallSid ' +
       '(`data.metadata.phone_call.call_sid` or `data.conversation_initiation_client_data.dynamic_variables.system__call_sid`), ' +
       'else to a call keyed by the conversation id. Options: the agent policy of `data.agent_id`, then the server default. ' +
-      'Other event types answer 200 and are ignored. Each conversation is stored once per organisation. ' +
+      '`post_call_transcription` stores `data.transcript` as the linked call\'s transcript (the call of the conversation\'s ' +
+      'stored audio first, then the same links): `user` turns as `caller`/`input`, `agent` turns as `bot`/`output`, each at ' +
+      '`data.metadata.start_time_unix_secs` (else the call\'s start) plus its `time_in_call_secs`; turns without text are left out. ' +
+      'Other event types answer 200 and are ignored. Each conversation\'s audio and transcript are stored once per organisation. ' +
       'The header\'s shape and timestamp are checked before the body is read.',
     parameters: [{ name: 'ElevenLabs-Signature', in: 'header', required: true, schema: { type: 'string' } }],
     requestBody: jsonBody({
       type: 'object',
       required: ['type'],
       properties: {
-        type: { type: 'string', description: '`post_call_audio` is stored; anything else is ignored.' },
+        type: { type: 'string', description: '`post_call_audio` and `post_call_transcription` are stored; anything else is ignored.' },
         event_timestamp: { type: 'integer' },
         data: {
           type: 'object',
@@ -400,13 +403,26 @@ paths['/webhooks/elevenlabs-post-call'] = {
             agent_id: { type: 'string' },
             conversation_id: { type: 'string' },
             full_audio: { type: 'string', contentEncoding: 'base64', contentMediaType: 'audio/mpeg' },
+            transcript: {
+              type: 'array',
+              maxItems: 20000,
+              items: {
+                type: 'object',
+                required: ['role', 'time_in_call_secs'],
+                properties: {
+                  role: { type: 'string', enum: ['user', 'agent'] },
+                  message: { type: ['string', 'null'], maxLength: 100000 },
+                  time_in_call_secs: { type: 'number', minimum: 0 },
+                },
+              },
+            },
           },
         },
       },
     }),
     responses: {
-      '200': ok('`outcome`: `stored` (`status`: `completed`, or `uploading` when the audio is durable in the spool and S3 has not taken it yet), `duplicate` (already stored), `disabled` (the agent policy or default says not to record) or `ignored` (another event type).'),
-      '400': errorResponse('Not JSON, a `post_call_audio` payload missing fields, audio that is not base64, or a body over 32 MiB.', ['BAD_REQUEST', 'CLIENT_KEY_WEAK']),
+      '200': ok('`outcome`: `stored` (`status`: `completed`, or `uploading` when the audio is durable in the spool and S3 has not taken it yet), `duplicate` (already stored), `disabled` (the agent policy or default says not to record) or `ignored` (another event type). A stored transcript answers `callId` (the linked call\'s CallSid / external id), `entries` (how many) and `linkedBy`.'),
+      '400': errorResponse('Not JSON, a `post_call_audio` or `post_call_transcription` payload missing fields or with invalid ones (`details.issues` names them), audio that is not base64, or a body over 32 MiB.', ['BAD_REQUEST', 'CLIENT_KEY_WEAK']),
       '401': errorResponse('Missing or malformed signature, a timestamp more than 30 minutes off, or no configured secret matches.', ['SIGNATURE_INVALID']),
       '409': controlConflict('A concurrent delivery is being undone; ElevenLabs retries.'),
       '503': errorResponse('PostgreSQL or object storage unreachable, the gateway shutting down, or 8 deliveries already being read (`OVERLOADED`, with Retry-After, before the body is read); retry.', [

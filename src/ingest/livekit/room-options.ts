@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { RecordingOptionsSchema, type RecordingOptions } from '../../config/index.js';
 import { CallvaultError, ErrorCode } from '../../errors/index.js';
 
@@ -13,6 +14,15 @@ export function parseMetadata(raw: string | undefined | null): Record<string, un
   } catch {
     return null;
   }
+}
+
+/** The platform's id of the conversation a room is: a short printable string. */
+const ConversationIdSchema = z.string().regex(/^[\x21-\x7e]{1,200}$/);
+
+/** `conversationId` in the room's JSON metadata, when it is a usable id (1 to 200 printable ASCII characters). */
+export function roomConversationId(roomMetadata: string | undefined | null): string | undefined {
+  const parsed = ConversationIdSchema.safeParse(parseMetadata(roomMetadata)?.['conversationId']);
+  return parsed.success ? parsed.data : undefined;
 }
 
 function validated(value: unknown, where: string): PartialRecordingOptions | undefined {

@@ -5,7 +5,7 @@ import type { GatewayPort, RecordingSummary } from '../../gateway/port.js';
 import { LivekitRoomSession } from './room-session.js';
 import { RoomParticipant, type LivekitConnection } from './room-participant.js';
 import { agentRecordingOptions } from '../../gateway/port.js';
-import { agentIdentitiesWith, agentPolicyCandidates, agentPolicyOf, namedAgentIdentities, participantRecordingOptions, resolveRecordingOptions, roomRecordingOptions } from './room-options.js';
+import { agentIdentitiesWith, agentPolicyCandidates, roomConversationId, agentPolicyOf, namedAgentIdentities, participantRecordingOptions, resolveRecordingOptions, roomRecordingOptions } from './room-options.js';
 
 export interface LivekitIngestConfig extends LivekitConnection {
   /** The organisation that owns the LiveKit project; its rooms' recordings belong to it. */
@@ -121,6 +121,7 @@ export class LivekitRoomRecorder {
         roomSid: info.sid,
         options: { ...options, enabled: true },
         trigger: params.trigger,
+        conversationId: roomConversationId(info.metadata) ?? params.room,
       });
       try {
         const participant = await RoomParticipant.join({
@@ -129,6 +130,7 @@ export class LivekitRoomRecorder {
           agentIdentities,
           logger: this.#gateway.options.logger,
           now: this.#gateway.now,
+          artifacts: this.#gateway.db.artifacts,
           onRoomEmpty: () => void this.finish(params.room).catch((err: unknown) => this.#logged(err, params.room, 'could not finish an empty room')),
         });
         const current = this.#rooms.get(params.room);
@@ -210,6 +212,7 @@ export class LivekitRoomRecorder {
           roomSid: info.sid,
           options: { ...options, enabled: true },
           trigger: 'egress',
+          conversationId: roomConversationId(info.metadata) ?? target.room,
         });
       });
     }

@@ -17,6 +17,8 @@ export interface RoomSessionInit {
   trigger: 'api' | 'webhook' | 'egress';
   metadata?: Record<string, unknown>;
   gapThresholdMs?: number;
+  /** The platform's id of the conversation (room metadata `conversationId`, else the room name): the call's conversation_id. */
+  conversationId?: string;
 }
 
 interface RoomSessionEvents {
@@ -63,7 +65,7 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
       orgId: init.orgId,
       source: 'livekit',
       externalId: init.roomSid,
-      metadata: { room: init.room, roomSid: init.roomSid },
+      metadata: { room: init.room, roomSid: init.roomSid, ...(init.conversationId === undefined ? {} : { conversationId: init.conversationId }) },
       startedAt: new Date(now()),
     });
     try {
