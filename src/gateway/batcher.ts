@@ -12,6 +12,12 @@ import { frameMediaMs } from './timeline.js';
 
 /** About this much audio per call goes to a worker in one hop; per-frame hops would drown in overhead. */
 export const BATCH_MEDIA_MS = 100;
+/**
+ * Batches start on the gateway's tick (every 50 ms), so that the batches of every call due at one tick reach
+ * each worker thread as one message (pool.ts groups them): one hop per thread per tick, whatever the number of
+ * calls. A tick sends a call's batch once this much waits: with real-time audio, about 100 ms every other tick.
+ */
+export const BATCH_READY_MEDIA_MS = 75;
 /** A batch also leaves once its oldest frame has waited this long, so quiet calls still move. */
 export const BATCH_MAX_WAIT_MS = 200;
 /** Audio held in memory while the workers are behind; beyond it, frames are read back from the journal. */
@@ -87,7 +93,8 @@ export class FrameBatcher {
     if (this.#catchUpFrom !== null && this.#journal.bytes - this.#catchUpBytes > this.#limits.maxJournalBacklogBytes) {
       throw new CallvaultError(ErrorCode.Overloaded, 'stream is too far ahead of the recording pipeline', { retryable: true });
     }
-    if (this.#open && (this.#pendingMediaMs >= BATCH_MEDIA_MS || this.#catchUpFrom !== null)) void this.#pump();
+    // A burst (a sender ahead of real time) or a catch-up goes at once; real-time audio waits for the tick.
+    if (this.#open && (this.#pendingMediaMs >= 2 * BATCH_MEDIA_MS || this.#catchUpFrom !== null)) void this.#pump();
   }
 
   /**
@@ -110,14 +117,17 @@ export class FrameBatcher {
     this.#pendingMediaMs += frameMediaMs(frame);
   }
 
-  /** The gateway's tick: group commit of the journal, and a batch for a quiet call whose oldest frame waited. */
+  /**
+   * The gateway's tick: group commit of the journal, the batch of a call with enough audio waiting, and a batch
+   * for a quiet call whose oldest frame waited.
+   */
   tick(now: number): void {
     if (!this.#open) return;
     if (this.#journal.dirty) {
       this.#journal.flush().catch((err: unknown) => this.#hooks.onFailure(toCallvaultError(err, ErrorCode.SpoolFailed)));
     }
     const oldest = this.#pendingArrivals[0];
-    if (oldest !== undefined && now - oldest >= BATCH_MAX_WAIT_MS) void this.#pump();
+    if (this.#pendingMediaMs >= BATCH_READY_MEDIA_MS || (oldest !== undefined && now - oldest >= BATCH_MAX_WAIT_MS)) void this.#pump();
   }
 
   /**

@@ -5,7 +5,7 @@ import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js'
 import { GatewayMetrics } from '../metrics/index.js';
 import { PipelinePool } from '../pipeline/pool.js';
 import { createDatabase, type Database } from '../db/index.js';
-import { createS3Client, ensureBucket, PartLimiter, Spool } from '../storage/index.js';
+import { CommitLog, createS3Client, ensureBucket, PartLimiter, repairJournals, Spool } from '../storage/index.js';
 import { EventEmitter } from 'node:events';
 import { loadNativeUws } from '../server/uws.js';
 import { Call, type CallInit } from './call.js';
@@ -96,6 +96,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
       ...(options.workerThreads === undefined ? {} : { threads: options.workerThreads }),
       onDropFailed: (err) => logger.warn({ err }, 'could not free a finished pipeline session on its worker thread'),
     });
+    let commitLog: CommitLog | undefined;
     try {
       await db.migrate();
       for (const { org } of [...options.twilio.accounts, ...(options.signalwire?.projects ?? []), ...options.apiKeys]) await db.organisations.ensure(org);
@@ -110,9 +111,20 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
       });
       await ensureBucket(s3, options.s3.bucket);
       const metrics = new GatewayMetrics();
+      const spool = new Spool(`${options.dataDir}/spool`);
+      // Before recovery reads a journal: what a power loss took from the journals comes back from the log.
+      const commitLogDir = `${options.dataDir}/commit-log`;
+      const repair = await repairJournals(commitLogDir, (id) => spool.journalPath(id));
+      for (const gap of repair.gaps) logger.error({ code: ErrorCode.SpoolFailed, ...gap }, 'journal lacks records the commit log does not hold either');
+      if (repair.segments > 0) logger.info({ ...repair, gaps: repair.gaps.length }, 'journals repaired from the commit log');
+      commitLog = await CommitLog.open(commitLogDir, {
+        ...(options.commitLogSegmentBytes !== undefined ? { segmentBytes: options.commitLogSegmentBytes } : {}),
+        onRetireFailed: (err) => logger.error({ code: err.code, err }, 'could not retire a commit log segment'),
+      });
       const services: RecordingServices = {
         pool,
-        spool: new Spool(`${options.dataDir}/spool`),
+        spool,
+        commitLog,
         s3,
         bucket: options.s3.bucket,
         partSize: options.s3.partSizeBytes,
@@ -143,6 +155,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
       logger.info({ port: gateway.port, sampleRate: options.recording.sampleRate, threads: pool.threads }, 'gateway listening');
       return gateway;
     } catch (err) {
+      await commitLog?.close().catch((closeErr: unknown) => logger.error({ err: closeErr }, 'could not close the commit log'));
       await pool.close().catch(() => undefined);
       await db.close().catch(() => undefined);
       throw err;
@@ -444,6 +457,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
   #releaseResources(): Promise<void> {
     this.#released ??= (async () => {
       this.#release();
+      // After the recordings: their journals are closed (synchronised) or closing; the log's last segment goes once they are.
+      await this.services.commitLog
+        ?.close()
+        .catch((err: unknown) => this.options.logger.error({ code: toCallvaultError(err).code, err }, 'could not close the commit log'));
       this.services.s3.destroy();
       await Promise.all([this.services.pool.close(), this.db.close()]);
     })();

@@ -38,6 +38,8 @@ export interface GatewayOptions {
    */
   publicUrl?: string;
   dataDir: string;
+  /** Size at which the journals' commit log starts a new segment (default 64 MiB); tests shrink it. */
+  commitLogSegmentBytes?: number;
   databaseUrl: string;
   s3: {
     endpoint?: string;

@@ -175,7 +175,12 @@ export class Recording extends EventEmitter<RecordingEvents> {
     let journal: JournalWriter;
     try {
       sink = await DurableSink.open(services, { manifest, header: envelope.header });
-      journal = await JournalWriter.create({ path: services.spool.journalPath(row.id), recordingId: row.id, dataKey: envelope.dataKey });
+      journal = await JournalWriter.create({
+        path: services.spool.journalPath(row.id),
+        recordingId: row.id,
+        dataKey: envelope.dataKey,
+        ...(services.commitLog ? { commitLog: services.commitLog } : {}),
+      });
     } catch (err) {
       // The row exists already: say why it never recorded instead of leaving it in progress for good.
       const error = toCallvaultError(err, ErrorCode.SpoolFailed);

@@ -3,7 +3,7 @@ import type { Logger } from '../log/index.js';
 import type { GatewayMetrics } from '../metrics/index.js';
 import type { PipelinePool } from '../pipeline/pool.js';
 import type { Database } from '../db/index.js';
-import type { PartLimiter, Spool } from '../storage/index.js';
+import type { CommitLog, PartLimiter, Spool } from '../storage/index.js';
 
 /** The master keys that wrap per-recording data keys. Earlier keys stay so rotation never strands a recording. */
 export interface MasterKeyring {
@@ -16,6 +16,8 @@ export interface MasterKeyring {
 export interface RecordingServices {
   pool: PipelinePool;
   spool: Spool;
+  /** The group commit of every live recording's journal (storage/commit-log.ts); absent, each journal syncs itself. */
+  commitLog?: CommitLog;
   s3: S3Client;
   bucket: string;
   partSize: number;

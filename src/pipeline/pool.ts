@@ -4,7 +4,25 @@ import { Piscina } from 'piscina';
 import type { EncryptorState } from '../crypto/index.js';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import type { BatchStats, CallDspState, InputFrame } from './types.js';
-import { FRAME_FIELDS, type BatchResult, type BatchTask, type SealTask, type TrackInfo } from './worker.js';
+import { FRAME_FIELDS, type BatchGroupTask, type BatchResult, type BatchTask, type GroupResult, type SealTask, type TrackInfo } from './worker.js';
+
+function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err as Error);
+      },
+    );
+  });
+}
 
 export interface PipelinePoolOptions {
   threads?: number;
@@ -23,7 +41,13 @@ export interface SessionBatchResult {
   stats: BatchStats;
 }
 
-type LaneTask = BatchTask | SealTask | { session: number };
+type LaneTask = BatchTask | BatchGroupTask | SealTask | { session: number };
+
+interface QueuedBatch {
+  task: BatchTask;
+  resolve: (result: BatchResult) => void;
+  reject: (err: unknown) => void;
+}
 
 /**
  * One thread and its queue. Calls are pinned to a lane for their whole life: the lane's thread keeps their
@@ -33,6 +57,11 @@ type LaneTask = BatchTask | SealTask | { session: number };
 class Lane {
   readonly piscina: Piscina<LaneTask, unknown>;
   sessions = 0;
+  /** Batches submitted in this turn of the event loop: they leave together, as one message to the thread. */
+  #group: QueuedBatch[] = [];
+  #scheduled = false;
+  /** Messages sent to the thread so far (a group counts once). */
+  messages = 0;
 
   constructor() {
     this.piscina = new Piscina({
@@ -43,6 +72,48 @@ class Lane {
       // Unbounded per lane: the pool's own bound (maxQueued) applies across lanes.
       maxQueue: Infinity,
     });
+  }
+
+  /**
+   * Runs one session's batch. Batches submitted in the same turn (every call whose batch the gateway's tick
+   * started) go to the thread as one message, with every payload transferred, and come back as one: the cost
+   * of a hop (piscina's task, the structured clone, waking the thread) is paid once per tick, not per call.
+   */
+  submit(task: BatchTask): Promise<BatchResult> {
+    return new Promise<BatchResult>((resolve, reject) => {
+      this.#group.push({ task, resolve, reject });
+      if (this.#scheduled) return;
+      this.#scheduled = true;
+      setImmediate(() => this.#send());
+    });
+  }
+
+  #send(): void {
+    this.#scheduled = false;
+    const group = this.#group;
+    this.#group = [];
+    this.messages++;
+    if (group.length === 1) {
+      const [only] = group as [QueuedBatch];
+      const transferList = only.task.payload.byteLength > 0 ? [only.task.payload.buffer as ArrayBuffer] : [];
+      this.piscina.run(only.task, { transferList }).then((result) => only.resolve(result as BatchResult), only.reject);
+      return;
+    }
+    const transferList = group.filter((q) => q.task.payload.byteLength > 0).map((q) => q.task.payload.buffer as ArrayBuffer);
+    this.piscina.run({ batches: group.map((q) => q.task) } satisfies BatchGroupTask, { name: 'runBatches', transferList }).then(
+      (results) => {
+        (results as GroupResult[]).forEach((result, i) => {
+          const queued = group[i]!;
+          // A batch that threw on the thread fails alone; the others of its group stand.
+          if ('failed' in result) queued.reject(new Error(result.failed));
+          else queued.resolve(result);
+        });
+      },
+      // The thread died (or the pool closed): every batch of the group failed with it.
+      (err: unknown) => {
+        for (const queued of group) queued.reject(err);
+      },
+    );
   }
 }
 
@@ -89,6 +160,13 @@ export class PipelinePool {
     return this.#lanes.flatMap((lane) => lane.piscina.threads);
   }
 
+  /** Messages sent to the worker threads for batches so far (a group of batches counts once). */
+  get messages(): number {
+    let sum = 0;
+    for (const lane of this.#lanes) sum += lane.messages;
+    return sum;
+  }
+
   get utilization(): number {
     let sum = 0;
     for (const lane of this.#lanes) sum += lane.piscina.utilization;
@@ -122,8 +200,10 @@ export class PipelinePool {
     }
     this.#running++;
     try {
-      const transferList = task.payload.byteLength > 0 ? [task.payload.buffer as ArrayBuffer] : [];
-      return (await lane.piscina.run(task, { transferList, ...(signal ? { signal } : {}) })) as BatchResult;
+      const running = lane.submit(task);
+      if (!signal) return await running;
+      // The batch runs on with its group; an aborted recording just stops waiting for it.
+      return await abortable(running, signal);
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       throw new CallvaultError(ErrorCode.PipelineFailed, 'pipeline batch failed', { cause: err });

@@ -86,17 +86,46 @@ function moved(result: BatchResult, buffer: ArrayBuffer | null): unknown {
   } as never);
 }
 
-export default function runBatch(task: BatchTask): unknown {
+function runOne(task: BatchTask): BatchResult {
   // `init` means "start from here" (a first batch, or a rebuild): it wins over anything held.
   const held = task.init ? { ...task.init, tracks: [] } : sessions.get(task.session);
-  if (!held) return { ok: false, reason: 'session_unknown' } satisfies BatchResult;
+  if (!held) return { ok: false, reason: 'session_unknown' };
   const tracks = held.tracks.slice(0, task.tracksFrom).concat(task.tracks);
   const { state: dsp, pcm, stats } = processBatch(held.dsp, unpack(task, tracks), { final: task.final });
   const { state: encryptor, output } = encryptChunk(held.encryptor, pcm, task.final);
   if (task.final) sessions.delete(task.session);
   else sessions.set(task.session, { dsp, encryptor, tracks });
+  return { ok: true, output, stats };
+}
+
+export default function runBatch(task: BatchTask): unknown {
+  const result = runOne(task);
   // encryptChunk returns a fresh buffer of exactly the output: the whole of it can move.
-  return moved({ ok: true, output, stats }, output.byteLength > 0 ? (output.buffer as ArrayBuffer) : null);
+  return moved(result, result.ok && result.output.byteLength > 0 ? (result.output.buffer as ArrayBuffer) : null);
+}
+
+/** Several sessions' batches in one message (those the gateway's tick started together; see pool.ts). */
+export interface BatchGroupTask {
+  batches: BatchTask[];
+}
+
+/** Per batch of a group: its result, or why it threw (it fails alone; its session's state is as before it). */
+export type GroupResult = BatchResult | { failed: string };
+
+/** Named task `runBatches`: each batch of the group in turn; every ciphertext moves back. */
+export function runBatches(task: BatchGroupTask): unknown {
+  const results: GroupResult[] = [];
+  const buffers: ArrayBuffer[] = [];
+  for (const batch of task.batches) {
+    try {
+      const result = runOne(batch);
+      if (result.ok && result.output.byteLength > 0) buffers.push(result.output.buffer as ArrayBuffer);
+      results.push(result);
+    } catch (err) {
+      results.push({ failed: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  return Piscina.move({ [Piscina.transferableSymbol]: buffers, [Piscina.valueSymbol]: results } as never);
 }
 
 /** Named task `holds`: whether this thread still holds the session's state. */

@@ -11,3 +11,4 @@ export {
   type SpoolUploadResult,
 } from './upload.js';
 export { JournalWriter, readJournal, JOURNAL_SUFFIX, type JournalContents } from './journal.js';
+export { CommitLog, repairJournals, commitLogBytes, DEFAULT_COMMIT_LOG_SEGMENT_BYTES, type CommitLogOptions, type JournalRepairReport } from './commit-log.js';

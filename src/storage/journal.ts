@@ -21,6 +21,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
+import type { CommitLog, CommitLogJournal } from './commit-log.js';
 import type { FrameEncoding, InputFrame, TrackRole } from '../pipeline/types.js';
 
 export const JOURNAL_SUFFIX = '.journal';
@@ -30,6 +31,12 @@ const TAG_LENGTH = 16;
 const LENGTH_BYTES = 4;
 /** A record larger than this is not something callvault wrote. */
 const MAX_RECORD_BYTES = 64 * 1024 * 1024;
+/**
+ * With a commit log, the file gets its records in groups: once this much is waiting, or the oldest has waited
+ * this long (about a second of a call: one buffered write a second per call instead of twenty).
+ */
+const WRITE_OUT_BYTES = 64 * 1024;
+const WRITE_OUT_MS = 1000;
 
 function aad(recordingId: string, index: number): Buffer {
   const out = Buffer.alloc(AAD_PREFIX.length + Buffer.byteLength(recordingId) + 4);
@@ -91,20 +98,35 @@ export interface JournalWriterOptions {
   path: string;
   recordingId: string;
   dataKey: Uint8Array;
+  /**
+   * The gateway's commit log (commit-log.ts): the journal file is then written with buffered writes and a
+   * flush is durable once the log's group write holds its record. Without it the file itself is O_DSYNC.
+   */
+  commitLog?: CommitLog;
 }
 
 /**
  * Appends frames to a recording's journal. `add()` only buffers; `flush()` seals what is buffered into one
- * record and writes it durably (group commit: one write per flush, whatever the number of frames; the file is
- * opened O_DSYNC, so the write returns once the data is on stable storage, as write + fdatasync would, in one
- * system call and one thread-pool round trip instead of two). Flushes run one at a time, in order.
+ * record and writes it durably (one record per flush, whatever the number of frames). Flushes run one at a
+ * time, in order. Durable means: with a commit log, the log's group write (one for every journal flushed in
+ * the same tick) holds the record, and the journal file gets it by a buffered write; without one, the file is
+ * opened O_DSYNC, so its own write returns once the data is on stable storage.
  */
-export class JournalWriter {
+export class JournalWriter implements CommitLogJournal {
   readonly path: string;
   readonly #recordingId: string;
   readonly #key: Uint8Array;
+  readonly #commitLog: CommitLog | undefined;
   #handle: FileHandle | null;
+  /** close()'s synchronisation of the file, once it began (syncRecords waits for it when the handle is gone). */
+  #closeSync: Promise<unknown> = Promise.resolve();
   #buffered: InputFrame[] = [];
+  /** With a commit log: records durable in the log and not yet in the file (written out in groups). */
+  #unwritten: Buffer[] = [];
+  #unwrittenBytes = 0;
+  #unwrittenSince = 0;
+  /** Bytes in the file (records are written at explicit positions, so nothing depends on the file offset). */
+  #fileBytes = 0;
   #recordCount = 0;
   #tail: Promise<void> = Promise.resolve();
   #failure: CallvaultError | null = null;
@@ -122,13 +144,16 @@ export class JournalWriter {
     this.path = opts.path;
     this.#recordingId = opts.recordingId;
     this.#key = Uint8Array.from(opts.dataKey);
+    this.#commitLog = opts.commitLog;
     this.#recordCount = records;
   }
 
   static async create(opts: JournalWriterOptions): Promise<JournalWriter> {
     try {
-      // O_DSYNC: every write is synchronised data (what fdatasync after each write gave), in the same call.
-      const handle = await open(opts.path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
+      // Alone, O_DSYNC: every write is synchronised data (what fdatasync after each write gave), in the same
+      // call. With a commit log, the log's write is the synchronous one and this file is synchronised lazily.
+      const sync = opts.commitLog ? 0 : constants.O_DSYNC;
+      const handle = await open(opts.path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | sync, 0o600);
       await handle.datasync();
       return new JournalWriter(handle, opts, 0);
     } catch (cause) {
@@ -166,24 +191,73 @@ export class JournalWriter {
       const body = Buffer.concat([cipher.update(encodeFrames(frames)), cipher.final(), cipher.getAuthTag()]);
       const head = Buffer.allocUnsafe(LENGTH_BYTES);
       head.writeUInt32BE(body.length, 0);
+      const length = LENGTH_BYTES + NONCE_LENGTH + body.length;
       try {
-        // One record per write: with O_DSYNC it is durable when writev returns. A short write would leave a
-        // torn record, which readers stop at; it is an error here all the same.
-        const { bytesWritten } = await handle.writev([head, nonce, body]);
-        if (bytesWritten !== head.length + nonce.length + body.length) throw new Error('short journal write');
+        if (this.#commitLog) {
+          // Durable once the log's group write holds it; the file gets it with the next write-out.
+          await this.#commitLog.commit(this.#recordingId, index, [head, nonce, body], this);
+          if (this.#unwritten.length === 0) this.#unwrittenSince = performance.now();
+          this.#unwritten.push(head, nonce, body);
+          this.#unwrittenBytes += length;
+        } else {
+          // One record per write: alone (O_DSYNC) it is durable when writev returns. A short write would leave a
+          // torn record, which readers stop at; it is an error here all the same.
+          const { bytesWritten } = await handle.writev([head, nonce, body], this.#fileBytes);
+          if (bytesWritten !== length) throw new Error('short journal write');
+          this.#fileBytes += length;
+        }
       } catch (cause) {
-        this.#failure = new CallvaultError(ErrorCode.SpoolFailed, 'frame journal write failed', {
-          cause,
-          details: { recordingId: this.#recordingId },
-        });
-        throw this.#failure;
+        throw this.#fail(cause);
       }
-      this.#records.push({ offset: this.bytes, length: LENGTH_BYTES + NONCE_LENGTH + body.length, firstFrame: this.durableFrames, frames: frames.length });
-      this.bytes += LENGTH_BYTES + NONCE_LENGTH + body.length;
+      this.#records.push({ offset: this.bytes, length, firstFrame: this.durableFrames, frames: frames.length });
+      this.bytes += length;
       this.durableFrames += frames.length;
+      if (this.#unwrittenBytes >= WRITE_OUT_BYTES || performance.now() - this.#unwrittenSince >= WRITE_OUT_MS) await this.#writeOut(handle);
     });
     this.#tail = next.catch(() => undefined);
     return next;
+  }
+
+  #fail(cause: unknown): CallvaultError {
+    this.#failure ??= new CallvaultError(ErrorCode.SpoolFailed, 'frame journal write failed', { cause, details: { recordingId: this.#recordingId } });
+    return this.#failure;
+  }
+
+  /** Writes the records the commit log holds and the file does not yet, in one write (run inside the chain). */
+  async #writeOut(handle: FileHandle): Promise<void> {
+    if (this.#unwritten.length === 0) return;
+    const parts = this.#unwritten;
+    const bytes = this.#unwrittenBytes;
+    this.#unwritten = [];
+    this.#unwrittenBytes = 0;
+    try {
+      const { bytesWritten } = await handle.writev(parts, this.#fileBytes);
+      if (bytesWritten !== bytes) throw new Error('short journal write');
+    } catch (cause) {
+      // The log still holds these records: the next start puts them back. This process cannot go on with the file.
+      throw this.#fail(cause);
+    }
+    this.#fileBytes += bytes;
+  }
+
+  /** Runs `work` with the open handle, in order with the flushes; a no-op once closed. */
+  #inChain(work: (handle: FileHandle) => Promise<void>): Promise<void> {
+    const next = this.#tail.then(async () => {
+      const handle = this.#handle;
+      if (handle) await work(handle);
+    });
+    this.#tail = next.catch(() => undefined);
+    return next;
+  }
+
+  /** CommitLogJournal: every record written so far reaches stable storage (before a log segment holding them goes). */
+  async syncRecords(): Promise<void> {
+    await this.#inChain(async (handle) => {
+      await this.#writeOut(handle);
+      await handle.datasync();
+    });
+    // Closing or closed: close() synchronises the file before it lets go of it.
+    if (!this.#handle) await this.#closeSync;
   }
 
   /**
@@ -191,6 +265,7 @@ export class JournalWriter {
    * about `atLeast` frames; [] when nothing from `from` on is durable yet.
    */
   async readFrames(from: number, atLeast: number): Promise<InputFrame[]> {
+    await this.#inChain((handle) => this.#writeOut(handle));
     let i = this.#records.findIndex((r) => r.firstFrame + r.frames > from);
     if (i < 0) return [];
     this.#reader ??= await open(this.path, 'r');
@@ -218,7 +293,24 @@ export class JournalWriter {
       (err: unknown) => err,
     );
     this.#closed = true;
-    const failure = await lastFlush;
+    // After the last flush, in order: the records the file still lacks and, with a commit log, a sync — the file
+    // must be whole on its own before the log segments holding its records may go (whoever finishes the
+    // recording reads it, maybe after a power loss). Also after a failed flush: what is kept must outlive one.
+    const finished = this.#inChain(async (handle) => {
+      await this.#writeOut(handle);
+      if (!this.#commitLog) return;
+      await handle.datasync().catch((cause: unknown) => {
+        throw new CallvaultError(ErrorCode.SpoolFailed, 'frame journal sync failed', { cause, details: { recordingId: this.#recordingId } });
+      });
+    });
+    // A failed sync keeps the log segments that hold these records (syncRecords rejects with it).
+    this.#closeSync = finished;
+    let failure = await lastFlush;
+    const finishFailure = await finished.then(
+      () => null,
+      (err: unknown) => err,
+    );
+    failure ??= finishFailure;
     await this.#tail;
     const handle = this.#handle;
     this.#handle = null;

@@ -3,7 +3,7 @@
  * same DATA_DIR it finishes every recording it owned from its frame journal before it accepts streams.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
@@ -32,11 +32,14 @@ async function framesReceived(port: number): Promise<number> {
 }
 
 test.each([
-  ['server', undefined],
-  ['client', CLIENT_KEY],
+  ['server key', undefined, false],
+  ['client key', CLIENT_KEY, false],
   // A passphrase: the recovered container carries the same scrypt parameters (from the manifest) as the lost one.
-  ['client passphrase', 'per-instance-key'],
-])('SIGKILL mid-call (%s key): the restart finishes the recording from the spool, with the audio received before the kill', async (_mode, key) => {
+  ['client passphrase key', 'per-instance-key', false],
+  // The power goes with the process: the journals' buffered writes are lost (cut to nothing here, the worst
+  // case), only what the commit log's synchronous writes hold is on disk. The restart puts it back first.
+  ['server key, power loss', undefined, true],
+])('SIGKILL mid-call (%s): the restart finishes the recording from the spool, with the audio received before the kill', async (_mode, key, powerLoss) => {
   const db = await freshDatabase();
   const bucket = await freshBucket();
   const dataDir = await mkdtemp(join(tmpdir(), 'callvault-crash-'));
@@ -77,6 +80,14 @@ test.each([
 
     const [orphan] = (await reader.recordings.list('acme', { callSid, page: 0, limit: 10 })).rows;
     expect(orphan).toMatchObject({ status: 'in_progress' });
+    // The kill left the commit log's segment behind: the restart reads it, then deletes it.
+    const segmentsLeft = await readdir(join(dataDir, 'commit-log'));
+    expect(segmentsLeft).toHaveLength(1);
+    if (powerLoss) {
+      const journals = (await readdir(join(dataDir, 'spool'))).filter((name) => name.endsWith('.journal'));
+      expect(journals).toHaveLength(1);
+      for (const name of journals) await truncate(join(dataDir, 'spool', name), 0);
+    }
 
     second = startGatewayProcess(env);
     await second.listening();
@@ -87,6 +98,12 @@ test.each([
     expect(row.durationMs!).toBeLessThan(10_000);
     const restarted = second;
     await expect.poll(() => restarted.find('recording recovered')).toEqual([expect.objectContaining({ recordingSid: row.recordingSid })]);
+    // The segment the kill left was read at start (and deleted; the new process writes its own): after a power
+    // loss it gave the journal back everything, the records the recovery above found whole.
+    expect(restarted.find('journals repaired from the commit log')).toEqual([
+      expect.objectContaining({ segments: 1, gaps: 0, ...(powerLoss ? { journals: 1, restored: expect.any(Number) } : {}) }),
+    ]);
+    if (powerLoss) expect(restarted.find('journals repaired from the commit log')[0]!['restored']).toBeGreaterThanOrEqual(10);
     // The call row is ended, the spool is gone, and no multipart upload is left open.
     expect(await reader.calls.getByExternalId('acme', callSid, 'twilio')).toMatchObject({ status: 'ended' });
     await expect.poll(async () => readdir(join(dataDir, 'spool'))).toEqual([]);

@@ -54,18 +54,31 @@ afterEach(async () => {
 });
 
 describe('FrameBatcher', () => {
-  test('a batch leaves once 100 ms of audio wait, and a quiet call is moved by the tick', async () => {
+  test('a batch leaves at the tick once 75 ms of audio wait (not on arrival), and a quiet call is moved after the longest wait', async () => {
     const runner = new Runner();
     const batcher = new FrameBatcher(journal, runner.run, hooks);
-    batcher.push([frame(0), frame(1), frame(2), frame(3)], 1000); // 80 ms
-    batcher.tick(1000 + BATCH_MAX_WAIT_MS - 1);
+    batcher.push([frame(0), frame(1), frame(2)], 1000); // 60 ms
+    batcher.tick(1050);
     await Promise.resolve();
     expect(runner.batches).toEqual([]);
-    batcher.push([frame(4)], 1010); // 100 ms
+    batcher.push([frame(3), frame(4)], 1060); // 100 ms: it waits for the tick, with the other calls' batches
+    await Promise.resolve();
+    expect(runner.batches).toEqual([]);
+    batcher.tick(1100);
     await expect.poll(() => runner.batches).toEqual([{ first: [0, 1, 2, 3, 4], final: false }]);
     batcher.push([frame(5)], 2000);
+    batcher.tick(2000 + BATCH_MAX_WAIT_MS - 1);
+    await Promise.resolve();
+    expect(runner.processed).toEqual([0, 1, 2, 3, 4]);
     batcher.tick(2000 + BATCH_MAX_WAIT_MS);
     await expect.poll(() => runner.processed).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  test('a burst (a sender ahead of real time) goes at once, without waiting for the tick', async () => {
+    const runner = new Runner();
+    const batcher = new FrameBatcher(journal, runner.run, hooks);
+    batcher.push(Array.from({ length: 10 }, (_, i) => frame(i)), 0); // 200 ms in one go
+    await expect.poll(() => runner.processed).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 
   test('drain runs what is left and then the final batch', async () => {
@@ -133,6 +146,7 @@ describe('FrameBatcher', () => {
       throw new Error('worker gone');
     }, hooks);
     batcher.push([frame(0), frame(1), frame(2), frame(3), frame(4)], 0);
+    batcher.tick(0);
     await expect.poll(() => failures.map((f) => f.code)).toEqual([ErrorCode.PipelineFailed]);
   });
 });
