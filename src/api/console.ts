@@ -64,10 +64,7 @@ export function registerConsoleRoutes(router: Router, gateway: GatewayPort): voi
   };
 
   router.route('get', CONSOLE_PATH, 'console', () => serve('index.html'));
-  router.route('get', CONSOLE_ASSET_PATH, 'console_asset', (ctx) => {
-    const file = ctx.params[0] ?? '';
-    // `/console/`: the page lives at `/console` (its relative links resolve from there).
-    if (file === '') return { status: 302, headers: { location: '../console', 'cache-control': 'no-cache' }, body: '' };
-    return serve(file);
-  });
+  // `/console/`: the page lives at `/console` (its relative links resolve from there).
+  router.route('get', `${CONSOLE_PATH}/`, 'console_slash', () => ({ status: 302, headers: { location: '../console', 'cache-control': 'no-cache' }, body: '' }));
+  router.route('get', CONSOLE_ASSET_PATH, 'console_asset', (ctx) => serve(ctx.params[0] ?? ''));
 }

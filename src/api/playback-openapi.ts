@@ -116,6 +116,14 @@ export function addConsolePaths(files: readonly string[]): void {
         responses: { '200': { description: 'The console page.', content: html }, default: internal },
       },
     },
+    '/console/': {
+      get: {
+        operationId: 'getConsoleSlash',
+        summary: 'Redirects to /console (where the page’s relative links resolve)',
+        security: [],
+        responses: { '302': { description: 'To `../console`.', headers: { Location: { schema: { type: 'string' } } } }, default: internal },
+      },
+    },
     '/console/{file}': {
       get: {
         operationId: 'getConsoleAsset',
@@ -124,7 +132,6 @@ export function addConsolePaths(files: readonly string[]): void {
         parameters: [{ name: 'file', in: 'path', required: true, schema: { enum: [...files] } }],
         responses: {
           '200': { description: 'The file.', content: { 'text/javascript': { schema: { type: 'string' } }, 'text/css': { schema: { type: 'string' } } } },
-          '302': { description: '`/console/` redirects to `/console`.', headers: { Location: { schema: { type: 'string' } } } },
           '404': errorResponse('No such file.', ['NOT_FOUND']),
           default: internal,
         },
