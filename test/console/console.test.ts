@@ -14,7 +14,8 @@ import { ensurePeer } from '../../scripts/peers.mjs';
 import { CONSOLE_CSP } from '../../dist/api/index.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { expectAnsweredStatusesDocumented } from '../support/openapi.js';
-import { api, apiKeyOf, placeCall, recordingPath } from '../api/support.js';
+import { api, apiKeyOf, inProgressRecording, placeCall, recordingPath } from '../api/support.js';
+import { RawTwilioStream } from '../support/twilio.js';
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -207,6 +208,48 @@ describe('the console in Chromium', () => {
     // Only the wrong key's 401 is an error the page logged.
     expect(pageProblems.filter((p) => !/401/.test(p))).toEqual([]);
   }, 120_000);
+
+  test('a live call shows start, stop, pause and resume, and each acts on the call', async () => {
+    const tones = { inbound: 440, outbound: 1000 };
+    const stream = await RawTwilioStream.open(t, t.accounts[0]!);
+    stream.start({ recording: JSON.stringify({ enabled: false }) });
+    stream.media(0, 400, tones);
+    await stream.flushed(t, 'acme', 400);
+    await page.evaluate((hash) => {
+      window.location.hash = hash;
+    }, `#/calls/${stream.callSid}`);
+    await page.locator('#live-controls').waitFor({ state: 'visible' });
+    expect(await page.textContent('#call-title')).toBe(stream.callSid);
+
+    await page.click('#live-controls [data-action=start]');
+    await expect.poll(() => page.textContent('#notice')).toBe('start: done');
+    const recording = await inProgressRecording(t, 'acme', stream.callSid);
+    stream.media(400, 800, tones);
+    await stream.flushed(t, 'acme', 800);
+    await page.click('#live-controls [data-action=pause]');
+    await expect.poll(() => page.textContent('#notice')).toBe('pause: done');
+    stream.media(800, 1200, tones);
+    await stream.flushed(t, 'acme', 1200);
+    await page.click('#live-controls [data-action=resume]');
+    await expect.poll(() => page.textContent('#notice')).toBe('resume: done');
+    stream.media(1200, 1600, tones);
+    await stream.flushed(t, 'acme', 1600);
+    await page.click('#live-controls [data-action=stop]');
+    await expect.poll(() => page.textContent('#notice')).toBe('stop: done');
+
+    // What the buttons did, read back from the API: one recording, completed, with the one pause.
+    let stored: any;
+    await expect
+      .poll(async () => {
+        stored = (await (await api(t, `/api/call-recordings/${recording.recordingSid}`)).json()).recording;
+        return stored.status;
+      })
+      .toBe('completed');
+    expect(stored.metadata.pauses).toHaveLength(1);
+    expect(stored.metadata.pauses[0]).toMatchObject({ behavior: 'silence' });
+    stream.stop();
+    await stream.closed;
+  }, 60_000);
 
   test('signing out forgets the key', async () => {
     await page.click('#sign-out');
