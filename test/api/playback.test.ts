@@ -7,7 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { signPlaybackPath } from '../../dist/api/index.js';
+import { signPlaybackPath, verifyPlaybackQuery } from '../../dist/api/index.js';
+import { loadEnv } from '../../dist/config/index.js';
 import { generateTone, pcm16ToBytes, toneAmplitude } from '../support/audio.js';
 import { PUBLIC_URL, startTestGateway, type TestGateway } from '../support/gateway.js';
 import { expectAnsweredStatusesDocumented } from '../support/openapi.js';
@@ -186,6 +187,34 @@ describe('issuing', () => {
     const gone = await play(path);
     expect(gone.status).toBe(404);
     expect((await gone.json()).error.code).toBe('NOT_FOUND');
+  });
+});
+
+describe('signing keys and configuration', () => {
+  const target = { org: 'acme', recordingId: '5b0e6f8a-0000-4000-8000-000000000001', track: 'bot' as const };
+  const query = (path: string) => new URL(path, 'http://x').searchParams;
+
+  test('a URL signed with a master key rotated out but still in the keyring verifies; once the key is gone it does not', () => {
+    const old = randomBytes(32);
+    const current = randomBytes(32);
+    const now = Date.now();
+    const path = signPlaybackPath(old, target, now + 60_000);
+    expect(verifyPlaybackQuery(target.recordingId, query(path), [current, old], now, 600_000)).toMatchObject({ ...target, expiresAtMs: Math.floor((now + 60_000) / 1000) * 1000 });
+    expect(() => verifyPlaybackQuery(target.recordingId, query(path), [current], now, 600_000)).toThrow(expect.objectContaining({ code: 'PLAYBACK_URL_INVALID' }));
+    // The same key, another recording: refused.
+    expect(() => verifyPlaybackQuery('5b0e6f8a-0000-4000-8000-000000000002', query(path), [old], now, 600_000)).toThrow(expect.objectContaining({ code: 'PLAYBACK_URL_INVALID' }));
+  });
+
+  test.each([
+    [undefined, 600],
+    ['30', 30],
+    ['3600', 3600],
+  ])('PLAYBACK_URL_TTL_SECONDS=%s is a lifetime of %i s', (value, seconds) => {
+    expect(loadEnv(value === undefined ? {} : { PLAYBACK_URL_TTL_SECONDS: value }).PLAYBACK_URL_TTL_SECONDS).toBe(seconds);
+  });
+
+  test.each(['29', '3601', '90.5', 'ten minutes'])('PLAYBACK_URL_TTL_SECONDS=%s is refused (minutes, not hours or a day)', (value) => {
+    expect(() => loadEnv({ PLAYBACK_URL_TTL_SECONDS: value })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', details: { variables: ['PLAYBACK_URL_TTL_SECONDS'] } }));
   });
 });
 
