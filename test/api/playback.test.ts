@@ -158,6 +158,10 @@ describe('issuing', () => {
     const forbidden = await fetch(`${t.httpUrl}/calls/${callSid}/playback-url`, { method: 'POST', headers: { authorization: `Bearer ${controlOnly}` } });
     expect(forbidden.status).toBe(403);
     expect((await forbidden.json()).error.code).toBe('FORBIDDEN');
+    // A user-bound key sees only its user's calls: this untagged one is not there.
+    const userBound = (await t.gateway.db.apiKeys.create('acme', { scopes: ['read'], userId: 'u123' })).key;
+    const hidden = await fetch(`${t.httpUrl}/calls/${callSid}/playback-url`, { method: 'POST', headers: { authorization: `Bearer ${userBound}` } });
+    expect(hidden.status).toBe(404);
   });
 
   test('a mono recording: the mixed file plays; one track is 409 TRACKS_NOT_SEPARATE', async () => {

@@ -5,6 +5,7 @@
  * seeks to 2 s (the audio element's position is there and the transcript entry at 2 s is highlighted), deletes it
  * after confirming, and sees it gone (the API answers 404). A screenshot is kept under test-artifacts/.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -249,6 +250,27 @@ describe('the console in Chromium', () => {
     expect(stored.metadata.pauses[0]).toMatchObject({ behavior: 'silence' });
     stream.stop();
     await stream.closed;
+  }, 60_000);
+
+  test('a mono call has one mixed waveform; a client-key call says the gateway cannot decrypt its audio', async () => {
+    const mono = await placeCall(t, { durationMs: 1000, recording: { enabled: true, stereo: false } });
+    const client = await placeCall(t, { durationMs: 1000, recording: { enabled: true, stereo: true, key: randomBytes(32).toString('hex') } });
+    await expect.poll(async () => (await api(t, recordingPath(client.callSid))).status).toBe(302);
+    await page.evaluate((hash) => {
+      window.location.hash = hash;
+    }, `#/calls/${mono.callSid}`);
+    await page.locator('#waveforms[data-ready=true]').waitFor();
+    expect(await page.locator('#waveforms .channel-label').allTextContents()).toEqual(['mixed']);
+    await expect.poll(() => page.evaluate(() => (document.getElementById('player') as HTMLAudioElement).duration)).toBeCloseTo(1, 1);
+
+    await page.evaluate((hash) => {
+      window.location.hash = hash;
+    }, `#/calls/${client.callSid}`);
+    await expect.poll(() => page.textContent('#player-note')).toContain('the gateway cannot decrypt this recording');
+    expect(await page.getAttribute('#player', 'src')).toBeNull();
+    expect(await page.locator('#waveforms canvas').count()).toBe(0);
+    await expect.poll(() => page.textContent('#metadata')).toContain('client');
+    await expect.poll(() => page.locator('#events tbody tr').count()).toBeGreaterThan(3);
   }, 60_000);
 
   test('signing out forgets the key', async () => {
