@@ -15,7 +15,8 @@ import { ensurePeer } from '../../scripts/peers.mjs';
 import { CONSOLE_CSP } from '../../dist/api/index.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { expectAnsweredStatusesDocumented } from '../support/openapi.js';
-import { api, apiKeyOf, inProgressRecording, placeCall, recordingPath } from '../api/support.js';
+import { api, apiKeyOf, inProgressRecording, placeCall, recordingPath, storeRecording } from '../api/support.js';
+import { generateTone, pcm16ToBytes } from '../support/audio.js';
 import { RawTwilioStream } from '../support/twilio.js';
 
 const CHROMIUM_ARGS = [
@@ -271,6 +272,43 @@ describe('the console in Chromium', () => {
     expect(await page.locator('#waveforms canvas').count()).toBe(0);
     await expect.poll(() => page.textContent('#metadata')).toContain('client');
     await expect.poll(() => page.locator('#events tbody tr').count()).toBeGreaterThan(3);
+  }, 60_000);
+
+  test('pages of 20, and the status and source filters, agree with the list API', async () => {
+    const pcm = pcm16ToBytes(generateTone({ frequency: 440, amplitude: 8000, samples: 800, sampleRate: 8000 }));
+    for (let i = 0; i < 21; i++) await storeRecording(t, { pcm, sampleRate: 8000, channels: 1 });
+    const totalOf = async (query: string) => (await (await api(t, `/api/call-recordings?limit=1${query}`)).json()).total as number;
+    const total = await totalOf('');
+    expect(total).toBeGreaterThan(21);
+    const rows = () => page.locator('#calls tbody tr').count();
+    await page.evaluate(() => {
+      window.location.hash = '#/';
+    });
+    await page.locator('#list').waitFor({ state: 'visible' });
+    await page.fill('#search', '');
+    await page.click('#filters button[type=submit]');
+    await expect.poll(() => page.textContent('#page-info')).toBe(`page 1 of ${Math.ceil(total / 20)} (${total} recordings)`);
+    expect(await rows()).toBe(20);
+    expect(await page.isDisabled('#prev')).toBe(true);
+    await page.click('#next');
+    await expect.poll(() => page.textContent('#page-info')).toContain('page 2 of');
+    expect(await rows()).toBe(Math.min(20, total - 20));
+    await page.click('#prev');
+    await expect.poll(() => page.textContent('#page-info')).toContain('page 1 of');
+
+    await page.selectOption('#source', 'livekit');
+    await page.locator('#empty').waitFor({ state: 'visible' });
+    expect(await rows()).toBe(0);
+    await page.selectOption('#source', 'gateway');
+    await page.selectOption('#status', 'completed');
+    const completed = await totalOf('&source=gateway&status=completed');
+    await expect.poll(() => page.textContent('#page-info')).toBe(`page 1 of ${Math.ceil(completed / 20)} (${completed} recordings)`);
+    expect(await page.locator('#calls tbody tr td:nth-child(4)').allTextContents()).toEqual(Array(Math.min(20, completed)).fill('completed'));
+    await page.selectOption('#status', 'failed');
+    await page.locator('#empty').waitFor({ state: 'visible' });
+    expect(await totalOf('&status=failed')).toBe(0);
+    await page.selectOption('#status', '');
+    await page.selectOption('#source', '');
   }, 60_000);
 
   test('signing out forgets the key', async () => {
