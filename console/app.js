@@ -411,16 +411,22 @@ for (const type of ['timeupdate', 'seeked', 'loadedmetadata']) {
   });
 }
 
-// A playback URL is short-lived: once it has expired the player's next Range request fails; ask for a new one.
+// A playback URL is short-lived: once it has expired the player's next request fails. The gateway says so
+// (403 PLAYBACK_URL_EXPIRED; its clock decides, not this browser's), and the page asks for a new URL.
 player.addEventListener('error', async () => {
   const state = current;
-  if (!state?.playback || Date.parse(state.playback.expires_at) > Date.now()) return;
+  const failed = player.currentSrc;
+  if (!state?.playback || !failed) return;
+  const probe = await fetch(failed, { headers: { range: 'bytes=0-0' }, cache: 'no-store' });
+  const answer = probe.status === 403 ? await probe.json().catch(() => null) : null;
+  if (answer?.error?.code !== 'PLAYBACK_URL_EXPIRED' || current !== state) return;
   const at = player.currentTime;
   const playback = await api(`/calls/${encodeURIComponent(state.callSid)}/playback-url`, { method: 'POST', body: { track: 'stereo' } });
   if (current !== state) return;
   state.playback = playback;
   player.src = apiUrl(playback.path).href;
   player.currentTime = at;
+  $('player-note').textContent = `Signed playback URL renewed, valid until ${formatTime(playback.expires_at)}.`;
 });
 
 // ---- live controls and delete ----------------------------------------------------------------

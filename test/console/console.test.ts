@@ -33,6 +33,8 @@ const CHROMIUM_ARGS = [
 ];
 const ARTIFACTS = resolve('test-artifacts');
 
+const TTL_SECONDS = 60;
+let clockOffsetMs = 0;
 let t: TestGateway;
 let callSid: string;
 let otherCallSid: string;
@@ -45,7 +47,7 @@ const pageProblems: string[] = [];
 
 beforeAll(async () => {
   const executablePath = await ensurePeer('chromium');
-  t = await startTestGateway();
+  t = await startTestGateway({ playbackUrlTtlSeconds: TTL_SECONDS, now: () => Date.now() + clockOffsetMs });
   apiKey = apiKeyOf(t, 'acme');
   const placed = await placeCall(t, { durationMs: 4000 });
   expect(placed.closeCode).toBe(1000);
@@ -309,6 +311,49 @@ describe('the console in Chromium', () => {
     expect(await totalOf('&status=failed')).toBe(0);
     await page.selectOption('#status', '');
     await page.selectOption('#source', '');
+  }, 60_000);
+
+  test('an expired playback URL: the player’s next request is refused (403 PLAYBACK_URL_EXPIRED) and the page gets a new URL', async () => {
+    // Two minutes of stereo (7.7 MB): the player holds only the start after loading its metadata, so a seek
+    // near the end is a new Range request of the signed URL.
+    const rate = 16000;
+    const left = generateTone({ frequency: 440, amplitude: 8000, samples: 120 * rate, sampleRate: rate });
+    const interleaved = new Int16Array(left.length * 2);
+    for (let i = 0; i < left.length; i++) interleaved[2 * i] = interleaved[2 * i + 1] = left[i]!;
+    const stored = await storeRecording(t, { pcm: pcm16ToBytes(interleaved), sampleRate: rate, channels: 2 });
+    await page.evaluate((hash) => {
+      window.location.hash = hash;
+    }, `#/calls/${stored.callSid}`);
+    const player = () => page.evaluate(() => {
+      const p = document.getElementById('player') as HTMLAudioElement;
+      return { duration: p.duration, currentTime: p.currentTime, readyState: p.readyState };
+    });
+    await expect.poll(async () => (await player()).duration).toBeCloseTo(120, 1);
+    const first = (await page.getAttribute('#player', 'src'))!;
+    const refusals: string[] = [];
+    const onResponse = async (response: import('playwright-core').Response) => {
+      if (response.url() === first && response.status() === 403) refusals.push((await response.json()).error.code);
+    };
+    page.on('response', onResponse);
+    try {
+      // The gateway's clock passes the URL's expiry; then the listener seeks near the end.
+      clockOffsetMs = (TTL_SECONDS + 1) * 1000;
+      await page.evaluate(() => {
+        (document.getElementById('player') as HTMLAudioElement).currentTime = 110;
+      });
+      await expect.poll(() => page.getAttribute('#player', 'src')).not.toBe(first);
+      await expect.poll(() => page.textContent('#player-note')).toContain('renewed');
+      expect(refusals).toContain('PLAYBACK_URL_EXPIRED');
+      // Playing on from where the listener was, from the new URL.
+      await expect.poll(async () => (await player()).duration).toBeCloseTo(120, 1);
+      await expect.poll(async () => (await player()).currentTime).toBeCloseTo(110, 0);
+      await page.evaluate(() => (document.getElementById('player') as HTMLAudioElement).play());
+      await expect.poll(async () => (await player()).currentTime).toBeGreaterThan(110.3);
+      await page.evaluate(() => (document.getElementById('player') as HTMLAudioElement).pause());
+    } finally {
+      page.off('response', onResponse);
+      clockOffsetMs = 0;
+    }
   }, 60_000);
 
   test('signing out forgets the key', async () => {
