@@ -321,6 +321,20 @@ describe('the console in Chromium', () => {
     const interleaved = new Int16Array(left.length * 2);
     for (let i = 0; i < left.length; i++) interleaved[2 * i] = interleaved[2 * i + 1] = left[i]!;
     const stored = await storeRecording(t, { pcm: pcm16ToBytes(interleaved), sampleRate: rate, channels: 2 });
+    // One transcript entry every 3 s: more than the transcript box shows at once.
+    const start = Date.parse((await (await api(t, `/api/call-recordings?callSid=${stored.callSid}`)).json()).recordings[0].startTime);
+    const entries = Array.from({ length: 40 }, (_, i) => ({
+      timestamp: new Date(start + i * 3000).toISOString(),
+      channel: i % 2 === 0 ? 'caller' : 'bot',
+      type: i % 2 === 0 ? 'input' : 'output',
+      text: `entry number ${i} at ${i * 3} s`,
+    }));
+    const posted = await fetch(`${t.httpUrl}/calls/${stored.callSid}/transcript`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ entries }),
+    });
+    expect(posted.status).toBe(201);
     await page.evaluate((hash) => {
       window.location.hash = hash;
     }, `#/calls/${stored.callSid}`);
@@ -347,6 +361,17 @@ describe('the console in Chromium', () => {
       // Playing on from where the listener was, from the new URL.
       await expect.poll(async () => (await player()).duration).toBeCloseTo(120, 1);
       await expect.poll(async () => (await player()).currentTime).toBeCloseTo(110, 0);
+      // The transcript followed: the entry at 108 s is the highlighted one, scrolled into the box's view.
+      await expect.poll(() => page.locator('#transcript li.current').allTextContents()).toEqual([expect.stringContaining('entry number 36 at 108 s')]);
+      const view = await page.evaluate(() => {
+        const box = document.getElementById('transcript')!;
+        const item = box.querySelector('li.current')!;
+        const b = box.getBoundingClientRect();
+        const i = item.getBoundingClientRect();
+        return { scrollTop: box.scrollTop, inside: i.top >= b.top && i.bottom <= b.bottom, overflow: box.scrollHeight > box.clientHeight };
+      });
+      expect(view).toMatchObject({ inside: true, overflow: true });
+      expect(view.scrollTop).toBeGreaterThan(0);
       await page.evaluate(() => (document.getElementById('player') as HTMLAudioElement).play());
       await expect.poll(async () => (await player()).currentTime).toBeGreaterThan(110.3);
       await page.evaluate(() => (document.getElementById('player') as HTMLAudioElement).pause());
