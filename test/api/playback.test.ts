@@ -112,8 +112,18 @@ describe('a signed playback URL', () => {
     expect(past.status).toBe(416);
   });
 
+  const flip = (sig: string, at: number) => `${sig.slice(0, at)}${sig[at] === 'A' ? 'B' : 'A'}${sig.slice(at + 1)}`;
+  /** The 43rd base64url character holds 4 bits of the MAC and 2 spare ones: set a spare bit, same bytes. */
+  const respellLast = (sig: string) => {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const respelled = `${sig.slice(0, -1)}${alphabet[alphabet.indexOf(sig.at(-1)!) ^ 1]}`;
+    expect(Buffer.from(respelled, 'base64url').equals(Buffer.from(sig, 'base64url'))).toBe(true);
+    return respelled;
+  };
   const tamper: [string, (u: URL) => void][] = [
-    ['the signature changed', (u) => u.searchParams.set('sig', `${u.searchParams.get('sig')!.slice(0, -1)}${u.searchParams.get('sig')!.endsWith('A') ? 'B' : 'A'}`)],
+    ['a character of the signature changed', (u) => u.searchParams.set('sig', flip(u.searchParams.get('sig')!, 10))],
+    // The last character's two spare bits: another spelling of the same bytes is not the signature either.
+    ['the signature’s last character respelled', (u) => u.searchParams.set('sig', respellLast(u.searchParams.get('sig')!))],
     ['the track changed (caller → bot)', (u) => u.searchParams.set('track', 'bot')],
     ['the expiry moved later', (u) => u.searchParams.set('exp', String(Number(u.searchParams.get('exp')) + 60))],
     ['the organisation changed', (u) => u.searchParams.set('org', 'globex')],
