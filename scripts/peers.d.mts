@@ -1,4 +1,4 @@
-export type PeerName = 'minio' | 'livekit' | 'helm' | 'kubeconform' | 'kubernetes-schemas' | 'prometheus';
+export type PeerName = 'minio' | 'livekit' | 'helm' | 'kubeconform' | 'kubernetes-schemas' | 'prometheus' | 'chromium';
 export interface GoPeerSpec {
   source: 'go';
   dir: string;
@@ -34,7 +34,18 @@ export interface GoModuleSchemasPeerSpec {
   crds: readonly GoModuleFile[];
   tools?: undefined;
 }
-export type PeerSpec = GoPeerSpec | DebianPeerSpec | GoModuleSchemasPeerSpec;
+/** Debian packages installed into the system (`apt-get install`, as root), each at its pinned version; `binary` is absolute. */
+export interface DebianSystemPeerSpec {
+  source: 'debian-system';
+  dir: string;
+  /** The lock's and the listing's version: the main package's. */
+  version: string;
+  debianPackages: readonly { name: string; version: string }[];
+  /** An absolute path, e.g. `/usr/bin/chromium`. */
+  binary: string;
+  tools?: undefined;
+}
+export type PeerSpec = GoPeerSpec | DebianPeerSpec | GoModuleSchemasPeerSpec | DebianSystemPeerSpec;
 export interface EnsureOptions {
   env?: NodeJS.ProcessEnv;
   log?: (message: string) => void;

@@ -1,12 +1,17 @@
 #!/usr/bin/env node
 /**
  * Installs the peers tests need, pinned by version, into a cache shared across checkouts:
- * `node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|all>`.
+ * `node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|chromium|all>`.
  * MinIO, LiveKit, Helm and kubeconform are built with `go install`; Prometheus (and its promtool) come from Debian's
  * `prometheus` package at a pinned version, fetched with `apt-get download` and unpacked with `dpkg-deb`
  * (not `apt-get install`: that would pull in the web UI's JavaScript packages and start a system service).
  * Each peer lives in `<cache>/bin/<dir>-<version>/<binary>`; the version is part of the path, so
  * a new pin never reuses an old install and an existing install is never redone.
+ * System packages (source `debian-system`: `debianPackages`, each pinned, e.g. Chromium for the console's browser
+ * test) are installed into the system with `apt-get install --no-install-recommends` (as root; `apt-get update`
+ * first when the lists do not offer the pin), because they need their shared libraries; their `binary` is an
+ * absolute path (`/usr/bin/chromium`) and they count as installed once it is executable and dpkg reports every
+ * package at its pinned version.
  */
 import { spawn } from 'node:child_process';
 import { constants as fsConstants, existsSync } from 'node:fs';
@@ -60,6 +65,14 @@ export const PEERS = Object.freeze({
     // Installed next to the binary, from the same package.
     tools: ['promtool'],
   },
+  // The web console's browser test (test/console/): Debian's Chromium, driven by playwright-core.
+  chromium: {
+    source: 'debian-system',
+    dir: 'chromium',
+    version: '156.0.8078.114-1~deb12u1',
+    debianPackages: [{ name: 'chromium', version: '156.0.8078.114-1~deb12u1' }],
+    binary: '/usr/bin/chromium',
+  },
 });
 
 // A build of MinIO or LiveKit on two cores takes many minutes; a lock younger than this is a live build.
@@ -76,7 +89,9 @@ export function peerInstallDir(name, env = process.env) {
 }
 
 export function peerBinaryPath(name, env = process.env) {
-  return join(peerInstallDir(name, env), peerSpec(name).binary);
+  const peer = peerSpec(name);
+  if (peer.source === 'debian-system') return peer.binary;
+  return join(peerInstallDir(name, env), peer.binary);
 }
 
 /** A tool installed with a peer (e.g. promtool with prometheus); present once ensurePeer has returned. */
@@ -92,8 +107,9 @@ function peerSpec(name) {
   return peer;
 }
 
-/** A binary must be executable; the schemas' index only has to be a file. */
+/** A binary must be executable; the schemas' index only has to be a file; system packages at their pins. */
 async function isInstalled(peer, path) {
+  if (peer.source === 'debian-system') return (await isExecutable(peer.binary)) && (await debianPackagesPinned(peer));
   if (peer.source !== 'go-module-schemas') return isExecutable(path);
   try {
     return (await stat(path)).isFile();
@@ -256,6 +272,42 @@ async function debianInstall(peer, staging, log) {
   }
 }
 
+/** Whether dpkg reports every package of the peer installed at its pinned version. */
+async function debianPackagesPinned(peer) {
+  for (const { name, version } of peer.debianPackages) {
+    const result = await run('dpkg-query', ['-W', '-f=${Status}|${Version}', name]).catch(() => ({ code: -1, output: '' }));
+    if (result.code !== 0 || result.output.trim() !== `install ok installed|${version}`) return false;
+  }
+  return true;
+}
+
+/**
+ * System packages: `apt-get install -y --no-install-recommends <name>=<version>…` as root (waiting up to 10 minutes
+ * for another apt or dpkg to finish), after `apt-get update` when the lists do not offer the pins yet.
+ */
+async function debianSystemInstall(peer, log) {
+  const pins = peer.debianPackages.map(({ name, version }) => `${name}=${version}`);
+  const reason = `the ${peer.dir} peer is Debian's ${pins.join(' ')}, installed into the system`;
+  if (!isRoot()) {
+    throw new Error(`${reason}, which needs root (this runs as uid ${process.getuid?.()}): run apt-get install -y --no-install-recommends ${pins.join(' ')} as root`);
+  }
+  const install = () => run('apt-get', ['install', '-y', '--no-install-recommends', '-o', 'DPkg::Lock::Timeout=600', ...pins], { log });
+  log(`apt-get install ${pins.join(' ')}`);
+  let result = await install().catch((err) => {
+    throw new Error(`${err.message}: ${reason}, which needs apt-get`, { cause: err });
+  });
+  if (result.code !== 0) {
+    log('apt-get update (the apt lists do not offer the pinned versions yet)');
+    const update = await run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'update'], { log });
+    if (update.code !== 0) throw new Error(`apt-get update failed (exit ${update.code}): ${reason}\n${update.output.trim()}`);
+    result = await install();
+    if (result.code !== 0) throw new Error(`apt-get install ${pins.join(' ')} failed (exit ${result.code}) after apt-get update: ${reason}\n${result.output.trim()}`);
+  }
+  if (!(await isExecutable(peer.binary)) || !(await debianPackagesPinned(peer))) {
+    throw new Error(`apt-get install ${pins.join(' ')} succeeded but ${peer.binary} is missing or a package is not at its pin`);
+  }
+}
+
 /** `go mod download -json module@version`: the module's files, unpacked read-only in the Go module cache. */
 async function goModuleDir(module, version, cwd, log) {
   log(`downloading Go module ${module}@${version}`);
@@ -296,6 +348,7 @@ function installInto(peer, staging, log) {
 /** Returns the path of the peer's binary, installing it first when it is not cached. */
 export async function ensurePeer(name, { env = process.env, log = (msg) => process.stderr.write(`[peers] ${msg}\n`) } = {}) {
   const peer = peerSpec(name);
+  if (peer.source === 'debian-system') return ensureSystemPeer(peer, env, log);
   const installDir = peerInstallDir(name, env);
   const binary = join(installDir, peer.binary);
   if (await isInstalled(peer, binary)) return binary;
@@ -331,6 +384,20 @@ export async function ensurePeer(name, { env = process.env, log = (msg) => proce
   return binary;
 }
 
+async function ensureSystemPeer(peer, env, log) {
+  if (await isInstalled(peer, peer.binary)) return peer.binary;
+  const binRoot = join(peersCacheDir(env), 'bin');
+  await mkdir(binRoot, { recursive: true });
+  // One installer at a time per peer (parallel test files); apt's own lock orders it against other peers.
+  const release = await acquireLock(join(binRoot, `${peer.dir}-${peer.version}.lock`), log);
+  try {
+    if (!(await isInstalled(peer, peer.binary))) await debianSystemInstall(peer, log);
+  } finally {
+    await release();
+  }
+  return peer.binary;
+}
+
 export async function ensurePeers(names, options) {
   const paths = {};
   // One at a time: two Go builds at once on a small machine only slow each other down.
@@ -341,7 +408,7 @@ export async function ensurePeers(names, options) {
 async function main(argv) {
   const [command, target] = argv;
   if (command !== 'ensure' || !target) {
-    process.stderr.write('usage: node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|all>\n');
+    process.stderr.write('usage: node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|chromium|all>\n');
     return 2;
   }
   const names = target === 'all' ? Object.keys(PEERS) : [target];

@@ -6,6 +6,8 @@ import { openApiDocument } from './openapi.js';
 import { registerRecordingRoutes, type RecordingMedia } from './recordings.js';
 import { registerArtifactRoutes } from './artifacts.js';
 import { registerManageRoutes } from './manage/index.js';
+import { registerPlaybackRoutes } from './playback.js';
+import { registerConsoleRoutes } from './console.js';
 
 export { authenticate, type Principal } from '../http/auth.js';
 export {
@@ -34,6 +36,8 @@ export {
 } from './openapi.js';
 export { CALL_RECORDING_PATH, MAX_PRESIGNED_URL_TTL_SECONDS } from './recordings.js';
 export { CALL_EVENTS_PATH, CALL_METADATA_PATH, CALL_TRANSCRIPT_PATH, isoMicros } from './artifacts.js';
+export { CALL_PLAYBACK_URL_PATH, PLAYBACK_PATH, signPlaybackPath, verifyPlaybackQuery, type PlaybackTarget, type PlaybackTrack } from './playback.js';
+export { CONSOLE_CSP, CONSOLE_PATH } from './console.js';
 export { parseRange, planMedia, planWav, type ByteRange, type MediaPlan, type WavPlan } from './wav-stream.js';
 
 /** What bootstrap reuses of the API: the one deletion of a recording (the retention sweeper's too). */
@@ -90,6 +94,8 @@ export function registerApi(app: TemplatedApp, gateway: GatewayPort, twilio: Twi
 
   const media = registerRecordingRoutes(router, gateway);
   registerArtifactRoutes(router, gateway, media);
+  registerPlaybackRoutes(router, gateway, media);
+  registerConsoleRoutes(router, gateway);
   registerManageRoutes(router, gateway, { ...media, twilio });
   registerNotFound(app, { metrics: gateway.metrics });
   return { removeRecording: media.remove };

@@ -173,6 +173,7 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
       shutdownDeadlineMs: env.SHUTDOWN_DEADLINE_SECONDS * 1000,
       spoolClientKeys: env.SPOOL_CLIENT_KEYS,
       presignedUrlTtlSeconds: env.PRESIGNED_URL_TTL_SECONDS,
+      playbackUrlTtlSeconds: env.PLAYBACK_URL_TTL_SECONDS,
       signedUrlMaxLifetimeMs: env.SIGNED_URL_MAX_LIFETIME_SECONDS * 1000,
       logger,
     };

@@ -164,6 +164,8 @@ export const EnvFields = z.object({
   PREVIOUS_MASTER_KEYS: commaList(previousMasterKey).optional(),
   /** Longest lifetime a gateway-signed URL may have (LiveKit egress URLs, Twilio stream tokens): a later `exp` is refused. */
   SIGNED_URL_MAX_LIFETIME_SECONDS: z.coerce.number().int().min(60).max(31 * 24 * 3600).default(24 * 3600),
+  /** How long a signed playback URL (`POST /calls/{callId}/playback-url`) stays valid; bounded to minutes. */
+  PLAYBACK_URL_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(600),
   TWILIO_ACCOUNTS: commaList(twilioAccount).optional(),
   TWILIO_SIGNATURE_VALIDATION: boolFromEnv.default(true),
   /** SignalWire projects, `org:projectId:token:spaceUrl,...`: streams at /signalwire/media and SignalWire-side recordings. */

@@ -54,6 +54,10 @@ export const ErrorCode = {
   RangeNotSatisfiable: 'RANGE_NOT_SATISFIABLE',
   /** `?track=` of a recording that mixed its tracks into one channel (mono, or MP3): they were not kept apart. */
   TracksNotSeparate: 'TRACKS_NOT_SEPARATE',
+  /** A signed playback URL (`/playback/…`) that is malformed, not signed by this gateway, or for a track or lifetime it does not allow. */
+  PlaybackUrlInvalid: 'PLAYBACK_URL_INVALID',
+  /** A signed playback URL past its expiry: ask for a new one (`POST /calls/{callId}/playback-url`). */
+  PlaybackUrlExpired: 'PLAYBACK_URL_EXPIRED',
   Internal: 'INTERNAL',
   // A crashed client-key recording whose data key was deliberately not kept on disk (SPOOL_CLIENT_KEYS=false).
   RecoveryKeyUnavailable: 'RECOVERY_KEY_UNAVAILABLE',

@@ -118,6 +118,8 @@ export interface GatewayOptions {
   /** How much audio waits in memory, and how far a sender may get ahead in the journal (defaults: 30 s, 256 MiB). */
   batcherLimits?: { maxPendingMediaMs: number; maxJournalBacklogBytes: number };
   presignedUrlTtlSeconds: number;
+  /** Lifetime of a signed playback URL (`POST /calls/{callId}/playback-url`), in seconds. Default 600. */
+  playbackUrlTtlSeconds?: number;
   logger: Logger;
   /** Wall clock in ms; tests inject their own. */
   now?: () => number;

@@ -30,6 +30,8 @@ const STATUS_TEXT: Record<number, string> = {
 const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.Unauthorized]: 401,
   [ErrorCode.Forbidden]: 403,
+  [ErrorCode.PlaybackUrlInvalid]: 403,
+  [ErrorCode.PlaybackUrlExpired]: 403,
   [ErrorCode.RateLimited]: 429,
   [ErrorCode.NotFound]: 404,
   [ErrorCode.Conflict]: 409,

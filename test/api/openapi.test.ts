@@ -153,7 +153,8 @@ describe('status codes', () => {
       // LiveKit, management, Twilio-style (test/manage/conform.test.ts) and webhook routes produce their statuses in their own test files, which check
       // what they answered against the document (test/support/openapi.ts).
       // A call's artifacts (transcript, events, metadata, bundle): test/artifacts/artifacts.test.ts, likewise.
-      if (/^\/(livekit|api|webhooks|twilio)\//.test(route.pattern) || /^\/calls\/:callId\/(transcript|events|metadata|bundle)$/.test(route.pattern)) continue;
+      // Signed playback URLs and the console: test/api/playback.test.ts and test/console/console.test.ts, likewise.
+      if (/^\/(livekit|api|webhooks|twilio|playback|console)(\/|$)/.test(route.pattern) || /^\/calls\/:callId\/(transcript|events|metadata|bundle|playback-url)$/.test(route.pattern)) continue;
       const produced = scenarios.filter(([m, p]) => m === route.method && p === route.pattern).map(([, , s]) => s);
       const documented = documentedStatuses(operation(route.method, route.pattern)!).filter((s) => s !== 503);
       expect({ route: `${route.method} ${route.pattern}`, statuses: [...new Set(produced)].sort() }).toEqual({

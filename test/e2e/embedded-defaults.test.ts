@@ -186,7 +186,32 @@ describe('every route on the embedded defaults (embedded PostgreSQL, s3rver)', (
     const zip = Buffer.from(await bundle.arrayBuffer());
     expect(zip.subarray(0, 4).equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))).toBe(true);
     expect(zip.includes(Buffer.from('/caller_audio.wav'))).toBe(true);
+
+    // A signed playback URL: no Bearer header, Range and HEAD, the bot's tone; tampered is refused.
+    const playback = await okJson(await call('POST', `/calls/${placed.callSid}/playback-url`, { track: 'bot' }), 201);
+    expect(playback.url).toBe(`${publicUrl}${playback.path}`);
+    const played = decodeWav(new Uint8Array(await (await fetch(`${base}${playback.path}`)).arrayBuffer()));
+    expect(toneAmplitude(played.channelSamples[0]!.subarray(1600, 14_000), 16000, 1000)).toBeGreaterThan(0.4 * 32767 * 0.9);
+    const ranged = await fetch(`${base}${playback.path}`, { headers: { range: 'bytes=100-199' } });
+    expect(ranged.status).toBe(206);
+    expect(ranged.headers.get('content-range')).toBe(`bytes 100-199/${44 + 32000}`);
+    expect((await ranged.arrayBuffer()).byteLength).toBe(100);
+    expect(Number((await fetch(`${base}${playback.path}`, { method: 'HEAD' })).headers.get('content-length'))).toBe(44 + 32000);
+    const tampered = await fetch(`${base}${playback.path.replace('track=bot', 'track=caller')}`);
+    expect((await okJson(tampered, 403)).error.code).toBe('PLAYBACK_URL_INVALID');
   }, 60_000);
+
+  test('the web console: its page with a Content-Security-Policy, its files', async () => {
+    const page = await fetch(`${base}/console`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(await page.text()).toContain('<script type="module" src="console/app.js"></script>');
+    expect((await fetch(`${base}/console/`, { redirect: 'manual' })).status).toBe(302);
+    const app = await fetch(`${base}/console/app.js`);
+    expect(app.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(await app.text()).toContain('playback-url');
+    expect((await fetch(`${base}/console/missing.js`)).status).toBe(404);
+  });
 
   test('mid-call control, and DELETE of a recording in progress (its open multipart upload aborted by id on s3rver)', async () => {
     const gatewayRef = { gateway: running.gateway } as unknown as TestGateway;
