@@ -125,6 +125,12 @@ async function idleCpuPerSecond(pid) {
   return ((await cpuSeconds(pid)) - before) / 2;
 }
 
+/** Bytes a process has caused to be written to storage so far (its journal and spool), from /proc. */
+async function writeBytes(pid) {
+  const io = await readFile(`/proc/${pid}/io`, 'utf8');
+  return Number(/^write_bytes:\s+(\d+)$/m.exec(io)[1]);
+}
+
 async function rssBytes(pid) {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)[1]) * 1024;
@@ -284,8 +290,13 @@ async function placeCalls(source, base, measure) {
       }),
   );
   // One clock for every stream: each sends the frames that are due by now, so pacing stays real-time.
+  // The longest pause between ticks says how late the driver itself ever sent (a stall sends a burst).
+  let lastTick = 0;
+  let maxTickGapMs = 0;
   const ticker = setInterval(() => {
     const now = Date.now();
+    if (lastTick && streams.some((s) => s.mediaStart && !s.done)) maxTickGapMs = Math.max(maxTickGapMs, now - lastTick);
+    lastTick = now;
     for (const stream of streams) {
       if (!stream.mediaStart || stream.done) continue;
       const due = Math.min(FRAMES_PER_TRACK, Math.floor((now - stream.mediaStart) / FRAME_MS) + 1);
@@ -305,7 +316,7 @@ async function placeCalls(source, base, measure) {
   const window = { seconds: (Date.now() - windowStart) / 1000, ...(await measure.end(before)) };
   await waitFor('every call to finish sending', async () => streams.every((s) => s.done), SECONDS * 1000 + 60_000);
   clearInterval(ticker);
-  return { calls, streams, window, framesSent: streams.reduce((n, s) => n + s.frames, 0) };
+  return { calls, streams, window, maxTickGapMs, framesSent: streams.reduce((n, s) => n + s.frames, 0) };
 }
 
 function measurer(pid) {
@@ -474,8 +485,12 @@ async function measureSource(source, ctx) {
     const idleRss = await rssBytes(gateway.proc.pid);
     const gatewayIdle = await idleCpuPerSecond(gateway.proc.pid);
     log(`${source} gateway: ${CALLS} calls × ${SECONDS} s`);
-    const gatewayStart = { cpu: await cpuSplit(gateway.proc.pid), at: Date.now() };
+    // A scrape resets the event-loop delay gauges: the first one after the calls covers exactly their time.
+    await (await fetch(`${base}/metrics`)).text();
+    const gatewayStart = { cpu: await cpuSplit(gateway.proc.pid), at: Date.now(), written: await writeBytes(gateway.proc.pid) };
     const full = await placeCalls(source, `ws://127.0.0.1:${gatewayPort}`, measurer(gateway.proc.pid));
+    const lagText = await (await fetch(`${base}/metrics`)).text();
+    const lagMs = (name) => Math.round(Number(new RegExp(`^callvault_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(lagText)?.[1]) * 1000);
     // Every recording finished, whichever way (a failed one must not hang the run until a timeout).
     const finished = await waitFor(
       'every recording to finish',
@@ -485,10 +500,12 @@ async function measureSource(source, ctx) {
       },
       120_000,
     );
-    const gatewayEnd = { cpu: await cpuSplit(gateway.proc.pid), at: Date.now() };
+    const gatewayEnd = { cpu: await cpuSplit(gateway.proc.pid), at: Date.now(), written: await writeBytes(gateway.proc.pid) };
     const text = finished.text;
     const received = counter(text, 'callvault_frames_received_total', { source });
     const dropped = counter(text, 'callvault_frames_dropped_total', { source });
+    // Samples the pipeline itself dropped (late, duplicate): none of the driver's traffic should lose any.
+    const pipelineDropped = counter(text, 'callvault_frames_dropped_total', { source: 'pipeline' });
     const completed = counter(text, 'callvault_recordings_finished_total', { status: 'completed' });
     const failed = counter(text, 'callvault_recordings_finished_total', { status: /failed|interrupted/ });
     // The gateway closes a Twilio stream once its call is done; the close may land just after the metric moved.
@@ -530,18 +547,21 @@ async function measureSource(source, ctx) {
     const gatewayRun = wholeRun(gatewayStart, gatewayEnd, gatewayIdle);
     const ms = (name, q) => Math.round(histogramQuantile(text, name, q) * 1000);
     return {
-      sink: { cpuUsPerCallSecond: Math.round(sinkRun.us), steadyWindowCpuUsPerCallSecond: Math.round(perCallSecond(bare.window)), messages: sinkMessages },
+      sink: { cpuUsPerCallSecond: Math.round(sinkRun.us), steadyWindowCpuUsPerCallSecond: Math.round(perCallSecond(bare.window)), messages: sinkMessages, driverMaxTickGapMs: bare.maxTickGapMs },
       gateway: {
         cpuUsPerCallSecond: Math.round(gatewayRun.us),
         steadyWindowCpuUsPerCallSecond: Math.round(perCallSecond(full.window)),
         systemCpuShare: Number(gatewayRun.systemShare.toFixed(2)),
         ratioToSink: Number((gatewayRun.us / sinkRun.us).toFixed(2)),
         callsPerCore: Math.floor(1e6 / gatewayRun.us),
+        diskWriteKiBPerCallSecond: Math.round((gatewayEnd.written - gatewayStart.written) / (CALLS * SECONDS) / 1024),
         rssPerCallKiB: Math.round((full.window.peakRss - idleRss) / CALLS / 1024),
         pipelineLatencyMs: { p50: ms('callvault_pipeline_latency_seconds', 0.5), p99: ms('callvault_pipeline_latency_seconds', 0.99) },
+        eventLoopLagMs: { p99: lagMs('p99'), max: lagMs('max') },
         finalisationLatencyMs: { p50: ms('callvault_recording_finalization_seconds', 0.5), p99: ms('callvault_recording_finalization_seconds', 0.99) },
         framesSent: full.framesSent,
         framesLost: full.framesSent - received + dropped,
+        pipelineSamplesDropped: pipelineDropped,
         recordingsCompleted: completed,
         recordingsFailed: failed,
         recordingsShort,
@@ -549,6 +569,7 @@ async function measureSource(source, ctx) {
         audioChecked: audio.length,
         audioWrong: audioWrong.length,
         streamsNotClosedNormally: badCloses.length,
+        driverMaxTickGapMs: full.maxTickGapMs,
       },
     };
   } finally {
@@ -561,6 +582,7 @@ function faults(r) {
   const g = r.gateway;
   return Object.entries({
     framesLost: g.framesLost !== 0,
+    pipelineSamplesDropped: g.pipelineSamplesDropped !== 0,
     recordingsCompleted: g.recordingsCompleted !== CALLS,
     recordingsFailed: g.recordingsFailed !== 0,
     recordingsShort: g.recordingsShort !== 0,
