@@ -403,7 +403,20 @@ async function checkAudio(gatewayBase, callId) {
   const checks = args.stereo
     ? [amp(0, CALLER_HZ) > present, amp(0, AGENT_HZ) < absent, amp(1, AGENT_HZ) > present, amp(1, CALLER_HZ) < absent]
     : [amp(0, CALLER_HZ) > present / 2, amp(0, AGENT_HZ) > present / 2];
-  return checks.every(Boolean) ? { ok: true } : { ok: false, why: 'a tone is missing or in the wrong channel' };
+  if (checks.every(Boolean)) return { ok: true };
+  // Say where: the longest run of silence (|sample| < 100) inside each channel, 10 ms clear of its ends.
+  const silences = [];
+  for (let c = 0; c < wav.channels; c++) {
+    const x = channel(c);
+    let run = 0;
+    let longest = { from: 0, ms: 0 };
+    for (let i = Math.round(wav.sampleRate / 100); i < frames - wav.sampleRate / 100; i++) {
+      run = Math.abs(x[i]) < 100 ? run + 1 : 0;
+      if (run > longest.ms * (wav.sampleRate / 1000)) longest = { from: (i - run + 1) / wav.sampleRate, ms: run / (wav.sampleRate / 1000) };
+    }
+    if (longest.ms >= 5) silences.push(`channel ${c} silent ${Math.round(longest.ms)} ms from ${longest.from.toFixed(2)} s`);
+  }
+  return { ok: false, why: `a tone is missing or in the wrong channel${silences.length ? ` (${silences.join('; ')})` : ''}` };
 }
 
 function gatewayEnv(ctx, gatewayPort) {

@@ -21,6 +21,7 @@ interface SourceResult {
     cpuUsPerCallSecond: number;
     framesSent: number;
     framesLost: number;
+    pipelineSamplesDropped: number;
     recordingsCompleted: number;
     recordingsFailed: number;
     recordingsShort: number;
@@ -59,6 +60,7 @@ function expectWhole(result: SourceResult | undefined, sinkMessagesPerCall: numb
   const { sink, gateway } = result!;
   expect(gateway.framesSent).toBe(FRAMES);
   expect(gateway.framesLost).toBe(0);
+  expect(gateway.pipelineSamplesDropped).toBe(0);
   expect(gateway.recordingsCompleted).toBe(CALLS);
   expect(gateway.recordingsFailed).toBe(0);
   expect(gateway.recordingsShort).toBe(0);
