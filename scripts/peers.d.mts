@@ -1,4 +1,4 @@
-export type PeerName = 'minio' | 'livekit' | 'helm' | 'kubeconform' | 'kubernetes-schemas' | 'prometheus';
+export type PeerName = 'minio' | 'livekit' | 'helm' | 'kubeconform' | 'kubernetes-schemas' | 'prometheus' | 'pocketsphinx' | 'espeak-ng';
 export interface GoPeerSpec {
   source: 'go';
   dir: string;
@@ -15,6 +15,16 @@ export interface DebianPeerSpec {
   version: string;
   binary: string;
   tools?: readonly string[];
+}
+/** Debian packages installed into the system (apt-get install, as root); `binary` is an absolute path. */
+export interface DebianSystemPeerSpec {
+  source: 'debian-system';
+  dir: string;
+  version: string;
+  /** Package name → its exact Debian version. */
+  packages: Readonly<Record<string, string>>;
+  binary: string;
+  tools?: undefined;
 }
 export interface GoModuleFile {
   module: string;
@@ -34,7 +44,7 @@ export interface GoModuleSchemasPeerSpec {
   crds: readonly GoModuleFile[];
   tools?: undefined;
 }
-export type PeerSpec = GoPeerSpec | DebianPeerSpec | GoModuleSchemasPeerSpec;
+export type PeerSpec = GoPeerSpec | DebianPeerSpec | GoModuleSchemasPeerSpec | DebianSystemPeerSpec;
 export interface EnsureOptions {
   env?: NodeJS.ProcessEnv;
   log?: (message: string) => void;

@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 /**
  * Installs the peers tests need, pinned by version, into a cache shared across checkouts:
- * `node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|all>`.
+ * `node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|pocketsphinx|espeak-ng|all>`.
  * MinIO, LiveKit, Helm and kubeconform are built with `go install`; Prometheus (and its promtool) come from Debian's
  * `prometheus` package at a pinned version, fetched with `apt-get download` and unpacked with `dpkg-deb`
  * (not `apt-get install`: that would pull in the web UI's JavaScript packages and start a system service).
  * Each peer lives in `<cache>/bin/<dir>-<version>/<binary>`; the version is part of the path, so
  * a new pin never reuses an old install and an existing install is never redone.
+ * System peers (`source: 'debian-system'`: PocketSphinx, espeak-ng) are Debian packages installed into the
+ * system with `apt-get install -y --no-install-recommends <package>=<version>…` (as root; `apt-get update`
+ * first when the lists do not offer the pin): their libraries and data live where the package puts them,
+ * and `binary` is an absolute path. They count as installed when `dpkg-query` reports every pinned version.
  */
 import { spawn } from 'node:child_process';
 import { constants as fsConstants, existsSync } from 'node:fs';
@@ -51,6 +55,23 @@ export const PEERS = Object.freeze({
       },
     ],
   },
+  // The offline speech recogniser behind the transcription engine (src/transcription/pocketsphinx.ts), with
+  // its US English acoustic model, language model and dictionary.
+  pocketsphinx: {
+    source: 'debian-system',
+    dir: 'pocketsphinx',
+    version: '0.8+5prealpha+1-15',
+    packages: { pocketsphinx: '0.8+5prealpha+1-15', 'pocketsphinx-en-us': '0.8+5prealpha+1-15' },
+    binary: '/usr/bin/pocketsphinx_continuous',
+  },
+  // Speech synthesis for the transcription test (test/transcription/): speech the test knows the words of.
+  'espeak-ng': {
+    source: 'debian-system',
+    dir: 'espeak-ng',
+    version: '1.51+dfsg-10+deb12u2',
+    packages: { 'espeak-ng': '1.51+dfsg-10+deb12u2' },
+    binary: '/usr/bin/espeak-ng',
+  },
   prometheus: {
     source: 'debian',
     dir: 'prometheus',
@@ -76,7 +97,9 @@ export function peerInstallDir(name, env = process.env) {
 }
 
 export function peerBinaryPath(name, env = process.env) {
-  return join(peerInstallDir(name, env), peerSpec(name).binary);
+  const peer = peerSpec(name);
+  if (peer.source === 'debian-system') return peer.binary;
+  return join(peerInstallDir(name, env), peer.binary);
 }
 
 /** A tool installed with a peer (e.g. promtool with prometheus); present once ensurePeer has returned. */
@@ -286,6 +309,59 @@ async function schemasInstall(peer, staging, log) {
   log(`wrote ${files.length} Kubernetes JSON schemas`);
 }
 
+/** `<package>=<version>` for every pinned package that dpkg does not report installed at that version. */
+async function missingSystemPackages(peer) {
+  const names = Object.keys(peer.packages);
+  const query = await run('dpkg-query', ['-W', '-f=${Package}\t${Version}\t${db:Status-Status}\n', ...names]).catch((err) => {
+    throw new Error(`${err.message}: the ${peer.dir} peer is installed from Debian's packages with apt-get`, { cause: err });
+  });
+  // dpkg-query exits 1 when a package is unknown to it; the lines it printed still tell the rest.
+  const installed = new Map();
+  for (const line of query.output.split('\n')) {
+    const [name, version, status] = line.split('\t');
+    if (name && status === 'installed') installed.set(name, version);
+  }
+  return names.filter((name) => installed.get(name) !== peer.packages[name]).map((name) => `${name}=${peer.packages[name]}`);
+}
+
+/**
+ * System peer: `apt-get install -y --no-install-recommends` of every pinned package not installed at its
+ * version (root only), with one `apt-get update` and a retry when the lists do not offer a pin yet.
+ */
+async function debianSystemInstall(peer, log) {
+  const pins = await missingSystemPackages(peer);
+  if (pins.length === 0) return;
+  const reason = `the ${peer.dir} peer is Debian's ${pins.join(' ')}, installed into the system with apt-get`;
+  if (!isRoot()) throw new Error(`installing it needs root, but this runs as uid ${process.getuid?.()}: ${reason}`);
+  const install = () => run('apt-get', ['install', '-y', '--no-install-recommends', ...pins], { log });
+  log(`apt-get install ${pins.join(' ')}`);
+  let result = await install();
+  if (result.code !== 0) {
+    log('apt-get update (the apt lists do not offer the pinned versions yet)');
+    const update = await run('apt-get', ['update'], { log });
+    if (update.code !== 0) throw new Error(`apt-get update failed (exit ${update.code}): ${reason}\n${update.output.trim()}`);
+    result = await install();
+    if (result.code !== 0) throw new Error(`apt-get install failed (exit ${result.code}) after apt-get update: ${reason}\n${result.output.trim()}`);
+  }
+  const still = await missingSystemPackages(peer);
+  if (still.length > 0) throw new Error(`apt-get install left ${still.join(' ')} not installed: ${reason}`);
+  if (!(await isExecutable(peer.binary))) throw new Error(`${pins.join(' ')} installed, but ${peer.binary} is not an executable`);
+}
+
+async function ensureSystemPeer(peer, env, log) {
+  if ((await missingSystemPackages(peer)).length === 0 && (await isExecutable(peer.binary))) return peer.binary;
+  const binRoot = join(peersCacheDir(env), 'bin');
+  await mkdir(binRoot, { recursive: true });
+  // dpkg has a lock of its own; this one only keeps two test files from queueing the same install.
+  const release = await acquireLock(join(binRoot, `${peer.dir}-${peer.version}.lock`), log);
+  try {
+    await debianSystemInstall(peer, log);
+  } finally {
+    await release();
+  }
+  return peer.binary;
+}
+
 function installInto(peer, staging, log) {
   if (peer.source === 'go') return goInstall(peer, staging, log);
   if (peer.source === 'go-module-schemas') return schemasInstall(peer, staging, log);
@@ -296,6 +372,7 @@ function installInto(peer, staging, log) {
 /** Returns the path of the peer's binary, installing it first when it is not cached. */
 export async function ensurePeer(name, { env = process.env, log = (msg) => process.stderr.write(`[peers] ${msg}\n`) } = {}) {
   const peer = peerSpec(name);
+  if (peer.source === 'debian-system') return ensureSystemPeer(peer, env, log);
   const installDir = peerInstallDir(name, env);
   const binary = join(installDir, peer.binary);
   if (await isInstalled(peer, binary)) return binary;
@@ -341,7 +418,7 @@ export async function ensurePeers(names, options) {
 async function main(argv) {
   const [command, target] = argv;
   if (command !== 'ensure' || !target) {
-    process.stderr.write('usage: node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|all>\n');
+    process.stderr.write('usage: node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|pocketsphinx|espeak-ng|all>\n');
     return 2;
   }
   const names = target === 'all' ? Object.keys(PEERS) : [target];

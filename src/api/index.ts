@@ -85,6 +85,6 @@ export function registerApi(app: TemplatedApp, gateway: GatewayPort, twilio: Twi
 
   const media = registerRecordingRoutes(router, gateway);
   registerArtifactRoutes(router, gateway, media);
-  registerManageRoutes(router, gateway, { ...media, twilio });
+  registerManageRoutes(router, gateway, { ...media, twilio, media });
   registerNotFound(app, { metrics: gateway.metrics });
 }
