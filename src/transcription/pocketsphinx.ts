@@ -2,7 +2,7 @@
  * The offline engine: CMU PocketSphinx 5prealpha as Debian packages it (`pocketsphinx`, with the US English
  * acoustic model, language model and dictionary of `pocketsphinx-en-us`). `pocketsphinx_continuous` runs
  * as a child process (off the gateway's thread), reads 16 kHz 16-bit mono PCM on its standard input (never a
- * file: the audio is decrypted) and prints each utterance's words with their times and posteriors.
+ * file: the audio is decrypted; see run() for the pipe) and prints each utterance's words with their times and posteriors.
  *
  * Its acoustic model is wideband (its filter bank reaches 6.8 kHz). Telephone audio has nothing above 4 kHz;
  * left empty, that band's log energies swamp the cepstra and almost nothing is recognised. So narrowband
@@ -93,31 +93,54 @@ export function createPocketSphinxEngine(options: PocketSphinxOptions = {}): Tra
   };
 }
 
+/**
+ * Node's `stdio: 'pipe'` is a socket pair, which pocketsphinx cannot open as `/dev/stdin`; `cat` in front
+ * turns it into a real pipe. The shell, cat and pocketsphinx form one process group, killed as one on abort.
+ */
 function run(binary: string, args: string[], audio: Int16Array, signal: AbortSignal): Promise<string> {
   return new Promise((resolve, reject) => {
+    const aborted = () => new CallvaultError(ErrorCode.ShuttingDown, 'transcription aborted', { cause: signal.reason, retryable: true });
     if (signal.aborted) {
-      reject(new CallvaultError(ErrorCode.ShuttingDown, 'transcription aborted', { cause: signal.reason, retryable: true }));
+      reject(aborted());
       return;
     }
-    const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'], signal, killSignal: 'SIGKILL' });
+    const child = spawn('/bin/sh', ['-c', 'cat | "$0" "$@"', binary, ...args], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const kill = () => {
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch (err) {
+          // ESRCH: the group ended on its own meanwhile.
+          if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+        }
+      }
+    };
+    const onAbort = () => {
+      kill();
+      reject(aborted());
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
     const stdout: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => {
       stderr = (stderr + chunk.toString('utf8')).slice(-STDERR_TAIL_BYTES);
     });
-    // The child may exit before reading everything (a bad model path): its close event says why.
-    child.stdin.on('error', () => undefined);
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      if (signal.aborted) reject(new CallvaultError(ErrorCode.ShuttingDown, 'transcription aborted', { cause: signal.reason, retryable: true }));
-      else if (err.code === 'ENOENT') {
-        reject(new CallvaultError(ErrorCode.TranscriptionEngineUnavailable, 'pocketsphinx is not installed (Debian packages pocketsphinx, pocketsphinx-en-us)', { cause: err, details: { binary } }));
-      } else reject(new CallvaultError(ErrorCode.TranscriptionEngineFailed, 'pocketsphinx could not be started', { cause: err, details: { binary } }));
+    // EPIPE when the engine exits before reading everything (a bad model path): its exit status says why.
+    child.stdin.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') stderr += `\nstdin: ${err.message}`;
+    });
+    child.on('error', (err) => {
+      signal.removeEventListener('abort', onAbort);
+      reject(new CallvaultError(ErrorCode.TranscriptionEngineFailed, 'pocketsphinx could not be started', { cause: err, details: { binary } }));
     });
     child.on('close', (code, sig) => {
+      signal.removeEventListener('abort', onAbort);
       if (signal.aborted) return;
       if (code === 0) resolve(Buffer.concat(stdout).toString('utf8'));
-      else {
+      else if (code === 127) {
+        reject(new CallvaultError(ErrorCode.TranscriptionEngineUnavailable, 'pocketsphinx is not installed (Debian packages pocketsphinx, pocketsphinx-en-us)', { details: { binary } }));
+      } else {
         reject(new CallvaultError(ErrorCode.TranscriptionEngineFailed, 'pocketsphinx failed', {
           cause: new Error(stderr.trim() || `exit ${code ?? sig}`),
           details: { exitCode: code, signal: sig },
