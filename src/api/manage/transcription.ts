@@ -18,6 +18,7 @@ import { createPocketSphinxEngine, type TranscriptionEngine, type TranscriptSegm
 import { conversationIdOf, isoMicros } from '../artifacts.js';
 import type { RecordingMedia } from '../recordings.js';
 import { apiStatus, jsonBody } from './common.js';
+import { addTranscriptionPaths } from './transcription-openapi.js';
 
 export const TRANSCRIPTION_PATH = '/api/call-recordings/:id/transcription';
 export const DEFAULT_TRANSCRIPTION_LEASE_MS = 60_000;
@@ -100,6 +101,7 @@ export function registerTranscriptionRoutes(router: Router, gateway: GatewayPort
   const { db } = gateway;
   const engines = transcriptionEngines(gateway);
   const schema = transcriptionRequestSchema(engines);
+  addTranscriptionPaths(schema);
 
   const recordingFor = async (principal: Principal, id: string) => {
     const row = await db.recordings.get(principal.orgId, id);
