@@ -1,5 +1,6 @@
 /**
- * Transcription jobs of recordings. One row per recording: a new request replaces a failed job and is refused
+ * Transcription jobs of recordings; every change of a job's status sets its recording's metadata too, in the
+ * same statement. One row per recording: a new request replaces a failed job and is refused
  * while one is queued, in progress or completed. Runners claim work with a lease
  * (`FOR UPDATE SKIP LOCKED`, so several gateways never take the same job); a job whose lease ran out
  * without an answer (its gateway stopped or died mid-way) is claimed again.
@@ -72,6 +73,15 @@ interface JobRow {
 const COLUMNS = `id, recording_id, org_id, status, engine, language, diarization, attempts, lease_until, error_code,
   error_message, result, requested_at, started_at, finished_at`;
 
+/**
+ * The recording's `metadata.transcriptionRequested` / `transcriptionStatus` (API spelling), set in the same
+ * statement as the job's own status so the two never disagree, whoever changes them concurrently.
+ */
+const markRecording = (status: string, jobs = 'done') => `marked AS (
+  UPDATE recordings SET metadata = metadata || jsonb_build_object('transcriptionRequested', true, 'transcriptionStatus', '${status}'::text),
+    updated_at = now()
+  WHERE id IN (SELECT recording_id FROM ${jobs}))`;
+
 function toJob(r: JobRow): TranscriptionJob {
   return {
     id: r.id,
@@ -98,13 +108,16 @@ export function createTranscriptionsRepository(db: Executor): TranscriptionsRepo
       if (!isUuid(recordingId)) return null;
       const { rows } = await db.query<JobRow>(
         'transcriptions.request',
-        `INSERT INTO recording_transcriptions (recording_id, org_id, status, engine, language, diarization)
-         SELECT r.id, r.org_id, 'queued', $3, $4, $5 FROM recordings r WHERE r.id = $1 AND r.org_id = $2
-         ON CONFLICT (recording_id) DO UPDATE SET status = 'queued', engine = EXCLUDED.engine, language = EXCLUDED.language,
-           diarization = EXCLUDED.diarization, attempts = 0, lease_until = NULL, error_code = NULL, error_message = NULL,
-           result = NULL, requested_at = now(), started_at = NULL, finished_at = NULL
-         WHERE recording_transcriptions.status = 'failed'
-         RETURNING ${COLUMNS}`,
+        `WITH done AS (
+           INSERT INTO recording_transcriptions (recording_id, org_id, status, engine, language, diarization)
+           SELECT r.id, r.org_id, 'queued', $3, $4, $5 FROM recordings r WHERE r.id = $1 AND r.org_id = $2
+           ON CONFLICT (recording_id) DO UPDATE SET status = 'queued', engine = EXCLUDED.engine, language = EXCLUDED.language,
+             diarization = EXCLUDED.diarization, attempts = 0, lease_until = NULL, error_code = NULL, error_message = NULL,
+             result = NULL, requested_at = now(), started_at = NULL, finished_at = NULL
+           WHERE recording_transcriptions.status = 'failed'
+           RETURNING ${COLUMNS}),
+         ${markRecording('queued')}
+         SELECT * FROM done`,
         [recordingId, orgId, request.engine, request.language, request.diarization],
       );
       return rows[0] ? toJob(rows[0]) : null;
@@ -123,13 +136,16 @@ export function createTranscriptionsRepository(db: Executor): TranscriptionsRepo
     async claim(leaseMs) {
       const { rows } = await db.query<JobRow>(
         'transcriptions.claim',
-        `UPDATE recording_transcriptions SET status = 'in_progress', attempts = attempts + 1,
-           lease_until = now() + make_interval(secs => $1::double precision / 1000), started_at = COALESCE(started_at, now())
-         WHERE id = (
-           SELECT id FROM recording_transcriptions
-           WHERE status = 'queued' OR (status = 'in_progress' AND lease_until < now())
-           ORDER BY requested_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING ${COLUMNS}`,
+        `WITH done AS (
+           UPDATE recording_transcriptions SET status = 'in_progress', attempts = attempts + 1,
+             lease_until = now() + make_interval(secs => $1::double precision / 1000), started_at = COALESCE(started_at, now())
+           WHERE id = (
+             SELECT id FROM recording_transcriptions
+             WHERE status = 'queued' OR (status = 'in_progress' AND lease_until < now())
+             ORDER BY requested_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+           RETURNING ${COLUMNS}),
+         ${markRecording('in-progress')}
+         SELECT * FROM done`,
         [leaseMs],
       );
       return rows[0] ? toJob(rows[0]) : null;
@@ -151,7 +167,8 @@ export function createTranscriptionsRepository(db: Executor): TranscriptionsRepo
         'transcriptions.complete',
         `WITH done AS (
            UPDATE recording_transcriptions SET status = 'completed', result = $2::jsonb, lease_until = NULL, finished_at = now()
-           WHERE id = $1 AND status = 'in_progress' RETURNING id),
+           WHERE id = $1 AND status = 'in_progress' RETURNING id, recording_id),
+         ${markRecording('completed')},
          added AS (
            INSERT INTO call_transcript_entries (call_id, at, channel, kind, text, confidence, duration_ms)
            SELECT $3::uuid, e.at, e.channel, e.kind, e.text, e.confidence, e.duration_ms
@@ -175,13 +192,16 @@ export function createTranscriptionsRepository(db: Executor): TranscriptionsRepo
     },
 
     async fail(id, code, message) {
-      const { rowCount } = await db.query(
+      const { rows } = await db.query<{ id: string }>(
         'transcriptions.fail',
-        `UPDATE recording_transcriptions SET status = 'failed', error_code = $2, error_message = $3, lease_until = NULL, finished_at = now()
-         WHERE id = $1 AND status = 'in_progress'`,
+        `WITH done AS (
+           UPDATE recording_transcriptions SET status = 'failed', error_code = $2, error_message = $3, lease_until = NULL, finished_at = now()
+           WHERE id = $1 AND status = 'in_progress' RETURNING id, recording_id),
+         ${markRecording('failed')}
+         SELECT id FROM done`,
         [id, code, message],
       );
-      return (rowCount ?? 0) > 0;
+      return rows.length > 0;
     },
   };
 }

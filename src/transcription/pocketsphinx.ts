@@ -12,7 +12,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
-import { addHighBandNoise, isNarrowband, resampleWhole } from './audio.js';
+import { addHighBandNoise, isNarrowband, resampleWholeAsync } from './audio.js';
 import type { TranscriptionEngine, TranscriptSegment } from './engine.js';
 
 export const POCKETSPHINX_BINARY = '/usr/bin/pocketsphinx_continuous';
@@ -78,7 +78,7 @@ export function createPocketSphinxEngine(options: PocketSphinxOptions = {}): Tra
       if (language !== 'en-US') {
         throw new CallvaultError(ErrorCode.BadRequest, 'pocketsphinx has a model for en-US only', { details: { language } });
       }
-      const audio = resampleWhole(pcm16, sampleRate, POCKETSPHINX_SAMPLE_RATE);
+      const audio = await resampleWholeAsync(pcm16, sampleRate, POCKETSPHINX_SAMPLE_RATE);
       if (isNarrowband(audio)) addHighBandNoise(audio);
       const output = await run(binary, [
         '-infile', '/dev/stdin',

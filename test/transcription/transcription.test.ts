@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ensurePeer } from '../../scripts/peers.mjs';
 import { parseWav } from '../../dist/audio/wav.js';
-import { resampleWhole } from '../../dist/transcription/index.js';
+import { resampleWhole, type TranscriptionEngine } from '../../dist/transcription/index.js';
 import { api, apiKeyOf, decodeWav, placeCall, storeRecording, until } from '../api/support.js';
 import { pcm16ToBytes } from '../support/audio.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
@@ -220,6 +220,82 @@ describe('recordings that are not transcribed as asked', () => {
     const call = await api(t, `/calls/${stored.callSid}/transcript`);
     expect((await call.json()).entries).toEqual([]);
   }, 60_000);
+});
+
+describe('status transitions, with engines the test controls', () => {
+  test('queued → in-progress (while the engine works) → completed; the recording’s metadata follows', async () => {
+    let release: () => void = () => undefined;
+    const working = new Promise<void>((resolve) => (release = resolve));
+    const calls: { samples: number; sampleRate: number; language: string }[] = [];
+    const held: TranscriptionEngine = {
+      name: 'held',
+      languages: ['en-GB'],
+      async transcribe(pcm16, sampleRate, language) {
+        calls.push({ samples: pcm16.length, sampleRate, language });
+        await working;
+        return [{ startMs: 100, endMs: 900, text: `channel ${calls.length}`, confidence: 0.5 }];
+      },
+    };
+    const g = await startTestGateway({ transcription: { engines: [held], pollIntervalMs: 100 } });
+    try {
+      const stereo = new Int16Array(2 * 16000);
+      const stored = await storeRecording(g, { pcm: pcm16ToBytes(stereo), sampleRate: 16000, channels: 2 });
+      const res = await post(g, stored.recordingId);
+      expect(res.status).toBe(202);
+      expect(res.headers.get('location')).toMatch(/^\/api\/call-recordings\/CR[0-9a-f]{32}\/transcription$/);
+      expect((await res.json()).transcription).toMatchObject({ status: 'queued', engine: 'held', language: 'en-GB' });
+      await until(async () => ((await status(g, stored.recordingId)).body.transcription?.status === 'in-progress' ? true : undefined), 'in-progress');
+      const metadata = async () => (await g.gateway.db.recordings.get('acme', stored.recordingId))!.metadata;
+      expect(await metadata()).toMatchObject({ transcriptionRequested: true, transcriptionStatus: 'in-progress' });
+      const busy = await post(g, stored.recordingId);
+      expect(busy.status).toBe(409);
+      expect((await busy.json()).error).toMatchObject({ code: 'TRANSCRIPTION_IN_PROGRESS', details: { status: 'in-progress' } });
+      release();
+      const view = await completed(g, stored.recordingId);
+      // One call per channel, each a mono channel of the recording at its own rate.
+      expect(calls).toEqual([
+        { samples: 16000, sampleRate: 16000, language: 'en-GB' },
+        { samples: 16000, sampleRate: 16000, language: 'en-GB' },
+      ]);
+      expect(view.transcript!.entries.map((e) => [e.channel, e.type, e.text, e.duration_ms])).toEqual([
+        ['caller', 'input', 'channel 1', 800],
+        ['bot', 'output', 'channel 2', 800],
+      ]);
+      expect(await metadata()).toMatchObject({ transcriptionStatus: 'completed' });
+    } finally {
+      release();
+      await g.dispose();
+    }
+  });
+
+  test('an engine that fails: failed with a stable code and a fixed message, then a new request is accepted', async () => {
+    let fail = true;
+    const flaky: TranscriptionEngine = {
+      name: 'flaky',
+      languages: ['en-US'],
+      async transcribe() {
+        if (fail) throw new Error('model exploded: /secret/path');
+        return [];
+      },
+    };
+    const g = await startTestGateway({ transcription: { engines: [flaky], pollIntervalMs: 100 } });
+    try {
+      const stored = await storeRecording(g, { pcm: pcm16ToBytes(new Int16Array(3200)), sampleRate: 16000, channels: 1 });
+      expect((await post(g, stored.recordingId)).status).toBe(202);
+      const failed = await until(async () => {
+        const v = (await status(g, stored.recordingId)).body.transcription;
+        return v?.status === 'failed' ? v : undefined;
+      }, 'the failure');
+      expect(failed.error).toEqual({ code: 'TRANSCRIPTION_ENGINE_FAILED', message: 'the transcription engine failed' });
+      expect(JSON.stringify(failed)).not.toContain('secret');
+      expect((await g.gateway.db.recordings.get('acme', stored.recordingId))!.metadata).toMatchObject({ transcriptionStatus: 'failed' });
+      fail = false;
+      expect((await post(g, stored.recordingId)).status).toBe(202);
+      expect((await completed(g, stored.recordingId)).transcript!.entries).toEqual([]);
+    } finally {
+      await g.dispose();
+    }
+  });
 });
 
 describe('jobs survive a restart', () => {

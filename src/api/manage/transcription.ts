@@ -181,7 +181,6 @@ export function registerTranscriptionRoutes(router: Router, gateway: GatewayPort
         { details: { status: existing ? apiStatus(existing.status) : null } },
       );
     }
-    await db.recordings.mergeMetadata(row.id, { transcriptionRequested: true, transcriptionStatus: 'queued' });
     gateway.options.logger.info({ recordingSid: row.recordingSid, engine: job.engine }, 'transcription queued');
     runner.kick();
     return json(202, { success: true, transcription: await view(row, job) }, { location: `/api/call-recordings/${row.recordingSid}/transcription` });
@@ -244,12 +243,10 @@ export function startTranscriptionRunner(gateway: GatewayPort, media: Pick<Recor
       signal.addEventListener('abort', done, { once: true });
     });
 
-  const status = (row: RecordingRow, value: string) => db.recordings.mergeMetadata(row.id, { transcriptionRequested: true, transcriptionStatus: value });
-
-  const fail = async (job: TranscriptionJob, row: RecordingRow | null, error: CallvaultError) => {
+  const fail = async (job: TranscriptionJob, error: CallvaultError) => {
     const code = FAILURE_MESSAGES[error.code] ? error.code : ErrorCode.TranscriptionEngineFailed;
     logger.error({ recordingId: job.recordingId, engine: job.engine, code: error.code, err: error }, 'transcription failed');
-    if ((await db.transcriptions.fail(job.id, code, FAILURE_MESSAGES[code]!)) && row) await status(row, 'failed');
+    await db.transcriptions.fail(job.id, code, FAILURE_MESSAGES[code]!);
   };
 
   const run = async (job: TranscriptionJob) => {
@@ -257,15 +254,14 @@ export function startTranscriptionRunner(gateway: GatewayPort, media: Pick<Recor
     // Deleted meanwhile: its job went with it.
     if (!row) return;
     if (job.attempts > MAX_TRANSCRIPTION_ATTEMPTS) {
-      await fail(job, row, new CallvaultError(ErrorCode.TranscriptionEngineFailed, 'the job was claimed too many times without an answer', { details: { attempts: job.attempts } }));
+      await fail(job, new CallvaultError(ErrorCode.TranscriptionEngineFailed, 'the job was claimed too many times without an answer', { details: { attempts: job.attempts } }));
       return;
     }
     const engine = engines.find((e) => e.name === job.engine);
     if (!engine) {
-      await fail(job, row, new CallvaultError(ErrorCode.TranscriptionEngineUnavailable, 'this gateway does not offer the engine', { details: { engine: job.engine } }));
+      await fail(job, new CallvaultError(ErrorCode.TranscriptionEngineUnavailable, 'this gateway does not offer the engine', { details: { engine: job.engine } }));
       return;
     }
-    await status(row, 'in-progress');
     const heartbeat = setInterval(() => {
       db.transcriptions.renew(job.id, leaseMs).catch((err: unknown) => logger.warn({ recordingId: job.recordingId, err }, 'transcription lease not renewed'));
     }, Math.max(100, Math.floor(leaseMs / 3)));
@@ -303,13 +299,12 @@ export function startTranscriptionRunner(gateway: GatewayPort, media: Pick<Recor
       };
       const transcript = separate && row.callId ? { callId: row.callId, entries: entriesOf(row, result) } : undefined;
       if (await db.transcriptions.complete(job.id, result as unknown as JsonObject, transcript)) {
-        await status(row, 'completed');
         logger.info({ recordingSid: row.recordingSid, engine: engine.name, segments: segments.length }, 'transcription completed');
       }
     } catch (err) {
       // The gateway is closing: the job stays in progress and is taken again once its lease runs out.
       if (signal.aborted) return;
-      await fail(job, row, toCallvaultError(err, ErrorCode.TranscriptionEngineFailed));
+      await fail(job, toCallvaultError(err, ErrorCode.TranscriptionEngineFailed));
     } finally {
       clearInterval(heartbeat);
     }
