@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ensurePeer } from '../../scripts/peers.mjs';
 import { parseWav } from '../../dist/audio/wav.js';
-import { resampleWhole, type TranscriptionEngine } from '../../dist/transcription/index.js';
+import { isNarrowband, resampleWhole, type TranscriptionEngine } from '../../dist/transcription/index.js';
 import { api, apiKeyOf, decodeWav, placeCall, storeRecording, until } from '../api/support.js';
 import { pcm16ToBytes } from '../support/audio.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
@@ -146,6 +146,14 @@ describe('a stereo Twilio call: the caller speaks, the bot is silent', () => {
       expect(e.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
     }
     expect(view.transcript).toMatchObject({ session_id: recordingSid, conversation_id: callSid });
+  });
+
+  test('the caller track (a phone line, 8 kHz μ-law) is found narrowband and gets the noise floor; the same speech at full band is not', async () => {
+    expect(isNarrowband(callerTrack)).toBe(true);
+    const wide = parseWav(new Uint8Array(await readFile(join(workDir, 'speech.wav'))));
+    expect(isNarrowband(resampleWhole(new Int16Array(Uint8Array.from(wide.data).buffer), wide.sampleRate, 16000))).toBe(false);
+    // Digital silence (the bot's channel) is not: nothing to fill, nothing to hear.
+    expect(isNarrowband(new Int16Array(16000))).toBe(false);
   });
 
   test('the recording’s metadata shows the request and its status', async () => {
