@@ -13,6 +13,7 @@ const EXPECTED_TABLES = [
   'call_transcript_entries',
   'calls',
   'organisations',
+  'recording_transcriptions',
   'recordings',
   'schema_migrations',
   'twilio_recording_requests',
@@ -86,6 +87,7 @@ describe('migrate', () => {
       { version: 8, name: 'signalwire' },
       { version: 9, name: 'agent_identity' },
       { version: 10, name: 'call_artifacts' },
+      { version: 12, name: 'transcriptions' },
     ]);
   });
 
