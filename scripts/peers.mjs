@@ -309,6 +309,8 @@ async function schemasInstall(peer, staging, log) {
   log(`wrote ${files.length} Kubernetes JSON schemas`);
 }
 
+const APT_LOCK_TIMEOUT_SECONDS = 600;
+
 /** `<package>=<version>` for every pinned package that dpkg does not report installed at that version. */
 async function missingSystemPackages(peer) {
   const names = Object.keys(peer.packages);
@@ -333,12 +335,13 @@ async function debianSystemInstall(peer, log) {
   if (pins.length === 0) return;
   const reason = `the ${peer.dir} peer is Debian's ${pins.join(' ')}, installed into the system with apt-get`;
   if (!isRoot()) throw new Error(`installing it needs root, but this runs as uid ${process.getuid?.()}: ${reason}`);
-  const install = () => run('apt-get', ['install', '-y', '--no-install-recommends', ...pins], { log });
+  // dpkg's lock may be held by another install (another peer, another checkout): wait for it rather than fail.
+  const install = () => run('apt-get', ['-o', `DPkg::Lock::Timeout=${APT_LOCK_TIMEOUT_SECONDS}`, 'install', '-y', '--no-install-recommends', ...pins], { log });
   log(`apt-get install ${pins.join(' ')}`);
   let result = await install();
   if (result.code !== 0) {
     log('apt-get update (the apt lists do not offer the pinned versions yet)');
-    const update = await run('apt-get', ['update'], { log });
+    const update = await run('apt-get', ['-o', `DPkg::Lock::Timeout=${APT_LOCK_TIMEOUT_SECONDS}`, 'update'], { log });
     if (update.code !== 0) throw new Error(`apt-get update failed (exit ${update.code}): ${reason}\n${update.output.trim()}`);
     result = await install();
     if (result.code !== 0) throw new Error(`apt-get install failed (exit ${result.code}) after apt-get update: ${reason}\n${result.output.trim()}`);
