@@ -8,7 +8,7 @@
  *               └─ libraries: pipeline/, crypto/, storage/, db/, audio/, http/, twilio-client/, …
  */
 const EDGES = '^src/(api|ingest|twilio-rest)/';
-const LIBRARIES = '^src/(pipeline|crypto|storage|db|audio|errors|log|metrics|config|server|http|twilio-client)/';
+const LIBRARIES = '^src/(pipeline|crypto|storage|db|audio|errors|log|metrics|config|server|http|twilio-client|transcription)/';
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {

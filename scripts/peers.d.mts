@@ -1,4 +1,4 @@
-export type PeerName = 'minio' | 'livekit' | 'helm' | 'kubeconform' | 'kubernetes-schemas' | 'prometheus' | 'chromium';
+export type PeerName = 'minio' | 'livekit' | 'helm' | 'kubeconform' | 'kubernetes-schemas' | 'prometheus' | 'pocketsphinx' | 'espeak-ng' | 'chromium';
 export interface GoPeerSpec {
   source: 'go';
   dir: string;
@@ -16,6 +16,16 @@ export interface DebianPeerSpec {
   binary: string;
   tools?: readonly string[];
 }
+/** Debian packages installed into the system (apt-get install, as root); `binary` is an absolute path. */
+export interface DebianSystemPeerSpec {
+  source: 'debian-system';
+  dir: string;
+  version: string;
+  /** Package name → its exact Debian version. */
+  packages: Readonly<Record<string, string>>;
+  binary: string;
+  tools?: undefined;
+}
 export interface GoModuleFile {
   module: string;
   version: string;
@@ -32,17 +42,6 @@ export interface GoModuleSchemasPeerSpec {
   openapi: GoModuleFile;
   /** CustomResourceDefinitions as JSON. */
   crds: readonly GoModuleFile[];
-  tools?: undefined;
-}
-/** Debian packages installed into the system (`apt-get install`, as root), each at its pinned version; `binary` is absolute. */
-export interface DebianSystemPeerSpec {
-  source: 'debian-system';
-  dir: string;
-  /** The lock's and the listing's version: the main package's. */
-  version: string;
-  debianPackages: readonly { name: string; version: string }[];
-  /** An absolute path, e.g. `/usr/bin/chromium`. */
-  binary: string;
   tools?: undefined;
 }
 export type PeerSpec = GoPeerSpec | DebianPeerSpec | GoModuleSchemasPeerSpec | DebianSystemPeerSpec;

@@ -1,17 +1,16 @@
 #!/usr/bin/env node
 /**
  * Installs the peers tests need, pinned by version, into a cache shared across checkouts:
- * `node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|chromium|all>`.
+ * `node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|pocketsphinx|espeak-ng|chromium|all>`.
  * MinIO, LiveKit, Helm and kubeconform are built with `go install`; Prometheus (and its promtool) come from Debian's
  * `prometheus` package at a pinned version, fetched with `apt-get download` and unpacked with `dpkg-deb`
  * (not `apt-get install`: that would pull in the web UI's JavaScript packages and start a system service).
  * Each peer lives in `<cache>/bin/<dir>-<version>/<binary>`; the version is part of the path, so
  * a new pin never reuses an old install and an existing install is never redone.
- * System packages (source `debian-system`: `debianPackages`, each pinned, e.g. Chromium for the console's browser
- * test) are installed into the system with `apt-get install --no-install-recommends` (as root; `apt-get update`
- * first when the lists do not offer the pin), because they need their shared libraries; their `binary` is an
- * absolute path (`/usr/bin/chromium`) and they count as installed once it is executable and dpkg reports every
- * package at its pinned version.
+ * System peers (`source: 'debian-system'`: PocketSphinx, espeak-ng, Chromium) are Debian packages installed into the
+ * system with `apt-get install -y --no-install-recommends <package>=<version>…` (as root; `apt-get update`
+ * first when the lists do not offer the pin): their libraries and data live where the package puts them,
+ * and `binary` is an absolute path. They count as installed when `dpkg-query` reports every pinned version.
  */
 import { spawn } from 'node:child_process';
 import { constants as fsConstants, existsSync } from 'node:fs';
@@ -56,6 +55,23 @@ export const PEERS = Object.freeze({
       },
     ],
   },
+  // The offline speech recogniser behind the transcription engine (src/transcription/pocketsphinx.ts), with
+  // its US English acoustic model, language model and dictionary.
+  pocketsphinx: {
+    source: 'debian-system',
+    dir: 'pocketsphinx',
+    version: '0.8+5prealpha+1-15',
+    packages: { pocketsphinx: '0.8+5prealpha+1-15', 'pocketsphinx-en-us': '0.8+5prealpha+1-15' },
+    binary: '/usr/bin/pocketsphinx_continuous',
+  },
+  // Speech synthesis for the transcription test (test/transcription/): speech the test knows the words of.
+  'espeak-ng': {
+    source: 'debian-system',
+    dir: 'espeak-ng',
+    version: '1.51+dfsg-10+deb12u2',
+    packages: { 'espeak-ng': '1.51+dfsg-10+deb12u2' },
+    binary: '/usr/bin/espeak-ng',
+  },
   prometheus: {
     source: 'debian',
     dir: 'prometheus',
@@ -70,7 +86,7 @@ export const PEERS = Object.freeze({
     source: 'debian-system',
     dir: 'chromium',
     version: '156.0.8078.114-1~deb12u1',
-    debianPackages: [{ name: 'chromium', version: '156.0.8078.114-1~deb12u1' }],
+    packages: { chromium: '156.0.8078.114-1~deb12u1' },
     binary: '/usr/bin/chromium',
   },
 });
@@ -109,7 +125,6 @@ function peerSpec(name) {
 
 /** A binary must be executable; the schemas' index only has to be a file; system packages at their pins. */
 async function isInstalled(peer, path) {
-  if (peer.source === 'debian-system') return (await isExecutable(peer.binary)) && (await debianPackagesPinned(peer));
   if (peer.source !== 'go-module-schemas') return isExecutable(path);
   try {
     return (await stat(path)).isFile();
@@ -272,42 +287,6 @@ async function debianInstall(peer, staging, log) {
   }
 }
 
-/** Whether dpkg reports every package of the peer installed at its pinned version. */
-async function debianPackagesPinned(peer) {
-  for (const { name, version } of peer.debianPackages) {
-    const result = await run('dpkg-query', ['-W', '-f=${Status}|${Version}', name]).catch(() => ({ code: -1, output: '' }));
-    if (result.code !== 0 || result.output.trim() !== `install ok installed|${version}`) return false;
-  }
-  return true;
-}
-
-/**
- * System packages: `apt-get install -y --no-install-recommends <name>=<version>…` as root (waiting up to 10 minutes
- * for another apt or dpkg to finish), after `apt-get update` when the lists do not offer the pins yet.
- */
-async function debianSystemInstall(peer, log) {
-  const pins = peer.debianPackages.map(({ name, version }) => `${name}=${version}`);
-  const reason = `the ${peer.dir} peer is Debian's ${pins.join(' ')}, installed into the system`;
-  if (!isRoot()) {
-    throw new Error(`${reason}, which needs root (this runs as uid ${process.getuid?.()}): run apt-get install -y --no-install-recommends ${pins.join(' ')} as root`);
-  }
-  const install = () => run('apt-get', ['install', '-y', '--no-install-recommends', '-o', 'DPkg::Lock::Timeout=600', ...pins], { log });
-  log(`apt-get install ${pins.join(' ')}`);
-  let result = await install().catch((err) => {
-    throw new Error(`${err.message}: ${reason}, which needs apt-get`, { cause: err });
-  });
-  if (result.code !== 0) {
-    log('apt-get update (the apt lists do not offer the pinned versions yet)');
-    const update = await run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'update'], { log });
-    if (update.code !== 0) throw new Error(`apt-get update failed (exit ${update.code}): ${reason}\n${update.output.trim()}`);
-    result = await install();
-    if (result.code !== 0) throw new Error(`apt-get install ${pins.join(' ')} failed (exit ${result.code}) after apt-get update: ${reason}\n${result.output.trim()}`);
-  }
-  if (!(await isExecutable(peer.binary)) || !(await debianPackagesPinned(peer))) {
-    throw new Error(`apt-get install ${pins.join(' ')} succeeded but ${peer.binary} is missing or a package is not at its pin`);
-  }
-}
-
 /** `go mod download -json module@version`: the module's files, unpacked read-only in the Go module cache. */
 async function goModuleDir(module, version, cwd, log) {
   log(`downloading Go module ${module}@${version}`);
@@ -336,6 +315,62 @@ async function schemasInstall(peer, staging, log) {
   const sources = [peer.openapi, ...peer.crds].map(({ module, version, file }) => ({ module, version, file }));
   await writeFile(join(staging, peer.binary), `${JSON.stringify({ sources, files: files.sort() }, null, 2)}\n`);
   log(`wrote ${files.length} Kubernetes JSON schemas`);
+}
+
+const APT_LOCK_TIMEOUT_SECONDS = 600;
+
+/** `<package>=<version>` for every pinned package that dpkg does not report installed at that version. */
+async function missingSystemPackages(peer) {
+  const names = Object.keys(peer.packages);
+  const query = await run('dpkg-query', ['-W', '-f=${Package}\t${Version}\t${db:Status-Status}\n', ...names]).catch((err) => {
+    throw new Error(`${err.message}: the ${peer.dir} peer is installed from Debian's packages with apt-get`, { cause: err });
+  });
+  // dpkg-query exits 1 when a package is unknown to it; the lines it printed still tell the rest.
+  const installed = new Map();
+  for (const line of query.output.split('\n')) {
+    const [name, version, status] = line.split('\t');
+    if (name && status === 'installed') installed.set(name, version);
+  }
+  return names.filter((name) => installed.get(name) !== peer.packages[name]).map((name) => `${name}=${peer.packages[name]}`);
+}
+
+/**
+ * System peer: `apt-get install -y --no-install-recommends` of every pinned package not installed at its
+ * version (root only), with one `apt-get update` and a retry when the lists do not offer a pin yet.
+ */
+async function debianSystemInstall(peer, log) {
+  const pins = await missingSystemPackages(peer);
+  if (pins.length === 0) return;
+  const reason = `the ${peer.dir} peer is Debian's ${pins.join(' ')}, installed into the system with apt-get`;
+  if (!isRoot()) throw new Error(`installing it needs root, but this runs as uid ${process.getuid?.()}: ${reason}`);
+  // dpkg's lock may be held by another install (another peer, another checkout): wait for it rather than fail.
+  const install = () => run('apt-get', ['-o', `DPkg::Lock::Timeout=${APT_LOCK_TIMEOUT_SECONDS}`, 'install', '-y', '--no-install-recommends', ...pins], { log });
+  log(`apt-get install ${pins.join(' ')}`);
+  let result = await install();
+  if (result.code !== 0) {
+    log('apt-get update (the apt lists do not offer the pinned versions yet)');
+    const update = await run('apt-get', ['-o', `DPkg::Lock::Timeout=${APT_LOCK_TIMEOUT_SECONDS}`, 'update'], { log });
+    if (update.code !== 0) throw new Error(`apt-get update failed (exit ${update.code}): ${reason}\n${update.output.trim()}`);
+    result = await install();
+    if (result.code !== 0) throw new Error(`apt-get install failed (exit ${result.code}) after apt-get update: ${reason}\n${result.output.trim()}`);
+  }
+  const still = await missingSystemPackages(peer);
+  if (still.length > 0) throw new Error(`apt-get install left ${still.join(' ')} not installed: ${reason}`);
+  if (!(await isExecutable(peer.binary))) throw new Error(`${pins.join(' ')} installed, but ${peer.binary} is not an executable`);
+}
+
+async function ensureSystemPeer(peer, env, log) {
+  if ((await missingSystemPackages(peer)).length === 0 && (await isExecutable(peer.binary))) return peer.binary;
+  const binRoot = join(peersCacheDir(env), 'bin');
+  await mkdir(binRoot, { recursive: true });
+  // dpkg has a lock of its own; this one only keeps two test files from queueing the same install.
+  const release = await acquireLock(join(binRoot, `${peer.dir}-${peer.version}.lock`), log);
+  try {
+    await debianSystemInstall(peer, log);
+  } finally {
+    await release();
+  }
+  return peer.binary;
 }
 
 function installInto(peer, staging, log) {
@@ -384,20 +419,6 @@ export async function ensurePeer(name, { env = process.env, log = (msg) => proce
   return binary;
 }
 
-async function ensureSystemPeer(peer, env, log) {
-  if (await isInstalled(peer, peer.binary)) return peer.binary;
-  const binRoot = join(peersCacheDir(env), 'bin');
-  await mkdir(binRoot, { recursive: true });
-  // One installer at a time per peer (parallel test files); apt's own lock orders it against other peers.
-  const release = await acquireLock(join(binRoot, `${peer.dir}-${peer.version}.lock`), log);
-  try {
-    if (!(await isInstalled(peer, peer.binary))) await debianSystemInstall(peer, log);
-  } finally {
-    await release();
-  }
-  return peer.binary;
-}
-
 export async function ensurePeers(names, options) {
   const paths = {};
   // One at a time: two Go builds at once on a small machine only slow each other down.
@@ -408,7 +429,7 @@ export async function ensurePeers(names, options) {
 async function main(argv) {
   const [command, target] = argv;
   if (command !== 'ensure' || !target) {
-    process.stderr.write('usage: node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|chromium|all>\n');
+    process.stderr.write('usage: node scripts/peers.mjs ensure <minio|livekit|helm|kubeconform|kubernetes-schemas|prometheus|pocketsphinx|espeak-ng|chromium|all>\n');
     return 2;
   }
   const names = target === 'all' ? Object.keys(PEERS) : [target];

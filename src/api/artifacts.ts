@@ -104,6 +104,12 @@ function str(value: unknown): string | null {
   return typeof value === 'string' ? value : null;
 }
 
+/** The platform's id of the conversation: the stream's custom parameter, the call's metadata, else the CallSid / room name. */
+export function conversationIdOf(call: { externalId: string; metadata: Record<string, unknown> }, recording: RecordingRow | undefined): string {
+  const custom = (recording?.metadata['customParameters'] ?? {}) as Record<string, unknown>;
+  return str(custom['conversationId']) ?? str(call.metadata['conversationId']) ?? call.externalId;
+}
+
 interface TrackStat {
   role: string;
   chunks: number;
@@ -128,10 +134,8 @@ export function registerArtifactRoutes(router: Router, gateway: GatewayPort, med
 
   const identity = (call: CallRow, recordings: readonly RecordingRow[]) => {
     const primary = primaryOf(recordings);
-    const custom = (primary?.metadata['customParameters'] ?? {}) as Record<string, unknown>;
-    const conversationId = str(custom['conversationId']) ?? str(call.metadata['conversationId']) ?? call.externalId;
     return {
-      conversation_id: conversationId,
+      conversation_id: conversationIdOf(call, primary),
       session_id: primary?.recordingSid ?? call.id,
       start_time: isoMicros(call.startedAt),
       end_time: call.endedAt ? isoMicros(call.endedAt) : null,

@@ -96,7 +96,7 @@ export function registerApi(app: TemplatedApp, gateway: GatewayPort, twilio: Twi
   registerArtifactRoutes(router, gateway, media);
   registerPlaybackRoutes(router, gateway, media);
   registerConsoleRoutes(router, gateway);
-  registerManageRoutes(router, gateway, { ...media, twilio });
+  registerManageRoutes(router, gateway, { ...media, twilio, media });
   registerNotFound(app, { metrics: gateway.metrics });
   return { removeRecording: media.remove };
 }

@@ -169,6 +169,7 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
       },
       retention: { sweepIntervalMs: env.RETENTION_SWEEP_INTERVAL_MINUTES * 60_000 },
       controlRateLimit: { limit: env.CONTROL_RATE_LIMIT_PER_MINUTE, windowMs: 60_000 },
+      transcription: { concurrency: env.TRANSCRIPTION_CONCURRENCY, maxSeconds: env.TRANSCRIPTION_MAX_SECONDS },
       workerThreads: env.WORKER_THREADS,
       shutdownDeadlineMs: env.SHUTDOWN_DEADLINE_SECONDS * 1000,
       spoolClientKeys: env.SPOOL_CLIENT_KEYS,

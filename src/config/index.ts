@@ -208,6 +208,10 @@ export const EnvFields = z.object({
   /** Below this much free space under DATA_DIR no new stream is admitted (HTTP 507) and /readyz is unready. */
   SPOOL_MIN_FREE_MIB: z.coerce.number().min(0).default(512),
   /** Control requests (start, stop, pause, resume) per call per organisation per minute; more answer 429 with Retry-After. */
+  /** Transcription jobs this instance runs at once; 0 runs none here (another instance does). */
+  TRANSCRIPTION_CONCURRENCY: z.coerce.number().int().min(0).max(16).default(1),
+  /** Recordings longer than this fail their transcription with TRANSCRIPTION_TOO_LONG (a job holds its audio in memory). */
+  TRANSCRIPTION_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(7_200),
   CONTROL_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).default(10),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });

@@ -3,6 +3,7 @@ import { CallvaultError, ErrorCode } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { createAgentsRepository, type AgentsRepository } from './agents.js';
 import { createArtifactsRepository, type ArtifactsRepository } from './artifacts.js';
+import { createTranscriptionsRepository, type TranscriptionsRepository } from './transcriptions.js';
 import { createApiKeysRepository, type ApiKeysRepository } from './api-keys.js';
 import { createCallsRepository, type CallsRepository } from './calls.js';
 import { translateDbError } from './errors.js';
@@ -40,6 +41,8 @@ export interface Database {
   readonly imports: ImportsRepository;
   /** Transcript entries and session events posted for calls. */
   readonly artifacts: ArtifactsRepository;
+  /** Transcription jobs of recordings (claimed with a lease by the transcription runner). */
+  readonly transcriptions: TranscriptionsRepository;
   /** Applies pending migrations. Safe to run from several gateways at once. */
   migrate(): Promise<MigrationResult>;
   /** Resolves when the server answers a query; throws DATABASE_UNAVAILABLE otherwise. */
@@ -153,6 +156,7 @@ export function createDatabase(opts: DatabaseOptions): Database {
     agents: createAgentsRepository(executor),
     imports: createImportsRepository(executor),
     artifacts: createArtifactsRepository(executor),
+    transcriptions: createTranscriptionsRepository(executor),
     migrate,
     async ping() {
       await executor.query('ping', 'SELECT 1');

@@ -61,6 +61,17 @@ export const ErrorCode = {
   Internal: 'INTERNAL',
   // A crashed client-key recording whose data key was deliberately not kept on disk (SPOOL_CLIENT_KEYS=false).
   RecoveryKeyUnavailable: 'RECOVERY_KEY_UNAVAILABLE',
+  // transcription
+  /** A client-key recording: the server cannot decrypt its audio, so it cannot transcribe it. */
+  TranscriptionNeedsServerKey: 'TRANSCRIPTION_NEEDS_SERVER_KEY',
+  /** A transcription of the recording is already queued or in progress. */
+  TranscriptionInProgress: 'TRANSCRIPTION_IN_PROGRESS',
+  /** The engine's program or model is not installed on the gateway that ran the job. */
+  TranscriptionEngineUnavailable: 'TRANSCRIPTION_ENGINE_UNAVAILABLE',
+  /** The engine ran and failed (its exit status and output are in the log). */
+  TranscriptionEngineFailed: 'TRANSCRIPTION_ENGINE_FAILED',
+  /** The recording is longer than a job transcribes (TRANSCRIPTION_MAX_SECONDS). */
+  TranscriptionTooLong: 'TRANSCRIPTION_TOO_LONG',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,5 +1,6 @@
 import type { RecordingOptions } from '../config/index.js';
 import type { Logger } from '../log/index.js';
+import type { TranscriptionEngine } from '../transcription/index.js';
 import type { MasterKeyring } from './services.js';
 
 /** Runs `task` every `intervalMs` until the returned function is called; tests inject their own. */
@@ -107,6 +108,19 @@ export interface GatewayOptions {
    * retention period. Default every hour; `enabled: false` leaves it unstarted (tests call sweepOnce themselves).
    */
   retention?: { enabled?: boolean; sweepIntervalMs?: number; scheduler?: PollScheduler };
+  /** Transcription jobs (`POST /api/call-recordings/{id}/transcription`). */
+  transcription?: {
+    /** The engines offered; the first is the default. Default: PocketSphinx (Debian's pocketsphinx, pocketsphinx-en-us). */
+    engines?: readonly TranscriptionEngine[];
+    /** Jobs this gateway runs at once; 0 runs none here (another instance does). Default 1. */
+    concurrency?: number;
+    /** A claimed job is another instance's to take once its lease runs out unrenewed. Default 60 000. */
+    leaseMs?: number;
+    /** How often an idle runner looks for queued jobs. Default 2000. */
+    pollIntervalMs?: number;
+    /** Longer recordings fail with TRANSCRIPTION_TOO_LONG (a job holds its audio in memory). Default 7200. */
+    maxSeconds?: number;
+  };
   /** Control routes (start, stop, pause, resume): requests per call per organisation in a window. Default 10 a minute. */
   controlRateLimit?: { limit: number; windowMs?: number };
   workerThreads?: number;

@@ -14,6 +14,7 @@ const EXPECTED_TABLES = [
   'call_transcript_imports',
   'calls',
   'organisations',
+  'recording_transcriptions',
   'recordings',
   'schema_migrations',
   'twilio_recording_requests',
@@ -87,6 +88,7 @@ describe('migrate', () => {
       { version: 8, name: 'signalwire' },
       { version: 9, name: 'agent_identity' },
       { version: 10, name: 'call_artifacts' },
+      { version: 12, name: 'transcriptions' },
       { version: 13, name: 'retention' },
       { version: 14, name: 'transcript_imports' },
     ]);

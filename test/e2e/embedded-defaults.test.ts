@@ -30,6 +30,7 @@ import { decodeWav } from '../api/support.js';
 import { elevenLabsSignature, FakeTwilio, mpegFrames } from '../manage/support.js';
 import { livekitPeer } from '../ingest-livekit/support.js';
 import { expectAnsweredStatusesDocumented } from '../support/openapi.js';
+import { ensurePeer } from '../../scripts/peers.mjs';
 
 const ELEVENLABS_SECRET = `whsec_${randomBytes(12).toString('hex')}`;
 const MPEG1_L3_44K_MONO = { header: [0xff, 0xfb, 0x90, 0xc0], length: 417 };
@@ -212,6 +213,26 @@ describe('every route on the embedded defaults (embedded PostgreSQL, s3rver)', (
     expect(await app.text()).toContain('playback-url');
     expect((await fetch(`${base}/console/missing.js`)).status).toBe(404);
   });
+
+  test('a stereo call transcribed by the default engine (PocketSphinx, from Debian via scripts/peers.mjs): queued, then completed', async () => {
+    await ensurePeer('pocketsphinx');
+    const placed = await placeCall(1000, { enabled: true, stereo: true });
+    const rec = await recordingOf(placed.callSid);
+    const queued = await okJson(await call('POST', `/api/call-recordings/${rec.recordingSid}/transcription`, {}), 202);
+    expect(queued.transcription).toMatchObject({ status: 'queued', engine: 'pocketsphinx', diarization: true, channels: 'separate' });
+    let done: any;
+    await expect
+      .poll(async () => {
+        done = (await okJson(await call('GET', `/api/call-recordings/${rec.recordingSid}/transcription`), 200)).transcription;
+        return done.status;
+      }, { timeout: 60_000, interval: 200 })
+      .toBe('completed');
+    expect(done).toMatchObject({ error: null, transcript: { session_id: rec.recordingSid, entries: expect.any(Array) } });
+    expect((await okJson(await call('GET', `/api/call-recordings/${rec.recordingSid}`), 200)).recording.metadata).toMatchObject({
+      transcriptionRequested: true,
+      transcriptionStatus: 'completed',
+    });
+  }, 90_000);
 
   test('mid-call control, and DELETE of a recording in progress (its open multipart upload aborted by id on s3rver)', async () => {
     const gatewayRef = { gateway: running.gateway } as unknown as TestGateway;

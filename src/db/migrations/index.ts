@@ -8,10 +8,11 @@ import { keyScopes } from './0007_key_scopes.js';
 import { signalwire } from './0008_signalwire.js';
 import { agentIdentity } from './0009_agent_identity.js';
 import { callArtifacts } from './0010_call_artifacts.js';
+import { transcriptions } from './0012_transcriptions.js';
 import { retention } from './0013_retention.js';
 import { transcriptImports } from './0014_transcript_imports.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes, signalwire, agentIdentity, callArtifacts, retention, transcriptImports];
+export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes, signalwire, agentIdentity, callArtifacts, transcriptions, retention, transcriptImports];
