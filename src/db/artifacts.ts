@@ -22,6 +22,8 @@ export interface TranscriptEntryInput {
 export interface TranscriptEntry extends TranscriptEntryInput {
   /** ISO 8601 UTC with microseconds, e.g. 2026-12-01T14:30:22.123456Z. */
   timestamp: string;
+  /** The staging row's id (entries read back from a sealed object have none). */
+  rowId?: string;
 }
 
 export interface CallEventInput {
@@ -32,7 +34,24 @@ export interface CallEventInput {
   data: JsonObject;
 }
 
-export type CallEvent = CallEventInput;
+export interface CallEvent extends CallEventInput {
+  /** The staging row's id (events read back from a sealed object have none). */
+  rowId?: string;
+}
+
+export type ArtifactKind = 'transcript' | 'events' | 'metadata';
+
+/** One of a call's sealed documents: where its container object is and, in server key mode, its wrapped data key. */
+export interface SealedArtifact {
+  kind: ArtifactKind;
+  bucket: string;
+  objectKey: string;
+  keyMode: 'server' | 'client';
+  keyId: string | null;
+  wrappedKey: Uint8Array | null;
+  sizeBytes: number;
+  sealedAt: Date;
+}
 
 export interface ArtifactsRepository {
   /** Appends entries to the call's transcript in one statement (all or none). */
@@ -41,12 +60,22 @@ export interface ArtifactsRepository {
   transcript(callId: string): Promise<TranscriptEntry[]>;
   addEvents(callId: string, events: readonly CallEventInput[]): Promise<number>;
   events(callId: string, type?: string): Promise<CallEvent[]>;
+  /** The call's sealed documents (none until its first seal). */
+  sealed(callId: string): Promise<SealedArtifact[]>;
+  /**
+   * Points the call at freshly sealed documents and drops the staged rows they include (ids up to the given
+   * ones), in one transaction. Returns the documents they replace, whose objects the caller then deletes.
+   */
+  commitSeal(callId: string, objects: readonly Omit<SealedArtifact, 'sealedAt'>[], sealedUpTo: { entryId: string | null; eventId: string | null }): Promise<SealedArtifact[]>;
+  /** Removes the call's staged rows and sealed pointers (after their objects were deleted). */
+  deleteAll(callId: string): Promise<void>;
 }
 
 /** ISO 8601 UTC with microseconds, computed by PostgreSQL from the stored timestamptz. */
 const ISO_MICROS = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
 interface EntryRow {
+  id: string;
   at: string;
   channel: TranscriptChannel;
   kind: TranscriptKind;
@@ -56,6 +85,7 @@ interface EntryRow {
 }
 
 interface EventRow {
+  id: string;
   at: string;
   type: string;
   media_ms: number | null;
@@ -89,7 +119,7 @@ export function createArtifactsRepository(db: Executor): ArtifactsRepository {
       if (!isUuid(callId)) return [];
       const { rows } = await db.query<EntryRow>(
         'artifacts.transcript',
-        `SELECT ${ISO_MICROS('at')} AS at, channel, kind, text, confidence, duration_ms
+        `SELECT id::text AS id, ${ISO_MICROS('at')} AS at, channel, kind, text, confidence, duration_ms
          FROM call_transcript_entries WHERE call_id = $1 ORDER BY at, id`,
         [callId],
       );
@@ -100,6 +130,7 @@ export function createArtifactsRepository(db: Executor): ArtifactsRepository {
         text: r.text,
         confidence: toNullableNumber(r.confidence),
         durationMs: toNullableNumber(r.duration_ms),
+        rowId: r.id,
       }));
     },
 
@@ -119,11 +150,94 @@ export function createArtifactsRepository(db: Executor): ArtifactsRepository {
       if (!isUuid(callId)) return [];
       const { rows } = await db.query<EventRow>(
         'artifacts.events',
-        `SELECT ${ISO_MICROS('at')} AS at, type, media_ms, data
+        `SELECT id::text AS id, ${ISO_MICROS('at')} AS at, type, media_ms, data
          FROM call_events WHERE call_id = $1 AND ($2::text IS NULL OR type = $2) ORDER BY at, id`,
         [callId, type ?? null],
       );
-      return rows.map((r) => ({ timestamp: r.at, type: r.type, mediaMs: toNullableNumber(r.media_ms), data: r.data }));
+      return rows.map((r) => ({ timestamp: r.at, type: r.type, mediaMs: toNullableNumber(r.media_ms), data: r.data, rowId: r.id }));
     },
+
+    async sealed(callId) {
+      if (!isUuid(callId)) return [];
+      const { rows } = await db.query<SealedRow>(
+        'artifacts.sealed',
+        `SELECT kind, bucket, object_key, key_mode, key_id, wrapped_key, size_bytes, sealed_at FROM call_artifact_objects WHERE call_id = $1 ORDER BY kind`,
+        [callId],
+      );
+      return rows.map(sealedOf);
+    },
+
+    async commitSeal(callId, objects, upTo) {
+      // One statement, so atomic: every CTE sees the rows as they were before it (prev is what is replaced).
+      const { rows } = await db.query<SealedRow>(
+        'artifacts.commitSeal',
+        `WITH input AS (
+           SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::bigint[])
+             AS i(kind, bucket, object_key, key_mode, key_id, wrapped_key, size_bytes)
+         ), prev AS (
+           SELECT o.kind, o.bucket, o.object_key, o.key_mode, o.key_id, o.wrapped_key, o.size_bytes, o.sealed_at
+           FROM call_artifact_objects o WHERE o.call_id = $1 AND o.kind IN (SELECT kind FROM input)
+         ), put AS (
+           INSERT INTO call_artifact_objects (call_id, kind, bucket, object_key, key_mode, key_id, wrapped_key, size_bytes, sealed_at)
+           SELECT $1, kind, bucket, object_key, key_mode, key_id, wrapped_key, size_bytes, now() FROM input
+           ON CONFLICT (call_id, kind) DO UPDATE SET bucket = EXCLUDED.bucket, object_key = EXCLUDED.object_key, key_mode = EXCLUDED.key_mode,
+             key_id = EXCLUDED.key_id, wrapped_key = EXCLUDED.wrapped_key, size_bytes = EXCLUDED.size_bytes, sealed_at = EXCLUDED.sealed_at
+           RETURNING 1
+         ), sealed_entries AS (
+           DELETE FROM call_transcript_entries WHERE call_id = $1 AND $9::bigint IS NOT NULL AND id <= $9::bigint RETURNING 1
+         ), sealed_events AS (
+           DELETE FROM call_events WHERE call_id = $1 AND $10::bigint IS NOT NULL AND id <= $10::bigint RETURNING 1
+         )
+         SELECT * FROM prev WHERE object_key NOT IN (SELECT object_key FROM input)`,
+        [
+          callId,
+          objects.map((o) => o.kind),
+          objects.map((o) => o.bucket),
+          objects.map((o) => o.objectKey),
+          objects.map((o) => o.keyMode),
+          objects.map((o) => o.keyId),
+          objects.map((o) => (o.wrappedKey ? Buffer.from(o.wrappedKey.buffer, o.wrappedKey.byteOffset, o.wrappedKey.byteLength) : null)),
+          objects.map((o) => o.sizeBytes),
+          upTo.entryId,
+          upTo.eventId,
+        ],
+      );
+      return rows.map(sealedOf);
+    },
+
+    async deleteAll(callId) {
+      if (!isUuid(callId)) return;
+      await db.query(
+        'artifacts.deleteAll',
+        `WITH e AS (DELETE FROM call_transcript_entries WHERE call_id = $1 RETURNING 1),
+              v AS (DELETE FROM call_events WHERE call_id = $1 RETURNING 1)
+         DELETE FROM call_artifact_objects WHERE call_id = $1`,
+        [callId],
+      );
+    },
+  };
+}
+
+interface SealedRow {
+  kind: ArtifactKind;
+  bucket: string;
+  object_key: string;
+  key_mode: 'server' | 'client';
+  key_id: string | null;
+  wrapped_key: Buffer | null;
+  size_bytes: string | number;
+  sealed_at: Date;
+}
+
+function sealedOf(r: SealedRow): SealedArtifact {
+  return {
+    kind: r.kind,
+    bucket: r.bucket,
+    objectKey: r.object_key,
+    keyMode: r.key_mode,
+    keyId: r.key_id,
+    wrappedKey: r.wrapped_key ? new Uint8Array(r.wrapped_key) : null,
+    sizeBytes: Number(r.size_bytes),
+    sealedAt: r.sealed_at,
   };
 }
