@@ -60,6 +60,8 @@ export interface ArtifactsRepository {
   transcript(callId: string): Promise<TranscriptEntry[]>;
   addEvents(callId: string, events: readonly CallEventInput[]): Promise<number>;
   events(callId: string, type?: string): Promise<CallEvent[]>;
+  /** The call's organisation and whether it has ended (null: no such call). */
+  callOf(callId: string): Promise<{ orgId: string; ended: boolean } | null>;
   /** The call's sealed documents (none until its first seal). */
   sealed(callId: string): Promise<SealedArtifact[]>;
   /**
@@ -155,6 +157,13 @@ export function createArtifactsRepository(db: Executor): ArtifactsRepository {
         [callId, type ?? null],
       );
       return rows.map((r) => ({ timestamp: r.at, type: r.type, mediaMs: toNullableNumber(r.media_ms), data: r.data, rowId: r.id }));
+    },
+
+    async callOf(callId) {
+      if (!isUuid(callId)) return null;
+      const { rows } = await db.query<{ org_id: string; ended: boolean }>('artifacts.callOf', 'SELECT org_id, ended_at IS NOT NULL AS ended FROM calls WHERE id = $1', [callId]);
+      const row = rows[0];
+      return row ? { orgId: row.org_id, ended: row.ended } : null;
     },
 
     async sealed(callId) {

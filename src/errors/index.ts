@@ -54,6 +54,13 @@ export const ErrorCode = {
   RangeNotSatisfiable: 'RANGE_NOT_SATISFIABLE',
   /** `?track=` of a recording that mixed its tracks into one channel (mono, or MP3): they were not kept apart. */
   TracksNotSeparate: 'TRACKS_NOT_SEPARATE',
+  /**
+   * A transcript entry or event for a finished client-key call: its documents are sealed under the client
+   * key, which the gateway no longer holds, so nothing can be added to them.
+   */
+  ArtifactsSealed: 'ARTIFACTS_SEALED',
+  /** A client-key call's transcript, events or metadata asked for before the call ended (they are sealed when it ends). */
+  ArtifactsNotSealed: 'ARTIFACTS_NOT_SEALED',
   Internal: 'INTERNAL',
   // A crashed client-key recording whose data key was deliberately not kept on disk (SPOOL_CLIENT_KEYS=false).
   RecoveryKeyUnavailable: 'RECOVERY_KEY_UNAVAILABLE',

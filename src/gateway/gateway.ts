@@ -14,6 +14,7 @@ import type { GatewayOptions } from './options.js';
 import type { RecordingServices } from './services.js';
 import type { EdgeMount, GatewayPort, GatewayState } from './port.js';
 import { recordingObjects, type RecordingObjects } from './recording-objects.js';
+import { ArtifactVault, type CallArtifacts } from './artifact-vault.js';
 import { storeFinishedRecording, type StoreFinishedParams, type StoreFinishedResult } from './imported-recording.js';
 import { recoverRecording, recoverSpool, settleRecovery } from './recovery.js';
 
@@ -50,6 +51,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
   readonly services: RecordingServices;
   readonly db: Database;
   readonly objects: RecordingObjects;
+  readonly artifacts: CallArtifacts;
   readonly app: TemplatedApp;
   /** The gateway's clock, bound so it can be passed around. */
   readonly now: () => number;
@@ -75,6 +77,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
     super();
     this.options = options;
     this.objects = recordingObjects(services);
+    this.artifacts = services.artifacts instanceof ArtifactVault ? services.artifacts : new ArtifactVault(services, services.db.artifacts);
     this.now = services.now;
     this.services = services;
     this.metrics = services.metrics;
@@ -127,6 +130,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
         ...(options.batcherLimits ? { batcherLimits: options.batcherLimits } : {}),
         now,
       };
+      // Everything written through db.artifacts (the API, LiveKit, ElevenLabs, transcription) is sealed by the vault.
+      const vault = new ArtifactVault(services, db.artifacts);
+      services.artifacts = vault;
+      services.db = { ...db, artifacts: vault.repository };
       const app = uws.App();
       const gateway = new Gateway(options, services, app);
       // Before any stream is accepted: what a crash left in the spool is rebuilt; its uploads go on meanwhile.

@@ -39,6 +39,8 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.ClientKeyWeak]: 400,
   [ErrorCode.RangeNotSatisfiable]: 416,
   [ErrorCode.TracksNotSeparate]: 409,
+  [ErrorCode.ArtifactsSealed]: 409,
+  [ErrorCode.ArtifactsNotSealed]: 409,
   [ErrorCode.ShuttingDown]: 503,
   [ErrorCode.DatabaseUnavailable]: 503,
   [ErrorCode.StorageUnavailable]: 503,

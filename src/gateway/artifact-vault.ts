@@ -1,0 +1,317 @@
+/**
+ * A call's artifacts stored encrypted like its audio. What is posted (transcript entries, events) is staged
+ * in PostgreSQL while the call is live; when the call ends the gateway builds transcript.json,
+ * session_events.json and call_metadata.json and seals each as a container object (format version 2,
+ * content type `application/json`) in the recordings' bucket, next to the recording, then drops the staged
+ * rows it sealed.
+ * - Server key mode: each object has a fresh data key, wrapped under the master key (kept in
+ *   call_artifact_objects). Anything posted later is staged and the documents are sealed again at once.
+ * - Client key mode: the documents are sealed under the data key of the call's first client-key recording
+ *   (derived from the client key and that recording's salt, which the objects' headers carry), held in
+ *   memory only while the call is live here. After the call nothing can be added (ARTIFACTS_SEALED).
+ * See docs/api.md, "Artifacts at rest", and docs/recording-format.md, "Version 2".
+ */
+import { randomUUID } from 'node:crypto';
+import { posix } from 'node:path';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { decryptObject, generateDataKey, generateSalt, sealDocument, unwrapDataKey, wrapDataKey } from '../crypto/index.js';
+import type { ArtifactClientKey, ArtifactSealing } from './artifact-key.js';
+import { CallvaultError, ErrorCode } from '../errors/index.js';
+import type { ArtifactKind, ArtifactsRepository, Call as CallRow, Recording as RecordingRow, SealedArtifact } from '../db/index.js';
+import {
+  eventsDocument,
+  metadataDocument,
+  postedFromDocuments,
+  primaryOf,
+  transcriptDocument,
+  type PostedArtifacts,
+} from './artifact-documents.js';
+import { objectKeyFor } from './envelope.js';
+import { storageError } from './recording-objects.js';
+import type { RecordingServices } from './services.js';
+
+/** The media type in the header of every sealed artifact. */
+export const ARTIFACT_CONTENT_TYPE = 'application/json';
+export const ARTIFACT_FILES: Readonly<Record<ArtifactKind, string>> = { transcript: 'transcript.json', events: 'session_events.json', metadata: 'call_metadata.json' };
+const KINDS: readonly ArtifactKind[] = ['transcript', 'events', 'metadata'];
+
+export type { ArtifactClientKey } from './artifact-key.js';
+
+/** How the API sees a call's artifacts. */
+export interface ArtifactView {
+  keyMode: 'server' | 'client';
+  /** The sealed documents (none while a call has not ended, or never sealed). */
+  sealed: SealedArtifact[];
+}
+
+/** What the edges may do with a call's artifacts (through the port). */
+export interface CallArtifacts {
+  view(call: CallRow, recordings: readonly RecordingRow[]): Promise<ArtifactView>;
+  /** Server key mode: everything posted, from the sealed documents (decrypted) and what is staged since. */
+  posted(call: CallRow): Promise<PostedArtifacts>;
+  /** A short-lived URL of a sealed (encrypted) document: client key mode's answer. */
+  presignedUrl(sealed: SealedArtifact, ttlSeconds: number): Promise<string>;
+  /** Deletes the call's sealed objects, then its staged rows and pointers (by the call's callvault id). */
+  purge(callId: string): Promise<void>;
+}
+
+const json = (value: unknown) => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
+const byTime = <T extends { timestamp: string }>(items: T[]): T[] =>
+  items.sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0));
+
+export class ArtifactVault implements CallArtifacts, ArtifactSealing {
+  readonly #services: RecordingServices;
+  readonly #repo: ArtifactsRepository;
+  /** Primary calls live on this gateway: their client key (null: server key mode, or none yet). */
+  readonly #live = new Map<string, ArtifactClientKey | null>();
+  /** Writes under way per call: a call's final seal waits for them. */
+  readonly #writes = new Map<string, Set<Promise<unknown>>>();
+  /** Seals and purges of one call run one at a time. */
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  /** `repo`: the undecorated repository (staging rows and sealed pointers). */
+  constructor(services: RecordingServices, repo: ArtifactsRepository) {
+    this.#services = services;
+    this.#repo = repo;
+  }
+
+  /**
+   * The repository the rest of callvault writes through (same API): a write for a finished client-key call
+   * is refused (ARTIFACTS_SEALED); one for a finished server-key call is staged and sealed at once.
+   */
+  get repository(): ArtifactsRepository {
+    const admitted = <T>(callId: string, write: () => Promise<T>): Promise<T> => {
+      const run = (async () => {
+        await this.#admit(callId);
+        const stored = await write();
+        if (!this.#live.has(callId)) await this.#resealIfEnded(callId);
+        return stored;
+      })();
+      const pending = this.#writes.get(callId) ?? new Set<Promise<unknown>>();
+      this.#writes.set(callId, pending);
+      pending.add(run);
+      void run.then(
+        () => this.#settle(callId, run),
+        () => this.#settle(callId, run),
+      );
+      return run;
+    };
+    return {
+      ...this.#repo,
+      addTranscriptEntries: (callId, entries) => (entries.length === 0 ? Promise.resolve(0) : admitted(callId, () => this.#repo.addTranscriptEntries(callId, entries))),
+      addEvents: (callId, events) => (events.length === 0 ? Promise.resolve(0) : admitted(callId, () => this.#repo.addEvents(callId, events))),
+    };
+  }
+
+  #settle(callId: string, run: Promise<unknown>): void {
+    const pending = this.#writes.get(callId);
+    pending?.delete(run);
+    if (pending?.size === 0) this.#writes.delete(callId);
+  }
+
+  /** A primary call opened on this gateway: what is posted for it is staged until it ends. */
+  open(callId: string): void {
+    if (!this.#live.has(callId)) this.#live.set(callId, null);
+  }
+
+  /** The first client-key recording of a live call gives the call its key (kept in memory until the call ends). */
+  holdClientKey(callId: string, key: ArtifactClientKey): void {
+    if (this.#live.has(callId) && this.#live.get(callId) === null) this.#live.set(callId, { ...key, dataKey: Uint8Array.from(key.dataKey) });
+  }
+
+  /** The call ended: writes under way land, the documents are sealed, and the client key is forgotten. */
+  async finish(callId: string): Promise<void> {
+    if (!this.#live.has(callId)) return;
+    try {
+      const key = this.#live.get(callId) ?? null;
+      // Until a seal finds no write that started meanwhile: then nothing staged is left behind unsealed.
+      do {
+        await Promise.allSettled([...(this.#writes.get(callId) ?? [])]);
+        await this.#locked(callId, () => this.#seal(callId, key));
+      } while ((this.#writes.get(callId)?.size ?? 0) > 0);
+    } finally {
+      const key = this.#live.get(callId);
+      key?.dataKey.fill(0);
+      this.#live.delete(callId);
+    }
+  }
+
+  async #admit(callId: string): Promise<void> {
+    if (this.#live.has(callId)) return;
+    const state = await this.#repo.callOf(callId);
+    // No such call: the insert below fails as it always did.
+    if (!state || !state.ended) return;
+    const call = await this.#services.db.calls.get(state.orgId, callId);
+    if (!call) return;
+    const { keyMode } = await this.view(call, await this.#recordingsOf(call));
+    if (keyMode === 'client') {
+      throw new CallvaultError(ErrorCode.ArtifactsSealed, "the call has ended and its artifacts are sealed under the client key, which the gateway no longer holds", {
+        details: { keyMode },
+      });
+    }
+  }
+
+  async #resealIfEnded(callId: string): Promise<void> {
+    const state = await this.#repo.callOf(callId);
+    if (!state?.ended) return;
+    await this.#locked(callId, () => this.#seal(callId, null));
+  }
+
+  async view(call: CallRow, recordings: readonly RecordingRow[]): Promise<ArtifactView> {
+    const sealed = await this.#repo.sealed(call.id);
+    const live = this.#live.get(call.id);
+    const keyMode = sealed[0]?.keyMode ?? (live ? 'client' : (primaryOf(recordings)?.keyMode ?? 'server'));
+    return { keyMode, sealed };
+  }
+
+  async posted(call: CallRow): Promise<PostedArtifacts> {
+    const sealed = await this.#repo.sealed(call.id);
+    return this.#posted(call.id, sealed, null);
+  }
+
+  /** Sealed documents (decrypted with the server keyring, or the held client key) and what is staged since, in time order. */
+  async #posted(callId: string, sealed: readonly SealedArtifact[], clientKey: ArtifactClientKey | null): Promise<PostedArtifacts & { upTo: { entryId: string | null; eventId: string | null } }> {
+    const documentOf = async (kind: ArtifactKind): Promise<unknown> => {
+      const object = sealed.find((s) => s.kind === kind);
+      if (!object) return null;
+      if (object.keyMode === 'client' && !clientKey) {
+        throw new CallvaultError(ErrorCode.ArtifactsSealed, 'the artifacts are sealed under the client key', { details: { keyMode: 'client' } });
+      }
+      const bytes = await this.#read(object);
+      const { plaintext } = await decryptObject(bytes, () => (object.keyMode === 'client' ? clientKey!.dataKey : this.#dataKeyOf(object)));
+      return JSON.parse(new TextDecoder().decode(plaintext)) as unknown;
+    };
+    const fromSealed = postedFromDocuments(await documentOf('transcript'), await documentOf('events'));
+    const stagedEntries = await this.#repo.transcript(callId);
+    const stagedEvents = await this.#repo.events(callId);
+    const maxId = (rows: readonly { rowId?: string }[]) =>
+      rows.reduce<string | null>((max, r) => (r.rowId !== undefined && (max === null || BigInt(r.rowId) > BigInt(max)) ? r.rowId : max), null);
+    return {
+      entries: byTime([...fromSealed.entries, ...stagedEntries]),
+      events: byTime([...fromSealed.events, ...stagedEvents]),
+      upTo: { entryId: maxId(stagedEntries), eventId: maxId(stagedEvents) },
+    };
+  }
+
+  #dataKeyOf(object: SealedArtifact): Uint8Array {
+    if (!object.keyId || !object.wrappedKey) throw new CallvaultError(ErrorCode.KeyUnknown, 'sealed artifact has no wrapped data key', { details: { kind: object.kind } });
+    return unwrapDataKey(this.#services.keyring.all, object.keyId, object.wrappedKey);
+  }
+
+  async #read(object: SealedArtifact): Promise<Uint8Array> {
+    try {
+      const got = await this.#services.s3.send(new GetObjectCommand({ Bucket: object.bucket, Key: object.objectKey }));
+      return await got.Body!.transformToByteArray();
+    } catch (err) {
+      throw storageError(err, 'read a sealed artifact');
+    }
+  }
+
+  presignedUrl(sealed: SealedArtifact, ttlSeconds: number): Promise<string> {
+    return getSignedUrl(this.#services.s3, new GetObjectCommand({ Bucket: sealed.bucket, Key: sealed.objectKey }), {
+      expiresIn: ttlSeconds,
+      signingDate: new Date(this.#services.now()),
+    });
+  }
+
+  purge(callId: string): Promise<void> {
+    return this.#locked(callId, async () => {
+      // Objects first, rows last: a failure half-way leaves the pointers to retry the deletion with.
+      for (const object of await this.#repo.sealed(callId)) await this.#deleteObject(object);
+      await this.#repo.deleteAll(callId);
+    });
+  }
+
+  async #deleteObject(object: Pick<SealedArtifact, 'bucket' | 'objectKey'>): Promise<void> {
+    try {
+      await this.#services.s3.send(new DeleteObjectCommand({ Bucket: object.bucket, Key: object.objectKey }));
+    } catch (err) {
+      throw storageError(err, 'delete a sealed artifact');
+    }
+  }
+
+  #locked<T>(callId: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(callId) ?? Promise.resolve();
+    const run = previous.then(task, task);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#locks.set(callId, tail);
+    void tail.then(() => {
+      if (this.#locks.get(callId) === tail) this.#locks.delete(callId);
+    });
+    return run;
+  }
+
+  async #recordingsOf(call: CallRow): Promise<RecordingRow[]> {
+    const page = await this.#services.db.recordings.list(call.orgId, { callSid: call.externalId, page: 0, limit: 1000 });
+    return page.rows.filter((r) => r.callId === call.id).sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime());
+  }
+
+  /** Builds and seals the three documents from what is sealed and staged, then swaps them in. */
+  async #seal(callId: string, clientKey: ArtifactClientKey | null): Promise<void> {
+    const state = await this.#repo.callOf(callId);
+    if (!state) return;
+    const call = await this.#services.db.calls.get(state.orgId, callId);
+    if (!call) return;
+    const recordings = await this.#recordingsOf(call);
+    const sealed = await this.#repo.sealed(callId);
+    const primary = primaryOf(recordings);
+    const keyMode = sealed[0]?.keyMode ?? (clientKey ? 'client' : (primary?.keyMode ?? 'server'));
+    if (keyMode === 'client' && !clientKey) {
+      // A client-key call that ended where its key was not held (another gateway, or one that crashed): what is
+      // staged stays staged; its documents cannot be sealed without the key.
+      this.#services.logger.warn({ callSid: call.externalId }, 'client-key call ended without its key here: artifacts left unsealed');
+      return;
+    }
+    const posted = await this.#posted(callId, sealed, clientKey);
+    const documents: Record<ArtifactKind, unknown> = {
+      transcript: transcriptDocument(call, recordings, posted),
+      events: eventsDocument(call, recordings, posted),
+      // No voice-activity figures in the sealed copy: the audio may still be uploading. The API adds them (server key mode).
+      metadata: metadataDocument(call, recordings, posted, null),
+    };
+    const folder = posix.dirname(primary?.objectKey ?? objectKeyFor(call.orgId, call.startedAt, call.externalId));
+    const written: Omit<SealedArtifact, 'sealedAt'>[] = [];
+    try {
+      for (const kind of KINDS) {
+        const serverKey = keyMode === 'server' ? { dataKey: generateDataKey(), keyId: this.#services.keyring.currentId } : null;
+        const object = sealDocument(
+          serverKey
+            ? { dataKey: serverKey.dataKey, keyMode: 'server', keyId: serverKey.keyId, salt: generateSalt(), contentType: ARTIFACT_CONTENT_TYPE }
+            : { dataKey: clientKey!.dataKey, keyMode: 'client', keyId: '', salt: clientKey!.salt, ...(clientKey!.scrypt ? { scrypt: clientKey!.scrypt } : {}), contentType: ARTIFACT_CONTENT_TYPE },
+          json(documents[kind]),
+        );
+        const objectKey = `${folder}/${randomUUID()}.${ARTIFACT_FILES[kind]}.cvr`;
+        try {
+          await this.#services.s3.send(
+            new PutObjectCommand({ Bucket: this.#services.bucket, Key: objectKey, Body: object, ContentType: 'application/vnd.callvault.recording' }),
+          );
+        } catch (err) {
+          throw storageError(err, 'store a sealed artifact');
+        }
+        written.push({
+          kind,
+          bucket: this.#services.bucket,
+          objectKey,
+          keyMode,
+          keyId: serverKey ? serverKey.keyId : null,
+          wrappedKey: serverKey ? wrapDataKey(this.#services.keyring.current, serverKey.keyId, serverKey.dataKey) : null,
+          sizeBytes: object.length,
+        });
+      }
+    } catch (err) {
+      for (const object of written) {
+        await this.#deleteObject(object).catch((rmErr: unknown) => this.#services.logger.error({ callSid: call.externalId, err: rmErr }, 'could not remove a half-sealed artifact'));
+      }
+      throw err;
+    }
+    const replaced = await this.#repo.commitSeal(callId, written, posted.upTo);
+    for (const object of replaced) {
+      // The new documents are in place; an old object left behind is only storage, and is logged.
+      await this.#deleteObject(object).catch((err: unknown) => this.#services.logger.error({ callSid: call.externalId, err }, 'could not remove a replaced artifact'));
+    }
+  }
+}
