@@ -270,10 +270,10 @@ describe.each([
 
 describe('DELETE removes the artifacts with the recording', () => {
   test.each([
-    ['server key', undefined, 'DELETE /calls/{callId}/recording'],
-    ['client key', { enabled: true, key: randomBytes(32).toString('base64') }, 'DELETE /calls/{callId}/recording'],
-    ['server key', undefined, 'DELETE /api/call-recordings/{id}'],
-  ])('%s, %s: the sealed objects and every row are gone', async (_mode, recording, route) => {
+    { mode: 'server key', recording: undefined, route: 'DELETE /calls/{callId}/recording' },
+    { mode: 'client key', recording: { enabled: true, key: randomBytes(32).toString('base64') }, route: 'DELETE /calls/{callId}/recording' },
+    { mode: 'server key', recording: undefined, route: 'DELETE /api/call-recordings/{id}' },
+  ])('$mode, $route: the sealed objects and every row are gone', async ({ recording, route }) => {
     const { callSid } = await liveCallWithArtifacts(recording, firstEntries);
     const sealed = await sealedOf(callSid);
     const id = await callDbId(callSid);
