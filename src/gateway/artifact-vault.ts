@@ -17,7 +17,8 @@ import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sd
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { decryptObject, generateDataKey, generateSalt, sealDocument, unwrapDataKey, wrapDataKey } from '../crypto/index.js';
 import type { ArtifactClientKey, ArtifactSealing } from './artifact-key.js';
-import { CallvaultError, ErrorCode } from '../errors/index.js';
+import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
+import { retryWhileRetryable } from './retry.js';
 import type { ArtifactKind, ArtifactsRepository, Call as CallRow, Recording as RecordingRow, SealedArtifact } from '../db/index.js';
 import {
   eventsDocument,
@@ -70,10 +71,13 @@ export class ArtifactVault implements CallArtifacts, ArtifactSealing {
   /** Seals and purges of one call run one at a time. */
   readonly #locks = new Map<string, Promise<unknown>>();
 
-  /** `repo`: the undecorated repository (staging rows and sealed pointers). */
-  constructor(services: RecordingServices, repo: ArtifactsRepository) {
+  readonly #signal: AbortSignal;
+
+  /** `repo`: the undecorated repository (staging rows and sealed pointers). `signal`: the gateway's lifetime. */
+  constructor(services: RecordingServices, repo: ArtifactsRepository, signal: AbortSignal) {
     this.#services = services;
     this.#repo = repo;
+    this.#signal = signal;
   }
 
   /**
@@ -120,20 +124,44 @@ export class ArtifactVault implements CallArtifacts, ArtifactSealing {
     if (this.#live.has(callId) && this.#live.get(callId) === null) this.#live.set(callId, { ...key, dataKey: Uint8Array.from(key.dataKey) });
   }
 
-  /** The call ended: writes under way land, the documents are sealed, and the client key is forgotten. */
+  /**
+   * The call ended: writes under way land, the documents are sealed, and the client key is forgotten. While
+   * object storage or the database is unavailable the seal is retried in the background (the key stays in
+   * memory until it succeeds or the gateway stops); what is posted meanwhile is staged and sealed with it.
+   */
   async finish(callId: string): Promise<void> {
     if (!this.#live.has(callId)) return;
-    try {
-      const key = this.#live.get(callId) ?? null;
+    const key = this.#live.get(callId) ?? null;
+    const forget = () => {
+      key?.dataKey.fill(0);
+      this.#live.delete(callId);
+    };
+    // A destroyed gateway seals nothing more: what is staged stays staged (docs/api.md, "Artifacts at rest").
+    if (this.#signal.aborted) return forget();
+    const seal = async () => {
       // Until a seal finds no write that started meanwhile: then nothing staged is left behind unsealed.
       do {
         await Promise.allSettled([...(this.#writes.get(callId) ?? [])]);
         await this.#locked(callId, () => this.#seal(callId, key));
       } while ((this.#writes.get(callId)?.size ?? 0) > 0);
-    } finally {
-      const key = this.#live.get(callId);
-      key?.dataKey.fill(0);
-      this.#live.delete(callId);
+    };
+    try {
+      await seal();
+      forget();
+    } catch (err) {
+      const error = toCallvaultError(err);
+      if (!error.retryable || this.#signal.aborted) {
+        forget();
+        throw error;
+      }
+      this.#services.logger.warn({ callId, code: error.code, err: error }, 'could not seal the call artifacts yet, retrying');
+      void retryWhileRetryable(this.#services, this.#signal, 'could not seal the call artifacts, retrying', { callId }, seal)
+        .catch((retryErr: unknown) => {
+          // Stopping is not a failure of the seal: what is staged stays staged, as at any shutdown.
+          if (this.#signal.aborted) this.#services.logger.warn({ callId }, 'gateway stopped before the call artifacts could be sealed');
+          else this.#services.logger.error({ callId, err: retryErr }, 'could not seal the call artifacts');
+        })
+        .finally(forget);
     }
   }
 

@@ -77,7 +77,12 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
     super();
     this.options = options;
     this.objects = recordingObjects(services);
-    this.artifacts = services.artifacts instanceof ArtifactVault ? services.artifacts : new ArtifactVault(services, services.db.artifacts);
+    // Everything written through db.artifacts (the API, LiveKit, ElevenLabs, transcription) goes through the vault,
+    // which seals it when the call ends; it stops sealing once the gateway is destroyed or closed.
+    const vault = new ArtifactVault(services, services.db.artifacts, this.#abort.signal);
+    this.artifacts = vault;
+    services.artifacts = vault;
+    services.db = { ...services.db, artifacts: vault.repository };
     this.now = services.now;
     this.services = services;
     this.metrics = services.metrics;
@@ -130,10 +135,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
         ...(options.batcherLimits ? { batcherLimits: options.batcherLimits } : {}),
         now,
       };
-      // Everything written through db.artifacts (the API, LiveKit, ElevenLabs, transcription) is sealed by the vault.
-      const vault = new ArtifactVault(services, db.artifacts);
-      services.artifacts = vault;
-      services.db = { ...db, artifacts: vault.repository };
       const app = uws.App();
       const gateway = new Gateway(options, services, app);
       // Before any stream is accepted: what a crash left in the spool is rebuilt; its uploads go on meanwhile.
