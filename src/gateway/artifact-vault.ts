@@ -295,6 +295,10 @@ export class ArtifactVault implements CallArtifacts, ArtifactSealing {
       return;
     }
     const posted = await this.#posted(callId, sealed, clientKey);
+    // Server key mode with nothing posted: the documents hold only what the call and recording rows say, which the
+    // API builds from them anyway; there is nothing to protect, so no objects. Client key mode always seals (its
+    // GETs answer with the objects).
+    if (keyMode === 'server' && sealed.length === 0 && posted.entries.length === 0 && posted.events.length === 0) return;
     const documents: Record<ArtifactKind, unknown> = {
       transcript: transcriptDocument(call, recordings, posted),
       events: eventsDocument(call, recordings, posted),
