@@ -16,6 +16,7 @@ import twilio from 'twilio';
 import WebSocket from 'ws';
 import { RoomServiceClient } from 'livekit-server-sdk';
 import { loadEnv } from '../../dist/config/index.js';
+import { decryptObject, deriveClientDataKeyFor } from '../../dist/crypto/index.js';
 import { startFromEnv, type RunningGateway } from '../../dist/bootstrap/from-env.js';
 import { registeredRoutes } from '../../dist/api/index.js';
 import { createLogger } from '../../dist/log/index.js';
@@ -185,6 +186,21 @@ describe('every route on the embedded defaults (embedded PostgreSQL, s3rver)', (
     const zip = Buffer.from(await bundle.arrayBuffer());
     expect(zip.subarray(0, 4).equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))).toBe(true);
     expect(zip.includes(Buffer.from('/caller_audio.wav'))).toBe(true);
+
+    // Client key mode on s3rver: the documents sealed at the call's end, a 302 to the presigned object, which
+    // the client key decrypts to the JSON; a POST after the call is refused.
+    const clientKey = randomBytes(32).toString('base64');
+    const sealed = await placeCall(1000, { enabled: true, key: clientKey });
+    await recordingOf(sealed.callSid);
+    const redirect = await expect
+      .poll(async () => (await call('GET', `/calls/${sealed.callSid}/metadata`)).status, { timeout: 20_000 })
+      .toBe(302)
+      .then(() => call('GET', `/calls/${sealed.callSid}/metadata`));
+    const object = new Uint8Array(await (await fetch(redirect.headers.get('location')!)).arrayBuffer());
+    const { header, plaintext } = await decryptObject(object, (h) => deriveClientDataKeyFor(clientKey, h));
+    expect(header.contentType).toBe('application/json');
+    expect(JSON.parse(new TextDecoder().decode(plaintext))).toMatchObject({ call_id: sealed.callSid, recording: { key_mode: 'client' } });
+    expect((await okJson(await call('POST', `/calls/${sealed.callSid}/transcript`, { entries: [entry] }), 409)).error.code).toBe('ARTIFACTS_SEALED');
   }, 60_000);
 
   test('mid-call control, and DELETE of a recording in progress (its open multipart upload aborted by id on s3rver)', async () => {
