@@ -68,6 +68,8 @@ export class ArtifactVault implements CallArtifacts, ArtifactSealing {
   readonly #live = new Map<string, ArtifactClientKey | null>();
   /** Writes under way per call: a call's final seal waits for them. */
   readonly #writes = new Map<string, Set<Promise<unknown>>>();
+  /** Calls whose late writes' seal is being retried. */
+  readonly #resealing = new Set<string>();
   /** Seals and purges of one call run one at a time. */
   readonly #locks = new Map<string, Promise<unknown>>();
 
@@ -89,7 +91,8 @@ export class ArtifactVault implements CallArtifacts, ArtifactSealing {
       const run = (async () => {
         await this.#admit(callId);
         const stored = await write();
-        if (!this.#live.has(callId)) await this.#resealIfEnded(callId);
+        // Stored either way (staged, and served from there): a seal that fails now is retried, the write stands.
+        if (!this.#live.has(callId)) await this.#resealIfEnded(callId).catch((err: unknown) => this.#resealLater(callId, err));
         return stored;
       })();
       const pending = this.#writes.get(callId) ?? new Set<Promise<unknown>>();
@@ -178,6 +181,24 @@ export class ArtifactVault implements CallArtifacts, ArtifactSealing {
         details: { keyMode },
       });
     }
+  }
+
+  /** Late writes whose seal failed: retried in the background while retryable (once per call at a time). */
+  #resealLater(callId: string, err: unknown): void {
+    const error = toCallvaultError(err);
+    if (!error.retryable || this.#signal.aborted) {
+      this.#services.logger.error({ callId, err: error }, 'could not seal the call artifacts');
+      return;
+    }
+    this.#services.logger.warn({ callId, code: error.code, err: error }, 'could not seal the call artifacts yet, retrying');
+    if (this.#resealing.has(callId)) return;
+    this.#resealing.add(callId);
+    void retryWhileRetryable(this.#services, this.#signal, 'could not seal the call artifacts, retrying', { callId }, () => this.#resealIfEnded(callId))
+      .catch((retryErr: unknown) => {
+        if (this.#signal.aborted) this.#services.logger.warn({ callId }, 'gateway stopped before the call artifacts could be sealed');
+        else this.#services.logger.error({ callId, err: retryErr }, 'could not seal the call artifacts');
+      })
+      .finally(() => this.#resealing.delete(callId));
   }
 
   async #resealIfEnded(callId: string): Promise<void> {
