@@ -17,6 +17,11 @@ export interface TranscriptEntryInput {
   text: string;
   confidence: number | null;
   durationMs: number | null;
+  /**
+   * The text sealed by the gateway's artifact vault (then `text` is stored as ''), and the master key id that
+   * sealed it. Writers leave both out: the vault fills them in.
+   */
+  sealed?: { keyId: string; bytes: Uint8Array };
 }
 
 export interface TranscriptEntry extends TranscriptEntryInput {
@@ -32,6 +37,8 @@ export interface CallEventInput {
   /** Position on the call's media timeline, in ms, when the poster knows it. */
   mediaMs: number | null;
   data: JsonObject;
+  /** The data sealed by the gateway's artifact vault (then `data` is stored as {}); writers leave it out. */
+  sealed?: { keyId: string; bytes: Uint8Array };
 }
 
 export interface CallEvent extends CallEventInput {
@@ -76,7 +83,11 @@ export interface ArtifactsRepository {
 /** ISO 8601 UTC with microseconds, computed by PostgreSQL from the stored timestamptz. */
 const ISO_MICROS = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
+const bytea = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+
 interface EntryRow {
+  sealed: Buffer | null;
+  key_id: string | null;
   id: string;
   at: string;
   channel: TranscriptChannel;
@@ -87,6 +98,8 @@ interface EntryRow {
 }
 
 interface EventRow {
+  sealed: Buffer | null;
+  key_id: string | null;
   id: string;
   at: string;
   type: string;
@@ -100,18 +113,20 @@ export function createArtifactsRepository(db: Executor): ArtifactsRepository {
       if (!isUuid(callId) || entries.length === 0) return 0;
       const { rowCount } = await db.query(
         'artifacts.addTranscriptEntries',
-        `INSERT INTO call_transcript_entries (call_id, at, channel, kind, text, confidence, duration_ms)
-         SELECT $1, e.at, e.channel, e.kind, e.text, e.confidence, e.duration_ms
-         FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::double precision[], $7::double precision[])
-           AS e(at, channel, kind, text, confidence, duration_ms)`,
+        `INSERT INTO call_transcript_entries (call_id, at, channel, kind, text, confidence, duration_ms, sealed, key_id)
+         SELECT $1, e.at, e.channel, e.kind, e.text, e.confidence, e.duration_ms, e.sealed, e.key_id
+         FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::double precision[], $7::double precision[], $8::bytea[], $9::text[])
+           AS e(at, channel, kind, text, confidence, duration_ms, sealed, key_id)`,
         [
           callId,
           entries.map((e) => e.timestamp),
           entries.map((e) => e.channel),
           entries.map((e) => e.type),
-          entries.map((e) => e.text),
+          entries.map((e) => (e.sealed ? '' : e.text)),
           entries.map((e) => e.confidence),
           entries.map((e) => e.durationMs),
+          entries.map((e) => (e.sealed ? bytea(e.sealed.bytes) : null)),
+          entries.map((e) => e.sealed?.keyId ?? null),
         ],
       );
       return rowCount ?? 0;
@@ -121,7 +136,7 @@ export function createArtifactsRepository(db: Executor): ArtifactsRepository {
       if (!isUuid(callId)) return [];
       const { rows } = await db.query<EntryRow>(
         'artifacts.transcript',
-        `SELECT id::text AS id, ${ISO_MICROS('at')} AS at, channel, kind, text, confidence, duration_ms
+        `SELECT id::text AS id, ${ISO_MICROS('at')} AS at, channel, kind, text, confidence, duration_ms, sealed, key_id
          FROM call_transcript_entries WHERE call_id = $1 ORDER BY at, id`,
         [callId],
       );
@@ -133,6 +148,7 @@ export function createArtifactsRepository(db: Executor): ArtifactsRepository {
         confidence: toNullableNumber(r.confidence),
         durationMs: toNullableNumber(r.duration_ms),
         rowId: r.id,
+        ...(r.sealed && r.key_id ? { sealed: { keyId: r.key_id, bytes: new Uint8Array(r.sealed) } } : {}),
       }));
     },
 
@@ -140,10 +156,18 @@ export function createArtifactsRepository(db: Executor): ArtifactsRepository {
       if (!isUuid(callId) || events.length === 0) return 0;
       const { rowCount } = await db.query(
         'artifacts.addEvents',
-        `INSERT INTO call_events (call_id, at, type, media_ms, data)
-         SELECT $1, e.at, e.type, e.media_ms, e.data
-         FROM unnest($2::timestamptz[], $3::text[], $4::double precision[], $5::jsonb[]) AS e(at, type, media_ms, data)`,
-        [callId, events.map((e) => e.timestamp), events.map((e) => e.type), events.map((e) => e.mediaMs), events.map((e) => JSON.stringify(e.data))],
+        `INSERT INTO call_events (call_id, at, type, media_ms, data, sealed, key_id)
+         SELECT $1, e.at, e.type, e.media_ms, e.data, e.sealed, e.key_id
+         FROM unnest($2::timestamptz[], $3::text[], $4::double precision[], $5::jsonb[], $6::bytea[], $7::text[]) AS e(at, type, media_ms, data, sealed, key_id)`,
+        [
+          callId,
+          events.map((e) => e.timestamp),
+          events.map((e) => e.type),
+          events.map((e) => e.mediaMs),
+          events.map((e) => (e.sealed ? '{}' : JSON.stringify(e.data))),
+          events.map((e) => (e.sealed ? bytea(e.sealed.bytes) : null)),
+          events.map((e) => e.sealed?.keyId ?? null),
+        ],
       );
       return rowCount ?? 0;
     },
@@ -152,11 +176,18 @@ export function createArtifactsRepository(db: Executor): ArtifactsRepository {
       if (!isUuid(callId)) return [];
       const { rows } = await db.query<EventRow>(
         'artifacts.events',
-        `SELECT id::text AS id, ${ISO_MICROS('at')} AS at, type, media_ms, data
+        `SELECT id::text AS id, ${ISO_MICROS('at')} AS at, type, media_ms, data, sealed, key_id
          FROM call_events WHERE call_id = $1 AND ($2::text IS NULL OR type = $2) ORDER BY at, id`,
         [callId, type ?? null],
       );
-      return rows.map((r) => ({ timestamp: r.at, type: r.type, mediaMs: toNullableNumber(r.media_ms), data: r.data, rowId: r.id }));
+      return rows.map((r) => ({
+        timestamp: r.at,
+        type: r.type,
+        mediaMs: toNullableNumber(r.media_ms),
+        data: r.data,
+        rowId: r.id,
+        ...(r.sealed && r.key_id ? { sealed: { keyId: r.key_id, bytes: new Uint8Array(r.sealed) } } : {}),
+      }));
     },
 
     async callOf(callId) {

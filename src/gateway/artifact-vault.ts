@@ -11,7 +11,7 @@
  *   memory only while the call is live here. After the call nothing can be added (ARTIFACTS_SEALED).
  * See docs/api.md, "Artifacts at rest", and docs/recording-format.md, "Version 2".
  */
-import { randomUUID } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
 import { posix } from 'node:path';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -19,7 +19,16 @@ import { decryptObject, generateDataKey, generateSalt, sealDocument, unwrapDataK
 import type { ArtifactClientKey, ArtifactSealing } from './artifact-key.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
 import { retryWhileRetryable } from './retry.js';
-import type { ArtifactKind, ArtifactsRepository, Call as CallRow, Recording as RecordingRow, SealedArtifact } from '../db/index.js';
+import type {
+  ArtifactKind,
+  ArtifactsRepository,
+  Call as CallRow,
+  CallEvent,
+  JsonObject,
+  Recording as RecordingRow,
+  SealedArtifact,
+  TranscriptEntry,
+} from '../db/index.js';
 import {
   eventsDocument,
   metadataDocument,
@@ -56,6 +65,10 @@ export interface CallArtifacts {
   /** Deletes the call's sealed objects, then its staged rows and pointers (by the call's callvault id). */
   purge(callId: string): Promise<void>;
 }
+
+const STAGED_NONCE_LENGTH = 12;
+const STAGED_TAG_LENGTH = 16;
+const stagedAad = (keyId: string, callId: string, kind: 'entry' | 'event') => new TextEncoder().encode(`callvault-staged-v1\0${keyId}\0${callId}\0${kind}`);
 
 const json = (value: unknown) => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
 const byTime = <T extends { timestamp: string }>(items: T[]): T[] =>
@@ -106,9 +119,50 @@ export class ArtifactVault implements CallArtifacts, ArtifactSealing {
     };
     return {
       ...this.#repo,
-      addTranscriptEntries: (callId, entries) => (entries.length === 0 ? Promise.resolve(0) : admitted(callId, () => this.#repo.addTranscriptEntries(callId, entries))),
-      addEvents: (callId, events) => (events.length === 0 ? Promise.resolve(0) : admitted(callId, () => this.#repo.addEvents(callId, events))),
+      addTranscriptEntries: (callId, entries) =>
+        entries.length === 0
+          ? Promise.resolve(0)
+          : admitted(callId, () => this.#repo.addTranscriptEntries(callId, entries.map((e) => ({ ...e, sealed: this.#sealStaged(callId, 'entry', e.text) })))),
+      addEvents: (callId, events) =>
+        events.length === 0
+          ? Promise.resolve(0)
+          : admitted(callId, () => this.#repo.addEvents(callId, events.map((e) => ({ ...e, sealed: this.#sealStaged(callId, 'event', JSON.stringify(e.data)) })))),
+      transcript: (callId) => this.#stagedEntries(callId),
+      events: (callId, type) => this.#stagedEvents(callId, type),
     };
+  }
+
+  /** A staged entry's text / event's data, sealed under the current master key; the AAD binds it to its call and kind. */
+  #sealStaged(callId: string, kind: 'entry' | 'event', plaintext: string): { keyId: string; bytes: Uint8Array } {
+    const { currentId, current } = this.#services.keyring;
+    const nonce = randomBytes(STAGED_NONCE_LENGTH);
+    const cipher = createCipheriv('aes-256-gcm', current, nonce, { authTagLength: STAGED_TAG_LENGTH });
+    cipher.setAAD(stagedAad(currentId, callId, kind));
+    const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+    return { keyId: currentId, bytes: new Uint8Array(Buffer.concat([nonce, body, cipher.getAuthTag()])) };
+  }
+
+  #openStaged(callId: string, kind: 'entry' | 'event', sealed: { keyId: string; bytes: Uint8Array }): string {
+    const masterKey = this.#services.keyring.all.get(sealed.keyId);
+    if (!masterKey) throw new CallvaultError(ErrorCode.KeyUnknown, 'master key id is not in the keyring', { details: { keyId: sealed.keyId } });
+    const { bytes } = sealed;
+    const decipher = createDecipheriv('aes-256-gcm', masterKey, bytes.subarray(0, STAGED_NONCE_LENGTH), { authTagLength: STAGED_TAG_LENGTH });
+    decipher.setAAD(stagedAad(sealed.keyId, callId, kind));
+    decipher.setAuthTag(bytes.subarray(bytes.length - STAGED_TAG_LENGTH));
+    try {
+      return Buffer.concat([decipher.update(bytes.subarray(STAGED_NONCE_LENGTH, bytes.length - STAGED_TAG_LENGTH)), decipher.final()]).toString('utf8');
+    } catch (cause) {
+      throw new CallvaultError(ErrorCode.KeyUnwrapFailed, 'a staged artifact failed authentication', { cause, details: { keyId: sealed.keyId, kind } });
+    }
+  }
+
+  /** What is staged for the call, opened (rows written before staging was sealed are read as they are). */
+  async #stagedEntries(callId: string): Promise<TranscriptEntry[]> {
+    return (await this.#repo.transcript(callId)).map(({ sealed, ...e }) => (sealed ? { ...e, text: this.#openStaged(callId, 'entry', sealed) } : e));
+  }
+
+  async #stagedEvents(callId: string, type?: string): Promise<CallEvent[]> {
+    return (await this.#repo.events(callId, type)).map(({ sealed, ...e }) => (sealed ? { ...e, data: JSON.parse(this.#openStaged(callId, 'event', sealed)) as JsonObject } : e));
   }
 
   #settle(callId: string, run: Promise<unknown>): void {
@@ -232,8 +286,8 @@ export class ArtifactVault implements CallArtifacts, ArtifactSealing {
       return JSON.parse(new TextDecoder().decode(plaintext)) as unknown;
     };
     const fromSealed = postedFromDocuments(await documentOf('transcript'), await documentOf('events'));
-    const stagedEntries = await this.#repo.transcript(callId);
-    const stagedEvents = await this.#repo.events(callId);
+    const stagedEntries = await this.#stagedEntries(callId);
+    const stagedEvents = await this.#stagedEvents(callId);
     const maxId = (rows: readonly { rowId?: string }[]) =>
       rows.reduce<string | null>((max, r) => (r.rowId !== undefined && (max === null || BigInt(r.rowId) > BigInt(max)) ? r.rowId : max), null);
     return {

@@ -4,7 +4,8 @@
  * content type application/json) and the staged rows are dropped. Server key mode: the objects are
  * ciphertext, the API serves the JSON decrypted, a late POST re-seals. Client key mode (a key and a
  * passphrase): the API answers 302 to a presigned URL of the object, which the real CLI decrypts to the
- * JSON; a POST after the call is a 409 ARTIFACTS_SEALED. DELETE removes them; another organisation gets 404.
+ * JSON; a POST after the call is a 409 ARTIFACTS_SEALED. While staged (the call live), the rows in PostgreSQL
+ * hold the posted text and data only sealed. DELETE removes them; another organisation gets 404.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -13,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseHeader } from '../../dist/crypto/index.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
@@ -100,6 +102,27 @@ function expectSealedCiphertext(object: Buffer, keyMode: 1 | 2 | 3): void {
   for (const word of SECRET_WORDS) expect(object.includes(word), word).toBe(false);
 }
 
+/** The staged rows as PostgreSQL holds them: text '' and data {}, the posted content only in `sealed` (ciphertext). */
+async function expectStagedRowsSealed(callId: string, entryCount: number): Promise<void> {
+  const client = new pg.Client({ connectionString: t.databaseUrl });
+  await client.connect();
+  try {
+    const entries = (await client.query<{ text: string; sealed: Buffer; key_id: string }>('SELECT text, sealed, key_id FROM call_transcript_entries WHERE call_id = $1', [callId])).rows;
+    const events = (await client.query<{ data: unknown; sealed: Buffer; key_id: string }>('SELECT data, sealed, key_id FROM call_events WHERE call_id = $1', [callId])).rows;
+    expect(entries).toHaveLength(entryCount);
+    expect(events).toHaveLength(1);
+    for (const row of [...entries, ...events]) {
+      expect(row.key_id).toEqual(expect.any(String));
+      expect(row.sealed.length).toBeGreaterThan(28);
+      for (const word of SECRET_WORDS) expect(row.sealed.includes(word), word).toBe(false);
+    }
+    expect(entries.map((r) => r.text)).toEqual(entries.map(() => ''));
+    expect(events.map((r) => r.data)).toEqual([{}]);
+  } finally {
+    await client.end();
+  }
+}
+
 /** A live Twilio call, `entries` and the function call posted while it streams, then ended. */
 async function liveCallWithArtifacts(recording: Record<string, unknown> | undefined, entries: unknown[]): Promise<{ callSid: string; whileLive: Response }> {
   const stream = await RawTwilioStream.open(t, t.accounts[0]!);
@@ -108,8 +131,9 @@ async function liveCallWithArtifacts(recording: Record<string, unknown> | undefi
   await stream.flushed(t, 'acme', 500);
   expect((await post(`/calls/${stream.callSid}/transcript`, { entries })).status).toBe(201);
   expect((await post(`/calls/${stream.callSid}/events`, { events: [functionCall] })).status).toBe(201);
-  // Staged until the call ends: nothing sealed yet.
+  // Staged until the call ends: nothing sealed yet, and the staged rows hold no posted word either.
   expect(await t.gateway.db.artifacts.sealed(await callDbId(stream.callSid))).toEqual([]);
+  await expectStagedRowsSealed(await callDbId(stream.callSid), entries.length);
   const whileLive = await api(t, `/calls/${stream.callSid}/transcript`);
   stream.media(500, 1000, { inbound: 440, outbound: 1000 });
   await stream.flushed(t, 'acme', 1000);

@@ -21,5 +21,9 @@ CREATE TABLE IF NOT EXISTS call_artifact_objects (
   PRIMARY KEY (call_id, kind),
   CHECK ((key_mode = 'server') = (wrapped_key IS NOT NULL AND key_id IS NOT NULL))
 );
+-- While staged, an entry's text and an event's data are sealed too (AES-256-GCM under the master key key_id;
+-- text is then '' and data '{}'): nothing posted is kept in plaintext at rest.
+ALTER TABLE call_transcript_entries ADD COLUMN IF NOT EXISTS sealed bytea, ADD COLUMN IF NOT EXISTS key_id text;
+ALTER TABLE call_events ADD COLUMN IF NOT EXISTS sealed bytea, ADD COLUMN IF NOT EXISTS key_id text;
 `,
 };
