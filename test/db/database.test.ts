@@ -9,6 +9,7 @@ import { migrations } from '../../dist/db/migrations/index.js';
 const EXPECTED_TABLES = [
   'agents',
   'api_keys',
+  'call_artifact_objects',
   'call_events',
   'call_transcript_entries',
   'calls',
@@ -86,6 +87,7 @@ describe('migrate', () => {
       { version: 8, name: 'signalwire' },
       { version: 9, name: 'agent_identity' },
       { version: 10, name: 'call_artifacts' },
+      { version: 16, name: 'sealed_artifacts' },
     ]);
   });
 
