@@ -127,8 +127,13 @@ export class ArtifactVault implements CallArtifacts, ArtifactSealing {
         events.length === 0
           ? Promise.resolve(0)
           : admitted(callId, () => this.#repo.addEvents(callId, events.map((e) => ({ ...e, sealed: this.#sealStaged(callId, 'event', JSON.stringify(e.data)) })))),
-      transcript: (callId) => this.#stagedEntries(callId),
-      events: (callId, type) => this.#stagedEvents(callId, type),
+      // Reads see everything posted, sealed or staged, as before sealing existed (server key mode; a client-key
+      // call's sealed documents cannot be read here: ARTIFACTS_SEALED).
+      transcript: async (callId) => (await this.#posted(callId, await this.#repo.sealed(callId), this.#live.get(callId) ?? null)).entries,
+      events: async (callId, type) => {
+        const { events } = await this.#posted(callId, await this.#repo.sealed(callId), this.#live.get(callId) ?? null);
+        return type === undefined ? events : events.filter((e) => e.type === type);
+      },
     };
   }
 
