@@ -38,6 +38,10 @@ function posting(operationId: string, summary: string, description: string, body
       '400': errorResponse('The body is not JSON or an entry / event is invalid; `details.issues` names it (e.g. `entries.3.channel: …`).', ['BAD_REQUEST']),
       '401': unauthorized,
       '404': notFound,
+      '409': errorResponse(
+        "The call has ended in client key mode: its artifacts are sealed under the client key, which the gateway no longer holds, so nothing can be added (ARTIFACTS_SEALED). Post while the call is live.",
+        ['ARTIFACTS_SEALED'],
+      ),
       '413': errorResponse('The body is over 1 MiB.', ['PAYLOAD_TOO_LARGE']),
       '503': unavailable,
       default: internal,
@@ -53,9 +57,18 @@ function reading(operationId: string, summary: string, description: string, sche
     security: [{ bearerAuth: [] }],
     parameters: [callId],
     responses: {
-      '200': { description: summary, content: { 'application/json': { schema } } },
+      '200': { description: `${summary}, decrypted (server key mode).`, content: { 'application/json': { schema } } },
+      '302': {
+        description:
+          "Client key mode: `Location` is a presigned URL (at most 5 minutes) of the sealed object, a callvault container of format version 2 with content type `application/json` (docs/recording-format.md); decrypt it with the client key, e.g. `npx callvault decrypt --key K in.cvr out.json`.",
+        headers: {
+          Location: { schema: { type: 'string', format: 'uri' } },
+          'X-Callvault-Key-Mode': { schema: { enum: ['client'] } },
+        },
+      },
       '401': unauthorized,
       '404': notFound,
+      '409': errorResponse('Client key mode, and the call has not ended: its artifacts are sealed when it ends (ARTIFACTS_NOT_SEALED).', ['ARTIFACTS_NOT_SEALED']),
       '503': unavailable,
       default: internal,
     },

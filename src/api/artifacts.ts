@@ -8,19 +8,31 @@
  * `session_id` is callvault's id of the call's recording session: the recording SID of its primary
  * recording (the call's own id when it has none). `conversation_id` is the platform's id: the stream's
  * custom parameter `conversationId` (LiveKit: the room metadata's, kept in the call row), else the CallSid / room name.
+ * Stored encrypted (see src/gateway/artifact-vault.ts): a server-key call's documents are served decrypted;
+ * a client-key call's answer 302 to a short-lived URL of the sealed object (409 ARTIFACTS_NOT_SEALED until
+ * the call has ended), and a POST after it ended is a 409 ARTIFACTS_SEALED.
+ * The documents themselves are built in src/gateway/artifact-documents.ts.
  */
 import { z } from 'zod';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
 import { EnergyVad, type EnergyVadResult } from '../audio/vad.js';
-import type { Call as CallRow, CallEventInput, JsonObject, Recording as RecordingRow, TranscriptEntryInput } from '../db/index.js';
-import type { GatewayPort } from '../gateway/port.js';
+import type { ArtifactKind, Call as CallRow, CallEventInput, JsonObject, Recording as RecordingRow, TranscriptEntryInput } from '../db/index.js';
+import {
+  artifactIdentity as identity,
+  eventsDocument,
+  metadataDocument,
+  primaryOf,
+  transcriptDocument,
+  type GatewayPort,
+  type PostedArtifacts,
+} from '../gateway/port.js';
 import { authenticate, canSeeCall, type Principal } from '../http/auth.js';
-import { json, streamed, type RequestContext, type Router } from '../http/http.js';
+import { json, streamed, type HttpResult, type RequestContext, type Router } from '../http/http.js';
 import { wavHeader } from '../audio/wav.js';
 import { BackpressuredBody, ClientGone, deinterleaveChannel } from './wav-stream.js';
 import { zipSize, zipStream, type ZipEntry } from './zip.js';
 import { apiStatus, jsonBody } from './manage/common.js';
-import type { RecordingMedia } from './recordings.js';
+import { MAX_PRESIGNED_URL_TTL_SECONDS, type RecordingMedia } from './recordings.js';
 import { addArtifactPaths } from './artifacts-openapi.js';
 
 export const CALL_TRANSCRIPT_PATH = '/calls/:callId/transcript';
@@ -74,48 +86,7 @@ function notFound(): CallvaultError {
   return new CallvaultError(ErrorCode.NotFound, 'no such call');
 }
 
-/** A Date as ISO 8601 UTC with microseconds (the µs of a JavaScript Date are always 000). */
-export function isoMicros(date: Date): string {
-  return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
-}
-
-function isoAfter(base: Date, ms: number): string {
-  return isoMicros(new Date(base.getTime() + Math.round(ms)));
-}
-
-export interface SessionEvent {
-  timestamp: string;
-  type: string;
-  /** Position on the call's media timeline (ms from the stream's first sample), where the event has one. */
-  media_ms: number | null;
-  source: 'gateway' | 'posted';
-  [key: string]: unknown;
-}
-
-function list(value: unknown): Record<string, unknown>[] {
-  return Array.isArray(value) ? value.filter((v): v is Record<string, unknown> => typeof v === 'object' && v !== null) : [];
-}
-
-function num(value: unknown): number | null {
-  return typeof value === 'number' && Number.isFinite(value) ? value : null;
-}
-
-function str(value: unknown): string | null {
-  return typeof value === 'string' ? value : null;
-}
-
-/** The platform's id of the conversation: the stream's custom parameter, the call's metadata, else the CallSid / room name. */
-export function conversationIdOf(call: { externalId: string; metadata: Record<string, unknown> }, recording: RecordingRow | undefined): string {
-  const custom = (recording?.metadata['customParameters'] ?? {}) as Record<string, unknown>;
-  return str(custom['conversationId']) ?? str(call.metadata['conversationId']) ?? call.externalId;
-}
-
-interface TrackStat {
-  role: string;
-  chunks: number;
-  bytes: number;
-  mediaMs: number;
-}
+export { conversationIdOf, isoMicros } from '../gateway/port.js';
 
 export function registerArtifactRoutes(router: Router, gateway: GatewayPort, media: RecordingMedia): void {
   const { db } = gateway;
@@ -130,15 +101,26 @@ export function registerArtifactRoutes(router: Router, gateway: GatewayPort, med
     return { call, recordings };
   };
 
-  const primaryOf = (recordings: readonly RecordingRow[]): RecordingRow | undefined => recordings.find((r) => r.metadata['primary'] !== false);
-
-  const identity = (call: CallRow, recordings: readonly RecordingRow[]) => {
-    const primary = primaryOf(recordings);
+  /**
+   * What the key may read of the call's artifacts: in server key mode everything posted (decrypted); in client
+   * key mode a 302 to the sealed object of `kind` (or 409 before the call has ended and sealed them).
+   */
+  const readable = async (call: CallRow, recordings: readonly RecordingRow[], kind: ArtifactKind): Promise<{ posted: PostedArtifacts } | { redirect: HttpResult }> => {
+    const view = await gateway.artifacts.view(call, recordings);
+    if (view.keyMode === 'server') return { posted: await gateway.artifacts.posted(call) };
+    const sealed = view.sealed.find((s) => s.kind === kind);
+    if (!sealed) {
+      throw new CallvaultError(ErrorCode.ArtifactsNotSealed, "a client-key call's artifacts are sealed under its key when the call ends; ask again then", {
+        details: { keyMode: 'client' },
+      });
+    }
+    const ttl = Math.min(gateway.options.presignedUrlTtlSeconds, MAX_PRESIGNED_URL_TTL_SECONDS);
     return {
-      conversation_id: conversationIdOf(call, primary),
-      session_id: primary?.recordingSid ?? call.id,
-      start_time: isoMicros(call.startedAt),
-      end_time: call.endedAt ? isoMicros(call.endedAt) : null,
+      redirect: {
+        status: 302,
+        headers: { location: await gateway.artifacts.presignedUrl(sealed, ttl), 'cache-control': 'no-store', 'x-callvault-key-mode': 'client' },
+        body: '',
+      },
     };
   };
 
@@ -178,100 +160,20 @@ export function registerArtifactRoutes(router: Router, gateway: GatewayPort, med
     return json(201, { stored });
   });
 
-  const transcriptOf = async (call: CallRow, recordings: readonly RecordingRow[]) => ({
-    ...identity(call, recordings),
-    entries: (await db.artifacts.transcript(call.id)).map((e) => ({
-      timestamp: e.timestamp,
-      channel: e.channel,
-      type: e.type,
-      text: e.text,
-      confidence: e.confidence,
-      duration_ms: e.durationMs,
-    })),
-  });
-
   router.route('get', CALL_TRANSCRIPT_PATH, 'call_transcript_get', async (ctx) => {
     const principal = await authenticate(ctx, db, 'read');
     const { call, recordings } = await callOf(principal, ctx.params[0] ?? '');
-    return json(200, await transcriptOf(call, recordings), { 'cache-control': 'private, no-store' });
+    const artifacts = await readable(call, recordings, 'transcript');
+    if ('redirect' in artifacts) return artifacts.redirect;
+    return json(200, transcriptDocument(call, recordings, artifacts.posted), { 'cache-control': 'private, no-store' });
   });
-
-  /** Every event the gateway kept (call and recording rows) and every posted one, in time order. */
-  const eventsOf = async (call: CallRow, recordings: readonly RecordingRow[]): Promise<SessionEvent[]> => {
-    const out: SessionEvent[] = [];
-    const add = (timestamp: string, type: string, mediaMs: number | null, fields: Record<string, unknown> = {}, source: SessionEvent['source'] = 'gateway') =>
-      // A posted event's own data never overrides the fields every event has.
-      out.push({ ...fields, timestamp, type, media_ms: mediaMs, source });
-    add(isoMicros(call.startedAt), 'call_started', 0, { call_id: call.externalId, call_source: call.source });
-    for (const r of recordings) {
-      const m = r.metadata;
-      const streamSid = str(m['streamSid']);
-      const origin = num(m['originMs']);
-      if (streamSid) {
-        add(isoMicros(r.startedAt), 'stream_started', origin, { stream_sid: streamSid, tracks: m['tracks'] ?? null, media_format: m['mediaFormat'] ?? null });
-      }
-      add(isoMicros(r.startedAt), 'recording_started', origin, {
-        recording_sid: r.recordingSid,
-        channels: r.channels,
-        sample_rate: r.sampleRate,
-        key_mode: r.keyMode,
-        primary: m['primary'] !== false,
-      });
-      for (const d of list(m['dtmf'])) {
-        add(str(d['receivedAt']) ?? isoMicros(r.startedAt), 'dtmf', num(d['timestampMs']), { recording_sid: r.recordingSid, digit: d['digit'] ?? null, track: d['track'] ?? null });
-      }
-      for (const k of list(m['marks'])) {
-        add(str(k['receivedAt']) ?? isoMicros(r.startedAt), 'mark', null, { recording_sid: r.recordingSid, name: k['name'] ?? null });
-      }
-      for (const p of list(m['pauses'])) {
-        const pausedAt = str(p['pausedAt']);
-        if (pausedAt) add(pausedAt, 'recording_paused', num(p['fromMediaMs']), { recording_sid: r.recordingSid, behavior: p['behavior'] ?? null });
-        const resumedAt = str(p['resumedAt']);
-        if (resumedAt) add(resumedAt, 'recording_resumed', num(p['toMediaMs']), { recording_sid: r.recordingSid });
-      }
-      for (const g of list(m['gaps'])) {
-        // A gap has no wall-clock time of its own: its timestamp is the recording's start plus its position.
-        const fromMs = num(g['fromMs']) ?? 0;
-        add(isoAfter(r.startedAt, fromMs), 'gap', fromMs + (origin ?? 0), {
-          recording_sid: r.recordingSid,
-          track: g['track'] ?? null,
-          to_media_ms: (num(g['toMs']) ?? fromMs) + (origin ?? 0),
-          reason: g['reason'] ?? null,
-        });
-      }
-      if (r.endedAt) {
-        add(isoMicros(r.endedAt), 'recording_stopped', r.durationMs === null ? null : r.durationMs + (origin ?? 0), {
-          recording_sid: r.recordingSid,
-          status: apiStatus(r.status),
-          duration_ms: r.durationMs,
-          ...(r.errorCode ? { error_code: r.errorCode } : {}),
-        });
-      }
-      const close = m['streamClose'] as Record<string, unknown> | undefined;
-      if (close && typeof close === 'object') {
-        add(str(close['at']) ?? isoMicros(r.endedAt ?? r.startedAt), 'stream_stopped', null, {
-          recording_sid: r.recordingSid,
-          close_code: close['code'] ?? null,
-          close_reason: close['reason'] ?? null,
-        });
-      }
-    }
-    for (const e of await db.artifacts.transcript(call.id)) {
-      add(e.timestamp, 'transcript_entry', null, { channel: e.channel, entry_type: e.type, text: e.text, confidence: e.confidence, duration_ms: e.durationMs }, 'posted');
-    }
-    for (const e of await db.artifacts.events(call.id)) add(e.timestamp, e.type, e.mediaMs, e.data, 'posted');
-    if (call.endedAt) add(isoMicros(call.endedAt), 'call_ended', null, { status: call.status });
-    // Every timestamp as ISO 8601 UTC with microseconds: then text order is time order; the sort is stable.
-    const normalise = (t: string): string => (/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(t) ? t : isoMicros(new Date(t)));
-    return out
-      .map((e) => ({ ...e, timestamp: normalise(e.timestamp) }))
-      .sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0));
-  };
 
   router.route('get', CALL_EVENTS_PATH, 'call_events_get', async (ctx) => {
     const principal = await authenticate(ctx, db, 'read');
     const { call, recordings } = await callOf(principal, ctx.params[0] ?? '');
-    return json(200, { ...identity(call, recordings), events: await eventsOf(call, recordings) }, { 'cache-control': 'private, no-store' });
+    const artifacts = await readable(call, recordings, 'events');
+    if ('redirect' in artifacts) return artifacts.redirect;
+    return json(200, eventsDocument(call, recordings, artifacts.posted), { 'cache-control': 'private, no-store' });
   });
 
   /** Speech per channel by the energy-based VAD, from the decrypted audio (server key mode); null otherwise. */
@@ -284,73 +186,15 @@ export function registerArtifactRoutes(router: Router, gateway: GatewayPort, med
     return vad.result();
   };
 
-  const metadataOf = async (ctx: RequestContext, call: CallRow, recordings: readonly RecordingRow[]) => {
-    const ids = identity(call, recordings);
-    const primary = primaryOf(recordings);
-    const stats = (call.metadata['trackStats'] ?? {}) as Record<string, TrackStat>;
-    const sum = (role: string, field: 'chunks' | 'bytes' | 'mediaMs'): number | null => {
-      const tracks = Object.values(stats).filter((s) => s && s.role === role);
-      return tracks.length === 0 ? null : tracks.reduce((n, s) => n + (num(s[field]) ?? 0), 0);
-    };
-    const transcript = await db.artifacts.transcript(call.id);
-    const functionCalls = (await db.artifacts.events(call.id, 'function_call')).map((e) => ({
-      timestamp: e.timestamp,
-      function_name: e.data['function_name'] ?? null,
-      arguments: e.data['arguments'] ?? null,
-      result: e.data['result'] ?? null,
-      call_id: e.data['call_id'] ?? null,
-    }));
-    const speech = await speechOf(primary, ctx.signal);
-    const stereo = primary?.channels === 2;
-    const botMs = sum('agent', 'mediaMs');
-    const callerMs = sum('caller', 'mediaMs');
-    return {
-      ...ids,
-      duration_seconds: call.endedAt ? (call.endedAt.getTime() - call.startedAt.getTime()) / 1000 : null,
-      caller_audio_chunks: sum('caller', 'chunks'),
-      bot_audio_chunks: sum('agent', 'chunks'),
-      caller_audio_bytes: sum('caller', 'bytes'),
-      bot_audio_bytes: sum('agent', 'bytes'),
-      caller_audio_duration_seconds: callerMs === null ? null : callerMs / 1000,
-      bot_audio_duration_seconds: botMs === null ? null : botMs / 1000,
-      transcript_entries: transcript.length,
-      function_calls: functionCalls,
-      call_id: call.externalId,
-      source: call.source,
-      status: call.status,
-      tracks: stats,
-      recording: primary
-        ? {
-            recording_sid: primary.recordingSid,
-            status: apiStatus(primary.status),
-            sample_rate: primary.sampleRate,
-            channels: primary.channels,
-            format: primary.format === 'mp3' ? 'mp3' : 'wav',
-            key_mode: primary.keyMode,
-            duration_seconds: primary.durationMs === null ? null : primary.durationMs / 1000,
-            pauses: list(primary.metadata['pauses']),
-            gaps: list(primary.metadata['gaps']),
-          }
-        : null,
-      recordings: recordings.length,
-      speech: speech
-        ? {
-            detector: speech.detector,
-            threshold_dbfs: speech.thresholdDbfs,
-            frame_ms: speech.frameMs,
-            ...(stereo
-              ? { caller_speech_seconds: speech.speechMs[0]! / 1000, bot_speech_seconds: speech.speechMs[1]! / 1000 }
-              : { mixed_speech_seconds: speech.speechMs[0]! / 1000 }),
-            analysed_seconds: (speech.analysedMs[0] ?? 0) / 1000,
-          }
-        : null,
-    };
-  };
+  const metadataOf = async (ctx: RequestContext, call: CallRow, recordings: readonly RecordingRow[], posted: PostedArtifacts) =>
+    metadataDocument(call, recordings, posted, await speechOf(primaryOf(recordings), ctx.signal));
 
   router.route('get', CALL_METADATA_PATH, 'call_metadata_get', async (ctx) => {
     const principal = await authenticate(ctx, db, 'read');
     const { call, recordings } = await callOf(principal, ctx.params[0] ?? '');
-    return json(200, await metadataOf(ctx, call, recordings), { 'cache-control': 'private, no-store' });
+    const artifacts = await readable(call, recordings, 'metadata');
+    if ('redirect' in artifacts) return artifacts.redirect;
+    return json(200, await metadataOf(ctx, call, recordings, artifacts.posted), { 'cache-control': 'private, no-store' });
   });
 
   /** `{session_id}_{YYYYMMDD_HHMMSS}` of the call's start (UTC), as the bridges name their directories. */
@@ -383,9 +227,10 @@ export function registerArtifactRoutes(router: Router, gateway: GatewayPort, med
     const ids = identity(call, recordings);
     const folder = folderOf(ids.session_id, call.startedAt);
     const jsonFile = (value: unknown) => Buffer.from(`${JSON.stringify(value, null, 2)}\n`, 'utf8');
-    const transcript = jsonFile(await transcriptOf(call, recordings));
-    const metadata = jsonFile(await metadataOf(ctx, call, recordings));
-    const events = jsonFile({ ...ids, events: await eventsOf(call, recordings) });
+    const posted = await gateway.artifacts.posted(call);
+    const transcript = jsonFile(transcriptDocument(call, recordings, posted));
+    const metadata = jsonFile(await metadataOf(ctx, call, recordings, posted));
+    const events = jsonFile(eventsDocument(call, recordings, posted));
     const pcmOf = async () => {
       const audio = await media.readPcm(primary, ctx.signal);
       if (!audio) throw new CallvaultError(ErrorCode.Conflict, 'the recording is not PCM');

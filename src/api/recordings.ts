@@ -293,10 +293,14 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
     await live.settled;
   };
 
-  /** Stops the recording if it is live here, then removes its object, spool files and metadata. */
+  /**
+   * Stops the recording if it is live here, then removes its object, spool files and metadata, and its call's
+   * transcript, events and metadata (sealed objects and staged rows): they describe what was recorded.
+   */
   const remove = async (orgId: string, row: RecordingRow): Promise<void> => {
     if (row.status === 'in_progress' || row.status === 'uploading') await stopLive(orgId, row);
-    // Object first, row last: a failure half-way leaves a row to retry the deletion with, never an orphan object.
+    // Objects first, rows last: a failure half-way leaves rows to retry the deletion with, never an orphan object.
+    if (row.callId) await gateway.artifacts.purge(row.callId);
     await objects.purge(row);
     headers.delete(row.objectKey);
     await db.recordings.delete(orgId, row.id);

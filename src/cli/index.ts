@@ -38,6 +38,8 @@ export const USAGE = `usage:
   callvault keys revoke --org <org> <key-id>                    revoke a key
   callvault decrypt --key <client-key> <encrypted-file-or-url> <out.wav>
                                                                 verify and decrypt a client-key recording
+                                                                (or a call's transcript / events / metadata:
+                                                                writes its JSON as stored)
   callvault stream-url --call-sid <CA…> [--ttl <seconds>] [--public-url <url>]
                                                                 a Twilio <Stream url> with a stream token for that call
 keys commands use DATABASE_URL; stream-url uses MASTER_KEY (or DATA_DIR/master.key) and PUBLIC_URL.
@@ -153,6 +155,11 @@ async function decrypt(args: string[], io: CliIo): Promise<number> {
   const [input, output, ...extra] = positionals;
   if (!input || !output || extra.length > 0) throw new UsageError('decrypt takes <encrypted-file-or-url> <out.wav>');
   const result = await decryptRecordingToWav({ input, output, key: values.key });
+  if (result.sampleFormat === 'none') {
+    // A call's transcript, events or metadata (a version 2 object): the output is the document as stored.
+    write(io.stderr, `wrote ${output}: ${result.contentType ?? 'document'} as stored, ${result.bytes} bytes`);
+    return EXIT.ok;
+  }
   if (result.sampleFormat === 'mp3') {
     // Stored as received (ElevenLabs): the output is that MP3, not a WAV, whatever its file name says.
     write(io.stderr, `wrote ${output}: MP3 audio as stored (not a WAV; name it .mp3), ${result.bytes} bytes`);

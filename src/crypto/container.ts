@@ -32,8 +32,10 @@ export function scryptMemoryBytes(params: ScryptParams): number {
 }
 
 export interface ContainerHeader {
-  version: 1;
-  sampleFormat: SampleFormat;
+  /** 1: audio (every recording). 2: any other content, named by `contentType` (a call's transcript, events, metadata). */
+  version: 1 | 2;
+  /** `none` exactly in version 2: the plaintext is not audio but the bytes of `contentType`. */
+  sampleFormat: SampleFormat | 'none';
   /** PCM: 1..384000. MP3: as its first frame header declares, or 0 when unknown. */
   sampleRate: number;
   /** PCM: 1 or 2. MP3: as its first frame header declares, or 0 when unknown. */
@@ -47,11 +49,16 @@ export interface ContainerHeader {
   segmentSize: number;
   /** Client mode only: the client key is a passphrase, stretched with scrypt (key mode `03`). Absent: HKDF (`02`). */
   scrypt?: ScryptParams;
+  /** Version 2 only: the plaintext's media type, e.g. `application/json` (printable ASCII, 1..127 bytes). */
+  contentType?: string;
 }
 
 /** `\x89CVREC\r\n`: the high byte and CR LF catch 7-bit and newline-translating transports, as in PNG. */
 export const CONTAINER_MAGIC: Uint8Array = Uint8Array.of(0x89, 0x43, 0x56, 0x52, 0x45, 0x43, 0x0d, 0x0a);
 export const CONTAINER_VERSION = 1;
+/** Version of objects that are not audio: the version 1 header plus a content type. Recordings stay version 1. */
+export const DOCUMENT_CONTAINER_VERSION = 2;
+export const MAX_CONTENT_TYPE_BYTES = 127;
 export const DATA_KEY_LENGTH = 32;
 export const SALT_LENGTH = 32;
 export const NONCE_PREFIX_LENGTH = 7;
@@ -64,11 +71,14 @@ export const MAX_KEY_ID_BYTES = 255;
 export const FIXED_HEADER_LENGTH = 60;
 /** A reader that fetches this many bytes (or the whole object, if smaller) always holds the full header. */
 export const MAX_HEADER_LENGTH = FIXED_HEADER_LENGTH + MAX_KEY_ID_BYTES + SCRYPT_PARAMS_LENGTH;
+/** The same for any version: a version 2 header adds its content type (length byte and up to 127 bytes). */
+export const MAX_ANY_HEADER_LENGTH = MAX_HEADER_LENGTH + 1 + MAX_CONTENT_TYPE_BYTES;
 export const MIN_SAMPLE_RATE = 1;
 export const MAX_SAMPLE_RATE = 384000;
 /** The segment counter is a 32-bit field; one more segment would reuse a nonce. */
 export const MAX_SEGMENTS = 2 ** 32;
 
+const SAMPLE_FORMAT_NONE = 0;
 const SAMPLE_FORMAT_PCM_S16LE = 1;
 const SAMPLE_FORMAT_MP3 = 2;
 const SAMPLE_FORMAT_CODES: Readonly<Record<SampleFormat, number>> = { pcm_s16le: SAMPLE_FORMAT_PCM_S16LE, mp3: SAMPLE_FORMAT_MP3 };
@@ -107,15 +117,28 @@ function encodeKeyId(keyId: string): Uint8Array {
   return bytes;
 }
 
+const CONTENT_TYPE_PATTERN = /^[\x21-\x7e][\x20-\x7e]{0,126}$/;
+
+function validateDocumentFields(h: ContainerHeader): void {
+  if (h.sampleFormat !== 'none' || h.channels !== 0 || h.sampleRate !== 0) {
+    throw invalid('a version 2 object has sample format, channels and sample rate 0', { sampleFormat: h.sampleFormat, channels: h.channels, sampleRate: h.sampleRate });
+  }
+  if (h.contentType === undefined || !CONTENT_TYPE_PATTERN.test(h.contentType)) throw invalid('content type must be 1..127 bytes of printable ASCII');
+}
+
 function validateHeaderFields(h: ContainerHeader): void {
-  if (h.sampleFormat !== 'pcm_s16le' && h.sampleFormat !== 'mp3') throw invalid('unsupported sample format', { sampleFormat: h.sampleFormat });
+  if (h.version !== CONTAINER_VERSION && h.version !== DOCUMENT_CONTAINER_VERSION) throw invalid('unsupported container version', { version: h.version });
+  if (h.version === DOCUMENT_CONTAINER_VERSION) validateDocumentFields(h);
+  else if (h.contentType !== undefined) throw invalid('a content type needs container version 2');
+  else if (h.sampleFormat !== 'pcm_s16le' && h.sampleFormat !== 'mp3') throw invalid('unsupported sample format', { sampleFormat: h.sampleFormat });
+  const audio = h.version === CONTAINER_VERSION;
   // Compressed audio is stored without decoding it, so its rate and layout may be unknown (0); PCM's never are.
   const unknownAllowed = h.sampleFormat === 'mp3';
   const minSampleRate = unknownAllowed ? 0 : MIN_SAMPLE_RATE;
-  if (!Number.isInteger(h.sampleRate) || h.sampleRate < minSampleRate || h.sampleRate > MAX_SAMPLE_RATE) {
+  if (audio && (!Number.isInteger(h.sampleRate) || h.sampleRate < minSampleRate || h.sampleRate > MAX_SAMPLE_RATE)) {
     throw invalid(`sample rate must be an integer in ${minSampleRate}..${MAX_SAMPLE_RATE}`, { sampleRate: h.sampleRate });
   }
-  if (h.channels !== 1 && h.channels !== 2 && !(unknownAllowed && h.channels === 0)) {
+  if (audio && h.channels !== 1 && h.channels !== 2 && !(unknownAllowed && h.channels === 0)) {
     throw invalid(unknownAllowed ? 'channels must be 0 (unknown), 1 or 2' : 'channels must be 1 or 2', { channels: h.channels });
   }
   if (!Number.isInteger(h.segmentSize) || h.segmentSize < 1 || h.segmentSize > MAX_SEGMENT_SIZE) {
@@ -139,11 +162,13 @@ function validateHeaderFields(h: ContainerHeader): void {
 export function serializeHeader(h: ContainerHeader): Uint8Array {
   validateHeaderFields(h);
   const keyId = encodeKeyId(h.keyId);
-  const out = new Uint8Array(FIXED_HEADER_LENGTH + keyId.length + (h.scrypt ? SCRYPT_PARAMS_LENGTH : 0));
+  const contentType = h.contentType === undefined ? undefined : utf8.encode(h.contentType);
+  const kdfEnd = FIXED_HEADER_LENGTH + keyId.length + (h.scrypt ? SCRYPT_PARAMS_LENGTH : 0);
+  const out = new Uint8Array(kdfEnd + (contentType ? 1 + contentType.length : 0));
   const view = new DataView(out.buffer);
   out.set(CONTAINER_MAGIC, OFFSET.magic);
-  out[OFFSET.version] = CONTAINER_VERSION;
-  out[OFFSET.sampleFormat] = SAMPLE_FORMAT_CODES[h.sampleFormat];
+  out[OFFSET.version] = h.version;
+  out[OFFSET.sampleFormat] = h.sampleFormat === 'none' ? SAMPLE_FORMAT_NONE : SAMPLE_FORMAT_CODES[h.sampleFormat];
   out[OFFSET.channels] = h.channels;
   view.setUint32(OFFSET.sampleRate, h.sampleRate, false);
   out[OFFSET.keyMode] = h.keyMode === 'server' ? KEY_MODE_SERVER : h.scrypt ? KEY_MODE_CLIENT_PASSPHRASE : KEY_MODE_CLIENT;
@@ -158,6 +183,10 @@ export function serializeHeader(h: ContainerHeader): Uint8Array {
     view.setUint16(at + 1, h.scrypt.r, false);
     view.setUint16(at + 3, h.scrypt.p, false);
   }
+  if (contentType) {
+    out[kdfEnd] = contentType.length;
+    out.set(contentType, kdfEnd + 1);
+  }
   return out;
 }
 
@@ -171,12 +200,17 @@ export function headerLengthFromPrefix(prefix: Uint8Array): number | undefined {
   for (let i = 0; i < magicBytes; i++) {
     if (prefix[i] !== CONTAINER_MAGIC[i]) throw invalid('not a callvault recording (bad magic)');
   }
-  if (prefix.length > OFFSET.version && prefix[OFFSET.version] !== CONTAINER_VERSION) {
-    throw invalid('unsupported container version', { version: prefix[OFFSET.version] });
+  const version = prefix[OFFSET.version];
+  if (prefix.length > OFFSET.version && version !== CONTAINER_VERSION && version !== DOCUMENT_CONTAINER_VERSION) {
+    throw invalid('unsupported container version', { version });
   }
   if (prefix.length <= OFFSET.keyIdLength) return undefined;
   const kdfParams = prefix[OFFSET.keyMode] === KEY_MODE_CLIENT_PASSPHRASE ? SCRYPT_PARAMS_LENGTH : 0;
-  return FIXED_HEADER_LENGTH + (prefix[OFFSET.keyIdLength] ?? 0) + kdfParams;
+  const kdfEnd = FIXED_HEADER_LENGTH + (prefix[OFFSET.keyIdLength] ?? 0) + kdfParams;
+  if (version === CONTAINER_VERSION) return kdfEnd;
+  // Version 2: the content type's length byte follows the key id (and scrypt parameters).
+  if (prefix.length <= kdfEnd) return undefined;
+  return kdfEnd + 1 + (prefix[kdfEnd] ?? 0);
 }
 
 /** Parses the header at the start of `bytes`; only the header's own bytes are needed. */
@@ -186,8 +220,10 @@ export function parseHeader(bytes: Uint8Array): { header: ContainerHeader; heade
     throw invalid('header is incomplete', { available: bytes.length, ...(headerLength ? { headerLength } : {}) });
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, headerLength);
+  const version = bytes[OFFSET.version] === DOCUMENT_CONTAINER_VERSION ? DOCUMENT_CONTAINER_VERSION : CONTAINER_VERSION;
   const sampleFormatByte = bytes[OFFSET.sampleFormat];
-  if (sampleFormatByte !== SAMPLE_FORMAT_PCM_S16LE && sampleFormatByte !== SAMPLE_FORMAT_MP3) {
+  const formatOk = version === DOCUMENT_CONTAINER_VERSION ? sampleFormatByte === SAMPLE_FORMAT_NONE : sampleFormatByte === SAMPLE_FORMAT_PCM_S16LE || sampleFormatByte === SAMPLE_FORMAT_MP3;
+  if (!formatOk) {
     throw invalid('unsupported sample format', { sampleFormat: sampleFormatByte });
   }
   const keyModeByte = bytes[OFFSET.keyMode];
@@ -201,9 +237,19 @@ export function parseHeader(bytes: Uint8Array): { header: ContainerHeader; heade
   } catch (cause) {
     throw new CallvaultError(ErrorCode.ContainerInvalid, 'key id is not valid UTF-8', { cause });
   }
+  const kdfEnd = keyIdEnd + (keyModeByte === KEY_MODE_CLIENT_PASSPHRASE ? SCRYPT_PARAMS_LENGTH : 0);
+  let contentType: string | undefined;
+  if (version === DOCUMENT_CONTAINER_VERSION) {
+    // Printable ASCII is checked below; the decoder is only strict so that no byte is silently replaced.
+    try {
+      contentType = strictUtf8.decode(bytes.subarray(kdfEnd + 1, headerLength));
+    } catch (cause) {
+      throw new CallvaultError(ErrorCode.ContainerInvalid, 'content type is not ASCII', { cause });
+    }
+  }
   const header: ContainerHeader = {
-    version: CONTAINER_VERSION,
-    sampleFormat: sampleFormatByte === SAMPLE_FORMAT_MP3 ? 'mp3' : 'pcm_s16le',
+    version,
+    sampleFormat: sampleFormatByte === SAMPLE_FORMAT_NONE ? 'none' : sampleFormatByte === SAMPLE_FORMAT_MP3 ? 'mp3' : 'pcm_s16le',
     sampleRate: view.getUint32(OFFSET.sampleRate, false),
     channels: bytes[OFFSET.channels] as 0 | 1 | 2,
     keyMode: keyModeByte === KEY_MODE_SERVER ? 'server' : 'client',
@@ -214,6 +260,7 @@ export function parseHeader(bytes: Uint8Array): { header: ContainerHeader; heade
     ...(keyModeByte === KEY_MODE_CLIENT_PASSPHRASE
       ? { scrypt: { log2N: bytes[keyIdEnd]!, r: view.getUint16(keyIdEnd + 1, false), p: view.getUint16(keyIdEnd + 3, false) } }
       : {}),
+    ...(contentType === undefined ? {} : { contentType }),
   };
   validateHeaderFields(header);
   return { header, headerLength };
@@ -315,6 +362,11 @@ export interface CreateEncryptorParams {
   segmentSize?: number;
   /** Client mode, passphrase client key: the scrypt parameters the data key was derived with. */
   scrypt?: ScryptParams;
+  /**
+   * Not audio: a version 2 object holding bytes of this media type (sample format, channels and sample rate
+   * are written as 0, whatever is passed).
+   */
+  contentType?: string;
 }
 
 /**
@@ -327,11 +379,13 @@ export function createEncryptorWithNoncePrefix(
 ): { header: Uint8Array; state: EncryptorState } {
   assertDataKey(p.dataKey);
   const segmentSize = p.segmentSize ?? DEFAULT_SEGMENT_SIZE;
+  const document = p.contentType !== undefined;
   const header = serializeHeader({
-    version: CONTAINER_VERSION,
-    sampleFormat: p.sampleFormat ?? 'pcm_s16le',
-    sampleRate: p.sampleRate,
-    channels: p.channels,
+    version: document ? DOCUMENT_CONTAINER_VERSION : CONTAINER_VERSION,
+    sampleFormat: document ? 'none' : (p.sampleFormat ?? 'pcm_s16le'),
+    sampleRate: document ? 0 : p.sampleRate,
+    channels: document ? 0 : p.channels,
+    ...(document ? { contentType: p.contentType } : {}),
     keyMode: p.keyMode,
     keyId: p.keyId,
     salt: p.salt,
@@ -424,4 +478,17 @@ export function encryptChunk(
     },
     output,
   };
+}
+
+/**
+ * A whole version 2 object (header and every segment) holding `plaintext` of `contentType`: how callvault
+ * stores a call's transcript, events and metadata. In memory, as those documents are small.
+ */
+export function sealDocument(p: Omit<CreateEncryptorParams, 'sampleRate' | 'channels' | 'sampleFormat' | 'contentType'> & { contentType: string }, plaintext: Uint8Array): Uint8Array {
+  const { header, state } = createEncryptor({ ...p, sampleRate: 0, channels: 0 });
+  const { output } = encryptChunk(state, plaintext, true);
+  const object = new Uint8Array(header.length + output.length);
+  object.set(header, 0);
+  object.set(output, header.length);
+  return object;
 }

@@ -1,5 +1,6 @@
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 import {
+  MAX_ANY_HEADER_LENGTH,
   MAX_SEGMENTS,
   TAG_LENGTH,
   assertDataKey,
@@ -104,7 +105,7 @@ export async function* decryptStream(
 
   try {
     let headerLength: number | undefined;
-    while ((headerLength = headerLengthFromPrefix(queue.peek(64))) === undefined || queue.length < headerLength) {
+    while ((headerLength = headerLengthFromPrefix(queue.peek(MAX_ANY_HEADER_LENGTH))) === undefined || queue.length < headerLength) {
       if (ended) throw truncated('recording ended inside its header', { received: queue.length });
       await pull();
     }
@@ -151,6 +152,25 @@ export async function* decryptStream(
   } finally {
     if (!ended) await iterator.return?.();
   }
+}
+
+/** A whole object held in memory (a call's transcript, events or metadata: version 2), verified and decrypted. */
+export async function decryptObject(object: Uint8Array, resolveKey: DataKeyResolver): Promise<{ header: ContainerHeader; plaintext: Uint8Array }> {
+  let header: ContainerHeader | undefined;
+  const parts: Uint8Array[] = [];
+  for await (const plain of decryptStream(
+    (async function* () {
+      yield object;
+    })(),
+    (h) => {
+      header = h;
+      return resolveKey(h);
+    },
+  )) {
+    parts.push(plain);
+  }
+  if (!header) throw new CallvaultError(ErrorCode.Internal, 'decryption finished without a header');
+  return { header, plaintext: new Uint8Array(Buffer.concat(parts)) };
 }
 
 /**

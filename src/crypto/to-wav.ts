@@ -20,8 +20,13 @@ export interface DecryptToWavOptions {
 }
 
 export interface DecryptToWavResult {
-  /** `mp3`: the output is the recording's MPEG audio exactly as stored, not a WAV (see below). */
-  sampleFormat: SampleFormat;
+  /**
+   * `mp3`: the output is the recording's MPEG audio exactly as stored, not a WAV (see below). `none`: not
+   * audio (a version 2 object, e.g. a call's transcript): the output is its plaintext, of `contentType`.
+   */
+  sampleFormat: SampleFormat | 'none';
+  /** Version 2 objects: the plaintext's media type, e.g. `application/json`. */
+  contentType?: string;
   /** For mp3, as its first frame header declared (0 when unknown). */
   sampleRate: number;
   channels: 0 | 1 | 2;
@@ -107,13 +112,20 @@ export async function decryptRecordingToWav(options: DecryptToWavOptions): Promi
     let dataOffset = WAV_HEADER_LENGTH;
     for await (const plain of decryptStream(openInput(options.input), (h) => {
       header = h;
-      if (h.sampleFormat === 'mp3') dataOffset = 0;
+      if (h.sampleFormat === 'mp3' || h.sampleFormat === 'none') dataOffset = 0;
       return resolve(h);
     })) {
       await file.write(plain, 0, plain.length, dataOffset + dataBytes);
       dataBytes += plain.length;
     }
     if (!header) throw new CallvaultError(ErrorCode.Internal, 'decryption finished without a header');
+    if (header.sampleFormat === 'none') {
+      await file.sync();
+      await file.close();
+      closed = true;
+      await rename(temporary, options.output);
+      return { sampleFormat: 'none', contentType: header.contentType ?? 'application/octet-stream', sampleRate: 0, channels: 0, durationSeconds: 0, bytes: dataBytes, dataBytes };
+    }
     if (header.sampleFormat === 'mp3') {
       await file.sync();
       await file.close();

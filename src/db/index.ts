@@ -4,7 +4,7 @@ export type { OrganisationsRepository } from './organisations.js';
 export type { ApiKeysRepository } from './api-keys.js';
 export type { CallsRepository } from './calls.js';
 export type { RecordingsRepository } from './recordings.js';
-export type { ArtifactsRepository, CallEvent, CallEventInput, TranscriptEntry, TranscriptEntryInput, TranscriptChannel, TranscriptKind } from './artifacts.js';
+export type { ArtifactKind, ArtifactsRepository, SealedArtifact, CallEvent, CallEventInput, TranscriptEntry, TranscriptEntryInput, TranscriptChannel, TranscriptKind } from './artifacts.js';
 export type { TranscriptionJob, TranscriptionRequest, TranscriptionStatus, TranscriptionsRepository } from './transcriptions.js';
 export type { AgentsRepository, AgentPolicyRow, PutAgentPolicyInput } from './agents.js';
 export type { ImportsRepository, TwilioRecordingRequest, ClaimedImport, PollCandidate, CallSummary } from './imports.js';

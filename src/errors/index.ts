@@ -58,6 +58,13 @@ export const ErrorCode = {
   PlaybackUrlInvalid: 'PLAYBACK_URL_INVALID',
   /** A signed playback URL past its expiry: ask for a new one (`POST /calls/{callId}/playback-url`). */
   PlaybackUrlExpired: 'PLAYBACK_URL_EXPIRED',
+  /**
+   * A transcript entry or event for a finished client-key call: its documents are sealed under the client
+   * key, which the gateway no longer holds, so nothing can be added to them.
+   */
+  ArtifactsSealed: 'ARTIFACTS_SEALED',
+  /** A client-key call's transcript, events or metadata asked for before the call ended (they are sealed when it ends). */
+  ArtifactsNotSealed: 'ARTIFACTS_NOT_SEALED',
   Internal: 'INTERNAL',
   // A crashed client-key recording whose data key was deliberately not kept on disk (SPOOL_CLIENT_KEYS=false).
   RecoveryKeyUnavailable: 'RECOVERY_KEY_UNAVAILABLE',

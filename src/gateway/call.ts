@@ -57,6 +57,8 @@ export class Call extends EventEmitter<CallEvents> {
     this.source = init.source;
     this.externalId = init.externalId;
     this.primary = init.primary ?? true;
+    // What is posted for the call is staged until it ends; then its documents are sealed (see artifact-vault.ts).
+    if (this.primary) services.artifacts?.open(this.dbId);
   }
 
   get recording(): Recording | null {
@@ -120,6 +122,8 @@ export class Call extends EventEmitter<CallEvents> {
     this.#starting = starting;
     try {
       const recording = await starting;
+      // The call's first client-key recording gives its transcript, events and metadata their key.
+      if (this.primary && recording.clientKey) this.#services.artifacts?.holdClientKey(this.dbId, recording.clientKey);
       // Attached even if the call closed meanwhile: close() waits for this start and then finalises it,
       // before the gateway releases the workers and storage the recording still needs.
       this.#recording = recording;
@@ -220,6 +224,7 @@ export class Call extends EventEmitter<CallEvents> {
         await retryWhileRetryable(this.#services, this.#abort.signal, 'could not mark call ended, retrying', { callSid: this.externalId }, () =>
           this.#services.db.calls.end(this.dbId, endedAt),
         ).catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not mark call ended'));
+        await this.#sealArtifacts();
       }
       this.#emitClosed(summary);
       return summary;
@@ -250,14 +255,22 @@ export class Call extends EventEmitter<CallEvents> {
     this.#destroyed = true;
     this.#failure = err ?? new CallvaultError(ErrorCode.Destroyed, 'call destroyed');
     if (!this.#closePromise && this.primary) {
-      this.#services.db.calls
+      void this.#services.db.calls
         .end(this.dbId, new Date(this.#services.now()))
-        .catch((dbErr: unknown) => this.#services.logger.error({ callSid: this.externalId, err: dbErr }, 'could not mark call ended'));
+        .catch((dbErr: unknown) => this.#services.logger.error({ callSid: this.externalId, err: dbErr }, 'could not mark call ended'))
+        .then(() => this.#sealArtifacts());
     }
     for (const track of this.#tracks.values()) track.destroy(this.#failure);
     this.#abort.abort(this.#failure);
     for (const recording of this.#unsettled) recording.destroy(this.#failure);
     if (!this.#closePromise) this.#emitClosed(null);
+  }
+
+  /** Seals the call's transcript, events and metadata (the client key, if any, is forgotten either way); a failure is logged. */
+  async #sealArtifacts(): Promise<void> {
+    await this.#services.artifacts
+      ?.finish(this.dbId)
+      .catch((err: unknown) => this.#services.logger.error({ callSid: this.externalId, err }, 'could not seal the call artifacts'));
   }
 
   #emitClosed(summary: RecordingSummary | null): void {

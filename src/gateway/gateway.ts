@@ -14,6 +14,7 @@ import type { GatewayOptions } from './options.js';
 import type { RecordingServices } from './services.js';
 import type { EdgeMount, GatewayPort, GatewayState } from './port.js';
 import { recordingObjects, type RecordingObjects } from './recording-objects.js';
+import { ArtifactVault, type CallArtifacts } from './artifact-vault.js';
 import { storeFinishedRecording, type StoreFinishedParams, type StoreFinishedResult } from './imported-recording.js';
 import { recoverRecording, recoverSpool, settleRecovery } from './recovery.js';
 
@@ -50,6 +51,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
   readonly services: RecordingServices;
   readonly db: Database;
   readonly objects: RecordingObjects;
+  readonly artifacts: CallArtifacts;
   readonly app: TemplatedApp;
   /** The gateway's clock, bound so it can be passed around. */
   readonly now: () => number;
@@ -75,6 +77,12 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
     super();
     this.options = options;
     this.objects = recordingObjects(services);
+    // Everything written through db.artifacts (the API, LiveKit, ElevenLabs, transcription) goes through the vault,
+    // which seals it when the call ends; it stops sealing once the gateway is destroyed or closed.
+    const vault = new ArtifactVault(services, services.db.artifacts, this.#abort.signal);
+    this.artifacts = vault;
+    services.artifacts = vault;
+    services.db = { ...services.db, artifacts: vault.repository };
     this.now = services.now;
     this.services = services;
     this.metrics = services.metrics;

@@ -11,6 +11,7 @@ import type { CarrierAccount } from './carriers.js';
 import type { GatewayOptions } from './options.js';
 import type { Recording } from './recording.js';
 import type { RecordingObjects } from './recording-objects.js';
+import type { CallArtifacts } from './artifact-vault.js';
 import type { StoreFinishedParams, StoreFinishedResult } from './imported-recording.js';
 
 export type GatewayState = 'starting' | 'running' | 'draining' | 'closed';
@@ -23,6 +24,8 @@ export interface GatewayPort {
   readonly db: Database;
   /** Reading and removing recordings' stored bytes: S3 objects, spool files, data keys. */
   readonly objects: RecordingObjects;
+  /** A call's transcript, events and metadata as stored (sealed objects, staged rows): read, presign, purge. */
+  readonly artifacts: CallArtifacts;
   readonly state: GatewayState;
   readonly publicUrl: string;
   /** Aborted when the gateway is destroyed or finishes closing. */
@@ -91,6 +94,20 @@ export type { ElevenLabsWebhookSecret, GatewayOptions, PollScheduler, SignalWire
 export { carrierAccountOf, carrierAccounts, signalWireAccount, SIGNALWIRE_LAML_PREFIX, type Carrier, type CarrierAccount } from './carriers.js';
 export type { Mp3Audio, PcmAudio, StoreFinishedParams, StoreFinishedResult } from './imported-recording.js';
 export type { CiphertextFile, RecordingObjects } from './recording-objects.js';
+export type { ArtifactView, CallArtifacts } from './artifact-vault.js';
+export { ARTIFACT_CONTENT_TYPE, ARTIFACT_FILES } from './artifact-vault.js';
+export {
+  artifactIdentity,
+  conversationIdOf,
+  eventsDocument,
+  isoMicros,
+  metadataDocument,
+  primaryOf,
+  sessionEvents,
+  transcriptDocument,
+  type PostedArtifacts,
+  type SessionEvent,
+} from './artifact-documents.js';
 export {
   agentKeyContext,
   agentRecordingOptions,

@@ -24,6 +24,7 @@ import { DurableSink } from './durable-sink.js';
 import { openEnvelope, recordingManifest } from './envelope.js';
 import { retryWhileRetryable } from './retry.js';
 import type { RecordingServices } from './services.js';
+import type { ArtifactClientKey } from './artifact-key.js';
 import { RecordingTimeline, type PauseBehavior, type PauseRecord } from './timeline.js';
 
 export { retryWhileRetryable, retryDelayMs, DEFAULT_RETRY } from './retry.js';
@@ -79,6 +80,7 @@ interface RecordingParts {
   headerBytes: number;
   timeline: RecordingTimeline;
   tracks: readonly string[] | undefined;
+  clientKey: ArtifactClientKey | null;
 }
 
 export class Recording extends EventEmitter<RecordingEvents> {
@@ -87,6 +89,11 @@ export class Recording extends EventEmitter<RecordingEvents> {
   readonly objectKey: string;
   readonly keyMode: KeyMode;
   readonly channels: 1 | 2;
+  /**
+   * Client key mode: the data key derived from the client key (and the salt and scrypt parameters of its
+   * header), which the call seals its transcript, events and metadata under when it ends. Null in server mode.
+   */
+  readonly clientKey: ArtifactClientKey | null;
   readonly #services: RecordingServices;
   readonly #sink: DurableSink;
   readonly #journal: JournalWriter;
@@ -118,6 +125,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.objectKey = parts.objectKey;
     this.keyMode = parts.keyMode;
     this.channels = parts.channels;
+    this.clientKey = parts.clientKey;
     this.#sink = parts.sink;
     this.#journal = parts.journal;
     this.#session = parts.session;
@@ -202,6 +210,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
       journal,
       session: services.pool.openSession(createCallDspState({ outputRate: services.outputSampleRate, stereo: channels === 2 }), envelope.encryptor),
       headerBytes: envelope.header.byteLength,
+      clientKey: envelope.keyMode === 'client' ? { salt: envelope.salt, dataKey: envelope.dataKey, ...(envelope.scrypt ? { scrypt: envelope.scrypt } : {}) } : null,
       timeline: new RecordingTimeline(params.originMs ?? 0),
       tracks: params.tracks,
     });

@@ -1,3 +1,4 @@
+import type { ArtifactSealing } from './artifact-key.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '../log/index.js';
 import type { GatewayMetrics } from '../metrics/index.js';
@@ -38,4 +39,6 @@ export interface RecordingServices {
   batcherLimits?: { maxPendingMediaMs: number; maxJournalBacklogBytes: number };
   /** Wall clock in ms; injected so tests control time. */
   now: () => number;
+  /** Seals calls' transcripts, events and metadata when they end (set by the gateway once it is built). */
+  artifacts?: ArtifactSealing;
 }

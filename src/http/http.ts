@@ -43,6 +43,8 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.TracksNotSeparate]: 409,
   [ErrorCode.TranscriptionNeedsServerKey]: 409,
   [ErrorCode.TranscriptionInProgress]: 409,
+  [ErrorCode.ArtifactsSealed]: 409,
+  [ErrorCode.ArtifactsNotSealed]: 409,
   [ErrorCode.ShuttingDown]: 503,
   [ErrorCode.DatabaseUnavailable]: 503,
   [ErrorCode.StorageUnavailable]: 503,

@@ -3,6 +3,7 @@
  * object, no multipart upload), concurrent deletions agree, and an in-progress recording is stopped.
  */
 import { randomCallSid } from '../../dist/ingest/twilio/index.js';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { listBucket, recordingsOfCall, startTestGateway, type TestGateway } from '../support/gateway.js';
 import { api, inProgressRecording, placeCall, recordingPath, spoolFilesOf, until } from './support.js';
@@ -17,7 +18,18 @@ afterAll(async () => {
   await t?.dispose();
 });
 
-/** Every object in the bucket belongs to a recording row, and no multipart upload is open. */
+/** The sealed transcripts, events and metadata (docs/api.md, "Artifacts at rest") the database points at. */
+async function sealedArtifactKeys(): Promise<string[]> {
+  const client = new pg.Client({ connectionString: t.databaseUrl });
+  await client.connect();
+  try {
+    return (await client.query<{ object_key: string }>('SELECT object_key FROM call_artifact_objects')).rows.map((r) => r.object_key);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Every object in the bucket belongs to a recording row or a call's sealed artifacts, and no multipart upload is open. */
 async function expectNoOrphans(): Promise<void> {
   const bucket = await listBucket(t.bucket);
   const rows = [
@@ -25,7 +37,7 @@ async function expectNoOrphans(): Promise<void> {
     ...(await t.gateway.db.recordings.list('globex', { page: 0, limit: 1000 })).rows,
   ];
   expect(bucket.multipartUploads).toBe(0);
-  expect(bucket.objects.sort()).toEqual(rows.filter((r) => r.status === 'completed').map((r) => r.objectKey).sort());
+  expect(bucket.objects.sort()).toEqual([...rows.filter((r) => r.status === 'completed').map((r) => r.objectKey), ...(await sealedArtifactKeys())].sort());
 }
 
 describe('deleting a completed recording', () => {

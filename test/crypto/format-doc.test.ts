@@ -200,3 +200,92 @@ describe('docs/recording-format.md worked example: a passphrase (key mode 03)', 
     }
   });
 });
+
+describe('docs/recording-format.md worked example: a document (version 2, content type application/json)', () => {
+  const clientKey = sha256('callvault test vector: client key').toString('base64url');
+  const salt = sha256('callvault test vector: salt');
+  const noncePrefix = sha256('callvault test vector: nonce prefix').subarray(0, 7);
+  const plaintext = new TextEncoder().encode('{"text":"Hello","channel":"caller"}');
+  const objectOf = (v: Map<string, string>) => Buffer.from(v.get('header')! + v.get('segment 0')! + v.get('segment 1')! + v.get('segment 2')!, 'hex');
+
+  test('matches what the implementation produces today', async () => {
+    const dataKey = deriveClientDataKey(clientKey, salt);
+    const { header, state } = createEncryptorWithNoncePrefix(
+      { dataKey, keyMode: 'client', keyId: '', salt, sampleRate: 0, channels: 0, segmentSize: 16, contentType: 'application/json' },
+      noncePrefix,
+    );
+    const { output } = encryptChunk(state, plaintext, true);
+    const generated = new Map([
+      ['client key', clientKey],
+      ['plaintext', new TextDecoder().decode(plaintext)],
+      ['header', hex(header)],
+      ['segment 0', hex(output.subarray(0, 32))],
+      ['segment 1', hex(output.subarray(32, 64))],
+      ['segment 2', hex(output.subarray(64))],
+      ['object sha256', hex(sha256(concat(header, output)))],
+      ['object length', String(header.length + output.length)],
+    ]);
+    expect(Object.fromEntries(await documentedVector('document-vector'))).toEqual(Object.fromEntries(generated));
+  });
+
+  test('decrypts with a decryptor written from the document alone: the content type after the key id, the AAD the whole header', async () => {
+    const v = await documentedVector('document-vector');
+    const object = objectOf(v);
+    expect(object.length).toBe(Number(v.get('object length')));
+    expect(hex(sha256(object))).toBe(v.get('object sha256'));
+    // Version 02; sample format, channels and sample rate 0; key mode 02.
+    expect([object[8], object[9], object[10], object.readUInt32BE(11), object[15]]).toEqual([2, 0, 0, 0, 2]);
+    const L = object[59]!;
+    const typeLength = object[60 + L]!;
+    expect(object.subarray(61 + L, 61 + L + typeLength).toString('ascii')).toBe('application/json');
+    const H = 61 + L + typeLength;
+    const S = object.readUInt32BE(16);
+    const ikm = Buffer.from(v.get('client key')!, 'base64url');
+    const prk = createHmac('sha256', object.subarray(27, 59)).update(ikm).digest();
+    const key = createHmac('sha256', prk).update('callvault/v1/client-data-key').update(Uint8Array.of(1)).digest();
+    const header = object.subarray(0, H);
+    const parts: Uint8Array[] = [];
+    for (let i = 0, offset = H; offset < object.length; i++) {
+      const final = object.length - offset <= S + 16;
+      const sealed = object.subarray(offset, final ? object.length : offset + S + 16);
+      const nonce = Buffer.concat([object.subarray(20, 27), Buffer.alloc(5)]);
+      nonce.writeUInt32BE(i, 7);
+      nonce[11] = final ? 1 : 0;
+      const d = createDecipheriv('aes-256-gcm', key, nonce);
+      d.setAAD(header);
+      d.setAuthTag(sealed.subarray(sealed.length - 16));
+      parts.push(d.update(sealed.subarray(0, sealed.length - 16)), d.final());
+      offset += sealed.length;
+    }
+    expect(new TextDecoder().decode(concat(...parts))).toBe(v.get('plaintext'));
+  });
+
+  test('the library parses it and `callvault decrypt` (decryptRecordingToWav) writes the JSON as stored; a version 1 header is unchanged', async () => {
+    const v = await documentedVector('document-vector');
+    const object = new Uint8Array(objectOf(v));
+    const { header, headerLength } = parseHeader(object);
+    expect(headerLength).toBe(77);
+    expect(header).toMatchObject({ version: 2, sampleFormat: 'none', channels: 0, sampleRate: 0, keyMode: 'client', keyId: '', contentType: 'application/json', segmentSize: 16 });
+    const dir = await mkdtemp(join(tmpdir(), 'cv-document-'));
+    try {
+      const input = join(dir, 'transcript.json.cvr');
+      await writeFile(input, object);
+      const result = await decryptRecordingToWav({ input, output: join(dir, 'transcript.json'), key: v.get('client key')! });
+      expect(result).toMatchObject({ sampleFormat: 'none', contentType: 'application/json', bytes: plaintext.length });
+      expect(await readFile(join(dir, 'transcript.json'), 'utf8')).toBe(v.get('plaintext'));
+      // The header is authenticated: another content type fails every segment.
+      const relabelled = Uint8Array.from(object);
+      relabelled[61 + 0 + 12] = 'x'.charCodeAt(0);
+      await expect(decryptRecordingToWav({ input: (async function* () { yield relabelled; })(), output: join(dir, 'bad.json'), key: v.get('client key')! })).rejects.toMatchObject({
+        code: 'CONTAINER_TAMPERED',
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    // Recordings keep version 1: the first worked example's header parses as before, with no content type.
+    const audio = await documentedVector();
+    const audioHeader = parseHeader(new Uint8Array(Buffer.from(audio.get('header')!, 'hex'))).header;
+    expect(audioHeader.version).toBe(1);
+    expect(audioHeader.contentType).toBeUndefined();
+  });
+});

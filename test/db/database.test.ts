@@ -9,6 +9,7 @@ import { migrations } from '../../dist/db/migrations/index.js';
 const EXPECTED_TABLES = [
   'agents',
   'api_keys',
+  'call_artifact_objects',
   'call_events',
   'call_transcript_entries',
   'call_transcript_imports',
@@ -91,6 +92,7 @@ describe('migrate', () => {
       { version: 12, name: 'transcriptions' },
       { version: 13, name: 'retention' },
       { version: 14, name: 'transcript_imports' },
+      { version: 16, name: 'sealed_artifacts' },
     ]);
   });
 

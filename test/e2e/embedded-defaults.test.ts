@@ -16,6 +16,7 @@ import twilio from 'twilio';
 import WebSocket from 'ws';
 import { RoomServiceClient } from 'livekit-server-sdk';
 import { loadEnv } from '../../dist/config/index.js';
+import { decryptObject, deriveClientDataKeyFor } from '../../dist/crypto/index.js';
 import { startFromEnv, type RunningGateway } from '../../dist/bootstrap/from-env.js';
 import { registeredRoutes } from '../../dist/api/index.js';
 import { retentionSweeperOf } from '../../dist/bootstrap/wiring.js';
@@ -200,6 +201,20 @@ describe('every route on the embedded defaults (embedded PostgreSQL, s3rver)', (
     expect(Number((await fetch(`${base}${playback.path}`, { method: 'HEAD' })).headers.get('content-length'))).toBe(44 + 32000);
     const tampered = await fetch(`${base}${playback.path.replace('track=bot', 'track=caller')}`);
     expect((await okJson(tampered, 403)).error.code).toBe('PLAYBACK_URL_INVALID');
+    // Client key mode on s3rver: the documents sealed at the call's end, a 302 to the presigned object, which
+    // the client key decrypts to the JSON; a POST after the call is refused.
+    const clientKey = randomBytes(32).toString('base64');
+    const sealed = await placeCall(1000, { enabled: true, key: clientKey });
+    await recordingOf(sealed.callSid);
+    const redirect = await expect
+      .poll(async () => (await call('GET', `/calls/${sealed.callSid}/metadata`)).status, { timeout: 20_000 })
+      .toBe(302)
+      .then(() => call('GET', `/calls/${sealed.callSid}/metadata`));
+    const object = new Uint8Array(await (await fetch(redirect.headers.get('location')!)).arrayBuffer());
+    const { header, plaintext } = await decryptObject(object, (h) => deriveClientDataKeyFor(clientKey, h));
+    expect(header.contentType).toBe('application/json');
+    expect(JSON.parse(new TextDecoder().decode(plaintext))).toMatchObject({ call_id: sealed.callSid, recording: { key_mode: 'client' } });
+    expect((await okJson(await call('POST', `/calls/${sealed.callSid}/transcript`, { entries: [entry] }), 409)).error.code).toBe('ARTIFACTS_SEALED');
   }, 60_000);
 
   test('the web console: its page with a Content-Security-Policy, its files', async () => {

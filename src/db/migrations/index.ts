@@ -11,8 +11,9 @@ import { callArtifacts } from './0010_call_artifacts.js';
 import { transcriptions } from './0012_transcriptions.js';
 import { retention } from './0013_retention.js';
 import { transcriptImports } from './0014_transcript_imports.js';
+import { sealedArtifacts } from './0016_sealed_artifacts.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes, signalwire, agentIdentity, callArtifacts, transcriptions, retention, transcriptImports];
+export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes, signalwire, agentIdentity, callArtifacts, transcriptions, retention, transcriptImports, sealedArtifacts];
