@@ -107,11 +107,12 @@ export class RetentionSweeper {
           logger.error({ orgId: row.orgId, recordingId: row.id, recordingSid: row.recordingSid, code: toCallvaultError(err).code, err }, 'retention deletion failed');
           continue;
         }
-        const artifacts = row.callId ? await db.artifacts.deleteIfUnrecorded(row.callId) : { transcriptEntries: 0, events: 0 };
+        // The deletion removed the call's sealed artifacts with the recording; rows staged since go once no recording is left.
+        if (row.callId) await db.artifacts.deleteIfUnrecorded(row.callId);
         metrics.retentionDeletions.inc({ outcome: 'deleted' });
         result.deleted.push({ orgId: row.orgId, recordingId: row.id, recordingSid: row.recordingSid, callId: row.callId });
         logger.info(
-          { orgId: row.orgId, recordingId: row.id, recordingSid: row.recordingSid, callId: row.callId, endedAt: (row.endedAt ?? row.startedAt).toISOString(), ...artifacts },
+          { orgId: row.orgId, recordingId: row.id, recordingSid: row.recordingSid, callId: row.callId, endedAt: (row.endedAt ?? row.startedAt).toISOString() },
           'recording deleted by retention',
         );
       }

@@ -162,7 +162,7 @@ describe('the sweeper', () => {
     expect((await api(t, `/api/call-recordings/${oldRow.recordingSid}`)).status).toBe(404);
     const logged = t.logs.find('recording deleted by retention');
     expect(logged).toHaveLength(1);
-    expect(logged[0]).toMatchObject({ orgId: 'acme', recordingId: oldRow.id, recordingSid: oldRow.recordingSid, callId: oldRow.callId, transcriptEntries: 1, events: 1 });
+    expect(logged[0]).toMatchObject({ orgId: 'acme', recordingId: oldRow.id, recordingSid: oldRow.recordingSid, callId: oldRow.callId });
     expect(await deletionCount()).toBe(before + 1);
 
     // Kept: the newer one (served as before), the in-progress one, globex's.
