@@ -173,6 +173,12 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
       spoolClientKeys: env.SPOOL_CLIENT_KEYS,
       presignedUrlTtlSeconds: env.PRESIGNED_URL_TTL_SECONDS,
       signedUrlMaxLifetimeMs: env.SIGNED_URL_MAX_LIFETIME_SECONDS * 1000,
+      fleet: {
+        gatewayId: env.GATEWAY_ID,
+        heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_SECONDS * 1000,
+        deadAfterMs: env.GATEWAY_DEAD_AFTER_SECONDS * 1000,
+        ...(env.INTERNAL_URL ? { internalUrl: env.INTERNAL_URL } : {}),
+      },
       logger,
     };
     const gateway = await startGateway(options);

@@ -5,6 +5,7 @@ import { createAgentsRepository, type AgentsRepository } from './agents.js';
 import { createArtifactsRepository, type ArtifactsRepository } from './artifacts.js';
 import { createApiKeysRepository, type ApiKeysRepository } from './api-keys.js';
 import { createCallsRepository, type CallsRepository } from './calls.js';
+import { createFleetRepository, type FleetRepository } from './fleet.js';
 import { translateDbError } from './errors.js';
 import type { Executor } from './executor.js';
 import { migrations as knownMigrations, type Migration } from './migrations/index.js';
@@ -40,6 +41,8 @@ export interface Database {
   readonly imports: ImportsRepository;
   /** Transcript entries and session events posted for calls. */
   readonly artifacts: ArtifactsRepository;
+  /** Gateways' heartbeats, fleet-wide job leases, interrupted recordings of dead gateways. */
+  readonly fleet: FleetRepository;
   /** Applies pending migrations. Safe to run from several gateways at once. */
   migrate(): Promise<MigrationResult>;
   /** Resolves when the server answers a query; throws DATABASE_UNAVAILABLE otherwise. */
@@ -153,6 +156,7 @@ export function createDatabase(opts: DatabaseOptions): Database {
     agents: createAgentsRepository(executor),
     imports: createImportsRepository(executor),
     artifacts: createArtifactsRepository(executor),
+    fleet: createFleetRepository(executor),
     migrate,
     async ping() {
       await executor.query('ping', 'SELECT 1');

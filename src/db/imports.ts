@@ -4,7 +4,7 @@
  * calls the poller still has to look at.
  */
 import type { Executor } from './executor.js';
-import { INSERT_COLUMNS, INSERT_VALUES, recordingInsertParams } from './recordings.js';
+import { INSERT_COLUMNS, INSERT_PARAM_COUNT, INSERT_VALUES, recordingInsertParams } from './recordings.js';
 import type { Call, CreateRecordingInput, JsonObject } from './types.js';
 
 export interface TwilioRecordingRequest {
@@ -89,7 +89,7 @@ export function createImportsRepository(db: Executor): ImportsRepository {
     async claim(input) {
       const { rows } = await db.query<{ id: string; recording_sid: string }>(
         'imports.claim',
-        `INSERT INTO recordings (${INSERT_COLUMNS}, external_sid) VALUES (${INSERT_VALUES}, $16)
+        `INSERT INTO recordings (${INSERT_COLUMNS}, external_sid) VALUES (${INSERT_VALUES}, $${INSERT_PARAM_COUNT + 1})
          ON CONFLICT (org_id, source, external_sid) WHERE external_sid IS NOT NULL DO NOTHING
          RETURNING id, recording_sid`,
         [...recordingInsertParams(input), input.externalSid],

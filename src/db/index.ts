@@ -4,6 +4,7 @@ export type { OrganisationsRepository } from './organisations.js';
 export type { ApiKeysRepository } from './api-keys.js';
 export type { CallsRepository } from './calls.js';
 export type { RecordingsRepository } from './recordings.js';
+export type { FleetRepository, GatewayRow, HeartbeatInput, LeaseRow } from './fleet.js';
 export type { ArtifactsRepository, CallEvent, CallEventInput, TranscriptEntry, TranscriptEntryInput, TranscriptChannel, TranscriptKind } from './artifacts.js';
 export type { AgentsRepository, AgentPolicyRow, PutAgentPolicyInput } from './agents.js';
 export type { ImportsRepository, TwilioRecordingRequest, ClaimedImport, PollCandidate, CallSummary } from './imports.js';

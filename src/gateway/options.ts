@@ -111,6 +111,16 @@ export interface GatewayOptions {
   /** How much audio waits in memory, and how far a sender may get ahead in the journal (defaults: 30 s, 256 MiB). */
   batcherLimits?: { maxPendingMediaMs: number; maxJournalBacklogBytes: number };
   presignedUrlTtlSeconds: number;
+  /** Running in a fleet on shared PostgreSQL; every field has a default (the id: from the host name). */
+  fleet?: {
+    gatewayId?: string;
+    /** Heartbeat and lease renewal period. Default 5000. */
+    heartbeatIntervalMs?: number;
+    /** Heartbeat age after which a gateway is dead (also a lease's lifetime). Default 30 000. */
+    deadAfterMs?: number;
+    /** Where peers forward control requests; default http://<host>:<listening port>. */
+    internalUrl?: string;
+  };
   logger: Logger;
   /** Wall clock in ms; tests inject their own. */
   now?: () => number;

@@ -36,4 +36,6 @@ export interface RecordingServices {
   batcherLimits?: { maxPendingMediaMs: number; maxJournalBacklogBytes: number };
   /** Wall clock in ms; injected so tests control time. */
   now: () => number;
+  /** This gateway's id (GATEWAY_ID): new recordings name it as their owner, recovery takes their ownership. */
+  gatewayId: string;
 }

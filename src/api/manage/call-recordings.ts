@@ -20,7 +20,7 @@ export const CALL_RECORDINGS_PATH = '/api/call-recordings';
 export const DEFAULT_LIST_LIMIT = 20;
 export const MAX_LIST_LIMIT = 100;
 
-const STATUSES: readonly RecordingStatus[] = ['in_progress', 'uploading', 'completed', 'failed'];
+const STATUSES: readonly RecordingStatus[] = ['in_progress', 'uploading', 'interrupted', 'completed', 'failed'];
 const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'signalwire', 'elevenlabs'];
 
 /** Serves a recording row's media (WAV with Range for server keys, a presigned redirect for client keys). */
@@ -61,6 +61,8 @@ export function recordingView(row: RecordingRow, call: CallSummary | undefined, 
     size: row.sizeBytes,
     keyMode: row.keyMode,
     errorCode: row.errorCode,
+    // The gateway (GATEWAY_ID) whose spool holds the recording; control requests are handed to it.
+    ownerGateway: row.ownerGateway,
     startTime: row.startedAt.toISOString(),
     endTime: isoOrNull(row.endedAt),
     metadata: row.metadata,

@@ -3,6 +3,7 @@ import type { Router } from '../../http/http.js';
 import { registerAgentRoutes } from './agents.js';
 import { registerCallRecordingRoutes, type CallRecordingRoutesDeps } from './call-recordings.js';
 import { registerWebhookRoutes } from './webhooks.js';
+import { registerGatewayRoutes } from './gateways.js';
 import { registerElevenLabsRoutes } from './elevenlabs.js';
 import { addManagePaths } from './openapi.js';
 import { createControlRateLimiter } from './rate-limit.js';
@@ -10,6 +11,7 @@ import { registerTwilioCallRoutes } from './twilio-calls.js';
 
 export { CALL_RECORDINGS_PATH, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, recordingView, type CallRecordingRoutesDeps } from './call-recordings.js';
 export { AGENT_PATH } from './agents.js';
+export { GATEWAYS_PATH } from './gateways.js';
 export { TWILIO_RECORDING_WEBHOOK_PATH } from './webhooks.js';
 export {
   ELEVENLABS_MAX_BODY_BYTES,
@@ -29,4 +31,5 @@ export function registerManageRoutes(router: Router, gateway: GatewayPort, deps:
   registerAgentRoutes(router, gateway);
   registerWebhookRoutes(router, gateway, deps.twilio);
   registerElevenLabsRoutes(router, gateway);
+  registerGatewayRoutes(router, gateway);
 }

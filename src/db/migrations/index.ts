@@ -8,8 +8,9 @@ import { keyScopes } from './0007_key_scopes.js';
 import { signalwire } from './0008_signalwire.js';
 import { agentIdentity } from './0009_agent_identity.js';
 import { callArtifacts } from './0010_call_artifacts.js';
+import { fleet } from './0015_fleet.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes, signalwire, agentIdentity, callArtifacts];
+export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes, signalwire, agentIdentity, callArtifacts, fleet];
