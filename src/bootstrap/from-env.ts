@@ -177,6 +177,7 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
         gatewayId: env.GATEWAY_ID,
         heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_SECONDS * 1000,
         deadAfterMs: env.GATEWAY_DEAD_AFTER_SECONDS * 1000,
+        forwardTimeoutMs: env.CONTROL_FORWARD_TIMEOUT_SECONDS * 1000,
         ...(env.INTERNAL_URL ? { internalUrl: env.INTERNAL_URL } : {}),
       },
       logger,

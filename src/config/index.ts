@@ -229,6 +229,8 @@ export const EnvFields = z.object({
   GATEWAY_DEAD_AFTER_SECONDS: z.coerce.number().min(0.5).max(3600).default(30),
   /** Where peers reach this gateway's HTTP port to forward control requests; default http://<HOST or host name>:<port>. */
   INTERNAL_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /** A control request handed to the gateway holding the call that is not answered within this long fails with 503 OWNER_UNAVAILABLE. */
+  CONTROL_FORWARD_TIMEOUT_SECONDS: z.coerce.number().min(0.1).max(300).default(10),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

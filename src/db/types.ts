@@ -57,6 +57,8 @@ export interface Call {
   startedAt: Date;
   endedAt: Date | null;
   metadata: JsonObject;
+  /** The gateway (GATEWAY_ID) holding the call's primary stream, as of its last (re)connection. */
+  ownerGateway: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -67,6 +69,8 @@ export interface UpsertActiveCallInput {
   externalId: string;
   startedAt: Date;
   metadata?: JsonObject;
+  /** The gateway taking the call's stream. */
+  ownerGateway?: string | null;
 }
 
 /**

@@ -55,6 +55,11 @@ export const ErrorCode = {
   /** `?track=` of a recording that mixed its tracks into one channel (mono, or MP3): they were not kept apart. */
   TracksNotSeparate: 'TRACKS_NOT_SEPARATE',
   Internal: 'INTERNAL',
+  /**
+   * A control request for a call or recording another gateway of the fleet holds, which could not be handed to it:
+   * that gateway is dead (stale heartbeat), registered no internal address, or did not answer in time. Retryable.
+   */
+  OwnerUnavailable: 'OWNER_UNAVAILABLE',
   // A crashed client-key recording whose data key was deliberately not kept on disk (SPOOL_CLIENT_KEYS=false).
   RecoveryKeyUnavailable: 'RECOVERY_KEY_UNAVAILABLE',
 } as const;

@@ -360,6 +360,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
               externalId: init.externalId,
               startedAt: init.startedAt,
               metadata: init.metadata,
+              ownerGateway: this.fleet.gatewayId,
             })
           ).id;
     const call = new Call(this.services, { ...init, dbId });

@@ -120,6 +120,8 @@ export interface GatewayOptions {
     deadAfterMs?: number;
     /** Where peers forward control requests; default http://<host>:<listening port>. */
     internalUrl?: string;
+    /** How long a control request handed to the owning gateway may take to be answered (503 after). Default 10 000. */
+    forwardTimeoutMs?: number;
   };
   logger: Logger;
   /** Wall clock in ms; tests inject their own. */

@@ -40,6 +40,7 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.RangeNotSatisfiable]: 416,
   [ErrorCode.TracksNotSeparate]: 409,
   [ErrorCode.ShuttingDown]: 503,
+  [ErrorCode.OwnerUnavailable]: 503,
   [ErrorCode.DatabaseUnavailable]: 503,
   [ErrorCode.StorageUnavailable]: 503,
   [ErrorCode.SpoolFull]: 507,

@@ -41,6 +41,8 @@ describe('start-up refusals', () => {
     ['PUBLIC_URL', 'ftp://rec.example.com'],
     ['SIGNED_URL_MAX_LIFETIME_SECONDS', '5'],
     ['TWILIO_STREAM_TOKEN_REQUIRED', 'Not An Org'],
+    ['GATEWAY_ID', 'not/a gateway id'],
+    ['INTERNAL_URL', 'ftp://peer.internal:8080'],
   ])('a bad %s stops start-up with a message naming it, without echoing the value', async (name, value) => {
     const result = await run({ [name]: value, DATA_DIR: '/nonexistent/never-created' });
     expect(result.code).toBe(78);

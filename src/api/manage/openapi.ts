@@ -2,11 +2,10 @@
 import { addPaths, errorResponse, internal, unauthorized, type OperationObject, type PathItem } from '../openapi.js';
 import { conformPaths } from './openapi-conform.js';
 
-const unavailable = errorResponse('PostgreSQL, object storage or the Twilio API is unreachable, or the gateway is shutting down; retry.', [
-  'DATABASE_UNAVAILABLE',
-  'STORAGE_UNAVAILABLE',
-  'SHUTTING_DOWN',
-]);
+const unavailable = errorResponse(
+  'PostgreSQL, object storage or the Twilio API is unreachable, the gateway is shutting down, or (a control request for a call another gateway holds) that gateway is dead or did not answer in time (`OWNER_UNAVAILABLE`, `details.ownerGateway`); retry.',
+  ['DATABASE_UNAVAILABLE', 'STORAGE_UNAVAILABLE', 'SHUTTING_DOWN', 'OWNER_UNAVAILABLE'],
+);
 const badRequest = errorResponse('Invalid parameters or body (`details.issues`).', ['BAD_REQUEST', 'CLIENT_KEY_WEAK']);
 const recordingNotFound = errorResponse("No such recording (also when it is another organisation's).", ['NOT_FOUND']);
 const ok = (description: string, schema: Record<string, unknown> = { type: 'object' }) => ({

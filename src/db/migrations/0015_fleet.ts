@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS fleet_leases (
 );
 -- The gateway whose spool holds a live recording; null for rows written before fleets.
 ALTER TABLE recordings ADD COLUMN IF NOT EXISTS owner_gateway text;
+-- The gateway holding a call's primary stream: control requests naming the call (start, stop by callSid) go there.
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS owner_gateway text;
 -- interrupted: in progress on a gateway that stopped heartbeating, until it (or a replacement on its volume) recovers it.
 ALTER TABLE recordings DROP CONSTRAINT IF EXISTS recordings_status_check;
 ALTER TABLE recordings ADD CONSTRAINT recordings_status_check
