@@ -141,6 +141,7 @@ export class Fleet implements FleetPort {
   #timer: NodeJS.Timeout | null = null;
   #beating: Promise<void> | null = null;
   #closed = false;
+  #leasesReleased = false;
 
   constructor(options: FleetOptions, deps: FleetDeps) {
     this.options = options;
@@ -205,7 +206,8 @@ export class Fleet implements FleetPort {
     if (!lease) {
       lease = new Lease(name, this);
       this.#leases.set(name, lease);
-      if (!this.#closed) void lease.renew();
+      if (!this.#closed && !this.#leasesReleased) void lease.renew();
+      else void lease.release();
     }
     return lease;
   }
@@ -243,6 +245,16 @@ export class Fleet implements FleetPort {
 
   leases(): Promise<LeaseRow[]> {
     return this.deps.db.fleet.leases();
+  }
+
+  /**
+   * Gives up every fleet-wide job (a draining gateway): the jobs stop and the leases are released, so peers take
+   * them at their next heartbeat. The heartbeat itself goes on: the calls still draining here stay this gateway's.
+   */
+  async releaseLeases(): Promise<void> {
+    this.#leasesReleased = true;
+    for (const stop of [...this.#stops]) stop();
+    await Promise.all([...this.#leases.values()].map((lease) => lease.release()));
   }
 
   /** Stops the jobs and the heartbeat and releases the leases (before the database pool closes). */

@@ -32,11 +32,12 @@ const DEFAULT_HEARTBEAT_INTERVAL_MS = 5000;
 const DEFAULT_DEAD_AFTER_MS = 30_000;
 
 /** The package version, for the heartbeat row (dist/gateway and src/gateway are both two levels down). */
-async function packageVersion(): Promise<string> {
+async function packageVersion(logger: GatewayOptions['logger']): Promise<string> {
   try {
     const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
     return typeof pkg.version === 'string' ? pkg.version : 'unknown';
-  } catch {
+  } catch (err) {
+    logger.warn({ err }, 'package.json unreadable: the heartbeat reports version unknown');
     return 'unknown';
   }
 }
@@ -164,7 +165,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
         gatewayId: options.fleet?.gatewayId ?? defaultGatewayId(),
       };
       const app = uws.App();
-      const gateway = new Gateway(options, services, app, await packageVersion());
+      const gateway = new Gateway(options, services, app, await packageVersion(logger));
       // Alive in the fleet before recovery: a peer stops marking this gateway's recordings interrupted.
       await gateway.fleet.start();
       started = gateway;
@@ -448,6 +449,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
       const logger = this.options.logger;
       this.#state = 'draining';
       logger.info({ activeCalls: this.#calls.size }, 'gateway draining');
+      // Fleet-wide jobs move to a peer now, not once the drain is over; the heartbeat goes on while calls drain.
+      await this.fleet.releaseLeases();
       // Drain: calls in progress carry on until they end by themselves or the deadline passes.
       const drained = await waitUntil(() => this.#allSettled(), this.options.shutdownDeadlineMs);
       if (!drained) {

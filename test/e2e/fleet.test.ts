@@ -238,7 +238,15 @@ test('SIGKILL of the poller’s gateway mid-recording: dead in the fleet view, i
   s.start({ recording: JSON.stringify({ enabled: false }) });
   s.media(0, 1000, { inbound: 440, outbound: 440 });
   await expect.poll(() => framesOn(victim)).toBe(base + 50);
-  const started = await jsonOf(await call(peers[0]!, 'POST', '/api/call-recordings/start', { callSid: s.callSid }), 201);
+  // The call is active (404 until then) once the victim has set up its stream.
+  let started: any;
+  await expect
+    .poll(async () => {
+      const res = await call(peers[0]!, 'POST', '/api/call-recordings/start', { callSid: s.callSid });
+      if (res.status === 201) started = await res.json();
+      return res.status;
+    })
+    .toBe(201);
   expect(started.recording).toMatchObject({ status: 'in-progress', callSid: s.callSid });
   const sid = started.recording.recordingSid as string;
   expect(await recordingOfCall(peers[1]!, s.callSid)).toMatchObject({ recordingSid: sid, ownerGateway: victimId });
@@ -287,3 +295,16 @@ test('SIGKILL of the poller’s gateway mid-recording: dead in the fleet view, i
   await expect.poll(async () => (await fleetView(peers[0]!)).gateways.find((g: any) => g.id === victimId).alive).toBe(true);
   await expect.poll(() => metric(peers[1]!, 'callvault_fleet_interrupted_recordings'), { timeout: 10_000 }).toBe(0);
 }, 120_000);
+
+test('SIGTERM of the poller’s gateway: it releases its leases, so a peer takes the poller before the lease would have expired', async () => {
+  const pollerLease = async (m: Member) => (await fleetView(m)).leases.find((l: any) => l.name === 'twilio-poller') as { holder: string; acquiredAt: string; expiresAt: string } | undefined;
+  const before = (await pollerLease(members[0]!))!;
+  const holder = members.find((m) => m.id === before.holder)!;
+  const asker = members.find((m) => m !== holder)!;
+  expect(await holder.proc.kill('SIGTERM')).toBe(0);
+  expect(holder.proc.find('fleet lease released').map((l) => l['lease'])).toContain('twilio-poller');
+  await expect.poll(async () => (await pollerLease(asker))?.holder ?? 'none', { timeout: 5_000, interval: 50 }).not.toMatch(new RegExp(`^(none|${before.holder})$`));
+  // Taken (on the database's clock) before the lease the stopped gateway held then would have expired: only a release allows that.
+  const after = (await pollerLease(asker))!;
+  expect(new Date(after.acquiredAt).getTime()).toBeLessThan(new Date(before.expiresAt).getTime());
+}, 60_000);
