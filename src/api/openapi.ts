@@ -30,11 +30,10 @@ export function errorResponse(description: string, codes: string[]): OpenApiObje
 }
 
 export const unauthorized = errorResponse('Missing, malformed, unknown or revoked API key.', ['UNAUTHORIZED']);
-export const unavailable = errorResponse('PostgreSQL or object storage is unreachable, or the gateway is shutting down; retry.', [
-  'DATABASE_UNAVAILABLE',
-  'STORAGE_UNAVAILABLE',
-  'SHUTTING_DOWN',
-]);
+export const unavailable = errorResponse(
+  'PostgreSQL or object storage is unreachable, the gateway is shutting down, or (`?live=1`, deleting a live recording) the gateway holding the call is dead or did not answer in time (`OWNER_UNAVAILABLE`); retry.',
+  ['DATABASE_UNAVAILABLE', 'STORAGE_UNAVAILABLE', 'SHUTTING_DOWN', 'OWNER_UNAVAILABLE'],
+);
 export const internal = errorResponse('Unexpected failure (logged with details on the server).', ['INTERNAL']);
 
 const callIdParameter = {

@@ -3,6 +3,7 @@
  * key mode), as a redirect to the encrypted object (client key mode), or deleted everywhere.
  */
 import type { Readable } from 'node:stream';
+import { forwardToOwner } from './forward.js';
 import { CallvaultError, ErrorCode, isCallvaultError, toCallvaultError } from '../errors/index.js';
 import { MAX_HEADER_LENGTH, parseHeader } from '../crypto/index.js';
 import type { Recording as RecordingRow } from '../db/index.js';
@@ -261,9 +262,12 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
           await source.release();
         }
       }
-      // The spool went away between the query and the open: the recording finished (or lives elsewhere).
+      // The spool went away between the query and the open (the recording finished), or it lives on a peer.
       const again = await db.recordings.get(principal.orgId, inProgress.id);
       if (again?.status === 'in_progress') {
+        // Recording on another gateway of the fleet: the live audio streams from there.
+        const handed = await forwardToOwner(ctx, gateway, again.ownerGateway);
+        if (handed) return handed;
         throw new CallvaultError(ErrorCode.Conflict, 'the recording is in progress on another gateway instance', {
           details: { status: apiStatus(again.status) },
         });
@@ -312,6 +316,12 @@ export function registerRecordingRoutes(router: Router, gateway: GatewayPort): R
     const callId = ctx.params[0] ?? '';
     const rows = await recordingsOfCall(principal, callId);
     if (rows.length === 0) throw notFound();
+    // One recording of the call is live on a peer: that gateway stops it and deletes them all.
+    const elsewhere = rows.find((r) => r.status === 'in_progress' && !gateway.findLiveRecording(orgId, r.id));
+    if (elsewhere) {
+      const handed = await forwardToOwner(ctx, gateway, elsewhere.ownerGateway);
+      if (handed) return handed;
+    }
     for (const row of rows) await remove(orgId, row);
     gateway.options.logger.info({ callId, recordings: rows.map((r) => r.recordingSid) }, 'call recordings deleted');
     return { status: 204, headers: {}, body: '' };

@@ -176,6 +176,13 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
       presignedUrlTtlSeconds: env.PRESIGNED_URL_TTL_SECONDS,
       playbackUrlTtlSeconds: env.PLAYBACK_URL_TTL_SECONDS,
       signedUrlMaxLifetimeMs: env.SIGNED_URL_MAX_LIFETIME_SECONDS * 1000,
+      fleet: {
+        gatewayId: env.GATEWAY_ID,
+        heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_SECONDS * 1000,
+        deadAfterMs: env.GATEWAY_DEAD_AFTER_SECONDS * 1000,
+        forwardTimeoutMs: env.CONTROL_FORWARD_TIMEOUT_SECONDS * 1000,
+        ...(env.INTERNAL_URL ? { internalUrl: env.INTERNAL_URL } : {}),
+      },
       logger,
     };
     const gateway = await startGateway(options);

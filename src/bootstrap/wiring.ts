@@ -14,6 +14,8 @@ import { RetentionSweeper } from './retention.js';
 export { RetentionSweeper, DEFAULT_RETENTION_SWEEP_INTERVAL_MS, type RetentionDeletion, type RetentionSweeperDeps, type SweepResult } from './retention.js';
 
 const sweepers = new WeakMap<GatewayPort, RetentionSweeper>();
+/** The fleet-wide lease under which the retention sweeper runs (see GET /api/gateways). */
+export const RETENTION_LEASE = 'retention-sweeper';
 
 /** The gateway's retention sweeper (started unless `retention.enabled` is false), for tests and for wrapping. */
 export function retentionSweeperOf(gateway: GatewayPort): RetentionSweeper {
@@ -31,13 +33,15 @@ export const mountEdges: EdgeMount = (app, gateway) => {
   // Stops itself once the gateway drains.
   startTwilioPoller(gateway);
   const retention = gateway.options.retention ?? {};
+  // Fleet-wide: only the gateway holding this lease sweeps (it moves to a peer when that gateway dies).
+  const retentionLease = retention.enabled !== false ? gateway.fleet.lease(RETENTION_LEASE) : null;
   const sweeper = new RetentionSweeper({
     db: gateway.db,
     remove: removeRecording,
     logger: gateway.options.logger.child({ component: 'retention' }),
     metrics: gateway.metrics,
     now: () => gateway.now(),
-    mayRun: () => gateway.state === 'running',
+    mayRun: () => gateway.state === 'running' && retentionLease?.held === true,
     ...(retention.sweepIntervalMs ? { intervalMs: retention.sweepIntervalMs } : {}),
     ...(retention.scheduler ? { scheduler: retention.scheduler } : {}),
   });

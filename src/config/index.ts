@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { CallvaultError, ErrorCode } from '../errors/index.js';
 
@@ -126,6 +127,21 @@ const orgSelection = z
   .transform((s) => s.split(',').map((p) => p.trim()).filter((p) => p.length > 0))
   .pipe(z.union([z.tuple([z.literal('*')]).transform(() => '*' as const), z.array(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'expected * or organisation ids'))]));
 
+/** A gateway id: what GATEWAY_ID accepts and what the default derives from the host name. */
+export const GATEWAY_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/**
+ * The host name reduced to a valid gateway id: in a Kubernetes StatefulSet the pod name (`callvault-0`), stable
+ * across restarts and handed to the replacement that gets the same volume.
+ */
+export function defaultGatewayId(host: string = hostname()): string {
+  const cleaned = host
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, 63);
+  return cleaned.length > 0 ? cleaned : 'callvault';
+}
+
 const jsonOf = <T extends z.ZodType>(schema: T) =>
   z
     .string()
@@ -213,6 +229,16 @@ export const EnvFields = z.object({
   /** Recordings longer than this fail their transcription with TRANSCRIPTION_TOO_LONG (a job holds its audio in memory). */
   TRANSCRIPTION_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(7_200),
   CONTROL_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).default(10),
+  /** This gateway's stable id in a fleet: recordings name it as their owner; peers forward control requests to it. */
+  GATEWAY_ID: z.string().regex(GATEWAY_ID_PATTERN, 'gateway ids are 1-63 letters, digits, ".", "_" and "-", starting with a letter or digit').default(() => defaultGatewayId()),
+  /** How often the gateway writes its heartbeat into PostgreSQL and renews its fleet-job leases. */
+  HEARTBEAT_INTERVAL_SECONDS: z.coerce.number().min(0.1).max(300).default(5),
+  /** A gateway whose heartbeat is older than this is dead: its live recordings become interrupted, its leases move. */
+  GATEWAY_DEAD_AFTER_SECONDS: z.coerce.number().min(0.5).max(3600).default(30),
+  /** Where peers reach this gateway's HTTP port to forward control requests; default http://<HOST or host name>:<port>. */
+  INTERNAL_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /** A control request handed to the gateway holding the call that is not answered within this long fails with 503 OWNER_UNAVAILABLE. */
+  CONTROL_FORWARD_TIMEOUT_SECONDS: z.coerce.number().min(0.1).max(300).default(10),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -229,6 +255,9 @@ export const EnvSchema = EnvFields.superRefine((env, ctx) => {
   const devSetup = env.TWILIO_ACCOUNTS === undefined && env.API_KEYS === undefined;
   if (set.length === 3 && env.LIVEKIT_ORG === undefined && !devSetup) {
     ctx.addIssue({ code: 'custom', path: ['LIVEKIT_ORG'], message: 'required when LIVEKIT_URL is set' });
+  }
+  if (env.GATEWAY_DEAD_AFTER_SECONDS < 2 * env.HEARTBEAT_INTERVAL_SECONDS) {
+    ctx.addIssue({ code: 'custom', path: ['GATEWAY_DEAD_AFTER_SECONDS'], message: 'must be at least twice HEARTBEAT_INTERVAL_SECONDS' });
   }
 });
 

@@ -11,11 +11,12 @@ interface CallRow {
   started_at: Date;
   ended_at: Date | null;
   metadata: JsonObject;
+  owner_gateway: string | null;
   created_at: Date;
   updated_at: Date;
 }
 
-const COLUMNS = 'id, org_id, source, external_id, status, started_at, ended_at, metadata, created_at, updated_at';
+const COLUMNS = 'id, org_id, source, external_id, status, started_at, ended_at, metadata, owner_gateway, created_at, updated_at';
 
 function toCall(row: CallRow): Call {
   return {
@@ -27,6 +28,7 @@ function toCall(row: CallRow): Call {
     startedAt: row.started_at,
     endedAt: row.ended_at,
     metadata: row.metadata,
+    ownerGateway: row.owner_gateway,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -57,19 +59,20 @@ export interface CallsRepository {
 
 export function createCallsRepository(db: Executor): CallsRepository {
   return {
-    async upsertActive({ orgId, source, externalId, startedAt, metadata }) {
+    async upsertActive({ orgId, source, externalId, startedAt, metadata, ownerGateway }) {
       const { rows } = await db.query<CallRow>(
         'calls.upsertActive',
-        `INSERT INTO calls (org_id, source, external_id, status, started_at, metadata)
-         VALUES ($1, $2, $3, 'active', $4, $5::jsonb)
+        `INSERT INTO calls (org_id, source, external_id, status, started_at, metadata, owner_gateway)
+         VALUES ($1, $2, $3, 'active', $4, $5::jsonb, $6)
          ON CONFLICT (org_id, source, external_id) DO UPDATE SET
            status = 'active',
            ended_at = NULL,
            started_at = LEAST(calls.started_at, EXCLUDED.started_at),
            metadata = calls.metadata || EXCLUDED.metadata,
+           owner_gateway = COALESCE(EXCLUDED.owner_gateway, calls.owner_gateway),
            updated_at = now()
          RETURNING ${COLUMNS}`,
-        [orgId, source, externalId, startedAt, JSON.stringify(metadata ?? {})],
+        [orgId, source, externalId, startedAt, JSON.stringify(metadata ?? {}), ownerGateway ?? null],
       );
       return toCall(rows[0]!);
     },

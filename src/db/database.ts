@@ -6,6 +6,7 @@ import { createArtifactsRepository, type ArtifactsRepository } from './artifacts
 import { createTranscriptionsRepository, type TranscriptionsRepository } from './transcriptions.js';
 import { createApiKeysRepository, type ApiKeysRepository } from './api-keys.js';
 import { createCallsRepository, type CallsRepository } from './calls.js';
+import { createFleetRepository, type FleetRepository } from './fleet.js';
 import { translateDbError } from './errors.js';
 import type { Executor } from './executor.js';
 import { migrations as knownMigrations, type Migration } from './migrations/index.js';
@@ -43,6 +44,8 @@ export interface Database {
   readonly artifacts: ArtifactsRepository;
   /** Transcription jobs of recordings (claimed with a lease by the transcription runner). */
   readonly transcriptions: TranscriptionsRepository;
+  /** Gateways' heartbeats, fleet-wide job leases, interrupted recordings of dead gateways. */
+  readonly fleet: FleetRepository;
   /** Applies pending migrations. Safe to run from several gateways at once. */
   migrate(): Promise<MigrationResult>;
   /** Resolves when the server answers a query; throws DATABASE_UNAVAILABLE otherwise. */
@@ -157,6 +160,7 @@ export function createDatabase(opts: DatabaseOptions): Database {
     imports: createImportsRepository(executor),
     artifacts: createArtifactsRepository(executor),
     transcriptions: createTranscriptionsRepository(executor),
+    fleet: createFleetRepository(executor),
     migrate,
     async ping() {
       await executor.query('ping', 'SELECT 1');

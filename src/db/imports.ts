@@ -4,7 +4,7 @@
  * calls the poller still has to look at.
  */
 import type { Executor } from './executor.js';
-import { INSERT_COLUMNS, INSERT_VALUES, recordingInsertParams } from './recordings.js';
+import { INSERT_COLUMNS, INSERT_PARAM_COUNT, INSERT_VALUES, recordingInsertParams } from './recordings.js';
 import type { Call, CreateRecordingInput, JsonObject } from './types.js';
 
 export interface TwilioRecordingRequest {
@@ -89,7 +89,7 @@ export function createImportsRepository(db: Executor): ImportsRepository {
     async claim(input) {
       const { rows } = await db.query<{ id: string; recording_sid: string }>(
         'imports.claim',
-        `INSERT INTO recordings (${INSERT_COLUMNS}, external_sid) VALUES (${INSERT_VALUES}, $16)
+        `INSERT INTO recordings (${INSERT_COLUMNS}, external_sid) VALUES (${INSERT_VALUES}, $${INSERT_PARAM_COUNT + 1})
          ON CONFLICT (org_id, source, external_sid) WHERE external_sid IS NOT NULL DO NOTHING
          RETURNING id, recording_sid`,
         [...recordingInsertParams(input), input.externalSid],
@@ -166,11 +166,12 @@ export function createImportsRepository(db: Executor): ImportsRepository {
         started_at: Date;
         ended_at: Date | null;
         metadata: JsonObject;
+        owner_gateway: string | null;
         created_at: Date;
         updated_at: Date;
       }>(
         'imports.latestUnrecordedCallTo',
-        `SELECT c.id, c.org_id, c.source, c.external_id, c.status, c.started_at, c.ended_at, c.metadata, c.created_at, c.updated_at
+        `SELECT c.id, c.org_id, c.source, c.external_id, c.status, c.started_at, c.ended_at, c.metadata, c.owner_gateway, c.created_at, c.updated_at
          FROM calls c
          WHERE c.org_id = $1 AND c.metadata ->> 'calledNumber' = $2 AND c.started_at >= $3
            AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.org_id = $1 AND r.call_id = c.id)
@@ -188,6 +189,7 @@ export function createImportsRepository(db: Executor): ImportsRepository {
         startedAt: r.started_at,
         endedAt: r.ended_at,
         metadata: r.metadata,
+        ownerGateway: r.owner_gateway,
         createdAt: r.created_at,
         updatedAt: r.updated_at,
       };

@@ -6,6 +6,7 @@ export type { CallsRepository } from './calls.js';
 export type { RecordingsRepository } from './recordings.js';
 export type { ArtifactKind, ArtifactsRepository, SealedArtifact, CallEvent, CallEventInput, TranscriptEntry, TranscriptEntryInput, TranscriptChannel, TranscriptKind } from './artifacts.js';
 export type { TranscriptionJob, TranscriptionRequest, TranscriptionStatus, TranscriptionsRepository } from './transcriptions.js';
+export type { FleetRepository, GatewayRow, HeartbeatInput, LeaseRow } from './fleet.js';
 export type { AgentsRepository, AgentPolicyRow, PutAgentPolicyInput } from './agents.js';
 export type { ImportsRepository, TwilioRecordingRequest, ClaimedImport, PollCandidate, CallSummary } from './imports.js';
 export { MAX_PAGE_SIZE } from './recordings.js';

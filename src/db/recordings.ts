@@ -33,6 +33,7 @@ interface RecordingRow {
   key_id: string | null;
   wrapped_key: Buffer | null;
   error_code: string | null;
+  owner_gateway: string | null;
   started_at: Date;
   ended_at: Date | null;
   metadata: JsonObject;
@@ -41,7 +42,7 @@ interface RecordingRow {
 }
 
 const COLUMNS = `id, recording_sid, org_id, call_id, status, source, channels, sample_rate, format, media_type,
-  duration_ms, size_bytes, bucket, object_key, key_mode, key_id, wrapped_key, error_code, started_at, ended_at,
+  duration_ms, size_bytes, bucket, object_key, key_mode, key_id, wrapped_key, error_code, owner_gateway, started_at, ended_at,
   metadata, created_at, updated_at`;
 
 function toRecording(row: RecordingRow): Recording {
@@ -64,6 +65,7 @@ function toRecording(row: RecordingRow): Recording {
     keyId: row.key_id,
     wrappedKey: row.wrapped_key,
     errorCode: row.error_code,
+    ownerGateway: row.owner_gateway,
     startedAt: row.started_at,
     endedAt: row.ended_at,
     metadata: row.metadata,
@@ -74,7 +76,7 @@ function toRecording(row: RecordingRow): Recording {
 
 const RECORDING_SID = /^CR[0-9a-f]{32}$/;
 const METADATA_LIST_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
-const STATUSES: readonly RecordingStatus[] = ['in_progress', 'uploading', 'completed', 'failed'];
+const STATUSES: readonly RecordingStatus[] = ['in_progress', 'uploading', 'interrupted', 'completed', 'failed'];
 const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'signalwire', 'elevenlabs'];
 export const MAX_PAGE_SIZE = 1000;
 
@@ -103,10 +105,12 @@ function isValidDate(value: unknown): value is Date {
 
 /** The columns a new (in-progress) recording is inserted with, and their placeholders, for every inserting path. */
 export const INSERT_COLUMNS = `recording_sid, org_id, call_id, status, source, channels, sample_rate, format,
-  media_type, bucket, object_key, key_mode, key_id, wrapped_key, started_at, metadata`;
-export const INSERT_VALUES = `$1, $2, $3, 'in_progress', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb`;
+  media_type, bucket, object_key, key_mode, key_id, wrapped_key, started_at, metadata, owner_gateway`;
+export const INSERT_VALUES = `$1, $2, $3, 'in_progress', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16`;
+/** How many parameters recordingInsertParams gives: a caller's own parameters start after it. */
+export const INSERT_PARAM_COUNT = 16;
 
-/** Parameters $1..$15 for INSERT_COLUMNS, with a fresh recording SID. */
+/** Parameters $1..$16 for INSERT_COLUMNS, with a fresh recording SID. */
 export function recordingInsertParams(input: CreateRecordingInput): unknown[] {
   return [
     newRecordingSid(),
@@ -124,6 +128,7 @@ export function recordingInsertParams(input: CreateRecordingInput): unknown[] {
     input.wrappedKey ? Buffer.from(input.wrappedKey.buffer, input.wrappedKey.byteOffset, input.wrappedKey.byteLength) : null,
     input.startedAt,
     JSON.stringify(input.metadata ?? {}),
+    input.ownerGateway ?? null,
   ];
 }
 
@@ -145,9 +150,19 @@ export interface RecordingsRepository {
   openUploadIds(id: string): Promise<string[]>;
   /** Forgets uploads now completed or aborted. */
   closeUploadIds(id: string, uploadIds: readonly string[]): Promise<void>;
-  /** in_progress → uploading: the audio is complete in the spool, S3 is behind. A no-op in any other status. */
+  /** in_progress or interrupted → uploading: the audio is complete in the spool, S3 is behind. A no-op in any other status. */
   markUploading(id: string): Promise<void>;
-  /** in_progress or uploading → failed. Throws NOT_FOUND for unknown ids, CONFLICT if the recording already finished. */
+  /**
+   * Recovery on the gateway whose volume holds the spool: it becomes the owner, and an interrupted recording is
+   * in progress again (its upload and completion follow). Unfinished rows only; false when none matched.
+   */
+  claimForRecovery(id: string, gatewayId: string): Promise<boolean>;
+  /**
+   * interrupted → in_progress for the recordings `gatewayId` is still recording live (its heartbeat was late,
+   * it never stopped). Returns how many came back.
+   */
+  resumeLive(gatewayId: string, ids: readonly string[]): Promise<number>;
+  /** in_progress, uploading or interrupted → failed. Throws NOT_FOUND for unknown ids, CONFLICT if the recording already finished. */
   fail(id: string, result: FailRecordingInput): Promise<Recording>;
   /** Shallow-merges `patch` into metadata (jsonb `||`); returns the merged metadata. */
   mergeMetadata(id: string, patch: JsonObject): Promise<JsonObject>;
@@ -219,14 +234,43 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
       return toRecording(rows[0]!);
     },
 
-    complete: (id, result) => completeFrom(id, result, ['in_progress', 'uploading']),
+    // interrupted too: a gateway whose heartbeat was late (a database hiccup) goes on recording and finishes its own.
+    complete: (id, result) => completeFrom(id, result, ['in_progress', 'uploading', 'interrupted']),
 
     // A failed recording whose spool was kept is finished after all: its error code no longer applies.
-    completeRecovered: (id, result) => completeFrom(id, result, ['in_progress', 'uploading', 'failed']),
+    completeRecovered: (id, result) => completeFrom(id, result, ['in_progress', 'uploading', 'interrupted', 'failed']),
 
     async markUploading(id) {
       if (!isUuid(id)) return;
-      await db.query('recordings.markUploading', `UPDATE recordings SET status = 'uploading', updated_at = now() WHERE id = $1 AND status = 'in_progress'`, [id]);
+      await db.query(
+        'recordings.markUploading',
+        `UPDATE recordings SET status = 'uploading', updated_at = now() WHERE id = $1 AND status IN ('in_progress', 'interrupted')`,
+        [id],
+      );
+    },
+
+    async claimForRecovery(id, gatewayId) {
+      if (!isUuid(id)) return false;
+      const { rowCount } = await db.query(
+        'recordings.claimForRecovery',
+        `UPDATE recordings
+         SET owner_gateway = $2, status = CASE WHEN status = 'interrupted' THEN 'in_progress' ELSE status END, updated_at = now()
+         WHERE id = $1 AND status IN ('in_progress', 'uploading', 'interrupted', 'failed')`,
+        [id, gatewayId],
+      );
+      return (rowCount ?? 0) > 0;
+    },
+
+    async resumeLive(gatewayId, ids) {
+      const uuids = ids.filter(isUuid);
+      if (uuids.length === 0) return 0;
+      const { rowCount } = await db.query(
+        'recordings.resumeLive',
+        `UPDATE recordings SET status = 'in_progress', updated_at = now()
+         WHERE owner_gateway = $1 AND status = 'interrupted' AND id = ANY($2::uuid[])`,
+        [gatewayId, uuids],
+      );
+      return rowCount ?? 0;
     },
 
     async setUploadId(id, uploadId) {
@@ -273,7 +317,7 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
             'recordings.fail',
             `UPDATE recordings
              SET status = 'failed', error_code = $2, ended_at = $3, updated_at = now()
-             WHERE id = $1 AND status IN ('in_progress', 'uploading')
+             WHERE id = $1 AND status IN ('in_progress', 'uploading', 'interrupted')
              RETURNING ${COLUMNS}`,
             [id, errorCode, endedAt],
           )

@@ -57,6 +57,8 @@ export interface Call {
   startedAt: Date;
   endedAt: Date | null;
   metadata: JsonObject;
+  /** The gateway (GATEWAY_ID) holding the call's primary stream, as of its last (re)connection. */
+  ownerGateway: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -67,10 +69,15 @@ export interface UpsertActiveCallInput {
   externalId: string;
   startedAt: Date;
   metadata?: JsonObject;
+  /** The gateway taking the call's stream. */
+  ownerGateway?: string | null;
 }
 
-/** `uploading`: the audio is complete in the spool and S3 is still taking it. */
-export type RecordingStatus = 'in_progress' | 'uploading' | 'completed' | 'failed';
+/**
+ * `uploading`: the audio is complete in the spool and S3 is still taking it. `interrupted`: in progress on a
+ * gateway that stopped heartbeating, until it (or a replacement on its volume) recovers it from its spool.
+ */
+export type RecordingStatus = 'in_progress' | 'uploading' | 'interrupted' | 'completed' | 'failed';
 export type RecordingSource = 'gateway' | 'livekit' | 'twilio' | 'signalwire' | 'elevenlabs';
 export type KeyMode = 'server' | 'client';
 
@@ -94,6 +101,8 @@ export interface Recording {
   keyId: string | null;
   wrappedKey: Buffer | null;
   errorCode: string | null;
+  /** The gateway (GATEWAY_ID) whose spool holds the recording: set when it starts, taken over by recovery. */
+  ownerGateway: string | null;
   startedAt: Date;
   endedAt: Date | null;
   metadata: JsonObject;
@@ -117,6 +126,8 @@ export interface CreateRecordingInput {
   wrappedKey?: Uint8Array | null;
   startedAt: Date;
   metadata?: JsonObject;
+  /** The gateway recording it (its spool holds it). */
+  ownerGateway?: string | null;
 }
 
 export interface CompleteRecordingInput {

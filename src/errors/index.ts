@@ -66,6 +66,11 @@ export const ErrorCode = {
   /** A client-key call's transcript, events or metadata asked for before the call ended (they are sealed when it ends). */
   ArtifactsNotSealed: 'ARTIFACTS_NOT_SEALED',
   Internal: 'INTERNAL',
+  /**
+   * A control request for a call or recording another gateway of the fleet holds, which could not be handed to it:
+   * that gateway is dead (stale heartbeat), registered no internal address, or did not answer in time. Retryable.
+   */
+  OwnerUnavailable: 'OWNER_UNAVAILABLE',
   // A crashed client-key recording whose data key was deliberately not kept on disk (SPOOL_CLIENT_KEYS=false).
   RecoveryKeyUnavailable: 'RECOVERY_KEY_UNAVAILABLE',
   // transcription

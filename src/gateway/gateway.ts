@@ -1,4 +1,5 @@
-import { statfs } from 'node:fs/promises';
+import { readFile, statfs } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
@@ -17,6 +18,8 @@ import { recordingObjects, type RecordingObjects } from './recording-objects.js'
 import { ArtifactVault, type CallArtifacts } from './artifact-vault.js';
 import { storeFinishedRecording, type StoreFinishedParams, type StoreFinishedResult } from './imported-recording.js';
 import { recoverRecording, recoverSpool, settleRecovery } from './recovery.js';
+import { Fleet, type FleetPort } from './fleet.js';
+import { defaultGatewayId } from '../config/index.js';
 
 /** Also the journal's group-commit cadence: frames are durable at most this long (plus one fsync) after arrival. */
 const FLUSH_TICK_MS = 50;
@@ -26,6 +29,19 @@ const DEFAULT_STREAM_START_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_STREAMS_PER_ACCOUNT = 1000;
 const DEFAULT_SPOOL_MIN_FREE_BYTES = 512 * 1024 * 1024;
 const DEFAULT_SPOOL_PROBE_INTERVAL_MS = 5000;
+const DEFAULT_HEARTBEAT_INTERVAL_MS = 5000;
+const DEFAULT_DEAD_AFTER_MS = 30_000;
+
+/** The package version, for the heartbeat row (dist/gateway and src/gateway are both two levels down). */
+async function packageVersion(logger: GatewayOptions['logger']): Promise<string> {
+  try {
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch (err) {
+    logger.warn({ err }, 'package.json unreadable: the heartbeat reports version unknown');
+    return 'unknown';
+  }
+}
 
 /** Bytes available to an unprivileged writer on the filesystem holding `dir`. */
 export async function statfsFreeBytes(dir: string): Promise<number> {
@@ -53,6 +69,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
   readonly objects: RecordingObjects;
   readonly artifacts: CallArtifacts;
   readonly app: TemplatedApp;
+  readonly fleet: Fleet;
   /** The gateway's clock, bound so it can be passed around. */
   readonly now: () => number;
   readonly #calls = new Set<Call>();
@@ -73,8 +90,26 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
   #spoolProbe: NodeJS.Timeout | null = null;
   #probing: Promise<void> | null = null;
 
-  private constructor(options: GatewayOptions, services: RecordingServices, app: TemplatedApp) {
+  private constructor(options: GatewayOptions, services: RecordingServices, app: TemplatedApp, version: string) {
     super();
+    this.fleet = new Fleet(
+      {
+        gatewayId: services.gatewayId,
+        heartbeatIntervalMs: options.fleet?.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+        deadAfterMs: options.fleet?.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS,
+      },
+      {
+        db: services.db,
+        logger: options.logger,
+        metrics: services.metrics,
+        version,
+        startedAt: new Date(services.now()),
+        now: services.now,
+        activeCalls: () => this.#calls.size,
+        liveRecordingIds: () => [...this.#calls].flatMap((call) => call.unsettledRecordings.map((r) => r.id)),
+        internalUrl: () => this.internalUrl,
+      },
+    );
     this.options = options;
     this.objects = recordingObjects(services);
     // Everything written through db.artifacts (the API, LiveKit, ElevenLabs, transcription) goes through the vault,
@@ -105,6 +140,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
       onDropFailed: (err) => logger.warn({ err }, 'could not free a finished pipeline session on its worker thread'),
     });
     let commitLog: CommitLog | undefined;
+    let started: Gateway | undefined;
     try {
       await db.migrate();
       for (const { org } of [...options.twilio.accounts, ...(options.signalwire?.projects ?? []), ...options.apiKeys]) await db.organisations.ensure(org);
@@ -146,9 +182,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
         ...(options.retry ? { retry: options.retry } : {}),
         ...(options.batcherLimits ? { batcherLimits: options.batcherLimits } : {}),
         now,
+        gatewayId: options.fleet?.gatewayId ?? defaultGatewayId(),
       };
       const app = uws.App();
-      const gateway = new Gateway(options, services, app);
+      const gateway = new Gateway(options, services, app, await packageVersion(logger));
+      // Alive in the fleet before recovery: a peer stops marking this gateway's recordings interrupted.
+      await gateway.fleet.start();
+      started = gateway;
       // Before any stream is accepted: what a crash left in the spool is rebuilt; its uploads go on meanwhile.
       const recovery = await recoverSpool(services, gateway.#abort.signal);
       gateway.#recoveries = recovery.uploads;
@@ -160,14 +200,25 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
       gateway.#ticker = setInterval(() => gateway.#tick(), FLUSH_TICK_MS);
       gateway.#ticker.unref();
       gateway.#state = 'running';
-      logger.info({ port: gateway.port, sampleRate: options.recording.sampleRate, threads: pool.threads }, 'gateway listening');
+      // The first heartbeat went out before the port was known; peers learn the internal address now.
+      await gateway.fleet.beat();
+      logger.info({ gatewayId: gateway.fleet.gatewayId, port: gateway.port, sampleRate: options.recording.sampleRate, threads: pool.threads }, 'gateway listening');
       return gateway;
     } catch (err) {
       await commitLog?.close().catch((closeErr: unknown) => logger.error({ err: closeErr }, 'could not close the commit log'));
+      await started?.fleet.close().catch((closeErr: unknown) => logger.error({ err: closeErr }, 'could not release the fleet leases'));
       await pool.close().catch(() => undefined);
       await db.close().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Where peers reach this gateway (INTERNAL_URL, else http://<host>:<port>); null until it listens. */
+  get internalUrl(): string | null {
+    if (this.options.fleet?.internalUrl) return this.options.fleet.internalUrl;
+    if (this.#port === 0) return null;
+    const host = this.options.host === '0.0.0.0' || this.options.host === '::' ? hostname() : this.options.host;
+    return `http://${host.includes(':') ? `[${host}]` : host}:${this.#port}`;
   }
 
   #listen(uws: typeof import('uWebSockets.js')): Promise<void> {
@@ -331,6 +382,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
               externalId: init.externalId,
               startedAt: init.startedAt,
               metadata: init.metadata,
+              ownerGateway: this.fleet.gatewayId,
             })
           ).id;
     const call = new Call(this.services, { ...init, dbId });
@@ -418,6 +470,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
       const logger = this.options.logger;
       this.#state = 'draining';
       logger.info({ activeCalls: this.#calls.size }, 'gateway draining');
+      // Fleet-wide jobs move to a peer now, not once the drain is over; the heartbeat goes on while calls drain.
+      await this.fleet.releaseLeases();
       // Drain: calls in progress carry on until they end by themselves or the deadline passes.
       const drained = await waitUntil(() => this.#allSettled(), this.options.shutdownDeadlineMs);
       if (!drained) {
@@ -450,6 +504,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
     if (this.#state === 'closed' || this.#abort.signal.aborted) return;
     this.#abort.abort(err);
     this.#state = 'draining';
+    // Like a crash: heartbeats stop and the leases are left to expire.
+    this.fleet.stop();
     for (const call of this.#calls) call.destroy(err);
     for (const close of [...this.#closers]) close(1001);
     // A close() under way settles too: it finds the resources released and the state closed.
@@ -469,6 +525,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
       await this.services.commitLog
         ?.close()
         .catch((err: unknown) => this.options.logger.error({ code: toCallvaultError(err).code, err }, 'could not close the commit log'));
+      // Leases are released so a peer takes the fleet-wide jobs at once (destroy(): they simply expire).
+      await this.fleet.close();
       this.services.s3.destroy();
       await Promise.all([this.services.pool.close(), this.db.close()]);
     })();

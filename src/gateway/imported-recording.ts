@@ -122,6 +122,8 @@ export async function storeFinishedRecording(
     startedAt: params.startedAt,
     metadata: params.metadata,
     externalSid: params.externalSid,
+    // Its spool (the sealed import) is on this gateway until the upload is done.
+    ownerGateway: services.gatewayId,
   });
   if (!claimed) {
     const winner = await db.imports.findByExternalSid(params.orgId, params.source, params.externalSid);

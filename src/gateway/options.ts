@@ -134,6 +134,18 @@ export interface GatewayOptions {
   presignedUrlTtlSeconds: number;
   /** Lifetime of a signed playback URL (`POST /calls/{callId}/playback-url`), in seconds. Default 600. */
   playbackUrlTtlSeconds?: number;
+  /** Running in a fleet on shared PostgreSQL; every field has a default (the id: from the host name). */
+  fleet?: {
+    gatewayId?: string;
+    /** Heartbeat and lease renewal period. Default 5000. */
+    heartbeatIntervalMs?: number;
+    /** Heartbeat age after which a gateway is dead (also a lease's lifetime). Default 30 000. */
+    deadAfterMs?: number;
+    /** Where peers forward control requests; default http://<host>:<listening port>. */
+    internalUrl?: string;
+    /** How long a control request handed to the owning gateway may take to be answered (503 after). Default 10 000. */
+    forwardTimeoutMs?: number;
+  };
   logger: Logger;
   /** Wall clock in ms; tests inject their own. */
   now?: () => number;

@@ -9,6 +9,7 @@ import type { GatewayMetrics } from '../metrics/index.js';
 import type { Call, CallInit } from './call.js';
 import type { CarrierAccount } from './carriers.js';
 import type { GatewayOptions } from './options.js';
+import type { FleetPort } from './fleet.js';
 import type { Recording } from './recording.js';
 import type { RecordingObjects } from './recording-objects.js';
 import type { CallArtifacts } from './artifact-vault.js';
@@ -28,6 +29,10 @@ export interface GatewayPort {
   readonly artifacts: CallArtifacts;
   readonly state: GatewayState;
   readonly publicUrl: string;
+  /** This gateway in its fleet: its id, peers' heartbeats, leases of fleet-wide jobs. */
+  readonly fleet: FleetPort;
+  /** Where peers reach this gateway's HTTP port (registered with its heartbeat); null until it listens. */
+  readonly internalUrl: string | null;
   /** Aborted when the gateway is destroyed or finishes closing. */
   readonly signal: AbortSignal;
   readonly acceptingStreams: boolean;
@@ -88,6 +93,7 @@ export interface TwilioImports {
 export type EdgeMount = (app: import('uWebSockets.js').TemplatedApp, gateway: GatewayPort) => void;
 
 export type { Call, CallInit } from './call.js';
+export { REAPER_LEASE, type FleetJob, type FleetPort, type LeaseView } from './fleet.js';
 export type { PauseRecord, Recording, RecordingSummary } from './recording.js';
 export type { TrackRole } from './track.js';
 export type { ElevenLabsWebhookSecret, GatewayOptions, PollScheduler, SignalWireProject, TwilioAccount } from './options.js';

@@ -168,6 +168,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
       wrappedKey: envelope.keyMode === 'server' ? envelope.wrappedKey : undefined,
       startedAt,
       metadata: params.metadata,
+      ownerGateway: services.gatewayId,
     });
     const manifest = recordingManifest(services, envelope, {
       recordingId: row.id,

@@ -90,6 +90,10 @@ export async function recoverRecording(
     logger.info({ ...ids, status: row?.status ?? 'deleted' }, 'spool entry of a finished recording removed');
     return 'cleaned';
   }
+  // This gateway holds the spool now (the owner restarted, or a replacement was given its volume): it owns the
+  // recording, and one marked interrupted while its owner was down is in progress again until it completes.
+  await db.recordings.claimForRecovery(manifest.recordingId, services.gatewayId);
+  if (row.status === 'interrupted') logger.info({ ...ids, gatewayId: services.gatewayId }, 'interrupted recording taken back for recovery');
   // The interrupted attempt, and any earlier one whose abort failed while S3 was away: aborted by id.
   const abortError = await abortOpenUploads(services, manifest.recordingId, manifest.bucket, manifest.objectKey);
   if (abortError) logger.warn({ ...ids, err: abortError }, 'could not abort the interrupted multipart upload');

@@ -41,4 +41,6 @@ export interface RecordingServices {
   now: () => number;
   /** Seals calls' transcripts, events and metadata when they end (set by the gateway once it is built). */
   artifacts?: ArtifactSealing;
+  /** This gateway's id (GATEWAY_ID): new recordings name it as their owner, recovery takes their ownership. */
+  gatewayId: string;
 }

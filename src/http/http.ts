@@ -46,6 +46,7 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.ArtifactsSealed]: 409,
   [ErrorCode.ArtifactsNotSealed]: 409,
   [ErrorCode.ShuttingDown]: 503,
+  [ErrorCode.OwnerUnavailable]: 503,
   [ErrorCode.DatabaseUnavailable]: 503,
   [ErrorCode.StorageUnavailable]: 503,
   [ErrorCode.SpoolFull]: 507,

@@ -181,6 +181,28 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly fleetInterruptedRecordings = new Gauge({
+    name: 'callvault_fleet_interrupted_recordings',
+    help: 'Recordings interrupted across the fleet (their gateway stopped heartbeating), as of the last heartbeat.',
+    registers: [this.registry],
+  });
+  readonly recordingsMarkedInterrupted = new Counter({
+    name: 'callvault_recordings_marked_interrupted_total',
+    help: 'Recordings of a dead peer this gateway marked interrupted.',
+    registers: [this.registry],
+  });
+  readonly fleetLeaseHeld = new Gauge({
+    name: 'callvault_fleet_lease_held',
+    help: 'Fleet-wide jobs whose lease this gateway holds (1) or not (0), by lease.',
+    labelNames: ['lease'] as const,
+    registers: [this.registry],
+  });
+  readonly heartbeatFailures = new Counter({
+    name: 'callvault_fleet_heartbeat_failures_total',
+    help: 'Heartbeats or lease renewals that could not be written to PostgreSQL.',
+    registers: [this.registry],
+  });
+
   constructor() {
     // Event-loop lag, process memory and the other standard process series.
     collectDefaultMetrics({ register: this.registry, prefix: 'callvault_' });

@@ -7,6 +7,9 @@ import { carrierAccountOf, carrierAccounts, type Carrier, type GatewayPort, type
 import { createTwilioRestClient, twilioError } from '../twilio-client/index.js';
 import { importTwilioRecording } from './import.js';
 
+/** The lease under which the schedule runs: on one gateway of the fleet at a time. */
+export const POLLER_LEASE = 'twilio-poller';
+
 /** Calls older than this are not looked at again: Twilio finishes a recording minutes after the call. */
 export const POLL_LOOKBACK_MS = 24 * 60 * 60 * 1000;
 /**
@@ -83,7 +86,8 @@ const defaultScheduler: PollScheduler = (task, intervalMs) => {
 
 /**
  * Starts the periodic poll of every organisation with a Twilio account. A run never overlaps the previous
- * one; the schedule stops itself once the gateway is no longer running.
+ * one, and runs only on the gateway holding the fleet's poller lease (one at a time across the fleet; it moves
+ * when that gateway dies or shuts down); the schedule stops itself once the gateway is no longer running.
  */
 export function startTwilioPoller(gateway: GatewayPort): () => void {
   const polling = gateway.options.twilio.recordingPolling;
@@ -91,13 +95,15 @@ export function startTwilioPoller(gateway: GatewayPort): () => void {
   const orgs = [...new Set([...carrierAccounts(gateway.options, 'twilio'), ...carrierAccounts(gateway.options, 'signalwire')].map((a) => a.org))];
   let running = false;
   let stop: () => void = () => undefined;
+  const lease = gateway.fleet.lease(POLLER_LEASE);
   const run = (): void => {
     if (gateway.state === 'draining' || gateway.state === 'closed') {
       stop();
       return;
     }
-    if (running || gateway.state !== 'running') return;
+    if (running || gateway.state !== 'running' || !lease.held) return;
     running = true;
+    gateway.options.logger.info({ lease: POLLER_LEASE, gatewayId: gateway.fleet.gatewayId }, 'twilio recording poll started');
     void (async () => {
       for (const org of orgs) {
         const results = await pollTwilioRecordings(gateway, org).catch((err: unknown) => {

@@ -220,6 +220,8 @@ describe('the callvault Helm chart', () => {
       expect.arrayContaining([
         { name: 'DATA_DIR', value: '/data' },
         { name: 'GATEWAY_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+        // Kubernetes expands $(GATEWAY_ID), defined just before it, into the pod's name.
+        { name: 'INTERNAL_URL', value: expect.stringMatching(/^http:\/\/\$\(GATEWAY_ID\)\.[a-z0-9-]+-headless\.[a-z0-9-]+\.svc:8080$/) },
       ]),
     );
     expect(container.volumeMounts).toContainEqual({ name: 'data', mountPath: '/data' });
@@ -303,9 +305,12 @@ describe('the callvault Helm chart', () => {
       ...((only(objects, 'ConfigMap') as Any).data as Record<string, string>),
       ...((only(objects, 'Secret') as Any).stringData as Record<string, string>),
     };
-    for (const entry of container.env as { name: string; value?: string }[]) env[entry.name] = entry.value ?? 'rec-callvault-0';
-    // The AWS SDK reads the S3 credentials itself; GATEWAY_ID is for the fleet runtime, not read yet.
-    const readElsewhere = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'GATEWAY_ID'];
+    // Values from the pod's fields are its name; $(NAME) references are expanded as the kubelet does.
+    for (const entry of container.env as { name: string; value?: string }[]) {
+      env[entry.name] = (entry.value ?? 'rec-callvault-0').replace(/\$\(([A-Z_]+)\)/g, (_m, name: string) => env[name] ?? '');
+    }
+    // The AWS SDK reads the S3 credentials itself.
+    const readElsewhere = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'];
     const known = new Set([...Object.keys(EnvFields.shape), ...readElsewhere]);
     expect(Object.keys(env).filter((name) => !known.has(name))).toEqual([]);
     const parsed = loadEnv(env);
@@ -313,6 +318,8 @@ describe('the callvault Helm chart', () => {
     expect(parsed.DATA_DIR).toBe(container.volumeMounts.find((m: { name: string }) => m.name === 'data').mountPath);
     expect(parsed.SHUTDOWN_DEADLINE_SECONDS).toBe(values === EXTERNAL ? 120 : 30);
     expect(parsed.WORKER_THREADS).toBe(2);
+    expect(parsed.GATEWAY_ID).toBe('rec-callvault-0');
+    expect(parsed.INTERNAL_URL).toMatch(/^http:\/\/rec-callvault-0\.[a-z0-9-]+-headless\.[a-z0-9-]+\.svc:8080\/?$/);
   });
 
   test.each([

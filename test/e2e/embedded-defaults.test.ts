@@ -285,6 +285,15 @@ describe('every route on the embedded defaults (embedded PostgreSQL, s3rver)', (
     expect((await call('DELETE', `/api/agents/${agent}`)).status).toBe(204);
   });
 
+  test('the fleet view: this one gateway, alive, with its version and the fleet jobs it holds', async () => {
+    const fleet = await okJson(await call('GET', '/api/gateways'), 200);
+    expect(fleet.gateways).toHaveLength(1);
+    expect(fleet.gateways[0]).toMatchObject({ id: fleet.self, alive: true, version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+    expect(fleet.gateways[0].heartbeatAgeMs).toBeLessThan(fleet.deadAfterMs);
+    // Alone in its fleet, it holds the interrupted-marking job's lease.
+    expect(fleet.gateways[0].leases).toContain('fleet-reaper');
+  });
+
   test('Twilio-side recordings: the status callback imports onto s3rver; the poller runs', async () => {
     const callSid = `CA${randomBytes(16).toString('hex')}`;
     const rec = fakeTwilio.addCompleted(account, callSid, 1000);

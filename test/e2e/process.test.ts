@@ -41,6 +41,8 @@ describe('start-up refusals', () => {
     ['PUBLIC_URL', 'ftp://rec.example.com'],
     ['SIGNED_URL_MAX_LIFETIME_SECONDS', '5'],
     ['TWILIO_STREAM_TOKEN_REQUIRED', 'Not An Org'],
+    ['GATEWAY_ID', 'not/a gateway id'],
+    ['INTERNAL_URL', 'ftp://peer.internal:8080'],
   ])('a bad %s stops start-up with a message naming it, without echoing the value', async (name, value) => {
     const result = await run({ [name]: value, DATA_DIR: '/nonexistent/never-created' });
     expect(result.code).toBe(78);
@@ -51,6 +53,7 @@ describe('start-up refusals', () => {
   test.each([
     ['LIVEKIT_API_SECRET', { LIVEKIT_URL: 'ws://127.0.0.1:7880', LIVEKIT_API_KEY: 'devkey', LIVEKIT_ORG: 'acme' }],
     ['LIVEKIT_ORG', { LIVEKIT_URL: 'ws://127.0.0.1:7880', LIVEKIT_API_KEY: 'devkey', LIVEKIT_API_SECRET: 'secret-value-xyz', API_KEYS: 'acme:0123456789abcdef0123' }],
+    ['GATEWAY_DEAD_AFTER_SECONDS', { HEARTBEAT_INTERVAL_SECONDS: '5', GATEWAY_DEAD_AFTER_SECONDS: '6' }],
   ])('variables that go together are checked together before anything starts: %s', async (name, env) => {
     const result = await run({ ...env, DATA_DIR: '/nonexistent/never-created' });
     expect(result.code).toBe(78);

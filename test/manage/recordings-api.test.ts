@@ -173,7 +173,7 @@ describe('one recording', () => {
   test.each([['in progress'], ['in-progress_'], ['IN-PROGRESS'], ['in_progress-']])('an unknown status filter %j is a 400', async (status) => {
     const res = await apiJson(t, 'GET', `/api/call-recordings?status=${encodeURIComponent(status)}`);
     expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ error: { code: 'BAD_REQUEST', details: { allowed: ['in-progress', 'uploading', 'completed', 'failed'] } } });
+    expect(await res.json()).toMatchObject({ error: { code: 'BAD_REQUEST', details: { allowed: ['in-progress', 'uploading', 'interrupted', 'completed', 'failed'] } } });
   });
 
   test('a client-key recording redirects to the encrypted object', async () => {

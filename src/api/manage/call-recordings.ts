@@ -15,12 +15,18 @@ import { apiStatus, carrierAccountFor, carrierOfAccount, CONTAINER_FORMAT, jsonB
 import { agentRecordingOptions, layerRecordingOptions } from '../../gateway/port.js';
 import type { ControlRateLimiter } from './rate-limit.js';
 import { startTwilioRecording } from './twilio-calls.js';
+import { forwardToOwner } from '../forward.js';
+
+/** The gateway a request about this recording is handed to when it is not live here: its owner, while it records. */
+function liveOwnerOf(row: RecordingRow): string | null {
+  return row.status === 'in_progress' || row.status === 'interrupted' ? row.ownerGateway : null;
+}
 
 export const CALL_RECORDINGS_PATH = '/api/call-recordings';
 export const DEFAULT_LIST_LIMIT = 20;
 export const MAX_LIST_LIMIT = 100;
 
-const STATUSES: readonly RecordingStatus[] = ['in_progress', 'uploading', 'completed', 'failed'];
+const STATUSES: readonly RecordingStatus[] = ['in_progress', 'uploading', 'interrupted', 'completed', 'failed'];
 const SOURCES: readonly RecordingSource[] = ['gateway', 'livekit', 'twilio', 'signalwire', 'elevenlabs'];
 
 /** Serves a recording row's media (WAV with Range for server keys, a presigned redirect for client keys). */
@@ -61,6 +67,8 @@ export function recordingView(row: RecordingRow, call: CallSummary | undefined, 
     size: row.sizeBytes,
     keyMode: row.keyMode,
     errorCode: row.errorCode,
+    // The gateway (GATEWAY_ID) whose spool holds the recording; control requests are handed to it.
+    ownerGateway: row.ownerGateway,
     startTime: row.startedAt.toISOString(),
     endTime: isoOrNull(row.endedAt),
     metadata: row.metadata,
@@ -256,6 +264,11 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     const principal = await authenticate(ctx, db, 'delete');
     const row = await rowOf(principal.orgId, ctx.params[0] ?? '');
     await visible(principal, row);
+    // Recording on a peer: that gateway stops it and removes it (an interrupted one is deleted here: its owner is gone).
+    if (row.status === 'in_progress' && !gateway.findLiveRecording(principal.orgId, row.id)) {
+      const handed = await forwardToOwner(ctx, gateway, row.ownerGateway);
+      if (handed) return handed;
+    }
     await deps.remove(principal.orgId, row);
     gateway.options.logger.info({ recordingSid: row.recordingSid }, 'recording deleted');
     return { status: 204, headers: {}, body: '' };
@@ -286,6 +299,14 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     if (body.key !== undefined) assertClientKeyStrong(body.key);
     if (body.source === 'gateway' && (body.recordingStatusCallback !== undefined || body.recordingChannels !== undefined)) {
       throw badRequest('recordingStatusCallback and recordingChannels apply to source: twilio or signalwire only');
+    }
+    if (body.source === 'gateway' && !gateway.liveCall(principal.orgId, body.callSid)) {
+      // The call's stream is on a peer: that gateway starts the recording.
+      const known = await db.calls.getByExternalId(principal.orgId, body.callSid);
+      if (known?.status === 'active' && canSeeCall(principal, known.metadata)) {
+        const handed = await forwardToOwner(ctx, gateway, known.ownerGateway);
+        if (handed) return handed;
+      }
     }
     deps.limiter.take(principal.orgId, body.callSid);
     return body.source === 'gateway' ? startOnGateway(principal, body) : startTwilioSide(principal, body, body.source);
@@ -383,6 +404,10 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
       } else {
         const row = await rowOf(orgId, body.recordingSid);
         const callRow = await visible(principal, row);
+        if (!gateway.liveRecordingCall(orgId, row.id)) {
+          const handed = await forwardToOwner(ctx, gateway, liveOwnerOf(row));
+          if (handed) return handed;
+        }
         deps.limiter.take(orgId, callRow?.externalId ?? row.id);
         const call = gateway.liveRecordingCall(orgId, row.id);
         if (!call) {
@@ -393,9 +418,14 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
       }
     } else {
       const callSid = body.callSid!;
+      const known = await db.calls.getByExternalId(orgId, callSid);
       if (principal.userId !== null) {
-        const known = await db.calls.getByExternalId(orgId, callSid);
         if (!canSeeCall(principal, known?.metadata)) throw notFound('nothing is recording this call');
+      }
+      if (!gateway.liveCall(orgId, callSid) && known?.status === 'active') {
+        // The call's stream is on a peer: that gateway stops it (and any Twilio-side recording of the call).
+        const handed = await forwardToOwner(ctx, gateway, known.ownerGateway);
+        if (handed) return handed;
       }
       deps.limiter.take(orgId, callSid);
       const call = gateway.liveCall(orgId, callSid);
@@ -464,6 +494,10 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     }
     const row = await rowOf(orgId, id);
     const callRow = await visible(principal, row);
+    if (!gateway.liveRecordingCall(orgId, row.id)) {
+      const handed = await forwardToOwner(ctx, gateway, liveOwnerOf(row));
+      if (handed) return handed;
+    }
     deps.limiter.take(orgId, callRow?.externalId ?? row.id);
     const call = gateway.liveRecordingCall(orgId, row.id);
     if (!call) {

@@ -3,6 +3,7 @@ import type { Router } from '../../http/http.js';
 import { registerAgentRoutes } from './agents.js';
 import { registerCallRecordingRoutes, type CallRecordingRoutesDeps } from './call-recordings.js';
 import { registerWebhookRoutes } from './webhooks.js';
+import { registerGatewayRoutes } from './gateways.js';
 import { registerElevenLabsRoutes } from './elevenlabs.js';
 import { addManagePaths } from './openapi.js';
 import { createControlRateLimiter } from './rate-limit.js';
@@ -15,6 +16,7 @@ export { CALL_RECORDINGS_PATH, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, recordingView
 export { AGENT_PATH } from './agents.js';
 export { MAX_RETENTION_DAYS, RETENTION_PATH } from './retention.js';
 export { TRANSCRIPTION_PATH } from './transcription.js';
+export { GATEWAYS_PATH } from './gateways.js';
 export { TWILIO_RECORDING_WEBHOOK_PATH } from './webhooks.js';
 export {
   ELEVENLABS_MAX_BODY_BYTES,
@@ -37,4 +39,5 @@ export function registerManageRoutes(router: Router, gateway: GatewayPort, deps:
   registerWebhookRoutes(router, gateway, deps.twilio);
   registerElevenLabsRoutes(router, gateway);
   registerRetentionRoutes(router, gateway);
+  registerGatewayRoutes(router, gateway);
 }

@@ -2,11 +2,10 @@
 import { addPaths, errorResponse, internal, unauthorized, type OperationObject, type PathItem } from '../openapi.js';
 import { conformPaths } from './openapi-conform.js';
 
-const unavailable = errorResponse('PostgreSQL, object storage or the Twilio API is unreachable, or the gateway is shutting down; retry.', [
-  'DATABASE_UNAVAILABLE',
-  'STORAGE_UNAVAILABLE',
-  'SHUTTING_DOWN',
-]);
+const unavailable = errorResponse(
+  'PostgreSQL, object storage or the Twilio API is unreachable, the gateway is shutting down, or (a control request for a call another gateway holds) that gateway is dead or did not answer in time (`OWNER_UNAVAILABLE`, `details.ownerGateway`); retry.',
+  ['DATABASE_UNAVAILABLE', 'STORAGE_UNAVAILABLE', 'SHUTTING_DOWN', 'OWNER_UNAVAILABLE'],
+);
 const badRequest = errorResponse('Invalid parameters or body (`details.issues`).', ['BAD_REQUEST', 'CLIENT_KEY_WEAK']);
 const recordingNotFound = errorResponse("No such recording (also when it is another organisation's).", ['NOT_FOUND']);
 const ok = (description: string, schema: Record<string, unknown> = { type: 'object' }) => ({
@@ -29,7 +28,11 @@ const recordingSchema = {
     id: { type: 'string', format: 'uuid' },
     recordingSid: { type: 'string', pattern: '^CR[0-9a-f]{32}$' },
     callSid: { type: ['string', 'null'] },
-    status: { type: 'string', enum: ['in-progress', 'uploading', 'completed', 'failed'] },
+    status: {
+      type: 'string',
+      enum: ['in-progress', 'uploading', 'interrupted', 'completed', 'failed'],
+      description: '`interrupted`: its gateway stopped heartbeating mid-recording; it goes on when that gateway (or a replacement on its volume) restarts.',
+    },
     duration: { type: ['integer', 'null'], description: 'Whole seconds (rounded); `durationMs` is exact.' },
     durationMs: { type: ['integer', 'null'] },
     url: { type: 'string', format: 'uri', description: 'This API’s media URL for the recording.' },
@@ -42,6 +45,7 @@ const recordingSchema = {
     sampleRate: { type: 'integer' },
     size: { type: ['integer', 'null'], description: 'Bytes of the encrypted object.' },
     keyMode: { type: 'string', enum: ['server', 'client'] },
+    ownerGateway: { type: ['string', 'null'], description: 'The gateway (`GATEWAY_ID`) whose spool holds the recording; null for imports made before fleets.' },
     startTime: { type: 'string', format: 'date-time' },
     endTime: { type: ['string', 'null'], format: 'date-time' },
     metadata: { type: 'object', additionalProperties: true, description: 'Includes `pauses` for paused recordings.' },
@@ -60,7 +64,7 @@ const list: OperationObject = {
     query('page', '1-based page number (default 1).', { type: 'integer', minimum: 1 }),
     query('limit', 'Recordings per page (default 20, at most 100).', { type: 'integer', minimum: 1, maximum: 100 }),
     query('callSid', 'Only this call’s recordings (Twilio CallSid or LiveKit room SID).', { type: 'string' }),
-    query('status', 'Only recordings in this status (`in_progress` is accepted too).', { type: 'string', enum: ['in-progress', 'uploading', 'completed', 'failed', 'in_progress'] }),
+    query('status', 'Only recordings in this status (`in_progress` is accepted too).', { type: 'string', enum: ['in-progress', 'uploading', 'interrupted', 'completed', 'failed', 'in_progress'] }),
     query('source', 'Only recordings from this source.', { type: 'string', enum: ['gateway', 'livekit', 'twilio', 'signalwire', 'elevenlabs'] }),
     query('fromDate', 'ISO 8601; recordings started at or after it.', { type: 'string', format: 'date-time' }),
     query('toDate', 'ISO 8601; recordings started before it.', { type: 'string', format: 'date-time' }),
@@ -337,6 +341,54 @@ paths['/api/retention'] = {
       properties: { days: { type: ['integer', 'null'], minimum: 1, maximum: 36500 } },
     }),
     responses: { '200': ok('Stored.', retentionSchema), '400': badRequest, '401': unauthorized, '503': unavailable, default: internal },
+  },
+};
+const gatewaySchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string', description: 'GATEWAY_ID.' },
+    version: { type: 'string' },
+    alive: { type: 'boolean', description: 'The last heartbeat is younger than GATEWAY_DEAD_AFTER_SECONDS.' },
+    startedAt: { type: 'string', format: 'date-time' },
+    lastHeartbeat: { type: 'string', format: 'date-time' },
+    heartbeatAgeMs: { type: 'integer', description: 'On the database’s clock.' },
+    activeCalls: { type: 'integer', description: 'Live calls at the last heartbeat.' },
+    internalUrl: { type: ['string', 'null'], description: 'Where peers forward control requests.' },
+    leases: { type: 'array', items: { type: 'string' }, description: 'Fleet-wide jobs whose unexpired lease it holds.' },
+  },
+};
+paths['/api/gateways'] = {
+  get: {
+    operationId: 'listGateways',
+    summary: 'The fleet: every gateway heartbeating into this database, alive or dead, and who holds each fleet-wide job',
+    description: 'Takes an organisation-wide key with the admin scope. Names no call or recording of any organisation.',
+    ...secured,
+    responses: {
+      '200': ok('The gateways (by id) and the leases.', {
+        type: 'object',
+        properties: {
+          success: { type: 'boolean' },
+          self: { type: 'string', description: 'The id of the gateway that answered.' },
+          deadAfterMs: { type: 'integer' },
+          gateways: { type: 'array', items: gatewaySchema },
+          leases: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: {
+                name: { type: 'string' },
+                holder: { type: 'string' },
+                acquiredAt: { type: 'string', format: 'date-time' },
+                expiresAt: { type: 'string', format: 'date-time' },
+              },
+            },
+          },
+        },
+      }),
+      '401': unauthorized,
+      '503': unavailable,
+      default: internal,
+    },
   },
 };
 
