@@ -14,6 +14,8 @@ const EXPECTED_TABLES = [
   'call_transcript_entries',
   'call_transcript_imports',
   'calls',
+  'fleet_leases',
+  'gateways',
   'organisations',
   'recording_transcriptions',
   'recordings',
@@ -92,6 +94,7 @@ describe('migrate', () => {
       { version: 12, name: 'transcriptions' },
       { version: 13, name: 'retention' },
       { version: 14, name: 'transcript_imports' },
+      { version: 15, name: 'fleet' },
       { version: 16, name: 'sealed_artifacts' },
     ]);
   });

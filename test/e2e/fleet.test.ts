@@ -8,7 +8,8 @@
  * volume, recovers the recording to completed.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { commitLogBytes } from '../../dist/storage/index.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -133,7 +134,7 @@ test('the fleet view lists the three gateways, alive, and each fleet-wide job ru
       const view = await fleetView(members[1]!);
       return { ids: view.gateways.map((g: any) => g.id), alive: view.gateways.map((g: any) => g.alive), leases: view.leases.map((l: any) => l.name) };
     })
-    .toEqual({ ids: [...IDS], alive: [true, true, true], leases: ['fleet-reaper', 'twilio-poller'] });
+    .toEqual({ ids: [...IDS], alive: [true, true, true], leases: ['fleet-reaper', 'retention-sweeper', 'twilio-poller'] });
   const view = await fleetView(members[0]!);
   expect(view.self).toBe('gw-a');
   for (const g of view.gateways) {
@@ -250,11 +251,11 @@ test('SIGKILL of the poller’s gateway mid-recording: dead in the fleet view, i
   expect(started.recording).toMatchObject({ status: 'in-progress', callSid: s.callSid });
   const sid = started.recording.recordingSid as string;
   expect(await recordingOfCall(peers[1]!, s.callSid)).toMatchObject({ recordingSid: sid, ownerGateway: victimId });
+  const logged = await commitLogBytes(join(victim.dataDir, 'commit-log'));
   s.media(1000, 2000, { inbound: 440, outbound: 440 });
   await expect.poll(() => framesOn(victim)).toBe(base + 100);
-  // The burst is durable once the journal's group commit (every 50 ms) wrote it: a second of both tracks.
-  const journal = join(victim.dataDir, 'spool', `${started.recording.id as string}.journal`);
-  await expect.poll(async () => (await stat(journal)).size, { timeout: 10_000 }).toBeGreaterThanOrEqual(2 * 50 * 160);
+  // The burst is durable once the journals' group commit (every 50 ms) wrote it to the commit log: a second of both tracks.
+  await expect.poll(async () => (await commitLogBytes(join(victim.dataDir, 'commit-log'))) - logged, { timeout: 10_000 }).toBeGreaterThanOrEqual(2 * 50 * 160);
 
   await victim.proc.kill('SIGKILL');
   await s.closed;
