@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { signEgressUrl } from '../../dist/ingest/livekit/index.js';
+import { processLoopWatch, signEgressUrl } from '../../dist/ingest/livekit/index.js';
 import { uniqueName } from '../support/peers.js';
 import { decryptRecording, recordingRows, rmsIn, startTestGateway, toneIn, until, type TestGateway } from './support.js';
 
@@ -109,10 +109,13 @@ describe('an event-loop stall of the gateway during a LiveKit egress call', () =
 
       await new Promise((resolve) => setTimeout(resolve, STALL_AT_MS));
       // The gateway runs on this thread: while this spins, it reads no socket and runs no timer.
+      const stallStart = processLoopWatch.now();
       const stallEnd = performance.now() + STALL_MS;
       while (performance.now() < stallEnd) {
         // Blocked.
       }
+      // The gateway's watch sees the stall (still in progress: no timer has run since).
+      expect(processLoopWatch.stalledMs(stallStart, processLoopWatch.now())).toBeGreaterThanOrEqual(STALL_MS - 2 * 20);
 
       const done = await until('the senders to finish', () => messages.find((m) => m.kind === 'done' || m.kind === 'error'));
       expect(done).toMatchObject({ kind: 'done', frames: (CALL_S * EGRESS_RATE) / FRAME_SAMPLES });
