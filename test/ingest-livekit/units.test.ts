@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import {
+  EventLoopWatch,
   TrackTimeline,
   signEgressUrl,
   verifyEgressQuery,
@@ -52,6 +53,94 @@ describe('TrackTimeline', () => {
   });
 });
 
+/** A watch the test drives: one clock for arrivals and the loop, and the stalls the test says happened. */
+function drivenLoop(): { clock: { now: number }; stalls: Array<[number, number]>; loop: { now(): number; stalledMs(from: number, to: number): number } } {
+  const clock = { now: 0 };
+  const stalls: Array<[number, number]> = [];
+  return {
+    clock,
+    stalls,
+    loop: {
+      now: () => clock.now,
+      stalledMs: (from, to) => stalls.reduce((sum, [start, end]) => sum + Math.max(0, Math.min(end, to) - Math.max(start, from)), 0),
+    },
+  };
+}
+
+describe('TrackTimeline with an event-loop watch', () => {
+  /** 20 ms frames arriving at `at` on the shared clock. */
+  const FRAME_20MS = 960;
+  const arrive = (timeline: TrackTimeline, clock: { now: number }, at: number): number => {
+    clock.now = at;
+    return timeline.place(at, FRAME_20MS);
+  };
+
+  test.each([
+    // Sender in real time; our loop stalls 800 ms and the audio it sent meanwhile arrives as a burst afterwards.
+    { case: 'a stall of our own loop (the burst after it stays contiguous)', stall: [1_020, 1_820] as [number, number], resumeAt: 1_820, expectedMs: 1_020 },
+    // The sender stops for 1 s while our loop runs: re-anchored on wall time, as without a watch.
+    { case: 'a genuine gap while the loop ran (re-anchored on wall time)', stall: null, resumeAt: 2_020, expectedMs: 2_020 },
+    // The sender stops for 1 s, then our loop stalls 600 ms just as it resumes: the silence is the sender's 1 s.
+    { case: 'a genuine gap followed by a shorter stall (re-anchored by the gap only)', stall: [2_020, 2_620] as [number, number], resumeAt: 2_620, expectedMs: 2_020 },
+  ])('$case', ({ stall, resumeAt, expectedMs }) => {
+    const { clock, stalls, loop } = drivenLoop();
+    const timeline = new TrackTimeline({ originMs: 0, sampleRate: RATE, gapThresholdMs: 500, loop });
+    for (let at = 0; at <= 1_000; at += 20) expect(arrive(timeline, clock, at)).toBe((at * RATE) / 1000);
+    if (stall) stalls.push(stall);
+    const resumed = arrive(timeline, clock, resumeAt);
+    expect(resumed).toBe((expectedMs * RATE) / 1000);
+    // The rest of the burst follows contiguously.
+    expect(arrive(timeline, clock, resumeAt)).toBe(resumed + FRAME_20MS);
+  });
+
+  test('mute and unmute still anchor on wall time, stall or not', () => {
+    const { clock, stalls, loop } = drivenLoop();
+    const timeline = new TrackTimeline({ originMs: 0, sampleRate: RATE, gapThresholdMs: 500, loop });
+    arrive(timeline, clock, 1_000);
+    stalls.push([1_020, 1_820]);
+    timeline.breakContinuity();
+    expect(arrive(timeline, clock, 1_820)).toBe(1_820 * 48);
+  });
+});
+
+describe('EventLoopWatch', () => {
+  test('counts a stall of the event loop while it is still in progress, and after it', async () => {
+    const watch = new EventLoopWatch({ periodMs: 10 });
+    const release = watch.retain();
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const from = watch.now();
+      const until = from + 300;
+      while (watch.now() < until) {
+        // Busy: the loop does not run.
+      }
+      const during = watch.stalledMs(from, watch.now());
+      expect(during).toBeGreaterThanOrEqual(280);
+      expect(during).toBeLessThanOrEqual(310);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const after = watch.stalledMs(from, watch.now());
+      expect(after).toBeGreaterThanOrEqual(280);
+      expect(after).toBeLessThanOrEqual(330);
+      // An interval in which the loop ran has no stall worth counting (timer lateness only).
+      const quiet = watch.now();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(watch.stalledMs(quiet, watch.now())).toBeLessThan(50);
+    } finally {
+      release();
+    }
+    expect(watch.watching).toBe(false);
+  });
+});
+
+/** Flips a spare bit of the last character of a 43-character base64url MAC: same bytes, another text. */
+function respellLast(sig: string): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const respelled = `${sig.slice(0, -1)}${alphabet[alphabet.indexOf(sig.at(-1)!) ^ 1]}`;
+  expect(respelled).not.toBe(sig);
+  expect(Buffer.from(respelled, 'base64url').equals(Buffer.from(sig, 'base64url'))).toBe(true);
+  return respelled;
+}
+
 describe('egress URL signing', () => {
   const masterKey = new Uint8Array(32).fill(7);
   const otherKey = new Uint8Array(32).fill(9);
@@ -74,6 +163,8 @@ describe('egress URL signing', () => {
     { case: 'a changed role', mutate: (q: URLSearchParams) => q.set('role', 'caller'), at: now },
     { case: 'a later expiry', mutate: (q: URLSearchParams) => q.set('exp', String(Math.floor(now / 1000) + 3600)), at: now },
     { case: 'expired', mutate: () => undefined, at: now + 60_000 },
+    // The 43rd base64url character holds 4 bits of the MAC and 2 spare ones: another spelling of the same bytes.
+    { case: 'the signature respelled in its last character', mutate: (q: URLSearchParams) => q.set('sig', respellLast(q.get('sig')!)), at: now },
   ])('refuses $case with SIGNATURE_INVALID', ({ mutate, at }) => {
     const query = signed().searchParams;
     mutate(query);

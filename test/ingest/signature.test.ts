@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import { identifyTwilioAccount, signStreamUrl, streamUrlForSignature } from '../../dist/ingest/twilio/index.js';
+import { identifyTwilioAccount, signStreamToken, signStreamUrl, streamUrlForSignature, verifyStreamToken } from '../../dist/ingest/twilio/index.js';
 
 const accounts = [
   { org: 'alpha', accountSid: 'AC00000000000000000000000000000001', authToken: 'token-alpha-0123456789abcdef' },
@@ -71,5 +71,31 @@ describe('identifyTwilioAccount', () => {
 
   test('an empty account list identifies nobody', () => {
     expect(identifyTwilioAccount([], bravoSignature, URL_SIGNED)).toBeNull();
+  });
+});
+
+/** The 43rd base64url character of a 32-byte MAC holds 4 of its bits and 2 spare ones: flip a spare bit, same bytes. */
+function respellLast(sig: string): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const respelled = `${sig.slice(0, -1)}${alphabet[alphabet.indexOf(sig.at(-1)!) ^ 1]}`;
+  expect(respelled).not.toBe(sig);
+  expect(Buffer.from(respelled, 'base64url').equals(Buffer.from(sig, 'base64url'))).toBe(true);
+  return respelled;
+}
+
+describe('verifyStreamToken', () => {
+  const masterKey = new Uint8Array(32).fill(5);
+  const now = Date.UTC(2026, 0, 1);
+  const callSid = `CA${'0123456789abcdef'.repeat(2)}`;
+  const token = signStreamToken(masterKey, callSid, now + 60_000);
+
+  test('accepts the token it signed', () => {
+    expect(verifyStreamToken(token, [masterKey], now, 3_600_000)).toEqual({ callSid, expiresAtMs: now + 60_000 });
+  });
+
+  test('refuses the signature respelled in its last character (same bytes, another text) with STREAM_TOKEN_INVALID', () => {
+    const dot = token.lastIndexOf('.');
+    const respelled = `${token.slice(0, dot + 1)}${respellLast(token.slice(dot + 1))}`;
+    expect(() => verifyStreamToken(respelled, [masterKey], now, 3_600_000)).toThrowError(expect.objectContaining({ code: 'STREAM_TOKEN_INVALID' }));
   });
 });

@@ -13,6 +13,7 @@ export {
 export { LivekitRoomRecorder, type LivekitIngestConfig, type StartedRoomRecording } from './room-recorder.js';
 export { LivekitRoomSession, RoomTrackInput, type RoomSessionInit } from './room-session.js';
 export { RoomParticipant, mintRecorderToken, GATEWAY_IDENTITY_PREFIX, PARTICIPANT_SAMPLE_RATE, type LivekitConnection } from './room-participant.js';
+export { EventLoopWatch, processLoopWatch, DEFAULT_LOOP_WATCH_PERIOD_MS, type LoopStallClock } from './loop-watch.js';
 export { TrackTimeline, DEFAULT_GAP_THRESHOLD_MS, type TrackTimelineOptions } from './timeline.js';
 export {
   agentIdentitiesOf,

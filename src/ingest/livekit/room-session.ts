@@ -3,6 +3,7 @@ import type { RecordingOptions } from '../../config/index.js';
 import { CallvaultError, ErrorCode, isCallvaultError, toCallvaultError } from '../../errors/index.js';
 import type { Call, GatewayPort, Recording, RecordingSummary, TrackRole } from '../../gateway/port.js';
 import type { InputFrame } from '../../pipeline/index.js';
+import { processLoopWatch } from './loop-watch.js';
 import { TrackTimeline } from './timeline.js';
 
 export const LIVEKIT_METRICS_SOURCE = 'livekit';
@@ -41,6 +42,8 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
   readonly #inputs = new Map<string, RoomTrackInput>();
   #closing: Promise<RecordingSummary | null> | null = null;
   #closedEmitted = false;
+  /** Stops holding the event-loop watch the session's timelines read their stalls from. */
+  readonly #releaseLoopWatch: () => void;
 
   private constructor(gateway: GatewayPort, init: RoomSessionInit, call: Call, recording: Recording, originMs: number) {
     super();
@@ -51,6 +54,7 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
     this.recording = recording;
     this.originMs = originMs;
     this.#gapThresholdMs = init.gapThresholdMs;
+    this.#releaseLoopWatch = processLoopWatch.retain();
     call.once('closed', () => {
       // The gateway may close the call itself (shutdown); the session ends with it.
       void this.close();
@@ -124,6 +128,7 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
     const timeline = new TrackTimeline({
       originMs: this.originMs,
       sampleRate,
+      loop: processLoopWatch,
       ...((timing.gapThresholdMs ?? this.#gapThresholdMs) === undefined ? {} : { gapThresholdMs: timing.gapThresholdMs ?? this.#gapThresholdMs }),
     });
     const input = new RoomTrackInput(this.#gateway, this.call, {
@@ -164,6 +169,7 @@ export class LivekitRoomSession extends EventEmitter<RoomSessionEvents> {
   #emitClosed(summary: RecordingSummary | null): void {
     if (this.#closedEmitted) return;
     this.#closedEmitted = true;
+    this.#releaseLoopWatch();
     this.emit('closed', summary);
   }
 }
