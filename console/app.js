@@ -25,10 +25,12 @@ function apiUrl(path) {
   return new URL(path.replace(/^\//, ''), API_BASE);
 }
 
-async function api(path, { method = 'GET', body } = {}) {
+async function api(path, { method = 'GET', body, artifact = false } = {}) {
   const headers = { authorization: `Bearer ${apiKey()}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(apiUrl(path), { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
+  // A client-key call's transcript, events and metadata answer 302 to the encrypted object: not followed here.
+  const res = await fetch(apiUrl(path), { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', redirect: artifact ? 'manual' : 'follow' });
+  if (res.type === 'opaqueredirect') throw new ApiError(302, 'SEALED_UNDER_CLIENT_KEY', 'sealed under the client key');
   if (res.status === 401) {
     sessionStorage.removeItem(KEY_STORAGE);
     route();
@@ -38,6 +40,14 @@ async function api(path, { method = 'GET', body } = {}) {
   const value = text ? JSON.parse(text) : null;
   if (!res.ok) throw new ApiError(res.status, value?.error?.code ?? 'UNKNOWN', value?.error?.message ?? res.statusText);
   return value;
+}
+
+/**
+ * A client-key call's documents are sealed under its client key: a 302 to the encrypted object once the call
+ * ended, 409 ARTIFACTS_NOT_SEALED while it is live. The console cannot read them (`callvault decrypt` can).
+ */
+function sealedForClient(err) {
+  return err.status === 302 || err.code === 'ARTIFACTS_NOT_SEALED';
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -185,10 +195,15 @@ async function loadCall(callSid) {
   $('live-controls').hidden = true;
   const id = encodeURIComponent(callSid);
   const [metadata, recordings] = await Promise.all([
-    api(`/calls/${id}/metadata`).catch((err) => (err.status === 404 ? null : Promise.reject(err))),
+    api(`/calls/${id}/metadata`, { artifact: true }).catch((err) => {
+      if (err.status === 404) return null;
+      if (sealedForClient(err)) return { sealed: true };
+      return Promise.reject(err);
+    }),
     api(`/api/call-recordings?callSid=${id}&limit=100`),
   ]);
   if (current !== state) return;
+  const sealed = metadata?.sealed === true;
   if (!metadata && recordings.recordings.length === 0) {
     notice(`No call ${callSid}.`);
     window.location.hash = '#/';
@@ -198,8 +213,13 @@ async function loadCall(callSid) {
   const rows = recordings.recordings.filter((r) => r.metadata?.primary !== false);
   state.recording = rows.find((r) => r.status === 'completed') ?? rows.find((r) => r.status === 'uploading') ?? rows[0] ?? null;
   state.live = rows.find((r) => r.status === 'in-progress') ?? null;
-  if (metadata) renderMetadata(metadata);
-  $('live-controls').hidden = !(metadata?.status === 'active' || state.live);
+  if (sealed) {
+    $('metadata').replaceChildren(
+      el('dt', {}, 'key mode'),
+      el('dd', {}, 'client: this call\'s metadata, transcript and events are sealed under its client key (download them from the API and decrypt them with `callvault decrypt`)'),
+    );
+  } else if (metadata) renderMetadata(metadata);
+  $('live-controls').hidden = !((!sealed && metadata?.status === 'active') || state.live);
   await Promise.all([loadTranscript(state), loadEvents(state), loadAudio(state)]);
 }
 
@@ -218,7 +238,9 @@ function renderMetadata(metadata) {
 }
 
 async function loadTranscript(state) {
-  const transcript = await api(`/calls/${encodeURIComponent(state.callSid)}/transcript`).catch((err) => (err.status === 404 ? { entries: [] } : Promise.reject(err)));
+  const transcript = await api(`/calls/${encodeURIComponent(state.callSid)}/transcript`, { artifact: true }).catch((err) =>
+    err.status === 404 || sealedForClient(err) ? { entries: [] } : Promise.reject(err),
+  );
   if (current !== state) return;
   // Time zero of the audio is the recording's start; entries before it sit at 0.
   const origin = Date.parse(state.recording?.startTime ?? transcript.start_time ?? '') || 0;
@@ -239,7 +261,9 @@ async function loadTranscript(state) {
 }
 
 async function loadEvents(state) {
-  const events = await api(`/calls/${encodeURIComponent(state.callSid)}/events`).catch((err) => (err.status === 404 ? { events: [] } : Promise.reject(err)));
+  const events = await api(`/calls/${encodeURIComponent(state.callSid)}/events`, { artifact: true }).catch((err) =>
+    err.status === 404 || sealedForClient(err) ? { events: [] } : Promise.reject(err),
+  );
   if (current !== state) return;
   $('events').tBodies[0].replaceChildren(
     ...events.events.map((e) => {

@@ -97,6 +97,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
   readonly #services: RecordingServices;
   readonly #sink: DurableSink;
   readonly #journal: JournalWriter;
+  /** The row's metadata writes (pauses, gaps), chained so they land in the order they were made. */
+  #metadataWrites: Promise<void> = Promise.resolve();
   readonly #batcher: FrameBatcher;
   readonly #timeline: RecordingTimeline;
   readonly #trackFilter: ReadonlySet<string> | null;
@@ -290,9 +292,16 @@ export class Recording extends EventEmitter<RecordingEvents> {
   #persist(what: 'pauses' | 'gaps'): void {
     const services = this.#services;
     const patch = what === 'pauses' ? { pauses: this.#timeline.pauses } : { gaps: this.#timeline.gaps };
-    services.db.recordings
-      .mergeMetadata(this.id, patch)
-      .catch((err: unknown) => services.logger.error({ recordingSid: this.recordingSid, code: toCallvaultError(err).code, err }, 'could not store recording metadata'));
+    // One write at a time, in order: on a pool of connections two writes in flight may land in either order, and
+    // a pause's write landing after its resume's would leave the resume out of the row.
+    this.#metadataWrites = this.#metadataWrites.then(() =>
+      services.db.recordings
+        .mergeMetadata(this.id, patch)
+        .then(
+          () => undefined,
+          (err: unknown) => services.logger.error({ recordingSid: this.recordingSid, code: toCallvaultError(err).code, err }, 'could not store recording metadata'),
+        ),
+    );
   }
 
   /** Runs one batch on the worker that holds this call's state and appends its sealed segments to the spool. */
@@ -419,6 +428,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
         if (this.#state !== 'closing') throw this.#failure ?? new CallvaultError(ErrorCode.Destroyed, 'recording destroyed');
         const durationMs = this.#durationMs();
         this.#committing = true;
+        // The pauses and gaps are in the row before it says completed (what is read after the call is whole).
+        await this.#metadataWrites;
         const endedAt = new Date(services.now());
         await retryWhileRetryable(services, this.#sink.signal, 'could not mark recording completed', { recordingSid: this.recordingSid }, () =>
           services.db.recordings.complete(this.id, { durationMs, sizeBytes: size, endedAt }),

@@ -272,8 +272,10 @@ describe('the console in Chromium', () => {
     await expect.poll(() => page.textContent('#player-note')).toContain('the gateway cannot decrypt this recording');
     expect(await page.getAttribute('#player', 'src')).toBeNull();
     expect(await page.locator('#waveforms canvas').count()).toBe(0);
-    await expect.poll(() => page.textContent('#metadata')).toContain('client');
-    await expect.poll(() => page.locator('#events tbody tr').count()).toBeGreaterThan(3);
+    // Its metadata, transcript and events are sealed under the client key too: the page says so, and shows none.
+    await expect.poll(() => page.textContent('#metadata')).toContain('sealed under its client key');
+    expect(await page.locator('#events tbody tr').count()).toBe(0);
+    expect(await page.locator('#transcript li').count()).toBe(0);
   }, 60_000);
 
   test('pages of 20, and the status and source filters, agree with the list API', async () => {
