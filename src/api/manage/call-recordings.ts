@@ -18,6 +18,13 @@ import { startTwilioRecording } from './twilio-calls.js';
 import { forwardToOwner } from '../forward.js';
 
 /** The gateway a request about this recording is handed to when it is not live here: its owner, while it records. */
+/**
+ * A recording's row says in progress a moment before the call on this gateway holds it (the row is written
+ * first, then its spool and journal are opened): a control request in that moment waits for it, briefly.
+ */
+const STARTING_GRACE_MS = 2000;
+const STARTING_POLL_MS = 25;
+
 function liveOwnerOf(row: RecordingRow): string | null {
   return row.status === 'in_progress' || row.status === 'interrupted' ? row.ownerGateway : null;
 }
@@ -181,6 +188,17 @@ export interface CallRecordingRoutesDeps {
 
 export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort, deps: CallRecordingRoutesDeps): void {
   const { db } = gateway;
+
+  /** The live call holding the recording here, waiting out the moment between its row and its start (above). */
+  const liveCallOf = async (orgId: string, row: RecordingRow) => {
+    let call = gateway.liveRecordingCall(orgId, row.id);
+    const startingHere = row.status === 'in_progress' && (row.ownerGateway === null || row.ownerGateway === gateway.fleet.gatewayId);
+    for (let waited = 0; !call && startingHere && waited < STARTING_GRACE_MS && !gateway.signal.aborted; waited += STARTING_POLL_MS) {
+      await new Promise((resolve) => setTimeout(resolve, STARTING_POLL_MS));
+      call = gateway.liveRecordingCall(orgId, row.id);
+    }
+    return call;
+  };
 
   /** The REST client of the account (Twilio, or a SignalWire project's Space) that a recording was requested on. */
   const twilioClient = (orgId: string, accountSid: string) => {
@@ -404,7 +422,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
       } else {
         const row = await rowOf(orgId, body.recordingSid);
         const callRow = await visible(principal, row);
-        if (!gateway.liveRecordingCall(orgId, row.id)) {
+        if (!(await liveCallOf(orgId, row))) {
           const handed = await forwardToOwner(ctx, gateway, liveOwnerOf(row));
           if (handed) return handed;
         }
@@ -494,7 +512,7 @@ export function registerCallRecordingRoutes(router: Router, gateway: GatewayPort
     }
     const row = await rowOf(orgId, id);
     const callRow = await visible(principal, row);
-    if (!gateway.liveRecordingCall(orgId, row.id)) {
+    if (!(await liveCallOf(orgId, row))) {
       const handed = await forwardToOwner(ctx, gateway, liveOwnerOf(row));
       if (handed) return handed;
     }
