@@ -106,7 +106,7 @@ describe('interrupted recordings', () => {
     expect((await t.db.recordings.list('acme', { status: 'interrupted', page: 0, limit: 10 })).total).toBe(2);
 
     // A replacement on the dead gateway's volume recovers one: it owns it now, in progress again, then complete.
-    expect(await t.db.recordings.claimForRecovery(ofDead.id, 'replacement-gw')).toBe(true);
+    expect(await t.db.recordings.claimForRecovery(ofDead.id, 'replacement-gw', 30_000)).toBe(true);
     expect(await t.db.recordings.get('acme', ofDead.id)).toMatchObject({ status: 'in_progress', ownerGateway: 'replacement-gw' });
     await t.db.recordings.markUploading(ofDead.id);
     await t.db.recordings.completeRecovered(ofDead.id, { durationMs: 10, sizeBytes: 10, endedAt: new Date() });
