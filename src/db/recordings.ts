@@ -161,6 +161,8 @@ export interface RecordingsRepository {
   claimForRecovery(id: string, gatewayId: string, deadAfterMs: number): Promise<boolean>;
   /** Notes the recording's first spool checkpoint in S3 (a no-op once noted). */
   markCheckpointed(id: string): Promise<void>;
+  /** The recording has no usable checkpoints after all: no longer offered for takeover. */
+  forgetCheckpoints(id: string): Promise<void>;
   /**
    * Interrupted recordings with checkpoints that `gatewayId` may finish: owned by a gateway whose heartbeat is
    * older than `takeoverAfterMs`, or already by `gatewayId` itself (a takeover cut short), oldest first.
@@ -281,6 +283,11 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
     async markCheckpointed(id) {
       if (!isUuid(id)) return;
       await db.query('recordings.markCheckpointed', `UPDATE recordings SET checkpointed_at = now() WHERE id = $1 AND checkpointed_at IS NULL`, [id]);
+    },
+
+    async forgetCheckpoints(id) {
+      if (!isUuid(id)) return;
+      await db.query('recordings.forgetCheckpoints', `UPDATE recordings SET checkpointed_at = NULL WHERE id = $1`, [id]);
     },
 
     async checkpointedOrphans(gatewayId, takeoverAfterMs, limit) {

@@ -2,7 +2,7 @@
  * Recovery by a peer: the `checkpoint-takeover` fleet job finishes the interrupted recordings of a gateway dead
  * for longer than the takeover period from their spool checkpoints in S3 (checkpoint.ts).
  */
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { toCallvaultError } from '../errors/index.js';
 import { downloadCheckpoints } from './checkpoint.js';
 import { recoverRecording, settleRecovery } from './recovery.js';
@@ -41,6 +41,8 @@ export async function takeOverCheckpointed(services: RecordingServices, deps: Ta
       if (!row) continue;
       const manifest = await downloadCheckpoints(services, row.bucket, orphan.id);
       if (!manifest) {
+        // Nothing to finish it from (the objects were removed): it stays interrupted, and is not offered again.
+        await db.recordings.forgetCheckpoints(orphan.id);
         logger.warn(ids, 'interrupted recording has no usable checkpoint objects');
         continue;
       }
@@ -58,9 +60,17 @@ export async function takeOverCheckpointed(services: RecordingServices, deps: Ta
       metrics.recordingsTakenOver.inc({ outcome: 'failed' });
       const error = toCallvaultError(err);
       logger.error({ ...ids, code: error.code, err: error }, 'could not finish a taken-over recording; retried at the next run');
-      // Owned by this gateway and still interrupted: the next run tries again from a clean spool.
-      await services.spool.removeFiles(orphan.id).catch((rmErr: unknown) => logger.error({ recordingId: orphan.id, err: rmErr }, 'could not remove a partial takeover'));
-      await rm(`${services.spool.journalPath(orphan.id)}.tmp`, { force: true });
+      // Still interrupted and owned here: the next run downloads it again. Once the manifest is in the spool the
+      // entry is whole and stays, for the next start's recovery (or POST …/retry) should the row have moved on.
+      const manifestPath = services.spool.dataPath(orphan.id).replace(/\.cvr$/, '.json');
+      const whole = await stat(manifestPath).then(
+        () => true,
+        () => false,
+      );
+      if (!whole) {
+        await services.spool.removeFiles(orphan.id).catch((rmErr: unknown) => logger.error({ recordingId: orphan.id, err: rmErr }, 'could not remove a partial takeover'));
+        await rm(`${services.spool.journalPath(orphan.id)}.tmp`, { force: true });
+      }
     }
   }
   return taken;
