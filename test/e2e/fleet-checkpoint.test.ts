@@ -3,7 +3,8 @@
  * one MinIO bucket, checkpointing every second. A gateway is killed with SIGKILL mid-call and its volume deleted:
  * a peer takes the interrupted recording over from its checkpoints and completes it with the audio up to the last
  * checkpoint, and the checkpoint objects go. A gateway killed and restarted on its volume after a peer took its
- * recording over does not finish it a second time. And the S3 requests a checkpointed recording costs, counted.
+ * recording over does not finish it a second time; one restarted before the takeover period finishes it itself.
+ * The S3 requests a checkpointed recording costs, counted; and checkpoints failing while S3 is away.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,7 +14,8 @@ import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { sliceMs, toneAmplitude } from '../support/audio.js';
 import { PUBLIC_URL, testAccount, type TestGateway } from '../support/gateway.js';
-import { freshBucket, freshDatabase, s3Client } from '../support/peers.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+import { freshBucket, freshDatabase, s3Client, s3Peer } from '../support/peers.js';
 import { gatewayEnv, startGatewayProcess, type GatewayProcess } from '../support/process.js';
 import { RawTwilioStream } from '../support/twilio.js';
 import { decodeWav } from '../api/support.js';
@@ -30,12 +32,12 @@ interface Member {
   env: Record<string, string>;
   proc: GatewayProcess;
   port: number;
-  dead: boolean;
 }
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let bucket: string;
 let s3: S3Client;
+let proxy: FaultProxy | undefined;
 const members: Member[] = [];
 
 beforeAll(async () => {
@@ -44,30 +46,36 @@ beforeAll(async () => {
   s3 = s3Client();
   for (const id of IDS) {
     const dataDir = await mkdtemp(join(tmpdir(), `callvault-${id}-`));
-    const env = gatewayEnv(
-      { dataDir, databaseUrl: db.url, bucket, publicUrl: PUBLIC_URL },
-      {
-        GATEWAY_ID: id,
-        HEARTBEAT_INTERVAL_SECONDS: '0.5',
-        GATEWAY_DEAD_AFTER_SECONDS: '2',
-        SPOOL_CHECKPOINT_SECONDS: '1',
-        SPOOL_CHECKPOINT_TAKEOVER_SECONDS: '3',
-        MASTER_KEY: masterKey,
-        MASTER_KEY_ID: 'ckpt-test',
-        TWILIO_ACCOUNTS: `acme:${account.accountSid}:${account.authToken}`,
-        API_KEYS: `acme:${apiKey}`,
-        CONTROL_RATE_LIMIT_PER_MINUTE: '1000',
-        LOG_LEVEL: 'debug',
-      },
-    );
-    members.push({ id, dataDir, env, proc: startGatewayProcess(env), port: 0, dead: false });
+    const env = envFor(id, dataDir);
+    members.push({ id, dataDir, env, proc: startGatewayProcess(env), port: 0 });
   }
   for (const m of members) m.port = await m.proc.listening();
 }, 120_000);
 
+function envFor(id: string, dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
+  return gatewayEnv(
+    { dataDir, databaseUrl: db.url, bucket, publicUrl: PUBLIC_URL },
+    {
+      GATEWAY_ID: id,
+      HEARTBEAT_INTERVAL_SECONDS: '0.5',
+      GATEWAY_DEAD_AFTER_SECONDS: '2',
+      SPOOL_CHECKPOINT_SECONDS: '1',
+      SPOOL_CHECKPOINT_TAKEOVER_SECONDS: '3',
+      MASTER_KEY: masterKey,
+      MASTER_KEY_ID: 'ckpt-test',
+      TWILIO_ACCOUNTS: `acme:${account.accountSid}:${account.authToken}`,
+      API_KEYS: `acme:${apiKey}`,
+      CONTROL_RATE_LIMIT_PER_MINUTE: '1000',
+      LOG_LEVEL: 'debug',
+      ...extra,
+    },
+  );
+}
+
 afterAll(async () => {
   for (const m of members) await m.proc.kill('SIGKILL');
   s3?.destroy();
+  await proxy?.close();
   await db?.drop();
   for (const m of members) await rm(m.dataDir, { recursive: true, force: true });
 });
@@ -139,7 +147,6 @@ test('SIGKILL and the volume lost for good: a peer finishes the recording from i
   const lastCheckpointMs = (checkpointedFrames(victim, id) / 2) * 20;
   expect(lastCheckpointMs).toBeGreaterThanOrEqual(checkpointedMs);
   await victim.proc.kill('SIGKILL');
-  victim.dead = true;
   await s.closed;
   await rm(victim.dataDir, { recursive: true, force: true });
 
@@ -195,6 +202,28 @@ test('a gateway back on its volume after a peer took its recording over does not
   await expect.poll(() => keysUnder(`checkpoints/${id}/`), { timeout: 10_000 }).toEqual([]);
 }, 90_000);
 
+test('a gateway back on its volume before the takeover period finishes its recording itself, whole, and deletes its checkpoints; no peer takes it', async () => {
+  const victim = members[1]!;
+  const peer = members[2]!;
+  const { s, id } = await callCheckpointedThenMore(victim, peer);
+  // Both seconds are durable in the victim's journal (group commit every 50 ms) before the kill.
+  await expect.poll(() => victim.proc.find('spool checkpoint uploaded').filter((l) => l['recordingId'] === id && (l['frames'] as number) >= 200).length, { timeout: 10_000 }).toBeGreaterThan(0);
+  await victim.proc.kill('SIGKILL');
+  await s.closed;
+  victim.proc = startGatewayProcess(victim.env);
+  victim.port = await victim.proc.listening();
+  await expect.poll(async () => (await recordingOfCall(peer, s.callSid)).status, { timeout: 30_000 }).toBe('completed');
+  const row = await recordingOfCall(peer, s.callSid);
+  expect(row).toMatchObject({ ownerGateway: victim.id, durationMs: 2000 });
+  expect(victim.proc.find('recording recovered').filter((l) => l['recordingId'] === id)).toHaveLength(1);
+  await expect.poll(() => keysUnder(`checkpoints/${id}/`), { timeout: 10_000 }).toEqual([]);
+  // The takeover job runs (on one gateway) and took nothing: the recording was in progress again, then complete.
+  await expect.poll(() => members.flatMap((m) => m.proc.find('fleet lease acquired')).some((l) => l['lease'] === 'checkpoint-takeover')).toBe(true);
+  for (const m of members) {
+    expect(m.proc.find('interrupted recording of a dead gateway taken over from its spool checkpoints').filter((l) => l['recordingId'] === id)).toEqual([]);
+  }
+}, 90_000);
+
 test('the S3 requests of a checkpointed recording: one PUT per checkpoint plus the manifest, one DELETE per object at its end, no LIST, no GET', async () => {
   const owner = members[2]!;
   const before = {
@@ -231,4 +260,39 @@ test('the S3 requests of a checkpointed recording: one PUT per checkpoint plus t
     list: (await labelled(owner, 'callvault_spool_checkpoint_requests_total', 'list')) - before.list,
     get: (await labelled(owner, 'callvault_spool_checkpoint_requests_total', 'get')) - before.get,
   }).toEqual({ put: parts + 1, del: parts + 1, list: 0, get: 0 });
+}, 90_000);
+
+test('checkpoints failing while S3 is unreachable are logged and counted, the recording goes on, and the next checkpoint after S3 is back carries everything since', async () => {
+  const fault = (proxy = await FaultProxy.start(s3Peer().endpoint));
+  const dataDir = await mkdtemp(join(tmpdir(), 'callvault-ck-d-'));
+  const env = envFor('ck-d', dataDir, { S3_ENDPOINT: fault.endpoint, S3_CONNECT_TIMEOUT_MS: '1000', S3_REQUEST_TIMEOUT_MS: '1000' });
+  const owner: Member = { id: 'ck-d', dataDir, env, proc: startGatewayProcess(env), port: 0 };
+  members.push(owner);
+  owner.port = await owner.proc.listening();
+  const s = await RawTwilioStream.open(asTestGateway(owner), account);
+  s.start();
+  s.media(0, 1000, { inbound: 440, outbound: 440 });
+  await expect.poll(() => framesOn(owner)).toBe(50);
+  await expect.poll(() => recordingOfCall(owner, s.callSid)).toMatchObject({ status: 'in-progress' });
+  const { id, recordingSid } = await recordingOfCall(owner, s.callSid);
+  await expect.poll(() => checkpointedFrames(owner, id), { timeout: 10_000 }).toBe(100);
+
+  await fault.setMode('refuse');
+  s.media(1000, 2000, { inbound: 440, outbound: 440 });
+  await expect.poll(() => framesOn(owner)).toBe(100);
+  await expect.poll(() => labelled(owner, 'callvault_spool_checkpoints_total', 'failed'), { timeout: 15_000 }).toBeGreaterThanOrEqual(1);
+  expect(owner.proc.find('spool checkpoint failed').filter((l) => l['recordingId'] === id).length).toBeGreaterThanOrEqual(1);
+  expect(checkpointedFrames(owner, id)).toBe(100);
+  expect((await recordingOfCall(owner, s.callSid)).status).toBe('in-progress');
+
+  await fault.setMode('forward');
+  await expect.poll(() => checkpointedFrames(owner, id), { timeout: 15_000 }).toBe(200);
+  s.stop();
+  await s.closed;
+  await expect.poll(async () => (await recordingOfCall(owner, s.callSid)).status, { timeout: 30_000 }).toBe('completed');
+  expect((await recordingOfCall(owner, s.callSid)).durationMs).toBe(2000);
+  const res = await call(owner, 'GET', `/api/call-recordings/${recordingSid}/media`);
+  const audio = decodeWav(new Uint8Array(await res.arrayBuffer())).channelSamples[0]!;
+  expect(toneAmplitude(sliceMs(audio, RATE, 20, 1980), RATE, 440)).toBeGreaterThan(5000);
+  await expect.poll(() => keysUnder(`checkpoints/${id}/`), { timeout: 10_000 }).toEqual([]);
 }, 90_000);
