@@ -60,7 +60,7 @@ function envFor(id: string, dataDir: string, extra: Record<string, string> = {})
       HEARTBEAT_INTERVAL_SECONDS: '0.5',
       GATEWAY_DEAD_AFTER_SECONDS: '2',
       SPOOL_CHECKPOINT_SECONDS: '1',
-      SPOOL_CHECKPOINT_TAKEOVER_SECONDS: '3',
+      SPOOL_CHECKPOINT_TAKEOVER_SECONDS: '5',
       MASTER_KEY: masterKey,
       MASTER_KEY_ID: 'ckpt-test',
       TWILIO_ACCOUNTS: `acme:${account.accountSid}:${account.authToken}`,
@@ -193,7 +193,7 @@ test('a gateway back on its volume after a peer took its recording over does not
   ].filter((l) => l['recordingId'] === id);
   expect(discarded).toHaveLength(1);
   expect(victim.proc.find('recording recovered')).toEqual([]);
-  expect(peer.proc.find('recording recovered').filter((l) => l['recordingId'] === id)).toHaveLength(1);
+  await expect.poll(() => peer.proc.find('recording recovered').filter((l) => l['recordingId'] === id).length).toBe(1);
   const row = await recordingOfCall(peer, s.callSid);
   expect(row.ownerGateway).toBe(peer.id);
   // One object for the recording, one completion.
@@ -215,7 +215,8 @@ test('a gateway back on its volume before the takeover period finishes its recor
   await expect.poll(async () => (await recordingOfCall(peer, s.callSid)).status, { timeout: 30_000 }).toBe('completed');
   const row = await recordingOfCall(peer, s.callSid);
   expect(row).toMatchObject({ ownerGateway: victim.id, durationMs: 2000 });
-  expect(victim.proc.find('recording recovered').filter((l) => l['recordingId'] === id)).toHaveLength(1);
+  // Logged once the spool and the checkpoints are gone, just after the row completed.
+  await expect.poll(() => victim.proc.find('recording recovered').filter((l) => l['recordingId'] === id).length).toBe(1);
   await expect.poll(() => keysUnder(`checkpoints/${id}/`), { timeout: 10_000 }).toEqual([]);
   // The takeover job runs (on one gateway) and took nothing: the recording was in progress again, then complete.
   await expect.poll(() => members.flatMap((m) => m.proc.find('fleet lease acquired')).some((l) => l['lease'] === 'checkpoint-takeover')).toBe(true);
@@ -261,6 +262,25 @@ test('the S3 requests of a checkpointed recording: one PUT per checkpoint plus t
     get: (await labelled(owner, 'callvault_spool_checkpoint_requests_total', 'get')) - before.get,
   }).toEqual({ put: parts + 1, del: parts + 1, list: 0, get: 0 });
 }, 90_000);
+
+test('DELETE of a checkpointed recording in progress, sent to another gateway, removes its checkpoint objects too', async () => {
+  const owner = members[2]!;
+  const other = members[1]!;
+  const base = await framesOn(owner);
+  const s = await RawTwilioStream.open(asTestGateway(owner), account);
+  s.start();
+  s.media(0, 1000, { inbound: 440, outbound: 440 });
+  await expect.poll(() => framesOn(owner)).toBe(base + 50);
+  await expect.poll(() => recordingOfCall(other, s.callSid)).toMatchObject({ status: 'in-progress', ownerGateway: owner.id });
+  const { id, recordingSid } = await recordingOfCall(other, s.callSid);
+  await expect.poll(() => checkpointedFrames(owner, id), { timeout: 10_000 }).toBe(100);
+  expect(await keysUnder(`checkpoints/${id}/`)).toEqual([`checkpoints/${id}/00000000.journal-part`, `checkpoints/${id}/manifest.json`]);
+  const res = await call(other, 'DELETE', `/api/call-recordings/${recordingSid}`);
+  expect(res.status).toBe(204);
+  await expect.poll(() => keysUnder(`checkpoints/${id}/`), { timeout: 10_000 }).toEqual([]);
+  s.stop();
+  await s.closed;
+}, 60_000);
 
 test('checkpoints failing while S3 is unreachable are logged and counted, the recording goes on, and the next checkpoint after S3 is back carries everything since', async () => {
   const fault = (proxy = await FaultProxy.start(s3Peer().endpoint));
