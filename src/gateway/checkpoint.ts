@@ -17,7 +17,7 @@
  * start-up recovery's path (replay → container → upload → completed): lost is at most the last interval.
  */
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js';
 import type { JournalWriter } from '../storage/index.js';
@@ -159,9 +159,16 @@ async function getObject(services: RecordingServices, bucket: string, key: strin
   return Buffer.from(await object.Body.transformToByteArray());
 }
 
+/** Writes `path` whole or not at all, on stable storage before it is renamed into place (0600). */
 async function writeFileAtomically(path: string, data: Buffer | string): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writeFile(`${path}.tmp`, data, { mode: 0o600 });
+  const handle = await open(`${path}.tmp`, 'w', 0o600);
+  try {
+    await handle.writeFile(data);
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
   await rename(`${path}.tmp`, path);
 }
 
@@ -183,6 +190,6 @@ export async function downloadCheckpoints(services: RecordingServices, bucket: s
   const spool = services.spool;
   await writeFileAtomically(spool.journalPath(recordingId), Buffer.concat(chunks));
   await writeFileAtomically(spool.dataPath(recordingId), Buffer.alloc(0));
-  await writeFileAtomically(spool.dataPath(recordingId).replace(/\.cvr$/, '.json'), JSON.stringify(manifest));
+  await writeFileAtomically(spool.manifestPath(recordingId), JSON.stringify(manifest));
   return manifest as RecordingManifest;
 }

@@ -62,14 +62,14 @@ export async function takeOverCheckpointed(services: RecordingServices, deps: Ta
       logger.error({ ...ids, code: error.code, err: error }, 'could not finish a taken-over recording; retried at the next run');
       // Still interrupted and owned here: the next run downloads it again. Once the manifest is in the spool the
       // entry is whole and stays, for the next start's recovery (or POST …/retry) should the row have moved on.
-      const manifestPath = services.spool.dataPath(orphan.id).replace(/\.cvr$/, '.json');
+      const manifestPath = services.spool.manifestPath(orphan.id);
       const whole = await stat(manifestPath).then(
         () => true,
         () => false,
       );
       if (!whole) {
         await services.spool.removeFiles(orphan.id).catch((rmErr: unknown) => logger.error({ recordingId: orphan.id, err: rmErr }, 'could not remove a partial takeover'));
-        await rm(`${services.spool.journalPath(orphan.id)}.tmp`, { force: true });
+        for (const path of [services.spool.journalPath(orphan.id), services.spool.dataPath(orphan.id), manifestPath]) await rm(`${path}.tmp`, { force: true });
       }
     }
   }
