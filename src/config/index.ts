@@ -236,7 +236,7 @@ export const EnvFields = z.object({
   /** A gateway whose heartbeat is older than this is dead: its live recordings become interrupted, its leases move. */
   GATEWAY_DEAD_AFTER_SECONDS: z.coerce.number().min(0.5).max(3600).default(30),
   /** Every this many seconds each live recording uploads its sealed journal records since the last checkpoint to S3 (0: off). */
-  SPOOL_CHECKPOINT_SECONDS: z.coerce.number().min(0).max(3600).default(0),
+  SPOOL_CHECKPOINT_SECONDS: z.coerce.number().min(0).max(3600).refine((v) => v === 0 || v >= 1, 'is 0 (off) or at least 1').default(0),
   /** A dead gateway's interrupted recording with checkpoints is finished by a peer once its owner's heartbeat is this old. */
   SPOOL_CHECKPOINT_TAKEOVER_SECONDS: z.coerce.number().min(0).max(86_400).default(300),
   /** Where peers reach this gateway's HTTP port to forward control requests; default http://<HOST or host name>:<port>. */
