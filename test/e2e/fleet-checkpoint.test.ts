@@ -316,3 +316,48 @@ test('checkpoints failing while S3 is unreachable are logged and counted, the re
   expect(toneAmplitude(sliceMs(audio, RATE, 20, 1980), RATE, 440)).toBeGreaterThan(5000);
   await expect.poll(() => keysUnder(`checkpoints/${id}/`), { timeout: 10_000 }).toEqual([]);
 }, 90_000);
+
+test('the dead gateway back on its volume while the peer that took its recording over is still finishing it: it discards its spool entry, and the peer completes it once', async () => {
+  const victim = members[1]!;
+  const paused = members[2]!;
+  const taker = members.find((m) => m.id === 'ck-d')!;
+  const fault = proxy!;
+  const objectsBefore = await recordingObjects();
+  const { s, id } = await callCheckpointedThenMore(victim, taker);
+  // The S3-proxied gateway is the only live peer (the other is stopped), and it cannot reach S3 for now: it takes
+  // the recording over (the compare-and-set is PostgreSQL's) but cannot download it yet.
+  paused.proc.child.kill('SIGSTOP');
+  try {
+    await fault.setMode('refuse');
+    await victim.proc.kill('SIGKILL');
+    await s.closed;
+    await expect
+      .poll(() => taker.proc.find('could not finish a taken-over recording; retried at the next run').filter((l) => l['recordingId'] === id).length, { timeout: 30_000 })
+      .toBeGreaterThan(0);
+    expect(await recordingOfCall(taker, s.callSid)).toMatchObject({ status: 'interrupted', ownerGateway: taker.id });
+
+    // Back on its volume: the recording is a live peer's now, so its spool entry goes.
+    victim.proc = startGatewayProcess(victim.env);
+    victim.port = await victim.proc.listening();
+    expect(victim.proc.find('spool entry of a recording a peer took over discarded')).toEqual([
+      expect.objectContaining({ recordingId: id, ownerGateway: taker.id, gatewayId: victim.id }),
+    ]);
+    expect(victim.proc.find('recording recovered')).toEqual([]);
+    expect(await recordingOfCall(victim, s.callSid)).toMatchObject({ status: 'interrupted', ownerGateway: taker.id });
+
+    // S3 is back: the taker finishes it, once, into one object.
+    await fault.setMode('forward');
+    await expect.poll(async () => (await recordingOfCall(victim, s.callSid)).status, { timeout: 30_000 }).toBe('completed');
+    const row = await recordingOfCall(victim, s.callSid);
+    expect(row.ownerGateway).toBe(taker.id);
+    expect(row.durationMs).toBeGreaterThanOrEqual(1000);
+    expect(row.durationMs).toBeLessThanOrEqual(2000);
+    await expect.poll(() => taker.proc.find('recording recovered').filter((l) => l['recordingId'] === id).length).toBe(1);
+    expect(victim.proc.find('recording recovered')).toEqual([]);
+    expect((await recordingObjects()).filter((k) => !objectsBefore.includes(k))).toHaveLength(1);
+    await expect.poll(() => keysUnder(`checkpoints/${id}/`), { timeout: 10_000 }).toEqual([]);
+  } finally {
+    paused.proc.child.kill('SIGCONT');
+    await fault.setMode('forward');
+  }
+}, 120_000);
