@@ -4,7 +4,8 @@
  * a peer takes the interrupted recording over from its checkpoints and completes it with the audio up to the last
  * checkpoint, and the checkpoint objects go. A gateway killed and restarted on its volume after a peer took its
  * recording over does not finish it a second time; one restarted before the takeover period finishes it itself.
- * The S3 requests a checkpointed recording costs, counted; and checkpoints failing while S3 is away.
+ * The S3 requests a checkpointed recording costs, counted; checkpoints failing while S3 is away; and the dead
+ * owner back on its volume while the peer that took its recording over cannot reach S3 yet: it lets go.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
