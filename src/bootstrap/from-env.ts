@@ -176,6 +176,7 @@ export async function startFromEnv(env: Env, logger: Logger): Promise<RunningGat
       presignedUrlTtlSeconds: env.PRESIGNED_URL_TTL_SECONDS,
       playbackUrlTtlSeconds: env.PLAYBACK_URL_TTL_SECONDS,
       signedUrlMaxLifetimeMs: env.SIGNED_URL_MAX_LIFETIME_SECONDS * 1000,
+      checkpoint: { intervalMs: env.SPOOL_CHECKPOINT_SECONDS * 1000, takeoverAfterMs: env.SPOOL_CHECKPOINT_TAKEOVER_SECONDS * 1000 },
       fleet: {
         gatewayId: env.GATEWAY_ID,
         heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_SECONDS * 1000,

@@ -235,6 +235,10 @@ export const EnvFields = z.object({
   HEARTBEAT_INTERVAL_SECONDS: z.coerce.number().min(0.1).max(300).default(5),
   /** A gateway whose heartbeat is older than this is dead: its live recordings become interrupted, its leases move. */
   GATEWAY_DEAD_AFTER_SECONDS: z.coerce.number().min(0.5).max(3600).default(30),
+  /** Every this many seconds each live recording uploads its sealed journal records since the last checkpoint to S3 (0: off). */
+  SPOOL_CHECKPOINT_SECONDS: z.coerce.number().min(0).max(3600).refine((v) => v === 0 || v >= 1, 'is 0 (off) or at least 1').default(0),
+  /** A dead gateway's interrupted recording with checkpoints is finished by a peer once its owner's heartbeat is this old. */
+  SPOOL_CHECKPOINT_TAKEOVER_SECONDS: z.coerce.number().min(0).max(86_400).default(300),
   /** Where peers reach this gateway's HTTP port to forward control requests; default http://<HOST or host name>:<port>. */
   INTERNAL_URL: z.url({ protocol: /^https?$/ }).optional(),
   /** A control request handed to the gateway holding the call that is not answered within this long fails with 503 OWNER_UNAVAILABLE. */

@@ -34,6 +34,7 @@ interface RecordingRow {
   wrapped_key: Buffer | null;
   error_code: string | null;
   owner_gateway: string | null;
+  checkpointed_at: Date | null;
   started_at: Date;
   ended_at: Date | null;
   metadata: JsonObject;
@@ -42,7 +43,7 @@ interface RecordingRow {
 }
 
 const COLUMNS = `id, recording_sid, org_id, call_id, status, source, channels, sample_rate, format, media_type,
-  duration_ms, size_bytes, bucket, object_key, key_mode, key_id, wrapped_key, error_code, owner_gateway, started_at, ended_at,
+  duration_ms, size_bytes, bucket, object_key, key_mode, key_id, wrapped_key, error_code, owner_gateway, checkpointed_at, started_at, ended_at,
   metadata, created_at, updated_at`;
 
 function toRecording(row: RecordingRow): Recording {
@@ -66,6 +67,7 @@ function toRecording(row: RecordingRow): Recording {
     wrappedKey: row.wrapped_key,
     errorCode: row.error_code,
     ownerGateway: row.owner_gateway,
+    checkpointedAt: row.checkpointed_at,
     startedAt: row.started_at,
     endedAt: row.ended_at,
     metadata: row.metadata,
@@ -156,7 +158,21 @@ export interface RecordingsRepository {
    * Recovery on the gateway whose volume holds the spool: it becomes the owner, and an interrupted recording is
    * in progress again (its upload and completion follow). Unfinished rows only; false when none matched.
    */
-  claimForRecovery(id: string, gatewayId: string): Promise<boolean>;
+  claimForRecovery(id: string, gatewayId: string, deadAfterMs: number): Promise<boolean>;
+  /** Notes the recording's first spool checkpoint in S3 (a no-op once noted). */
+  markCheckpointed(id: string): Promise<void>;
+  /** The recording has no usable checkpoints after all: no longer offered for takeover. */
+  forgetCheckpoints(id: string): Promise<void>;
+  /**
+   * Interrupted recordings with checkpoints that `gatewayId` may finish: owned by a gateway whose heartbeat is
+   * older than `takeoverAfterMs`, or already by `gatewayId` itself (a takeover cut short), oldest first.
+   */
+  checkpointedOrphans(gatewayId: string, takeoverAfterMs: number, limit: number): Promise<Array<{ id: string; orgId: string; ownerGateway: string }>>;
+  /**
+   * Compare-and-set of the owner: interrupted and still owned by `from` → owned by `to`. False when another
+   * gateway (or `from`, back on its volume) got there first.
+   */
+  takeOver(id: string, from: string, to: string): Promise<boolean>;
   /**
    * interrupted → in_progress for the recordings `gatewayId` is still recording live (its heartbeat was late,
    * it never stopped). Returns how many came back.
@@ -249,14 +265,50 @@ export function createRecordingsRepository(db: Executor): RecordingsRepository {
       );
     },
 
-    async claimForRecovery(id, gatewayId) {
+    async claimForRecovery(id, gatewayId, deadAfterMs) {
       if (!isUuid(id)) return false;
+      // Not from a live peer: one that took the recording over from its checkpoints finishes it, not this spool.
       const { rowCount } = await db.query(
         'recordings.claimForRecovery',
         `UPDATE recordings
          SET owner_gateway = $2, status = CASE WHEN status = 'interrupted' THEN 'in_progress' ELSE status END, updated_at = now()
-         WHERE id = $1 AND status IN ('in_progress', 'uploading', 'interrupted', 'failed')`,
-        [id, gatewayId],
+         WHERE id = $1 AND status IN ('in_progress', 'uploading', 'interrupted', 'failed')
+           AND (owner_gateway IS NULL OR owner_gateway = $2 OR NOT EXISTS (
+             SELECT 1 FROM gateways g WHERE g.id = recordings.owner_gateway AND g.last_heartbeat > now() - make_interval(secs => $3::float8 / 1000)))`,
+        [id, gatewayId, deadAfterMs],
+      );
+      return (rowCount ?? 0) > 0;
+    },
+
+    async markCheckpointed(id) {
+      if (!isUuid(id)) return;
+      await db.query('recordings.markCheckpointed', `UPDATE recordings SET checkpointed_at = now() WHERE id = $1 AND checkpointed_at IS NULL`, [id]);
+    },
+
+    async forgetCheckpoints(id) {
+      if (!isUuid(id)) return;
+      await db.query('recordings.forgetCheckpoints', `UPDATE recordings SET checkpointed_at = NULL WHERE id = $1`, [id]);
+    },
+
+    async checkpointedOrphans(gatewayId, takeoverAfterMs, limit) {
+      const { rows } = await db.query<{ id: string; org_id: string; owner_gateway: string }>(
+        'recordings.checkpointedOrphans',
+        `SELECT r.id, r.org_id, r.owner_gateway FROM recordings r
+         WHERE r.status = 'interrupted' AND r.checkpointed_at IS NOT NULL AND r.owner_gateway IS NOT NULL
+           AND (r.owner_gateway = $1 OR r.owner_gateway IN (
+             SELECT g.id FROM gateways g WHERE g.last_heartbeat <= now() - make_interval(secs => $2::float8 / 1000)))
+         ORDER BY r.started_at LIMIT $3`,
+        [gatewayId, takeoverAfterMs, limit],
+      );
+      return rows.map((r) => ({ id: r.id, orgId: r.org_id, ownerGateway: r.owner_gateway }));
+    },
+
+    async takeOver(id, from, to) {
+      if (!isUuid(id)) return false;
+      const { rowCount } = await db.query(
+        'recordings.takeOver',
+        `UPDATE recordings SET owner_gateway = $3, updated_at = now() WHERE id = $1 AND owner_gateway = $2 AND status = 'interrupted'`,
+        [id, from, to],
       );
       return (rowCount ?? 0) > 0;
     },

@@ -103,6 +103,8 @@ export interface Recording {
   errorCode: string | null;
   /** The gateway (GATEWAY_ID) whose spool holds the recording: set when it starts, taken over by recovery. */
   ownerGateway: string | null;
+  /** When its first spool checkpoint reached S3 (SPOOL_CHECKPOINT_SECONDS); null when it has none. */
+  checkpointedAt: Date | null;
   startedAt: Date;
   endedAt: Date | null;
   metadata: JsonObject;

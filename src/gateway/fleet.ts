@@ -70,6 +70,9 @@ export interface FleetDeps {
   internalUrl(): string | null;
 }
 
+/** A peer whose heartbeat is older than this (GATEWAY_DEAD_AFTER_SECONDS' default) is dead. */
+export const DEFAULT_DEAD_AFTER_MS = 30_000;
+
 /** The interrupted-marking job: any live gateway may run it, one at a time. */
 export const REAPER_LEASE = 'fleet-reaper';
 

@@ -18,7 +18,8 @@ import { recordingObjects, type RecordingObjects } from './recording-objects.js'
 import { ArtifactVault, type CallArtifacts } from './artifact-vault.js';
 import { storeFinishedRecording, type StoreFinishedParams, type StoreFinishedResult } from './imported-recording.js';
 import { recoverRecording, recoverSpool, settleRecovery } from './recovery.js';
-import { Fleet, type FleetPort } from './fleet.js';
+import { CHECKPOINT_TAKEOVER_LEASE, DEFAULT_CHECKPOINT_TAKEOVER_MS, takeOverCheckpointed } from './takeover.js';
+import { DEFAULT_DEAD_AFTER_MS, Fleet, type FleetPort } from './fleet.js';
 import { defaultGatewayId } from '../config/index.js';
 
 /** Also the journal's group-commit cadence: frames are durable at most this long (plus one fsync) after arrival. */
@@ -30,7 +31,6 @@ const DEFAULT_MAX_STREAMS_PER_ACCOUNT = 1000;
 const DEFAULT_SPOOL_MIN_FREE_BYTES = 512 * 1024 * 1024;
 const DEFAULT_SPOOL_PROBE_INTERVAL_MS = 5000;
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 5000;
-const DEFAULT_DEAD_AFTER_MS = 30_000;
 
 /** The package version, for the heartbeat row (dist/gateway and src/gateway are both two levels down). */
 async function packageVersion(logger: GatewayOptions['logger']): Promise<string> {
@@ -82,6 +82,29 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
   #closePromise: Promise<void> | null = null;
   #closedEmitted = false;
   #released: Promise<void> | null = null;
+  /**
+   * With checkpoints on: the fleet-wide job that finishes dead peers' checkpointed recordings here (takeover.ts),
+   * at every heartbeat on the holder of its lease.
+   */
+  #scheduleTakeover(takeoverAfterMs: number): void {
+    const taking = new Set<string>();
+    this.fleet.schedule({
+      name: CHECKPOINT_TAKEOVER_LEASE,
+      intervalMs: this.options.fleet?.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+      runOnce: () =>
+        takeOverCheckpointed(this.services, {
+          takeoverAfterMs,
+          signal: this.#abort.signal,
+          isLocal: (id) => taking.has(id) || this.#retrying.has(id) || [...this.#calls].some((call) => call.unsettledRecordings.some((r) => r.id === id)),
+          track: (id, done) => {
+            taking.add(id);
+            const settled = done.finally(() => taking.delete(id));
+            this.#recoveries = Promise.all([this.#recoveries, settled]).then(() => undefined);
+          },
+        }),
+    });
+  }
+
   #recoveries: Promise<void> = Promise.resolve();
   readonly #retrying = new Set<string>();
   readonly #streamsByAccount = new Map<string, number>();
@@ -183,6 +206,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
         ...(options.batcherLimits ? { batcherLimits: options.batcherLimits } : {}),
         now,
         gatewayId: options.fleet?.gatewayId ?? defaultGatewayId(),
+        deadAfterMs: options.fleet?.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS,
+        ...(options.checkpoint?.intervalMs ? { checkpointIntervalMs: options.checkpoint.intervalMs } : {}),
       };
       const app = uws.App();
       const gateway = new Gateway(options, services, app, await packageVersion(logger));
@@ -192,6 +217,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements GatewayPort 
       // Before any stream is accepted: what a crash left in the spool is rebuilt; its uploads go on meanwhile.
       const recovery = await recoverSpool(services, gateway.#abort.signal);
       gateway.#recoveries = recovery.uploads;
+      if (options.checkpoint?.intervalMs) gateway.#scheduleTakeover(options.checkpoint.takeoverAfterMs ?? DEFAULT_CHECKPOINT_TAKEOVER_MS);
       mount(app, gateway);
       await gateway.sampleSpoolFreeSpace();
       await gateway.#listen(uws);

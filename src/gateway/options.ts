@@ -146,6 +146,15 @@ export interface GatewayOptions {
     /** How long a control request handed to the owning gateway may take to be answered (503 after). Default 10 000. */
     forwardTimeoutMs?: number;
   };
+  /**
+   * Spool checkpoints to S3 (SPOOL_CHECKPOINT_SECONDS): each live recording uploads its sealed journal records
+   * every `intervalMs`, so a peer can finish it when this gateway's volume is lost. Absent or 0: off.
+   */
+  checkpoint?: {
+    intervalMs: number;
+    /** A dead owner's heartbeat age after which a peer takes its checkpointed recordings over. Default 300 000. */
+    takeoverAfterMs?: number;
+  };
   logger: Logger;
   /** Wall clock in ms; tests inject their own. */
   now?: () => number;

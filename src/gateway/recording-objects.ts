@@ -11,6 +11,7 @@ import { CallvaultError, ErrorCode, isCallvaultError } from '../errors/index.js'
 import { unwrapDataKey } from '../crypto/index.js';
 import type { Recording as RecordingRow } from '../db/index.js';
 import { abortOpenUploads } from './durable-sink.js';
+import { deleteCheckpoints } from './checkpoint.js';
 import type { RecordingServices } from './services.js';
 
 /** An open spool data file: one handle for a whole response (the file is removed once the upload completes). */
@@ -93,6 +94,7 @@ export function recordingObjects(services: RecordingServices): RecordingObjects 
         throw storageError(err, 'delete the recording');
       }
       await spool.removeFiles(row.id);
+      if (row.checkpointedAt) await deleteCheckpoints(services, row.bucket, row.id);
     },
   };
 }

@@ -21,6 +21,7 @@ import type { SessionBatchResult } from '../pipeline/pool.js';
 import { rebuildSession } from './pipeline-replay.js';
 import { FrameBatcher } from './batcher.js';
 import { DurableSink } from './durable-sink.js';
+import { SpoolCheckpointer } from './checkpoint.js';
 import { openEnvelope, recordingManifest } from './envelope.js';
 import { retryWhileRetryable } from './retry.js';
 import type { RecordingServices } from './services.js';
@@ -75,6 +76,7 @@ interface RecordingParts {
   channels: 1 | 2;
   sink: DurableSink;
   journal: JournalWriter;
+  checkpointer: SpoolCheckpointer | null;
   session: PipelineSession;
   /** Where the spool's container body starts (after the header): a rebuild checks what follows. */
   headerBytes: number;
@@ -99,6 +101,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
   readonly #journal: JournalWriter;
   /** The row's metadata writes (pauses, gaps), chained so they land in the order they were made. */
   #metadataWrites: Promise<void> = Promise.resolve();
+  /** Spool checkpoints to S3 (SPOOL_CHECKPOINT_SECONDS), or null when off or the data key is not kept. */
+  readonly #checkpointer: SpoolCheckpointer | null;
   readonly #batcher: FrameBatcher;
   readonly #timeline: RecordingTimeline;
   readonly #trackFilter: ReadonlySet<string> | null;
@@ -130,6 +134,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.clientKey = parts.clientKey;
     this.#sink = parts.sink;
     this.#journal = parts.journal;
+    this.#checkpointer = parts.checkpointer;
     this.#session = parts.session;
     this.#headerBytes = parts.headerBytes;
     this.#timeline = parts.timeline;
@@ -211,6 +216,9 @@ export class Recording extends EventEmitter<RecordingEvents> {
       channels,
       sink,
       journal,
+      // A client-key recording whose key is not kept (SPOOL_CLIENT_KEYS=false) cannot be finished by anyone else.
+      checkpointer:
+        services.checkpointIntervalMs && manifest.journalKey ? new SpoolCheckpointer(services, manifest, journal, services.checkpointIntervalMs) : null,
       session: services.pool.openSession(createCallDspState({ outputRate: services.outputSampleRate, stereo: channels === 2 }), envelope.encryptor),
       headerBytes: envelope.header.byteLength,
       clientKey: envelope.keyMode === 'client' ? { salt: envelope.salt, dataKey: envelope.dataKey, ...(envelope.scrypt ? { scrypt: envelope.scrypt } : {}) } : null,
@@ -261,7 +269,9 @@ export class Recording extends EventEmitter<RecordingEvents> {
 
   /** Called periodically by the gateway: group commit of the journal, and batches of quiet calls. */
   flushIfDue(now: number): void {
-    if (this.#state === 'recording') this.#batcher.tick(now);
+    if (this.#state !== 'recording') return;
+    this.#batcher.tick(now);
+    this.#checkpointer?.tick(now);
   }
 
   /**
@@ -435,6 +445,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
           services.db.recordings.complete(this.id, { durationMs, sizeBytes: size, endedAt }),
         );
         await this.#sink.remove();
+        void this.#checkpointer?.discard();
         this.#state = 'closed';
         this.#settle('completed');
         services.metrics.finalizationLatency.observe((services.now() - stoppedAt) / 1000);
@@ -479,6 +490,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     if (!this.#stop('destroyed', err)) return;
     const services = this.#services;
     this.#failure = err;
+    void this.#checkpointer?.discard();
     this.#settle('failed');
     services.metrics.recordingsFailed.inc({ reason: err.code });
     services.logger.error({ recordingSid: this.recordingSid, code: err.code, err }, 'recording failed');
@@ -499,6 +511,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
     const wasClosing = this.#closePromise !== null;
     const reason = new CallvaultError(ErrorCode.ShuttingDown, 'recording left to the spool at shutdown', { retryable: true });
     if (!this.#stop('abandoned', reason)) return;
+    // Its checkpoints stay: the next start finishes it, or a peer does if this volume never comes back.
+    void this.#checkpointer?.stop();
     this.#settle('interrupted');
     this.#services.logger.warn({ recordingSid: this.recordingSid }, 'recording left in the spool for the next start');
     if (!wasClosing) this.#emitClosed(this.#summary('interrupted'));

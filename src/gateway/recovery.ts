@@ -12,6 +12,8 @@ import { CallvaultError, ErrorCode, toCallvaultError } from '../errors/index.js'
 import { createCallDspState, type InputFrame } from '../pipeline/index.js';
 import { readJournal, type SpoolEntry, type SpoolFile } from '../storage/index.js';
 import { abortOpenUploads, uploadSpoolUntilDone } from './durable-sink.js';
+import { deleteCheckpoints } from './checkpoint.js';
+import { DEFAULT_DEAD_AFTER_MS } from './fleet.js';
 import { REPLAY_BATCH_FRAMES } from './pipeline-replay.js';
 import { isRecoverableManifest, manifestDataKey, type RecordingManifest } from './envelope.js';
 import { retryWhileRetryable } from './retry.js';
@@ -92,7 +94,12 @@ export async function recoverRecording(
   }
   // This gateway holds the spool now (the owner restarted, or a replacement was given its volume): it owns the
   // recording, and one marked interrupted while its owner was down is in progress again until it completes.
-  await db.recordings.claimForRecovery(manifest.recordingId, services.gatewayId);
+  if (!(await db.recordings.claimForRecovery(manifest.recordingId, services.gatewayId, services.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS))) {
+    // A live peer took it over from its spool checkpoints while this gateway was down: it finishes it, not this spool.
+    await services.spool.removeFiles(manifest.recordingId);
+    logger.warn({ ...ids, ownerGateway: row.ownerGateway, gatewayId: services.gatewayId }, 'spool entry of a recording a peer took over discarded');
+    return 'cleaned';
+  }
   if (row.status === 'interrupted') logger.info({ ...ids, gatewayId: services.gatewayId }, 'interrupted recording taken back for recovery');
   // The interrupted attempt, and any earlier one whose abort failed while S3 was away: aborted by id.
   const abortError = await abortOpenUploads(services, manifest.recordingId, manifest.bucket, manifest.objectKey);
@@ -101,7 +108,7 @@ export async function recoverRecording(
     // An import: its data file was complete and sealed before its upload began; it goes up as it is.
     const spoolFile = await services.spool.reopenSealed(manifest.recordingId);
     logger.info({ ...ids, durationMs: manifest.sealedDurationMs }, 'sealed recording found in the spool');
-    return { done: finishUpload(services, manifest, spoolFile, manifest.sealedDurationMs, signal) };
+    return { done: finishUpload(services, manifest, spoolFile, manifest.sealedDurationMs, signal, row.checkpointedAt !== null) };
   }
   const spoolFile = await services.spool.rewrite(manifest.recordingId);
   const dataKey = manifestDataKey(manifest, services.keyring.all);
@@ -109,6 +116,7 @@ export async function recoverRecording(
     await db.recordings.fail(manifest.recordingId, { errorCode: ErrorCode.RecoveryKeyUnavailable, endedAt: new Date(services.now()) });
     if (manifest.callDbId) await db.calls.end(manifest.callDbId, new Date(services.now()));
     await spoolFile.remove();
+    if (row.checkpointedAt) await deleteCheckpoints(services, manifest.bucket, manifest.recordingId);
     logger.error({ ...ids, code: ErrorCode.RecoveryKeyUnavailable }, 'crashed client-key recording cannot be finished: its key was not kept');
     return 'cleaned';
   }
@@ -146,7 +154,7 @@ export async function recoverRecording(
     'recording rebuilt from its journal',
   );
 
-  return { done: finishUpload(services, manifest, spoolFile, durationMs, signal) };
+  return { done: finishUpload(services, manifest, spoolFile, durationMs, signal, row.checkpointedAt !== null) };
 }
 
 /** Uploads a rebuilt (or sealed) spool file until S3 takes it, then completes the row and ends the call. */
@@ -156,6 +164,7 @@ async function finishUpload(
   spoolFile: SpoolFile,
   durationMs: number,
   signal: AbortSignal,
+  checkpointed: boolean,
 ): Promise<void> {
   const { db, logger } = services;
   const ids = { recordingId: manifest.recordingId, recordingSid: manifest.recordingSid };
@@ -183,5 +192,7 @@ async function finishUpload(
     });
   }
   await spoolFile.remove();
+  // Complete: its checkpoints (this gateway's, or the dead owner's a takeover downloaded) are of no more use.
+  if (checkpointed) await deleteCheckpoints(services, manifest.bucket, manifest.recordingId);
   logger.info({ ...ids, durationMs, sizeBytes: size }, 'recording recovered');
 }

@@ -43,4 +43,8 @@ export interface RecordingServices {
   artifacts?: ArtifactSealing;
   /** This gateway's id (GATEWAY_ID): new recordings name it as their owner, recovery takes their ownership. */
   gatewayId: string;
+  /** A peer whose heartbeat is older than this is dead (recovery leaves a recording a live peer took over). Default 30 000. */
+  deadAfterMs?: number;
+  /** Spool checkpoints to S3 every this many ms while a recording is live (checkpoint.ts); absent or 0: off. */
+  checkpointIntervalMs?: number;
 }

@@ -197,6 +197,24 @@ export class GatewayMetrics {
     labelNames: ['lease'] as const,
     registers: [this.registry],
   });
+  readonly spoolCheckpoints = new Counter({
+    name: 'callvault_spool_checkpoints_total',
+    help: 'Spool checkpoints of live recordings to S3 (SPOOL_CHECKPOINT_SECONDS), by outcome (uploaded, failed).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly spoolCheckpointRequests = new Counter({
+    name: 'callvault_spool_checkpoint_requests_total',
+    help: 'S3 requests made for spool checkpoints (writing, cleaning up, taking over), by operation (put, get, list, delete).',
+    labelNames: ['op'] as const,
+    registers: [this.registry],
+  });
+  readonly recordingsTakenOver = new Counter({
+    name: 'callvault_recordings_taken_over_total',
+    help: 'Interrupted recordings of a dead peer this gateway took over and finished from their spool checkpoints, by outcome.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly heartbeatFailures = new Counter({
     name: 'callvault_fleet_heartbeat_failures_total',
     help: 'Heartbeats or lease renewals that could not be written to PostgreSQL.',

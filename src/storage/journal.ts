@@ -261,6 +261,28 @@ export class JournalWriter implements CommitLogJournal {
   }
 
   /**
+   * The journal file's bytes from `offset` on, as far as whole durable records go (sealed: no plaintext), with
+   * how many frames the file then holds in all. Records the commit log holds and the file not yet are written
+   * out first. A spool checkpoint uploads these; null once the journal is closed.
+   */
+  async sealedSince(offset: number): Promise<{ bytes: Buffer; end: number; frames: number } | null> {
+    let out: { bytes: Buffer; end: number; frames: number } | null = null;
+    await this.#inChain(async (handle) => {
+      await this.#writeOut(handle);
+      const end = this.#fileBytes;
+      const frames = this.durableFrames;
+      const bytes = Buffer.allocUnsafe(Math.max(0, end - offset));
+      if (bytes.length > 0) {
+        this.#reader ??= await open(this.path, 'r');
+        const { bytesRead } = await this.#reader.read(bytes, 0, bytes.length, offset);
+        if (bytesRead !== bytes.length) throw new CallvaultError(ErrorCode.SpoolFailed, 'frame journal is shorter than written');
+      }
+      out = { bytes, end, frames };
+    });
+    return out;
+  }
+
+  /**
    * Reads durable frames back, from frame index `from` on, whole records at a time, at least one record and
    * about `atLeast` frames; [] when nothing from `from` on is durable yet.
    */

@@ -95,6 +95,12 @@ export class Spool {
     for (const suffix of [MANIFEST_SUFFIX, DATA_SUFFIX, JOURNAL_SUFFIX]) await rm(join(this.dir, recordingId + suffix), { force: true });
   }
 
+  /** Where a recording's manifest lives (written last by whoever puts a whole entry in place: list() keys on it). */
+  manifestPath(recordingId: string): string {
+    assertRecordingId(recordingId);
+    return join(this.dir, recordingId + MANIFEST_SUFFIX);
+  }
+
   /** Where a recording's frame journal lives (see journal.ts); removed together with the spool file. */
   journalPath(recordingId: string): string {
     assertRecordingId(recordingId);

@@ -96,6 +96,7 @@ describe('migrate', () => {
       { version: 14, name: 'transcript_imports' },
       { version: 15, name: 'fleet' },
       { version: 16, name: 'sealed_artifacts' },
+      { version: 17, name: 'spool_checkpoints' },
     ]);
   });
 

@@ -106,7 +106,7 @@ describe('interrupted recordings', () => {
     expect((await t.db.recordings.list('acme', { status: 'interrupted', page: 0, limit: 10 })).total).toBe(2);
 
     // A replacement on the dead gateway's volume recovers one: it owns it now, in progress again, then complete.
-    expect(await t.db.recordings.claimForRecovery(ofDead.id, 'replacement-gw')).toBe(true);
+    expect(await t.db.recordings.claimForRecovery(ofDead.id, 'replacement-gw', 30_000)).toBe(true);
     expect(await t.db.recordings.get('acme', ofDead.id)).toMatchObject({ status: 'in_progress', ownerGateway: 'replacement-gw' });
     await t.db.recordings.markUploading(ofDead.id);
     await t.db.recordings.completeRecovered(ofDead.id, { durationMs: 10, sizeBytes: 10, endedAt: new Date() });
@@ -117,5 +117,57 @@ describe('interrupted recordings', () => {
     expect(await t.db.recordings.resumeLive('dead-gw', [ofDeadToo.id, ofLive.id])).toBe(1);
     expect((await t.db.recordings.get('acme', ofDeadToo.id))?.status).toBe('in_progress');
     expect(await t.db.fleet.countInterrupted()).toBe(0);
+  });
+});
+
+describe('checkpoint takeover', () => {
+  test('a dead owner’s checkpointed interrupted recording: offered after the takeover period only, taken by exactly one peer, never reclaimed by the dead owner from its volume', async () => {
+    await heartbeat('ck-dead');
+    await heartbeat('ck-peer-1');
+    await heartbeat('ck-peer-2');
+    const checkpointed = await t.db.recordings.create(recordingInput('ck-dead'));
+    const without = await t.db.recordings.create(recordingInput('ck-dead'));
+    await t.db.recordings.markCheckpointed(checkpointed.id);
+    const firstMark = (await t.db.recordings.get('acme', checkpointed.id))!.checkpointedAt;
+    expect(firstMark).toBeInstanceOf(Date);
+    // Noted once: a later checkpoint does not move it.
+    await t.db.recordings.markCheckpointed(checkpointed.id);
+    expect((await t.db.recordings.get('acme', checkpointed.id))!.checkpointedAt).toEqual(firstMark);
+    expect((await t.db.recordings.get('acme', without.id))!.checkpointedAt).toBeNull();
+
+    await age('ck-dead', 10_000);
+    await t.db.fleet.markInterrupted(5_000);
+    const offered = async (takeoverAfterMs: number) =>
+      (await t.db.recordings.checkpointedOrphans('ck-peer-1', takeoverAfterMs, 100)).filter((o) => [checkpointed.id, without.id].includes(o.id));
+    // Dead for 10 s: not yet past a 60 s takeover period; past a 5 s one, and only the one with checkpoints.
+    expect(await offered(60_000)).toEqual([]);
+    expect(await offered(5_000)).toEqual([{ id: checkpointed.id, orgId: 'acme', ownerGateway: 'ck-dead' }]);
+
+    // Two peers race: the compare-and-set on the owner lets exactly one through.
+    const [one, two] = await Promise.all([
+      t.db.recordings.takeOver(checkpointed.id, 'ck-dead', 'ck-peer-1'),
+      t.db.recordings.takeOver(checkpointed.id, 'ck-dead', 'ck-peer-2'),
+    ]);
+    expect([one, two].sort()).toEqual([false, true]);
+    const taker = one ? 'ck-peer-1' : 'ck-peer-2';
+    expect(await t.db.recordings.get('acme', checkpointed.id)).toMatchObject({ ownerGateway: taker, status: 'interrupted' });
+    // Still offered to the taker (a takeover cut short is tried again), no longer to the other peer.
+    expect((await t.db.recordings.checkpointedOrphans(taker, 5_000, 100)).map((o) => o.id)).toContain(checkpointed.id);
+    const other = taker === 'ck-peer-1' ? 'ck-peer-2' : 'ck-peer-1';
+    expect((await t.db.recordings.checkpointedOrphans(other, 5_000, 100)).map((o) => o.id)).not.toContain(checkpointed.id);
+
+    // The dead owner back on its volume (alive again) cannot claim it from a live peer; the peer's own recovery can.
+    await heartbeat('ck-dead');
+    expect(await t.db.recordings.claimForRecovery(checkpointed.id, 'ck-dead', 5_000)).toBe(false);
+    expect(await t.db.recordings.get('acme', checkpointed.id)).toMatchObject({ ownerGateway: taker, status: 'interrupted' });
+    expect(await t.db.recordings.claimForRecovery(checkpointed.id, taker, 5_000)).toBe(true);
+    expect(await t.db.recordings.get('acme', checkpointed.id)).toMatchObject({ ownerGateway: taker, status: 'in_progress' });
+    // Not interrupted any more: a late compare-and-set fails.
+    expect(await t.db.recordings.takeOver(checkpointed.id, taker, 'ck-dead')).toBe(false);
+    // Once the taker is dead in turn, a gateway holding the recording's spool may claim it again.
+    await age(taker, 10_000);
+    expect(await t.db.recordings.claimForRecovery(checkpointed.id, 'ck-dead', 5_000)).toBe(true);
+    // The owner itself always may.
+    expect(await t.db.recordings.claimForRecovery(without.id, 'ck-dead', 5_000)).toBe(true);
   });
 });

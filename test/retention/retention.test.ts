@@ -1,11 +1,11 @@
 /**
  * Retention against a real gateway (uWS, workers, PostgreSQL, MinIO): the organisation's period set and read
  * through /api/retention (admin scope to set), and the sweeper run with an injected clock: a recording that
- * ended more than the period before "now" is deleted everywhere (S3 object, spool, row, the call's transcript
- * and events), logged with its ids and counted; a newer one, an in-progress one and another organisation's stay.
+ * ended more than the period before "now" is deleted everywhere (S3 object, spool checkpoints, spool, row, the
+ * call's transcript and events), logged with its ids and counted; a newer one, an in-progress one and another organisation's stay.
  */
 import { randomBytes } from 'node:crypto';
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { retentionSweeperOf, RetentionSweeper } from '../../dist/bootstrap/wiring.js';
 import type { Recording as RecordingRow } from '../../dist/db/index.js';
@@ -37,6 +37,17 @@ async function objectExists(key: string): Promise<boolean> {
   } catch (err) {
     if ((err as { name?: string }).name === 'NotFound') return false;
     throw err;
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Keys under a prefix of the test bucket. */
+async function keysUnder(prefix: string): Promise<string[]> {
+  const client = s3Client();
+  try {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: t.bucket, Prefix: prefix }));
+    return (page.Contents ?? []).map((o) => o.Key!).sort();
   } finally {
     client.destroy();
   }
@@ -142,6 +153,15 @@ describe('the sweeper', () => {
       startedAt: new Date(Date.UTC(2020, 0, 1)),
     });
 
+    // The old one had spool checkpoints in S3 (SPOOL_CHECKPOINT_SECONDS, as a checkpointing gateway leaves them).
+    const checkpointClient = s3Client();
+    for (const name of ['00000000.journal-part', '00000001.journal-part', 'manifest.json']) {
+      await checkpointClient.send(new PutObjectCommand({ Bucket: t.bucket, Key: `checkpoints/${oldRow.id}/${name}`, Body: 'x' }));
+    }
+    checkpointClient.destroy();
+    await db.recordings.markCheckpointed(oldRow.id);
+    expect(await keysUnder(`checkpoints/${oldRow.id}/`)).toHaveLength(3);
+
     expect((await send('PUT', '/api/retention', { days: 30 }, key)).status).toBe(200);
     const sweeper = retentionSweeperOf(t.gateway);
     // "Now" 30 days after the old one ended plus half the gap to the newer one: only the old one is past the period.
@@ -156,6 +176,7 @@ describe('the sweeper', () => {
     expect(await db.recordings.get('acme', oldRow.id)).toBeNull();
     expect(await objectExists(oldRow.objectKey)).toBe(false);
     expect(await spoolFilesOf(t, oldRow.id)).toEqual([]);
+    expect(await keysUnder(`checkpoints/${oldRow.id}/`)).toEqual([]);
     expect(await db.artifacts.transcript(oldRow.callId!)).toEqual([]);
     expect(await db.artifacts.events(oldRow.callId!)).toEqual([]);
     expect((await api(t, recordingPath(old.callSid))).status).toBe(404);

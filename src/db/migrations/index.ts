@@ -13,8 +13,9 @@ import { retention } from './0013_retention.js';
 import { transcriptImports } from './0014_transcript_imports.js';
 import { sealedArtifacts } from './0016_sealed_artifacts.js';
 import { fleet } from './0015_fleet.js';
+import { spoolCheckpoints } from './0017_spool_checkpoints.js';
 import type { Migration } from './migration.js';
 
 export type { Migration };
 
-export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes, signalwire, agentIdentity, callArtifacts, transcriptions, retention, transcriptImports, fleet, sealedArtifacts];
+export const migrations: readonly Migration[] = [init, manage, elevenlabs, durability, uploading, openUploads, keyScopes, signalwire, agentIdentity, callArtifacts, transcriptions, retention, transcriptImports, fleet, sealedArtifacts, spoolCheckpoints];
