@@ -169,3 +169,19 @@ test('a journal missing records the log does not hold either is reported, not pa
   expect(report.restored).toBe(0);
   expect((await stat(journalPath(call!.id))).size).toBe(0);
 });
+
+test('reading frames back while flushes go on never reads a record the file does not hold yet', async () => {
+  const log = await openLog(logDir);
+  const [call] = await openCalls(log, 1);
+  // Many records first, so that a read walks the file for a while (one read per record).
+  for (let n = 0; n < 400; n++) await tick([call!], n);
+  for (let n = 400; n < 450; n++) {
+    // Flushes keep landing in the log (durable) while the reader walks the records written to the file.
+    const reading = call!.journal.readFrames(0, 1_000_000);
+    const flushing = tick([call!], n);
+    const [frames] = await Promise.all([reading, flushing]);
+    // Whatever it returns is the start of what was sent, in order: never a torn or missing record.
+    expect(frames).toEqual(call!.sent.slice(0, frames.length));
+  }
+  expect((await call!.journal.readFrames(0, 1_000_000)).length).toBe(call!.sent.length);
+});
