@@ -14,10 +14,11 @@ import { join } from 'node:path';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { sliceMs, toneAmplitude } from '../support/audio.js';
-import { PUBLIC_URL, testAccount, type TestGateway } from '../support/gateway.js';
+import { PUBLIC_URL, testAccount } from '../support/gateway.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { freshBucket, freshDatabase, s3Client, s3Peer } from '../support/peers.js';
-import { gatewayEnv, startGatewayProcess, type GatewayProcess } from '../support/process.js';
+import { gatewayEnv, startGatewayProcess } from '../support/process.js';
+import { asTestGateway, framesOn, memberCall, type Member } from '../support/fleet.js';
 import { RawTwilioStream } from '../support/twilio.js';
 import { decodeWav } from '../api/support.js';
 
@@ -27,13 +28,6 @@ const account = testAccount('acme');
 const apiKey = `acme-ckpt-${randomBytes(12).toString('hex')}`;
 const masterKey = randomBytes(32).toString('base64');
 
-interface Member {
-  id: string;
-  dataDir: string;
-  env: Record<string, string>;
-  proc: GatewayProcess;
-  port: number;
-}
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let bucket: string;
@@ -82,7 +76,7 @@ afterAll(async () => {
 });
 
 function call(m: Member, method: string, path: string): Promise<Response> {
-  return fetch(`http://127.0.0.1:${m.port}${path}`, { method, headers: { authorization: `Bearer ${apiKey}` } });
+  return memberCall(m, apiKey, method, path);
 }
 
 async function recordingOfCall(m: Member, callSid: string): Promise<any> {
@@ -91,12 +85,6 @@ async function recordingOfCall(m: Member, callSid: string): Promise<any> {
   return ((await res.json()) as any).recordings[0];
 }
 
-async function framesOn(m: Member): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${m.port}/metrics`)).text();
-  const inbound = Number(/^callvault_frames_received_total\{source="twilio",track="inbound"\} (\d+)/m.exec(text)?.[1] ?? 0);
-  const outbound = Number(/^callvault_frames_received_total\{source="twilio",track="outbound"\} (\d+)/m.exec(text)?.[1] ?? 0);
-  return Math.min(inbound, outbound);
-}
 
 async function labelled(m: Member, name: string, label: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${m.port}/metrics`)).text();
@@ -113,9 +101,6 @@ async function recordingObjects(): Promise<string[]> {
   return (await keysUnder('')).filter((k) => !k.startsWith('checkpoints/') && k.endsWith('.cvr'));
 }
 
-function asTestGateway(m: Member): TestGateway {
-  return { gateway: { port: m.port } } as unknown as TestGateway;
-}
 
 /** The most frames (both tracks) a checkpoint of `recordingId` uploaded, as the owner logged it. */
 function checkpointedFrames(m: Member, recordingId: string): number {

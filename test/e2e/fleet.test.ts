@@ -14,9 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { rms, sliceMs, toneAmplitude } from '../support/audio.js';
-import { PUBLIC_URL, testAccount, type TestGateway } from '../support/gateway.js';
+import { PUBLIC_URL, testAccount } from '../support/gateway.js';
 import { freshBucket, freshDatabase } from '../support/peers.js';
-import { gatewayEnv, startGatewayProcess, type GatewayProcess } from '../support/process.js';
+import { gatewayEnv, startGatewayProcess } from '../support/process.js';
+import { asTestGateway, framesOn, memberCall, type Member } from '../support/fleet.js';
 import { RawTwilioStream } from '../support/twilio.js';
 import { decodeWav } from '../api/support.js';
 import { FakeTwilio } from '../manage/support.js';
@@ -27,13 +28,6 @@ const account = testAccount('acme');
 const apiKey = `acme-fleet-${randomBytes(12).toString('hex')}`;
 const masterKey = randomBytes(32).toString('base64');
 
-interface Member {
-  id: string;
-  dataDir: string;
-  env: Record<string, string>;
-  proc: GatewayProcess;
-  port: number;
-}
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let fake: FakeTwilio;
@@ -79,11 +73,7 @@ afterAll(async () => {
 });
 
 function call(m: Member, method: string, path: string, body?: unknown): Promise<Response> {
-  return fetch(`http://127.0.0.1:${m.port}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${apiKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
+  return memberCall(m, apiKey, method, path, body);
 }
 
 async function jsonOf(res: Response, status: number): Promise<any> {
@@ -92,17 +82,7 @@ async function jsonOf(res: Response, status: number): Promise<any> {
   return JSON.parse(text);
 }
 
-/** A member as RawTwilioStream needs it (it only reads the port). */
-function asTestGateway(m: Member): TestGateway {
-  return { gateway: { port: m.port } } as unknown as TestGateway;
-}
 
-async function framesOn(m: Member): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${m.port}/metrics`)).text();
-  const inbound = Number(/^callvault_frames_received_total\{source="twilio",track="inbound"\} (\d+)/m.exec(text)?.[1] ?? 0);
-  const outbound = Number(/^callvault_frames_received_total\{source="twilio",track="outbound"\} (\d+)/m.exec(text)?.[1] ?? 0);
-  return Math.min(inbound, outbound);
-}
 
 async function metric(m: Member, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${m.port}/metrics`)).text();
