@@ -77,18 +77,13 @@ export function artifactIdentity(call: CallRow, recordings: readonly RecordingRo
   };
 }
 
+/** One transcript entry as transcript.json spells it. */
+export function transcriptEntryJson(e: PostedArtifacts['entries'][number]) {
+  return { timestamp: e.timestamp, channel: e.channel, type: e.type, text: e.text, confidence: e.confidence, duration_ms: e.durationMs };
+}
+
 export function transcriptDocument(call: CallRow, recordings: readonly RecordingRow[], posted: PostedArtifacts) {
-  return {
-    ...artifactIdentity(call, recordings),
-    entries: posted.entries.map((e) => ({
-      timestamp: e.timestamp,
-      channel: e.channel,
-      type: e.type,
-      text: e.text,
-      confidence: e.confidence,
-      duration_ms: e.durationMs,
-    })),
-  };
+  return { ...artifactIdentity(call, recordings), entries: posted.entries.map(transcriptEntryJson) };
 }
 
 /** Every event the gateway kept (call and recording rows) and every posted one, in time order. */

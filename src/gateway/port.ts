@@ -111,6 +111,7 @@ export {
   primaryOf,
   sessionEvents,
   transcriptDocument,
+  transcriptEntryJson,
   type PostedArtifacts,
   type SessionEvent,
 } from './artifact-documents.js';

@@ -16,6 +16,7 @@ import { authenticate, canSeeCall, type Principal } from '../../http/auth.js';
 import { json, type Router } from '../../http/http.js';
 import { createPocketSphinxEngine, type TranscriptionEngine, type TranscriptSegment } from '../../transcription/index.js';
 import { conversationIdOf, isoMicros } from '../artifacts.js';
+import { transcriptEntryJson } from '../../gateway/port.js';
 import type { RecordingMedia } from '../recordings.js';
 import { apiStatus, jsonBody } from './common.js';
 import { addTranscriptionPaths } from './transcription-openapi.js';
@@ -123,14 +124,7 @@ export function registerTranscriptionRoutes(router: Router, gateway: GatewayPort
         session_id: row.recordingSid,
         start_time: isoMicros(row.startedAt),
         end_time: row.endedAt ? isoMicros(row.endedAt) : null,
-        entries: entriesOf(row, result).map((e) => ({
-          timestamp: e.timestamp,
-          channel: e.channel,
-          type: e.type,
-          text: e.text,
-          confidence: e.confidence,
-          duration_ms: e.durationMs,
-        })),
+        entries: entriesOf(row, result).map(transcriptEntryJson),
       };
     }
     return {
