@@ -16,6 +16,18 @@ const DOC = fileURLToPath(new URL('../../docs/recording-format.md', import.meta.
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const sha256 = (s: string | Uint8Array) => createHash('sha256').update(s).digest();
 
+/** The lines every worked example gives of its object: the header, its three 16-byte segments, its digest and length. */
+function objectLines(header: Uint8Array, output: Uint8Array): Array<[string, string]> {
+  return [
+    ['header', hex(header)],
+    ['segment 0', hex(output.subarray(0, 32))],
+    ['segment 1', hex(output.subarray(32, 64))],
+    ['segment 2', hex(output.subarray(64))],
+    ['object sha256', hex(sha256(concat(header, output)))],
+    ['object length', String(header.length + output.length)],
+  ];
+}
+
 async function documentedVector(name = 'test-vector'): Promise<Map<string, string>> {
   const doc = await readFile(DOC, 'utf8');
   const block = new RegExp(`<!-- ${name}:begin -->\\s*\`\`\`\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`).exec(doc);
@@ -145,12 +157,7 @@ describe('docs/recording-format.md worked example: a passphrase (key mode 03)', 
       ['passphrase', 'per-instance-key'],
       ['scrypt', 'N = 32768 (log2N 15), r = 8, p = 1'],
       ['data key', hex(dataKey)],
-      ['header', hex(header)],
-      ['segment 0', hex(output.subarray(0, 32))],
-      ['segment 1', hex(output.subarray(32, 64))],
-      ['segment 2', hex(output.subarray(64))],
-      ['object sha256', hex(sha256(concat(header, output)))],
-      ['object length', String(header.length + output.length)],
+      ...objectLines(header, output),
     ]);
     expect(Object.fromEntries(await documentedVector('passphrase-vector'))).toEqual(Object.fromEntries(generated));
   });
@@ -218,12 +225,7 @@ describe('docs/recording-format.md worked example: a document (version 2, conten
     const generated = new Map([
       ['client key', clientKey],
       ['plaintext', new TextDecoder().decode(plaintext)],
-      ['header', hex(header)],
-      ['segment 0', hex(output.subarray(0, 32))],
-      ['segment 1', hex(output.subarray(32, 64))],
-      ['segment 2', hex(output.subarray(64))],
-      ['object sha256', hex(sha256(concat(header, output)))],
-      ['object length', String(header.length + output.length)],
+      ...objectLines(header, output),
     ]);
     expect(Object.fromEntries(await documentedVector('document-vector'))).toEqual(Object.fromEntries(generated));
   });
